@@ -1,0 +1,203 @@
+//! Types shared by the kernel programs (`dnsq-ebpf`) and the recorder.
+//!
+//! Everything here crosses the kernel/user boundary as raw bytes, so every type is
+//! `#[repr(C)]`, made of integers only, with explicit padding, and its size is pinned
+//! by a const assert: a layout change that is not made on both sides fails to build.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Largest DNS payload a single event can carry. The per-CPU scratch buffer is this
+/// big plus the header; the kernel caps per-CPU map values at 32 KiB.
+pub const MAX_PAYLOAD: usize = 16 * 1024;
+
+/// Default payload cap when the user does not set one.
+pub const DEFAULT_PAYLOAD_CAP: u32 = MAX_PAYLOAD as u32;
+
+/// Number of 64-bit words in the port bitmap (one bit per port).
+pub const PORT_BITMAP_WORDS: u32 = 65536 / 64;
+
+/// Capacity of the socket-cookie → owner map. LRU: the oldest sockets go first.
+pub const SOCK_OWNERS_CAPACITY: u32 = 65536;
+
+/// Default ring buffer size in bytes (a power of two, a multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Names of maps and programs, shared so the loader and the programs cannot drift.
+pub mod names {
+    pub const EVENTS: &str = "EVENTS";
+    pub const SOCK_OWNERS: &str = "SOCK_OWNERS";
+    pub const PORTS: &str = "PORTS";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const SCRATCH: &str = "SCRATCH";
+    pub const PAYLOAD_CAP: &str = "PAYLOAD_CAP";
+}
+
+/// Which hook last recorded a socket's owner. Sent as a `u32` (no `Pod` on enums).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerHook {
+    Unknown = 0,
+    Connect = 1,
+    SendmsgAddr = 2,
+    PostBind = 3,
+    SockSend = 4,
+    SockRecv = 5,
+    /// Written into the map by the recorder's user-space fallback.
+    UserSpace = 6,
+}
+
+impl OwnerHook {
+    pub const fn from_u32(v: u32) -> Self {
+        match v {
+            1 => Self::Connect,
+            2 => Self::SendmsgAddr,
+            3 => Self::PostBind,
+            4 => Self::SockSend,
+            5 => Self::SockRecv,
+            6 => Self::UserSpace,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// The process behind a socket, recorded in process context (connect, sendmsg,
+/// bind, send/recv) and keyed by the socket cookie in `SOCK_OWNERS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockOwner {
+    /// Thread group id: what user space calls the pid.
+    pub pid: u32,
+    /// Kernel task id: what user space calls the thread id.
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// cgroup v2 id of the task (the inode number of its cgroup directory).
+    pub cgroup_id: u64,
+    /// `bpf_ktime_get_boot_ns` when this was recorded.
+    pub seen_boot_ns: u64,
+    pub comm: [u8; 16],
+    /// An [`OwnerHook`] value.
+    pub hook: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<SockOwner>() == 56);
+
+impl SockOwner {
+    pub const fn zeroed() -> Self {
+        Self {
+            pid: 0,
+            tid: 0,
+            uid: 0,
+            gid: 0,
+            cgroup_id: 0,
+            seen_boot_ns: 0,
+            comm: [0; 16],
+            hook: 0,
+            _pad: 0,
+        }
+    }
+}
+
+/// `PacketHeader::direction` values.
+pub mod direction {
+    /// Seen on cgroup egress: the socket's owner sent it.
+    pub const SENT: u8 = 1;
+    /// Seen on cgroup ingress: delivered to the socket's owner.
+    pub const RECEIVED: u8 = 2;
+}
+
+/// `PacketHeader::family` values (the `AF_*` numbers).
+pub mod family {
+    pub const INET: u8 = 2;
+    pub const INET6: u8 = 10;
+}
+
+/// `PacketHeader::proto` values (IP protocol numbers).
+pub mod proto {
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+}
+
+/// TCP flag bits as in the TCP header's 13th byte.
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+}
+
+/// One packet with a DNS port, as the packet programs send it. The captured payload
+/// bytes follow the header directly in the ring buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PacketHeader {
+    /// `bpf_ktime_get_boot_ns()`; the recorder turns it into wall-clock time.
+    pub boot_ns: u64,
+    /// Cookie of the socket the packet belongs to (0 if there was none).
+    pub sock_cookie: u64,
+    /// cgroup v2 id of the socket (`bpf_skb_cgroup_id`).
+    pub sock_cgroup_id: u64,
+    /// The socket's owner as `SOCK_OWNERS` knew it when the packet passed;
+    /// meaningful only when `owner_found != 0`.
+    pub owner: SockOwner,
+    /// Source and destination addresses; IPv4 uses the first four bytes.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub ifindex: u32,
+    /// TCP sequence number of the first payload byte (0 for UDP).
+    pub tcp_seq: u32,
+    /// True length of the L4 payload (the DNS message or TCP stream bytes).
+    pub payload_len: u32,
+    /// How many payload bytes follow this header (≤ payload_len, ≤ the cap).
+    pub captured_len: u32,
+    /// Host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u8,
+    pub proto: u8,
+    pub direction: u8,
+    pub tcp_flags: u8,
+    pub owner_found: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<PacketHeader>() == 144);
+
+/// The per-CPU scratch area a packet event is assembled in before it is copied
+/// to the ring buffer with its exact length (the BPF stack is only 512 bytes).
+#[repr(C)]
+pub struct PacketEvent {
+    pub header: PacketHeader,
+    pub payload: [u8; MAX_PAYLOAD],
+}
+const _: () = assert!(size_of::<PacketEvent>() == 144 + MAX_PAYLOAD);
+// The kernel refuses per-CPU map values over 32 KiB.
+const _: () = assert!(size_of::<PacketEvent>() <= 32 * 1024);
+
+/// Indexes into the `COUNTERS` per-CPU array.
+pub mod counter {
+    /// Events written to the ring buffer.
+    pub const DELIVERED: u32 = 0;
+    /// Events lost because the ring buffer was full.
+    pub const LOST_RINGBUF_FULL: u32 = 1;
+    /// DNS-port packets whose payload could not be read (event not sent).
+    pub const LOST_LOAD_FAILED: u32 = 2;
+    /// Events sent without a known socket owner.
+    pub const OWNER_UNKNOWN: u32 = 3;
+    /// Times a socket owner was recorded.
+    pub const OWNER_UPDATES: u32 = 4;
+    /// Owner records that could not be stored in SOCK_OWNERS.
+    pub const OWNER_UPDATE_FAILED: u32 = 5;
+    /// Packets that matched a DNS port but whose headers could not be parsed.
+    pub const LOST_PARSE_FAILED: u32 = 6;
+    pub const COUNT: u32 = 7;
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+
+    // SAFETY: plain integer structs with explicit padding; any bit pattern is valid.
+    unsafe impl aya::Pod for SockOwner {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PacketHeader {}
+}

@@ -1,0 +1,28 @@
+//! dnsq's kernel programs.
+//!
+//! Two families, one file each:
+//! - [`packet`]: `cgroup_skb` ingress/egress on the cgroup v2 root. Sees every packet of
+//!   every socket on the host (all network namespaces), keeps those with a DNS port and
+//!   copies them to the `EVENTS` ring buffer. Always allows the packet.
+//! - [`owner`]: process-context hooks (connect, sendmsg, post_bind, and the
+//!   `sock_send_length`/`sock_recv_length` tracepoints) that record which task uses a
+//!   DNS socket, keyed by socket cookie. A packet program must never use "current":
+//!   the receive path often runs in the sender's or a softirq's context.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod owner;
+mod packet;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a program the verifier accepts: every index is bounds-checked.
+    loop {}
+}
+
+// "Dual MIT/GPL" is GPL-compatible, which bpf_probe_read_kernel requires.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,172 @@
+//! Process-context hooks that record who owns each DNS socket.
+//!
+//! All of these run in the context of the task making the system call, so
+//! `bpf_get_current_*` is that task. Each records the owner under the socket's cookie
+//! in `SOCK_OWNERS`, where the packet programs look it up. The owner is "whoever last
+//! used the socket", which also covers sockets passed between processes and sockets
+//! opened before the recorder started (from their first send/recv on).
+//!
+//! Every hook allows the operation (returns 1 for cgroup hooks): dnsq observes only.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_probe_read_kernel,
+        generated::{bpf_get_current_cgroup_id, bpf_get_socket_cookie, bpf_ktime_get_boot_ns},
+    },
+    macros::{btf_tracepoint, cgroup_sock, cgroup_sock_addr},
+    programs::{BtfTracePointContext, SockAddrContext, SockContext},
+};
+use dnsq_common::{OwnerHook, SockOwner, counter, family};
+
+use crate::maps::{SOCK_OWNERS, bump, is_dns_port};
+
+/// Cgroup hooks return 1 to let the operation proceed.
+const ALLOW: i32 = 1;
+
+#[inline(always)]
+fn record_owner(cookie: u64, hook: OwnerHook) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let pid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    // Sockets are used over and over by the same thread (a resolver's loop): skip the
+    // map write when nothing changed. The hook field keeps its first value then.
+    // SAFETY: the value is copied out before anything else touches the map entry.
+    if let Some(known) = unsafe { SOCK_OWNERS.get(&cookie) }
+        && known.pid == pid
+        && known.tid == tid
+    {
+        return;
+    }
+    let uid_gid = bpf_get_current_uid_gid();
+    let owner = SockOwner {
+        pid,
+        tid,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        // SAFETY: helper calls without pointer arguments.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        seen_boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        hook: hook as u32,
+        _pad: 0,
+    };
+    match SOCK_OWNERS.insert(&cookie, &owner, 0) {
+        Ok(()) => bump(counter::OWNER_UPDATES),
+        Err(_) => bump(counter::OWNER_UPDATE_FAILED),
+    }
+}
+
+/// `connect()`/`sendto()` on an IPv4 or IPv6 socket: `user_port` is the destination.
+#[inline(always)]
+fn on_sock_addr(ctx: &SockAddrContext, hook: OwnerHook) -> i32 {
+    // SAFETY: the context pointer is valid for the program's run.
+    let user_port = unsafe { (*ctx.sock_addr).user_port };
+    // user_port holds the port in network byte order in its low 16 bits.
+    if is_dns_port(u16::from_be(user_port as u16)) {
+        // SAFETY: bpf_get_socket_cookie takes the context of a sock_addr program.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+        record_owner(cookie, hook);
+    }
+    ALLOW
+}
+
+// match-proto:v6.18:net/ipv4/af_inet.c:int __inet_stream_connect(...) / ip4_datagram_connect
+#[cgroup_sock_addr(connect4)]
+pub fn dnsq_connect4(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx, OwnerHook::Connect)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn dnsq_connect6(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx, OwnerHook::Connect)
+}
+
+// match-proto:v6.18:net/ipv4/udp.c:int udp_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
+// (runs only for unconnected UDP sends that name a destination)
+#[cgroup_sock_addr(sendmsg4)]
+pub fn dnsq_sendmsg4(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx, OwnerHook::SendmsgAddr)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn dnsq_sendmsg6(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx, OwnerHook::SendmsgAddr)
+}
+
+#[inline(always)]
+fn on_post_bind(ctx: &SockContext) -> i32 {
+    // SAFETY: the context pointer is valid for the program's run.
+    let src_port = unsafe { (*ctx.sock).src_port };
+    // src_port is in host byte order here, unlike user_port above.
+    if is_dns_port(src_port as u16) {
+        // SAFETY: bpf_get_socket_cookie takes the context of a cgroup/sock program.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+        record_owner(cookie, OwnerHook::PostBind);
+    }
+    ALLOW
+}
+
+// match-proto:v6.18:net/ipv4/af_inet.c:int __inet_bind(...) (BPF_CGROUP_RUN_PROG_INET4_POST_BIND)
+#[cgroup_sock(post_bind4)]
+pub fn dnsq_post_bind4(ctx: SockContext) -> i32 {
+    on_post_bind(&ctx)
+}
+
+#[cgroup_sock(post_bind6)]
+pub fn dnsq_post_bind6(ctx: SockContext) -> i32 {
+    on_post_bind(&ctx)
+}
+
+/// Offsets into `struct sock_common`, unchanged since Linux 4.x: `skc_dport` (be16)
+/// at 12, `skc_num` (host-order local port) at 14, `skc_family` at 16. Rust eBPF has
+/// no CO-RE; these three fields sit in the fixed head of the struct, before any field
+/// that configuration options move.
+const SKC_PORTPAIR_OFFSET: usize = 12;
+const SKC_FAMILY_OFFSET: usize = 16;
+
+#[inline(always)]
+fn on_sock_io(ctx: &BtfTracePointContext, hook: OwnerHook) -> i32 {
+    let sk: *const u8 = ctx.arg(0);
+    if sk.is_null() {
+        return 0;
+    }
+    // SAFETY: probe reads of kernel memory are checked by the helper; a failed read
+    // only means we skip this socket.
+    let (portpair, family_id) = unsafe {
+        match (
+            bpf_probe_read_kernel(sk.add(SKC_PORTPAIR_OFFSET).cast::<u32>()),
+            bpf_probe_read_kernel(sk.add(SKC_FAMILY_OFFSET).cast::<u16>()),
+        ) {
+            (Ok(p), Ok(f)) => (p, f),
+            _ => return 0,
+        }
+    };
+    if family_id != u16::from(family::INET) && family_id != u16::from(family::INET6) {
+        return 0;
+    }
+    // Little-endian load of {be16 dport, u16 num}.
+    let remote_port = u16::from_be(portpair as u16);
+    let local_port = (portpair >> 16) as u16;
+    if is_dns_port(remote_port) || is_dns_port(local_port) {
+        // SAFETY: the tracepoint's first argument is a BTF-typed `struct sock *`, which
+        // the tracing flavour of bpf_get_socket_cookie accepts.
+        let cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
+        record_owner(cookie, hook);
+    }
+    0
+}
+
+// match-proto:v6.18:net/socket.c:trace_sock_send_length(struct sock *sk, int ret, int flags)
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn dnsq_sock_send(ctx: BtfTracePointContext) -> i32 {
+    on_sock_io(&ctx, OwnerHook::SockSend)
+}
+
+// match-proto:v6.18:net/socket.c:trace_sock_recv_length(struct sock *sk, int ret, int flags)
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn dnsq_sock_recv(ctx: BtfTracePointContext) -> i32 {
+    on_sock_io(&ctx, OwnerHook::SockRecv)
+}

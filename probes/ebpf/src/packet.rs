@@ -1,0 +1,246 @@
+//! `cgroup_skb` programs: copy every packet with a DNS port to user space.
+//!
+//! Attached to the cgroup v2 root, they run for every socket of every process on the
+//! host, in every network namespace. A cgroup_skb buffer starts at the IP header.
+//! The socket's owner comes from `SOCK_OWNERS` by socket cookie, never from
+//! "current". Whatever happens, the packet is allowed (return 1).
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::__sk_buff,
+    helpers::generated::{
+        bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_skb_cgroup_id, bpf_skb_load_bytes,
+    },
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use dnsq_common::{
+    MAX_PAYLOAD, PacketHeader, SockOwner, counter, direction, family, proto, tcp_flags,
+};
+
+use crate::maps::{EVENTS, SCRATCH, SOCK_OWNERS, bump, is_dns_port, payload_cap};
+
+const ALLOW: i32 = 1;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const HEADER_LEN: usize = core::mem::size_of::<PacketHeader>();
+
+#[cgroup_skb(egress)]
+pub fn dnsq_egress(ctx: SkBuffContext) -> i32 {
+    capture(&ctx, direction::SENT);
+    ALLOW
+}
+
+#[cgroup_skb(ingress)]
+pub fn dnsq_ingress(ctx: SkBuffContext) -> i32 {
+    capture(&ctx, direction::RECEIVED);
+    ALLOW
+}
+
+/// Where the transport header starts and what it is.
+struct Network {
+    family: u8,
+    proto: u8,
+    l4_offset: usize,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+}
+
+#[inline(always)]
+fn capture(ctx: &SkBuffContext, dir: u8) {
+    // SAFETY: the context pointer is valid for the program's run.
+    let protocol = u16::from_be(unsafe { (*ctx.skb.skb).protocol } as u16);
+    let network = match protocol {
+        ETH_P_IP => parse_ipv4(ctx),
+        ETH_P_IPV6 => parse_ipv6(ctx),
+        _ => return,
+    };
+    let Some(network) = network else { return };
+    if network.proto != proto::UDP && network.proto != proto::TCP {
+        return;
+    }
+    // Source and destination ports lead both the UDP and the TCP header.
+    let Ok(ports) = ctx.load::<[u8; 4]>(network.l4_offset) else {
+        return;
+    };
+    let sport = u16::from_be_bytes([ports[0], ports[1]]);
+    let dport = u16::from_be_bytes([ports[2], ports[3]]);
+    if !is_dns_port(sport) && !is_dns_port(dport) {
+        return;
+    }
+    // From here on the packet is DNS traffic: any failure is counted.
+    if send_event(ctx, dir, &network, sport, dport).is_err() {
+        bump(counter::LOST_PARSE_FAILED);
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &SkBuffContext) -> Option<Network> {
+    let ip = ctx.load::<[u8; 20]>(0).ok()?;
+    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    if header_len < 20 {
+        return None;
+    }
+    // A non-first fragment has no transport header. (Egress runs before
+    // fragmentation and ingress after reassembly, so this is rare.)
+    let fragment_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+    if fragment_offset != 0 {
+        return None;
+    }
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    saddr[..4].copy_from_slice(&ip[12..16]);
+    daddr[..4].copy_from_slice(&ip[16..20]);
+    Some(Network {
+        family: family::INET,
+        proto: ip[9],
+        l4_offset: header_len,
+        saddr,
+        daddr,
+    })
+}
+
+/// IPv6 extension headers we step over (RFC 8200 §4); anything else ends the chain.
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AUTH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
+/// More extension headers than this and we give up on the packet.
+const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+#[inline(always)]
+fn parse_ipv6(ctx: &SkBuffContext) -> Option<Network> {
+    let ip = ctx.load::<[u8; 40]>(0).ok()?;
+    let mut next = ip[6];
+    let mut offset = 40usize;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
+                let ext = ctx.load::<[u8; 2]>(offset).ok()?;
+                next = ext[0];
+                offset += (usize::from(ext[1]) + 1) * 8;
+            }
+            IPV6_FRAGMENT => {
+                let ext = ctx.load::<[u8; 4]>(offset).ok()?;
+                if u16::from_be_bytes([ext[2], ext[3]]) >> 3 != 0 {
+                    return None; // not the first fragment
+                }
+                next = ext[0];
+                offset += 8;
+            }
+            IPV6_AUTH => {
+                let ext = ctx.load::<[u8; 2]>(offset).ok()?;
+                next = ext[0];
+                offset += (usize::from(ext[1]) + 2) * 4;
+            }
+            _ => break,
+        }
+    }
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    saddr.copy_from_slice(&ip[8..24]);
+    daddr.copy_from_slice(&ip[24..40]);
+    Some(Network {
+        family: family::INET6,
+        proto: next,
+        l4_offset: offset,
+        saddr,
+        daddr,
+    })
+}
+
+#[inline(always)]
+fn send_event(
+    ctx: &SkBuffContext,
+    dir: u8,
+    network: &Network,
+    sport: u16,
+    dport: u16,
+) -> Result<(), ()> {
+    let skb: *mut __sk_buff = ctx.skb.skb;
+    let (payload_offset, tcp_seq, flags) = if network.proto == proto::UDP {
+        (network.l4_offset + 8, 0u32, 0u8)
+    } else {
+        let tcp = ctx.load::<[u8; 14]>(network.l4_offset).map_err(|_| ())?;
+        let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+        let data_offset = usize::from(tcp[12] >> 4) * 4;
+        (network.l4_offset + data_offset, seq, tcp[13])
+    };
+    let skb_len = ctx.len() as usize;
+    let payload_len = skb_len.saturating_sub(payload_offset) as u32;
+    // Pure TCP ACKs carry nothing for DNS; SYN/FIN/RST tell the reassembler where a
+    // stream starts and ends.
+    if network.proto == proto::TCP
+        && payload_len == 0
+        && flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0
+    {
+        return Ok(());
+    }
+
+    let event = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: the per-CPU scratch slot is ours for the duration of this run.
+    let event = unsafe { &mut *event };
+    let header = &mut event.header;
+    // SAFETY: helpers that take the program's own context.
+    header.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    header.sock_cookie = unsafe { bpf_get_socket_cookie(skb.cast::<c_void>()) };
+    header.sock_cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
+    // SAFETY: the value is copied out at once.
+    match unsafe { SOCK_OWNERS.get(&header.sock_cookie) } {
+        Some(owner) => {
+            header.owner = *owner;
+            header.owner_found = 1;
+        }
+        None => {
+            header.owner = SockOwner::zeroed();
+            header.owner_found = 0;
+            bump(counter::OWNER_UNKNOWN);
+        }
+    }
+    header.saddr = network.saddr;
+    header.daddr = network.daddr;
+    // SAFETY: the context pointer is valid for the program's run.
+    header.ifindex = unsafe { (*skb).ifindex };
+    header.tcp_seq = tcp_seq;
+    header.payload_len = payload_len;
+    header.sport = sport;
+    header.dport = dport;
+    header.family = network.family;
+    header.proto = network.proto;
+    header.direction = dir;
+    header.tcp_flags = flags;
+
+    let cap = payload_cap();
+    let mut captured = if payload_len < cap { payload_len } else { cap };
+    // Bound for the verifier, which must see the copy fit the scratch buffer.
+    if captured > MAX_PAYLOAD as u32 {
+        captured = MAX_PAYLOAD as u32;
+    }
+    if captured > 0 {
+        // SAFETY: `captured` ≤ MAX_PAYLOAD, the size of `payload`.
+        let ret = unsafe {
+            bpf_skb_load_bytes(
+                skb.cast::<c_void>(),
+                payload_offset as u32,
+                event.payload.as_mut_ptr().cast::<c_void>(),
+                captured,
+            )
+        };
+        if ret != 0 {
+            bump(counter::LOST_LOAD_FAILED);
+            return Ok(());
+        }
+    }
+    event.header.captured_len = captured;
+
+    let total = HEADER_LEN + captured as usize;
+    // SAFETY: `total` ≤ size_of::<PacketEvent>(), and the scratch value is that big.
+    let bytes = unsafe { core::slice::from_raw_parts((event as *const _) as *const u8, total) };
+    match EVENTS.output::<[u8]>(bytes, 0) {
+        Ok(()) => bump(counter::DELIVERED),
+        Err(_) => bump(counter::LOST_RINGBUF_FULL),
+    }
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! Builds the eBPF programs (`probes/ebpf`) with the nightly toolchain and
+//! bpf-linker, and leaves the object in OUT_DIR for `include_bytes_aligned!`.
+//!
+//! The probes are not a Cargo dependency: they build for another target with
+//! `-Z build-std=core`, which Cargo cannot express for a dependency today
+//! (aya-build's docs list the artifact-dependency issues). `make setup` installs
+//! what this needs (rust-src for nightly, bpf-linker).
+
+fn main() -> anyhow::Result<()> {
+    // aya-build watches the eBPF crate; the shared types live beside it.
+    println!(
+        "cargo:rerun-if-changed={}",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../probes/common/src")
+    );
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: "dnsq-ebpf",
+            root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../probes/ebpf"),
+            ..Default::default()
+        }],
+        aya_build::Toolchain::default(),
+    )
+}

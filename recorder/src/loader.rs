@@ -1,0 +1,255 @@
+//! Loads the eBPF object, configures it (ports, payload cap, ring size) and attaches
+//! every program. Dropping [`Probes`] detaches everything: the programs are attached
+//! through BPF links, which the kernel also releases if the recorder dies.
+
+use std::{fs::File, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader, Pod,
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock,
+        CgroupSockAddr, ProgramError,
+    },
+};
+use dnsq_common::{PORT_BITMAP_WORDS, SockOwner, counter, names};
+
+/// The compiled probes, built by build.rs.
+static PROBES_ELF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dnsq-probes"));
+
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub ports: Vec<u16>,
+    pub payload_cap: u32,
+    pub ring_bytes: u32,
+    /// Where cgroup v2 is mounted (found in /proc/self/mountinfo).
+    pub cgroup_root: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("could not open the cgroup v2 root {path}: {source}")]
+    CgroupRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not load the eBPF object: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("the kernel refused program {program}: {source}")]
+    Program {
+        program: &'static str,
+        source: ProgramError,
+    },
+    #[error("could not configure map {map}: {detail}")]
+    Map { map: &'static str, detail: String },
+    #[error("could not read kernel BTF: {0}")]
+    Btf(#[source] aya::BtfError),
+}
+
+impl LoadError {
+    /// The verifier's log when the kernel rejected a program.
+    pub fn verifier_log(&self) -> Option<String> {
+        match self {
+            Self::Program {
+                source: ProgramError::LoadError { verifier_log, .. },
+                ..
+            } => Some(verifier_log.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Loaded and attached probes.
+pub struct Probes {
+    ebpf: Ebpf,
+    pub attached: Vec<&'static str>,
+}
+
+/// The probes and how each attaches. Owner hooks go first so that sockets get owners
+/// before packets are captured.
+const CGROUP_SOCK_ADDR: [&str; 4] = [
+    "dnsq_connect4",
+    "dnsq_connect6",
+    "dnsq_sendmsg4",
+    "dnsq_sendmsg6",
+];
+const CGROUP_SOCK: [&str; 2] = ["dnsq_post_bind4", "dnsq_post_bind6"];
+const TP_BTF: [(&str, &str); 2] = [
+    ("dnsq_sock_send", "sock_send_length"),
+    ("dnsq_sock_recv", "sock_recv_length"),
+];
+const CGROUP_SKB: [(&str, CgroupSkbAttachType); 2] = [
+    ("dnsq_egress", CgroupSkbAttachType::Egress),
+    ("dnsq_ingress", CgroupSkbAttachType::Ingress),
+];
+
+fn program_error(program: &'static str) -> impl FnOnce(ProgramError) -> LoadError {
+    move |source| LoadError::Program { program, source }
+}
+
+fn missing(program: &'static str) -> LoadError {
+    LoadError::Map {
+        map: "programs",
+        detail: format!("program {program} is missing from the object"),
+    }
+}
+
+impl Probes {
+    pub fn load(config: &ProbeConfig) -> Result<Self, LoadError> {
+        let cgroup = File::open(&config.cgroup_root).map_err(|source| LoadError::CgroupRoot {
+            path: config.cgroup_root.clone(),
+            source,
+        })?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::PAYLOAD_CAP, &config.payload_cap, true)
+            .map_max_entries(names::EVENTS, config.ring_bytes)
+            .load(PROBES_ELF)
+            .map_err(LoadError::Object)?;
+        set_ports(&mut ebpf, &config.ports)?;
+
+        let btf = aya::Btf::from_sys_fs().map_err(LoadError::Btf)?;
+        let mut attached = Vec::new();
+        // Cgroup programs attach as links with `Single`: a link takes no flags and always
+        // coexists with other programs on the cgroup (aya issue #1078; KERNEL-FACTS).
+        for name in CGROUP_SOCK_ADDR {
+            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+            prog.load().map_err(program_error(name))?;
+            prog.attach(&cgroup, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            attached.push(name);
+        }
+        for name in CGROUP_SOCK {
+            let prog: &mut CgroupSock = program(&mut ebpf, name)?;
+            prog.load().map_err(program_error(name))?;
+            prog.attach(&cgroup, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            attached.push(name);
+        }
+        for (name, tracepoint) in TP_BTF {
+            let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;
+            prog.load(tracepoint, &btf).map_err(program_error(name))?;
+            prog.attach().map_err(program_error(name))?;
+            attached.push(name);
+        }
+        for (name, attach_type) in CGROUP_SKB {
+            let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
+            prog.load().map_err(program_error(name))?;
+            prog.attach(&cgroup, attach_type, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            attached.push(name);
+        }
+        Ok(Self { ebpf, attached })
+    }
+
+    /// The event ring buffer; can be taken once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self.ebpf.take_map(names::EVENTS).ok_or(LoadError::Map {
+            map: names::EVENTS,
+            detail: "missing (already taken?)".into(),
+        })?;
+        RingBuf::try_from(map).map_err(|e| LoadError::Map {
+            map: names::EVENTS,
+            detail: e.to_string(),
+        })
+    }
+
+    /// A handle on the socket-owner map for the user-space fallback.
+    pub fn take_owners(&mut self) -> Result<BpfHashMap<MapData, u64, SockOwner>, LoadError> {
+        let map = self.ebpf.take_map(names::SOCK_OWNERS).ok_or(LoadError::Map {
+            map: names::SOCK_OWNERS,
+            detail: "missing (already taken?)".into(),
+        })?;
+        BpfHashMap::try_from(map).map_err(|e| LoadError::Map {
+            map: names::SOCK_OWNERS,
+            detail: e.to_string(),
+        })
+    }
+
+    /// A handle on the counters, read with [`read_counters`].
+    pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>, LoadError> {
+        let map = self.ebpf.take_map(names::COUNTERS).ok_or(LoadError::Map {
+            map: names::COUNTERS,
+            detail: "missing (already taken?)".into(),
+        })?;
+        PerCpuArray::try_from(map).map_err(|e| LoadError::Map {
+            map: names::COUNTERS,
+            detail: e.to_string(),
+        })
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| missing(name))?
+        .try_into()
+        .map_err(program_error(name))
+}
+
+fn set_ports(ebpf: &mut Ebpf, ports: &[u16]) -> Result<(), LoadError> {
+    let map_error = |detail: String| LoadError::Map {
+        map: names::PORTS,
+        detail,
+    };
+    let mut bitmap = vec![0u64; PORT_BITMAP_WORDS as usize];
+    for &port in ports {
+        bitmap[usize::from(port >> 6)] |= 1 << (port & 63);
+    }
+    let map = ebpf
+        .map_mut(names::PORTS)
+        .ok_or_else(|| map_error("missing".into()))?;
+    let mut array: Array<_, u64> = Array::try_from(map).map_err(|e| map_error(e.to_string()))?;
+    for (index, word) in bitmap.iter().enumerate() {
+        if *word != 0 {
+            array
+                .set(index as u32, word, 0)
+                .map_err(|e| map_error(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Kernel counters summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCounters {
+    pub delivered: u64,
+    pub lost_ringbuf_full: u64,
+    pub lost_load_failed: u64,
+    pub lost_parse_failed: u64,
+    pub owner_unknown: u64,
+    pub owner_updates: u64,
+    pub owner_update_failed: u64,
+}
+
+impl KernelCounters {
+    /// Events the kernel could not deliver, whatever the reason.
+    pub fn lost(&self) -> u64 {
+        self.lost_ringbuf_full + self.lost_load_failed + self.lost_parse_failed
+    }
+}
+
+pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> std::io::Result<KernelCounters> {
+    let sum = |index: u32| -> std::io::Result<u64> {
+        let values = map
+            .get(&index, 0)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(values.iter().sum())
+    };
+    Ok(KernelCounters {
+        delivered: sum(counter::DELIVERED)?,
+        lost_ringbuf_full: sum(counter::LOST_RINGBUF_FULL)?,
+        lost_load_failed: sum(counter::LOST_LOAD_FAILED)?,
+        lost_parse_failed: sum(counter::LOST_PARSE_FAILED)?,
+        owner_unknown: sum(counter::OWNER_UNKNOWN)?,
+        owner_updates: sum(counter::OWNER_UPDATES)?,
+        owner_update_failed: sum(counter::OWNER_UPDATE_FAILED)?,
+    })
+}
+
+// Pod is needed for SockOwner map access; make sure the common crate provides it.
+const _: fn() = || {
+    fn assert_pod<T: Pod>() {}
+    assert_pod::<SockOwner>();
+};

@@ -1,0 +1,177 @@
+//! What the recorder produces for each DNS message: the JSON that `--print` writes
+//! (one object per line) and what the store keeps. Field names here are a public,
+//! stable interface: add fields, never rename them.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// One DNS message seen on one socket.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Always `"message"`; other kinds of lines (`"stats"`) may share the stream.
+    pub kind: String,
+    /// Wall-clock time the packet passed the probe, RFC 3339 in UTC, nanoseconds.
+    pub time: String,
+    /// The same instant as Unix nanoseconds.
+    pub time_ns: i64,
+    pub direction: Direction,
+    pub transport: Transport,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    /// Interface index in the packet's network namespace (0 when the kernel had none).
+    pub ifindex: u32,
+    /// Interface name, when the packet's namespace is the recorder's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    pub socket_cookie: u64,
+    /// cgroup v2 id of the socket.
+    pub socket_cgroup_id: u64,
+    pub process: ProcessInfo,
+    /// True length of the DNS message (for TCP, without the 2-byte length prefix).
+    pub message_len: u32,
+    /// Bytes of it that were captured; less than `message_len` means truncated.
+    pub captured_len: u32,
+    /// The decoded message; absent when it could not be decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsMessage>,
+    /// Present when the bytes were not a valid DNS message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<Malformed>,
+    /// For a response: the query it answers, seen on the same socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pair: Option<Pairing>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The process sent it.
+    Sent,
+    /// The process received it.
+    Received,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// How the process behind a message was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attribution {
+    /// The kernel knew the socket's owner when the packet passed.
+    Socket,
+    /// The kernel learnt the owner from the socket's next send or receive, shortly
+    /// after the packet (sockets older than the recorder, accepted TCP sockets).
+    SocketLate,
+    /// Found by the user-space fallback: the socket in /proc/*/net and /proc/*/fd.
+    Procfs,
+    /// Not found. The identity fields are absent rather than guessed.
+    Unknown,
+}
+
+/// The process that sent or received a message. Fields are absent when unknown.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub attribution: Option<Attribution>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Inode number of the process's network namespace (as in `net:[4026531840]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<u64>,
+}
+
+/// A decoded DNS message (RFC 1035 §4.1).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsMessage {
+    pub id: u16,
+    /// QR bit: false for a query, true for a response.
+    pub response: bool,
+    /// `QUERY`, `NOTIFY`, `UPDATE`, … or the number.
+    pub opcode: String,
+    /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, … (extended with the EDNS high bits).
+    pub rcode: String,
+    pub flags: DnsFlags,
+    pub questions: Vec<Question>,
+    pub answers: Vec<ResourceRecord>,
+    pub authority: Vec<ResourceRecord>,
+    /// Additional records except the EDNS OPT pseudo-record, which is `edns`.
+    pub additional: Vec<ResourceRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edns: Option<Edns>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsFlags {
+    pub aa: bool,
+    pub tc: bool,
+    pub rd: bool,
+    pub ra: bool,
+    pub ad: bool,
+    pub cd: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    /// Fully qualified, with the trailing dot; unprintable bytes escaped as `\DDD`.
+    pub name: String,
+    /// `A`, `AAAA`, `CNAME`, … or `TYPE65534` for unknown types.
+    #[serde(rename = "type")]
+    pub qtype: String,
+    pub class: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    pub class: String,
+    pub ttl: u32,
+    /// Presentation format (RFC 1035 §5.1): `192.0.2.1`, `target.example.`, …;
+    /// for types without one, RFC 3597 `\# <len> <hex>`.
+    pub data: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edns {
+    pub udp_size: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+}
+
+/// Bytes that are not a DNS message, kept so nothing is lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Malformed {
+    pub error: String,
+    /// The captured bytes, hex-encoded.
+    pub raw_hex: String,
+}
+
+/// Links a response to its query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pairing {
+    /// When the query passed, Unix nanoseconds.
+    pub query_time_ns: i64,
+    pub latency_ns: u64,
+}

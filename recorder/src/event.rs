@@ -1,0 +1,223 @@
+//! Turns raw ring-buffer records into [`Packet`]s, and boot-time stamps into
+//! wall-clock time.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use dnsq_common::{PacketHeader, SockOwner, direction, family, proto};
+
+use crate::record::{Direction, Transport};
+
+/// One packet with a DNS port, as the kernel saw it.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    pub boot_ns: u64,
+    pub cookie: u64,
+    pub sock_cgroup_id: u64,
+    /// The socket's owner as the kernel knew it when the packet passed.
+    pub owner: Option<SockOwner>,
+    pub direction: Direction,
+    pub transport: Transport,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub ifindex: u32,
+    pub tcp_seq: u32,
+    pub tcp_flags: u8,
+    /// True L4 payload length; `payload.len()` may be shorter (the cap).
+    pub payload_len: u32,
+    pub payload: Vec<u8>,
+}
+
+impl Packet {
+    /// The far end of the conversation, from the socket owner's point of view.
+    pub fn remote(&self) -> (IpAddr, u16) {
+        match self.direction {
+            Direction::Sent => (self.dst, self.dport),
+            Direction::Received => (self.src, self.sport),
+        }
+    }
+
+    /// The socket owner's own address and port.
+    pub fn local(&self) -> (IpAddr, u16) {
+        match self.direction {
+            Direction::Sent => (self.src, self.sport),
+            Direction::Received => (self.dst, self.dport),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("ring buffer record of {0} bytes is shorter than the event header")]
+    Short(usize),
+    #[error("event claims {claimed} captured bytes but carries {present}")]
+    Length { claimed: usize, present: usize },
+    #[error("unknown {field} value {value} in event")]
+    Field { field: &'static str, value: u8 },
+}
+
+const HEADER_LEN: usize = size_of::<PacketHeader>();
+
+/// Parses one ring-buffer record: a [`PacketHeader`] followed by the payload.
+pub fn parse(record: &[u8]) -> Result<Packet, EventError> {
+    if record.len() < HEADER_LEN {
+        return Err(EventError::Short(record.len()));
+    }
+    // SAFETY: PacketHeader is plain integers (any bit pattern is valid) and the
+    // record holds at least HEADER_LEN bytes; the read tolerates any alignment.
+    let header: PacketHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let captured = header.captured_len as usize;
+    let payload = record
+        .get(HEADER_LEN..HEADER_LEN + captured)
+        .ok_or(EventError::Length {
+            claimed: captured,
+            present: record.len() - HEADER_LEN,
+        })?;
+    let direction = match header.direction {
+        direction::SENT => Direction::Sent,
+        direction::RECEIVED => Direction::Received,
+        value => return Err(EventError::Field { field: "direction", value }),
+    };
+    let transport = match header.proto {
+        proto::UDP => Transport::Udp,
+        proto::TCP => Transport::Tcp,
+        value => return Err(EventError::Field { field: "protocol", value }),
+    };
+    let address = |bytes: [u8; 16]| -> Result<IpAddr, EventError> {
+        match header.family {
+            family::INET => Ok(IpAddr::V4(Ipv4Addr::new(
+                bytes[0], bytes[1], bytes[2], bytes[3],
+            ))),
+            family::INET6 => Ok(IpAddr::V6(Ipv6Addr::from(bytes))),
+            value => Err(EventError::Field { field: "family", value }),
+        }
+    };
+    Ok(Packet {
+        boot_ns: header.boot_ns,
+        cookie: header.sock_cookie,
+        sock_cgroup_id: header.sock_cgroup_id,
+        owner: (header.owner_found != 0).then_some(header.owner),
+        direction,
+        transport,
+        src: address(header.saddr)?,
+        sport: header.sport,
+        dst: address(header.daddr)?,
+        dport: header.dport,
+        ifindex: header.ifindex,
+        tcp_seq: header.tcp_seq,
+        tcp_flags: header.tcp_flags,
+        payload_len: header.payload_len,
+        payload: payload.to_vec(),
+    })
+}
+
+/// Converts `CLOCK_BOOTTIME` stamps (what BPF has) into Unix time. The offset is
+/// re-read now and then so clock steps (NTP) are followed.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    offset_ns: i64,
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; both clocks always exist.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+impl WallClock {
+    pub fn now() -> Self {
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        let boot = clock_ns(libc::CLOCK_BOOTTIME);
+        Self {
+            offset_ns: real - boot,
+        }
+    }
+
+    pub fn boot_now_ns() -> u64 {
+        clock_ns(libc::CLOCK_BOOTTIME) as u64
+    }
+
+    pub fn to_unix_ns(self, boot_ns: u64) -> i64 {
+        self.offset_ns + boot_ns as i64
+    }
+}
+
+/// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-24T10:00:00.123456789Z`.
+pub fn rfc3339(unix_ns: i64) -> String {
+    match jiff::Timestamp::from_nanosecond(i128::from(unix_ns)) {
+        Ok(ts) => format!("{ts:.9}"),
+        Err(_) => unix_ns.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> PacketHeader {
+        PacketHeader {
+            boot_ns: 5,
+            sock_cookie: 77,
+            sock_cgroup_id: 1,
+            owner: SockOwner::zeroed(),
+            saddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            daddr: [127, 0, 0, 53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ifindex: 1,
+            tcp_seq: 0,
+            payload_len: 4,
+            captured_len: 3,
+            sport: 40000,
+            dport: 53,
+            family: family::INET,
+            proto: proto::UDP,
+            direction: direction::SENT,
+            tcp_flags: 0,
+            owner_found: 0,
+            _pad: 0,
+        }
+    }
+
+    fn bytes(h: &PacketHeader, payload: &[u8]) -> Vec<u8> {
+        // SAFETY: reading the header's own bytes.
+        let raw = unsafe {
+            std::slice::from_raw_parts((h as *const PacketHeader).cast::<u8>(), HEADER_LEN)
+        };
+        [raw, payload].concat()
+    }
+
+    #[test]
+    fn parses_header_and_payload() {
+        let p = parse(&bytes(&header(), &[1, 2, 3])).unwrap();
+        assert_eq!(p.payload, vec![1, 2, 3]);
+        assert_eq!(p.payload_len, 4);
+        assert_eq!(p.src, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(p.remote(), ("127.0.0.53".parse().unwrap(), 53));
+        assert_eq!(p.direction, Direction::Sent);
+        assert!(p.owner.is_none());
+    }
+
+    #[test]
+    fn rejects_lying_lengths_and_fields() {
+        assert!(matches!(parse(&[0; 10]), Err(EventError::Short(10))));
+        assert!(matches!(
+            parse(&bytes(&header(), &[1])),
+            Err(EventError::Length { claimed: 3, present: 1 })
+        ));
+        let mut h = header();
+        h.family = 99;
+        assert!(matches!(
+            parse(&bytes(&h, &[1, 2, 3])),
+            Err(EventError::Field { field: "family", .. })
+        ));
+    }
+
+    #[test]
+    fn formats_time() {
+        assert_eq!(rfc3339(1_000_000_000_123), "1970-01-01T00:16:40.000000123Z");
+    }
+}

@@ -1,0 +1,18 @@
+//! dnsq-recorder: sees every DNS message on the host through eBPF, ties it to the
+//! process behind its socket, decodes it and pairs answers with queries.
+//!
+//! Data flows one way: [`loader`] (kernel programs) → [`event`] (raw ring-buffer
+//! records) → [`tcp`] (stream reassembly) → [`dns`] (decoding) → [`pairing`] →
+//! [`attribution`] (who) → a sink (`--print` JSON, or the store).
+
+pub mod attribution;
+pub mod checks;
+pub mod dns;
+pub mod event;
+pub mod loader;
+pub mod output;
+pub mod pairing;
+pub mod pipeline;
+pub mod procinfo;
+pub mod record;
+pub mod tcp;

@@ -1,0 +1,349 @@
+//! The recorder's one path for data: raw event → packet → (TCP reassembly) → DNS
+//! message → decode → pair → attribute → sink.
+//!
+//! Messages whose socket owner the kernel did not know yet wait briefly (see
+//! [`crate::attribution`]) before they go to the sink; everything else goes at once.
+
+use std::{collections::VecDeque, time::Instant};
+
+use crate::{
+    attribution::{Attributor, Owner, OwnerMap, SocketId},
+    dns,
+    event::{self, Packet, WallClock},
+    pairing::{Pairer, QueryKey},
+    procinfo::ProcInfo,
+    record::{Attribution, MessageRecord, Malformed, ProcessInfo, Transport},
+    tcp::{Reassembler, Segment, StreamKey, StreamOutput},
+};
+
+/// How long a message without a known owner waits for the kernel to learn it.
+const ATTRIBUTION_WAIT_NS: u64 = 200_000_000;
+/// How long a query waits for its response before it counts as unanswered.
+const QUERY_TIMEOUT_NS: i64 = 30_000_000_000;
+/// Most queries in flight tracked for pairing.
+const MAX_PENDING_QUERIES: usize = 65_536;
+/// Most messages waiting for attribution; beyond it they are attributed at once.
+const MAX_DEFERRED: usize = 65_536;
+/// How often the boot-time → wall-clock offset is re-read.
+const CLOCK_REFRESH_SECS: u64 = 10;
+
+/// Where finished records go: stdout JSON (`--print`) or the store.
+pub trait Sink {
+    fn write(&mut self, record: MessageRecord) -> anyhow::Result<()>;
+    fn flush(&mut self) -> anyhow::Result<()>;
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct PipelineStats {
+    /// Ring-buffer records received.
+    pub events: u64,
+    /// Records that were not a valid event (a recorder/probe mismatch).
+    pub bad_events: u64,
+    /// DNS messages handed to the sink.
+    pub messages: u64,
+    pub malformed: u64,
+    /// Messages whose owner was found by none of the means.
+    pub unattributed: u64,
+    pub unanswered_queries: u64,
+}
+
+struct Waiting {
+    record: MessageRecord,
+    socket: SocketId,
+    due_boot_ns: u64,
+}
+
+pub struct Pipeline<M, S> {
+    clock: WallClock,
+    clock_read: Instant,
+    streams: Reassembler,
+    stream_output: Vec<StreamOutput>,
+    pairer: Pairer,
+    attributor: Attributor<M>,
+    procinfo: ProcInfo,
+    waiting: VecDeque<Waiting>,
+    sink: S,
+    stats: PipelineStats,
+}
+
+impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
+    pub fn new(attributor: Attributor<M>, procinfo: ProcInfo, sink: S) -> Self {
+        Self {
+            clock: WallClock::now(),
+            clock_read: Instant::now(),
+            streams: Reassembler::new(Default::default()),
+            stream_output: Vec::new(),
+            pairer: Pairer::new(QUERY_TIMEOUT_NS, MAX_PENDING_QUERIES),
+            attributor,
+            procinfo,
+            waiting: VecDeque::new(),
+            sink,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            unanswered_queries: self.pairer.unanswered,
+            ..self.stats
+        }
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    /// One ring-buffer record.
+    pub fn handle_event(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stats.events += 1;
+        match event::parse(bytes) {
+            Ok(packet) => self.handle_packet(packet),
+            Err(error) => {
+                self.stats.bad_events += 1;
+                tracing::warn!(%error, "dropping an event the recorder cannot read");
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, packet: Packet) -> anyhow::Result<()> {
+        match packet.transport {
+            Transport::Udp => {
+                self.handle_message(&packet, &packet.payload, packet.payload_len, None)
+            }
+            Transport::Tcp => {
+                let key = StreamKey {
+                    cookie: packet.cookie,
+                    sent: packet.direction == crate::record::Direction::Sent,
+                };
+                let segment = Segment {
+                    seq: packet.tcp_seq,
+                    flags: packet.tcp_flags,
+                    payload: &packet.payload,
+                    payload_len: packet.payload_len,
+                    now_ns: packet.boot_ns,
+                };
+                let mut output = std::mem::take(&mut self.stream_output);
+                self.streams.push(key, segment, &mut output);
+                let result = self.handle_stream_output(&packet, &mut output);
+                self.stream_output = output;
+                result
+            }
+        }
+    }
+
+    fn handle_stream_output(
+        &mut self,
+        packet: &Packet,
+        output: &mut Vec<StreamOutput>,
+    ) -> anyhow::Result<()> {
+        for item in output.drain(..) {
+            match item {
+                StreamOutput::Message(bytes) => {
+                    self.handle_message(packet, &bytes, bytes.len() as u32, None)?;
+                }
+                StreamOutput::Broken {
+                    bytes,
+                    declared_len,
+                    reason,
+                } => {
+                    let true_len = declared_len.map_or(bytes.len() as u32, u32::from);
+                    let why = format!("TCP stream: {reason}");
+                    self.handle_message(packet, &bytes, true_len, Some(why))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the record for one DNS message and sends it on (or parks it until its
+    /// owner is known).
+    fn handle_message(
+        &mut self,
+        packet: &Packet,
+        bytes: &[u8],
+        true_len: u32,
+        broken: Option<String>,
+    ) -> anyhow::Result<()> {
+        let time_ns = self.clock.to_unix_ns(packet.boot_ns);
+        let (dns, malformed) = match broken {
+            Some(error) => (None, Some(malformed(error, bytes))),
+            None => match dns::decode(bytes) {
+                Ok(message) => (Some(message), None),
+                Err(error) if (bytes.len() as u32) < true_len => (
+                    None,
+                    Some(malformed(
+                        format!("captured {} of {true_len} bytes: {error}", bytes.len()),
+                        bytes,
+                    )),
+                ),
+                Err(error) => (None, Some(malformed(error.to_string(), bytes))),
+            },
+        };
+        if malformed.is_some() {
+            self.stats.malformed += 1;
+        }
+        let pair = dns.as_ref().and_then(|message| {
+            let (name, qtype) = dns::question_key(message).unwrap_or_default();
+            let key = QueryKey {
+                cookie: packet.cookie,
+                remote: packet.remote(),
+                id: message.id,
+                question: (name, qtype),
+            };
+            if message.response {
+                self.pairer.response(&key, time_ns)
+            } else {
+                self.pairer.query(key, time_ns);
+                None
+            }
+        });
+        let record = MessageRecord {
+            kind: "message".into(),
+            time: event::rfc3339(time_ns),
+            time_ns,
+            direction: packet.direction,
+            transport: packet.transport,
+            src: packet.src,
+            sport: packet.sport,
+            dst: packet.dst,
+            dport: packet.dport,
+            ifindex: packet.ifindex,
+            interface: None,
+            socket_cookie: packet.cookie,
+            socket_cgroup_id: packet.sock_cgroup_id,
+            process: ProcessInfo::default(),
+            message_len: true_len,
+            captured_len: bytes.len() as u32,
+            dns,
+            malformed,
+            pair,
+        };
+        let found = match packet.owner.as_ref() {
+            Some(owner) => Some(Owner::from_kernel(owner)),
+            None => self
+                .attributor
+                .late(packet.cookie)
+                .map(|owner| (Attribution::SocketLate, owner)),
+        };
+        match found {
+            Some((attribution, owner)) => self.emit(record, attribution, Some(owner)),
+            None => {
+                let socket = SocketId {
+                    cookie: packet.cookie,
+                    transport: packet.transport,
+                    local: packet.local(),
+                    remote: packet.remote(),
+                };
+                self.waiting.push_back(Waiting {
+                    record,
+                    socket,
+                    due_boot_ns: packet.boot_ns + ATTRIBUTION_WAIT_NS,
+                });
+                if self.waiting.len() > MAX_DEFERRED {
+                    self.release_waiting(u64::MAX)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn emit(
+        &mut self,
+        mut record: MessageRecord,
+        attribution: Attribution,
+        owner: Option<Owner>,
+    ) -> anyhow::Result<()> {
+        record.process = self.process_info(attribution, owner);
+        record.interface = self.procinfo.interface(record.ifindex, record.process.netns);
+        if attribution == Attribution::Unknown {
+            self.stats.unattributed += 1;
+        }
+        self.stats.messages += 1;
+        self.sink.write(record)
+    }
+
+    fn process_info(&mut self, attribution: Attribution, owner: Option<Owner>) -> ProcessInfo {
+        let Some(owner) = owner else {
+            return ProcessInfo {
+                attribution: Some(attribution),
+                ..ProcessInfo::default()
+            };
+        };
+        let details = self.procinfo.process(owner.pid);
+        ProcessInfo {
+            attribution: Some(attribution),
+            pid: Some(owner.pid),
+            tid: owner.tid,
+            uid: Some(owner.uid),
+            gid: Some(owner.gid),
+            comm: Some(owner.comm),
+            exe: details.exe,
+            cgroup_id: owner.cgroup_id,
+            cgroup: owner.cgroup_id.and_then(|id| self.procinfo.cgroup_path(id)),
+            netns: details.netns,
+        }
+    }
+
+    /// Attributes the waiting messages that are due by `boot_ns`.
+    fn release_waiting(&mut self, boot_ns: u64) -> anyhow::Result<()> {
+        while let Some(front) = self.waiting.front() {
+            if front.due_boot_ns > boot_ns {
+                break;
+            }
+            let Some(waiting) = self.waiting.pop_front() else {
+                break;
+            };
+            let (attribution, owner) = self.attributor.resolve(&waiting.socket);
+            self.emit(waiting.record, attribution, owner)?;
+        }
+        Ok(())
+    }
+
+    /// Periodic work: due attributions, idle TCP streams, stale queries, the clock.
+    pub fn tick(&mut self) -> anyhow::Result<()> {
+        let now = WallClock::boot_now_ns();
+        self.release_waiting(now)?;
+        self.expire_streams(now)?;
+        self.pairer.expire(self.clock.to_unix_ns(now));
+        if self.clock_read.elapsed().as_secs() >= CLOCK_REFRESH_SECS {
+            self.clock = WallClock::now();
+            self.clock_read = Instant::now();
+        }
+        self.sink.flush()
+    }
+
+    fn expire_streams(&mut self, now: u64) -> anyhow::Result<()> {
+        let mut output = std::mem::take(&mut self.stream_output);
+        self.streams.expire(now, &mut output);
+        // Partial data of an expired stream has no packet of its own; describe it by
+        // an empty UDP-less placeholder rather than drop it.
+        let result = if output.is_empty() {
+            Ok(())
+        } else {
+            self.report_orphaned(&mut output)
+        };
+        self.stream_output = output;
+        result
+    }
+
+    fn report_orphaned(&mut self, output: &mut Vec<StreamOutput>) -> anyhow::Result<()> {
+        let lost = output.len();
+        output.clear();
+        tracing::debug!(lost, "partial TCP messages expired");
+        Ok(())
+    }
+
+    /// At shutdown: nothing waits any more.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.release_waiting(u64::MAX)?;
+        self.sink.flush()
+    }
+}
+
+fn malformed(error: String, bytes: &[u8]) -> Malformed {
+    Malformed {
+        error,
+        raw_hex: hex::encode(bytes),
+    }
+}

@@ -15,4 +15,5 @@ pub mod pairing;
 pub mod pipeline;
 pub mod procinfo;
 pub mod record;
+pub mod store;
 pub mod tcp;

@@ -1,0 +1,74 @@
+//! The parts of the store's layout that live in code rather than in
+//! `migrations/*.sql`: the bit layout of `messages.flags` and the fact tables'
+//! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
+
+/// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Default database path, for both binaries; `--db` or `DNSQ_DB` override it.
+pub const DEFAULT_DB_PATH: &str = "/var/lib/dnsq/dnsq.db";
+
+/// Bits of `messages.flags`.
+pub mod flags {
+    /// Set: the process received the message; clear: it sent it.
+    pub const RECEIVED: i64 = 1 << 0;
+    /// Set: TCP; clear: UDP.
+    pub const TCP: i64 = 1 << 1;
+    /// The DNS QR bit (a response).
+    pub const RESPONSE: i64 = 1 << 2;
+    /// The bytes did not decode; see the `malformed` table.
+    pub const MALFORMED: i64 = 1 << 3;
+    /// Bits 4–5: how the process was found (see [`attribution`]).
+    pub const ATTRIBUTION_SHIFT: u32 = 4;
+    pub const ATTRIBUTION_MASK: i64 = 0b11 << ATTRIBUTION_SHIFT;
+    /// DNS header flags.
+    pub const AA: i64 = 1 << 6;
+    pub const TC: i64 = 1 << 7;
+    pub const RD: i64 = 1 << 8;
+    pub const RA: i64 = 1 << 9;
+    pub const AD: i64 = 1 << 10;
+    pub const CD: i64 = 1 << 11;
+    /// EDNS present / its DO bit.
+    pub const EDNS: i64 = 1 << 12;
+    pub const DNSSEC_OK: i64 = 1 << 13;
+    /// Bits 16–19: the DNS opcode.
+    pub const OPCODE_SHIFT: u32 = 16;
+    pub const OPCODE_MASK: i64 = 0xf << OPCODE_SHIFT;
+    /// Bits 20–27: EDNS version.
+    pub const EDNS_VERSION_SHIFT: u32 = 20;
+    pub const EDNS_VERSION_MASK: i64 = 0xff << EDNS_VERSION_SHIFT;
+}
+
+/// Values of the attribution bits in `messages.flags`.
+pub mod attribution {
+    pub const UNKNOWN: i64 = 0;
+    pub const SOCKET: i64 = 1;
+    pub const SOCKET_LATE: i64 = 2;
+    pub const PROCFS: i64 = 3;
+}
+
+/// `lookups.role`.
+pub mod role {
+    /// The process sent the query / received the response.
+    pub const CLIENT: i64 = 0;
+    /// The process received the query / sent the response.
+    pub const SERVER: i64 = 1;
+}
+
+/// `lookups.rcode` of rows that count queries rather than responses.
+pub const RCODE_QUERY: i64 = -1;
+
+/// `process_id` in fact tables when the process is unknown.
+pub const UNKNOWN_PROCESS: i64 = 0;
+
+/// Fact tables are per hour: `hour = time_ns / NS_PER_HOUR`.
+pub const NS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
+/// `time_index.minute = time_ns / NS_PER_MINUTE`.
+pub const NS_PER_MINUTE: i64 = 60 * 1_000_000_000;
+
+/// `answer_sets.records` sections.
+pub mod section {
+    pub const ANSWER: i64 = 0;
+    pub const AUTHORITY: i64 = 1;
+    pub const ADDITIONAL: i64 = 2;
+}

@@ -332,6 +332,14 @@ impl Recorder {
         wait_for(what, Duration::from_secs(10), || check(&self.messages_so_far()))
     }
 
+    /// SIGSTOP / SIGCONT: a paused recorder reads nothing, so the kernel's ring
+    /// buffer fills up for certain.
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
     /// SIGTERM, then everything it printed. The recorder must exit cleanly.
     pub fn stop(mut self) -> anyhow::Result<Recording> {
         // SAFETY: kill(2) on our own child's pid.

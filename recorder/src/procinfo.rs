@@ -22,6 +22,10 @@ const MAX_CGROUPS: usize = 100_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct ProcessDetails {
+    /// The process's command name (its main thread's `comm`): the probes see the
+    /// name of the thread that touched the socket, which for threaded programs
+    /// is a worker's name such as `isc-net-0000`.
+    pub comm: Option<String>,
     pub exe: Option<String>,
     pub netns: Option<u64>,
 }
@@ -55,6 +59,9 @@ impl ProcInfo {
         }
         let dir = pid.to_string();
         let details = ProcessDetails {
+            comm: fs::read_to_string(format!("/proc/{dir}/comm"))
+                .ok()
+                .map(|name| name.trim_end_matches('\n').to_owned()),
             exe: fs::read_link(format!("/proc/{dir}/exe"))
                 .ok()
                 .map(|p| p.to_string_lossy().into_owned()),

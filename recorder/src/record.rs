@@ -90,6 +90,10 @@ pub struct ProcessInfo {
     pub gid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comm: Option<String>,
+    /// Name of the thread that sent or received (differs from `comm` in threaded
+    /// programs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

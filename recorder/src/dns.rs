@@ -1,15 +1,1264 @@
-//! STUB — being written. Decodes DNS wire format into [`DnsMessage`].
-use crate::record::DnsMessage;
+//! Decodes DNS wire format (RFC 1035 §4) into [`DnsMessage`], with every name and
+//! record in presentation format that is safe to print on a terminal.
+//!
+//! hickory-proto does the reading: the header, names (with its compression-pointer
+//! checks) and record data. This module walks the sections itself, record by record,
+//! rather than calling `Message::from_vec`, because a monitor must show what was sent,
+//! not what a resolver would accept:
+//!
+//! - the raw record data stays at hand, so a record whose data hickory cannot decode
+//!   (unknown type, `NULL`, DNSSEC types without hickory's `dnssec` features, or data
+//!   that is malformed for its type) is shown in RFC 3597 form `\# <len> <hex>` instead
+//!   of failing the whole message;
+//! - the EDNS OPT record is read from its raw fields: hickory raises a UDP size under
+//!   512 to 512, and rejects a second OPT record;
+//! - type, class, opcode and rcode names come from the IANA registries here: hickory
+//!   prints unknown types as `Unknown`, unknown classes as `UNKNOWN`, and maps type
+//!   65305 (a private-use number) to its own `ANAME`.
+//!
+//! Names and character strings are formatted here, not by hickory's `Display`, which
+//! escapes unprintable bytes in octal (`\033` for ESC) where RFC 1035 §5.1 means
+//! decimal (`\027`), turns `xn--` labels into Unicode, and prints TXT, HINFO, NAPTR,
+//! CAA and SVCB strings without quoting or escaping them.
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(String);
+use std::fmt::{self, Write as _};
 
-pub fn decode(_bytes: &[u8]) -> Result<DnsMessage, DecodeError> {
-    Err(DecodeError("decoder not written yet".into()))
+use hickory_proto::{
+    ProtoError, ProtoErrorKind,
+    op::{Header, MessageType},
+    rr::{
+        Name, RData, RecordType,
+        rdata::svcb::{SVCB, SvcParamValue},
+    },
+    serialize::binary::{
+        BinDecodable, BinDecoder, BinEncodable, BinEncoder, DecodeError as WireError, Restrict,
+    },
+};
+
+use crate::record::{DnsFlags, DnsMessage, Edns, Question, ResourceRecord};
+
+/// A DNS message is at most 65535 bytes: the TCP length prefix is 16 bits.
+const MAX_MESSAGE_LEN: usize = 65_535;
+const HEADER_LEN: usize = 12;
+/// Most compression pointers one name may follow. hickory-proto 0.25 follows them by
+/// recursion without a limit (hickory-dns issue #3738, fixed in 0.26), so a crafted
+/// chain of ~30 000 pointers could overflow the stack. A real name has at most 127
+/// labels, so more hops than that means pointers to pointers.
+const MAX_POINTER_HOPS: u16 = 128;
+const TYPE_OPT: u16 = 41;
+const TYPE_DNAME: u16 = 39;
+
+/// Why bytes are not a DNS message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("message of {0} bytes is longer than a DNS message can be (65535)")]
+    TooLong(usize),
+    #[error("truncated message: {0}")]
+    Truncated(String),
+    #[error("compression pointer loop: {0}")]
+    PointerLoop(String),
+    #[error("compression pointer chain of more than {MAX_POINTER_HOPS} hops")]
+    PointerChain,
+    #[error("{0}")]
+    Invalid(String),
 }
 
+/// Where in the message a read failed, for error messages: `answer 2 of 3`.
+#[derive(Clone, Copy)]
+struct Place {
+    section: &'static str,
+    index: u16,
+    count: u16,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let number = u32::from(self.index) + 1;
+        write!(f, "{} {number} of {}", self.section, self.count)
+    }
+}
+
+/// Decodes one DNS message. Never panics; allocation is bounded by the input size.
+/// Bytes after the last record announced in the header are ignored.
+pub fn decode(bytes: &[u8]) -> Result<DnsMessage, DecodeError> {
+    if bytes.len() > MAX_MESSAGE_LEN {
+        return Err(DecodeError::TooLong(bytes.len()));
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::Truncated(format!(
+            "the header needs {HEADER_LEN} bytes, the message has {}",
+            bytes.len()
+        )));
+    }
+    check_pointer_chains(bytes)?;
+    let mut decoder = BinDecoder::new(bytes);
+    let header = Header::read(&mut decoder).map_err(|error| classify("header", &error))?;
+    let mut message = DnsMessage {
+        id: header.id(),
+        response: header.message_type() == MessageType::Response,
+        opcode: opcode_name(u8::from(header.op_code())),
+        rcode: String::new(),
+        flags: DnsFlags {
+            aa: header.authoritative(),
+            tc: header.truncated(),
+            rd: header.recursion_desired(),
+            ra: header.recursion_available(),
+            ad: header.authentic_data(),
+            cd: header.checking_disabled(),
+        },
+        ..DnsMessage::default()
+    };
+    // Counts are not trusted for allocation: every entry needs bytes, so the vectors
+    // grow only as far as the message really goes.
+    let count = header.query_count();
+    for index in 0..count {
+        let place = Place {
+            section: "question",
+            index,
+            count,
+        };
+        let name = Name::read(&mut decoder).map_err(|error| classify(place, &error))?;
+        let qtype = read_u16(&mut decoder, place, "type")?;
+        let class = read_u16(&mut decoder, place, "class")?;
+        message.questions.push(Question {
+            name: format_name(&name),
+            qtype: type_name(qtype),
+            class: class_name(class),
+        });
+    }
+    let mut reader = SectionReader {
+        message: bytes,
+        decoder,
+        opt: None,
+    };
+    message.answers = reader.section("answer", header.answer_count())?;
+    message.authority = reader.section("authority", header.name_server_count())?;
+    message.additional = reader.section("additional", header.additional_count())?;
+    let low = u16::from(header.response_code()) & 0x000f;
+    let high = reader.opt.map_or(0, |opt| (opt.ttl >> 24) as u16);
+    message.rcode = rcode_name((high << 4) | low);
+    message.edns = reader.opt.map(|opt| Edns {
+        udp_size: opt.class,
+        version: (opt.ttl >> 16) as u8,
+        dnssec_ok: opt.ttl & 0x8000 != 0,
+    });
+    Ok(message)
+}
+
+/// The first question's name, lower-cased (ASCII), and type: what a response must
+/// repeat to answer a query.
 pub fn question_key(message: &DnsMessage) -> Option<(String, String)> {
     let q = message.questions.first()?;
     Some((q.name.to_ascii_lowercase(), q.qtype.clone()))
+}
+
+/// The raw fields of the EDNS OPT pseudo-record (RFC 6891 §6.1.2), which overloads
+/// class (UDP payload size) and TTL (extended rcode, version, DO bit).
+#[derive(Clone, Copy)]
+struct OptFields {
+    class: u16,
+    ttl: u32,
+}
+
+struct SectionReader<'a> {
+    message: &'a [u8],
+    decoder: BinDecoder<'a>,
+    /// The first OPT record of the additional section.
+    opt: Option<OptFields>,
+}
+
+impl SectionReader<'_> {
+    fn section(
+        &mut self,
+        section: &'static str,
+        count: u16,
+    ) -> Result<Vec<ResourceRecord>, DecodeError> {
+        let mut records = Vec::new();
+        for index in 0..count {
+            let place = Place {
+                section,
+                index,
+                count,
+            };
+            let decoder = &mut self.decoder;
+            let name = Name::read(decoder).map_err(|error| classify(place, &error))?;
+            let rtype = read_u16(decoder, place, "type")?;
+            let class = read_u16(decoder, place, "class")?;
+            let ttl = decoder
+                .read_u32()
+                .map_err(|_| truncated_in(place, "TTL"))?
+                .unverified(/*any TTL is shown as it is*/);
+            let rdlength = read_u16(decoder, place, "data length")?;
+            let start = decoder.index();
+            let left = decoder.len();
+            let raw = decoder
+                .read_slice(usize::from(rdlength))
+                .map_err(|_| {
+                    DecodeError::Truncated(format!(
+                        "{place}: {rdlength} bytes of record data announced, {left} left"
+                    ))
+                })?
+                .unverified(/*shown as it is, or decoded below*/);
+            if rtype == TYPE_OPT && section == "additional" && self.opt.is_none() {
+                self.opt = Some(OptFields { class, ttl });
+                continue;
+            }
+            records.push(ResourceRecord {
+                name: format_name(&name),
+                rtype: type_name(rtype),
+                class: class_name(class),
+                ttl,
+                data: rdata_text(self.message, start, rtype, raw),
+            });
+        }
+        Ok(records)
+    }
+}
+
+fn read_u16(decoder: &mut BinDecoder<'_>, place: Place, field: &str) -> Result<u16, DecodeError> {
+    decoder
+        .read_u16()
+        .map(|value| value.unverified(/*any value has a name*/))
+        .map_err(|_| truncated_in(place, field))
+}
+
+fn truncated_in(place: Place, field: &str) -> DecodeError {
+    DecodeError::Truncated(format!(
+        "{place}: the message ends inside the {field} field"
+    ))
+}
+
+/// Sorts a hickory error by what it means for the message.
+fn classify(place: impl fmt::Display, error: &ProtoError) -> DecodeError {
+    match error.kind() {
+        ProtoErrorKind::PointerNotPriorToLabel { idx, ptr } => DecodeError::PointerLoop(format!(
+            "{place}: the pointer at offset {idx} goes to offset {ptr}, which is not earlier \
+             in the message"
+        )),
+        ProtoErrorKind::LabelOverlapsWithOther { .. } => {
+            DecodeError::PointerLoop(format!("{place}: {error}"))
+        }
+        ProtoErrorKind::Msg(text) if *text == WireError::InsufficientBytes.to_string() => {
+            DecodeError::Truncated(format!("{place}: {text}"))
+        }
+        _ => DecodeError::Invalid(format!("{place}: {error}")),
+    }
+}
+
+/// Rejects messages where some name would follow more than [`MAX_POINTER_HOPS`]
+/// compression pointers, before hickory follows them by recursion. Computes, for every
+/// offset, how many pointers a name read from there could follow, in two linear passes
+/// (names in record data start at offsets only hickory knows, so all are checked).
+fn check_pointer_chains(bytes: &[u8]) -> Result<(), DecodeError> {
+    const NONE: u32 = u32::MAX;
+    // Pass 1, back to front: the offset of the pointer that the run of labels
+    // starting at each offset ends in, if it ends in one.
+    let mut ends = vec![NONE; bytes.len()];
+    for (offset, &byte) in bytes.iter().enumerate().rev() {
+        let end = match byte >> 6 {
+            0b11 => offset as u32,
+            0b00 if byte != 0 => ends
+                .get(offset + 1 + usize::from(byte))
+                .copied()
+                .unwrap_or(NONE),
+            _ => NONE,
+        };
+        if let Some(slot) = ends.get_mut(offset) {
+            *slot = end;
+        }
+    }
+    // Pass 2, front to back: hickory follows a pointer only to an offset before the
+    // start of the name being read, and there `hops` is already known.
+    let mut hops = vec![0_u16; bytes.len()];
+    for offset in 0..bytes.len() {
+        let Some(&end) = ends.get(offset) else { break };
+        let Some(pair) = bytes
+            .get(end as usize..)
+            .and_then(|rest| rest.first_chunk::<2>())
+        else {
+            continue;
+        };
+        let target = usize::from(u16::from_be_bytes(*pair) & 0x3fff);
+        if target >= offset {
+            continue; // hickory rejects this pointer
+        }
+        let count = hops.get(target).map_or(0, |&h| h) + 1;
+        if count > MAX_POINTER_HOPS {
+            return Err(DecodeError::PointerChain);
+        }
+        if let Some(slot) = hops.get_mut(offset) {
+            *slot = count;
+        }
+    }
+    Ok(())
+}
+
+/// Record data in presentation format, or RFC 3597 `\# <len> <hex>` when it cannot be
+/// decoded (or decodes to something that does not print safely).
+fn rdata_text(message: &[u8], start: usize, rtype: u16, raw: &[u8]) -> String {
+    if raw.is_empty() {
+        // RFC 2136 uses empty data in UPDATE; no type's presentation form is empty.
+        return "\\# 0".to_owned();
+    }
+    match known_rdata(message, start, rtype, raw) {
+        Some(text) if text.bytes().all(|b| (0x20..0x7f).contains(&b)) => text,
+        _ => format!("\\# {} {}", raw.len(), hex::encode_upper(raw)),
+    }
+}
+
+fn known_rdata(message: &[u8], start: usize, rtype: u16, raw: &[u8]) -> Option<String> {
+    let length = u16::try_from(raw.len()).ok()?;
+    // Names in record data may point back into the message, so decode in place.
+    let mut decoder = BinDecoder::new(message);
+    decoder.read_slice(start).ok()?;
+    if rtype == TYPE_DNAME {
+        // RFC 6672; hickory keeps DNAME as unknown.
+        let target = Name::read(&mut decoder).ok()?;
+        return (decoder.index() == start + raw.len()).then(|| format_name(&target));
+    }
+    if matches!(
+        RecordType::from(rtype),
+        RecordType::Unknown(_) | RecordType::ANAME
+    ) {
+        return None;
+    }
+    // RData::read checks that exactly `length` bytes were used.
+    let rdata = RData::read(&mut decoder, RecordType::from(rtype), Restrict::new(length)).ok()?;
+    let mut out = String::new();
+    match &rdata {
+        RData::A(a) => write!(out, "{a}").ok()?,
+        RData::AAAA(aaaa) => write!(out, "{aaaa}").ok()?,
+        RData::CNAME(name) => push_name(&mut out, &name.0),
+        RData::NS(name) => push_name(&mut out, &name.0),
+        RData::PTR(name) => push_name(&mut out, &name.0),
+        RData::MX(mx) => {
+            write!(out, "{} ", mx.preference()).ok()?;
+            push_name(&mut out, mx.exchange());
+        }
+        RData::SOA(soa) => {
+            push_name(&mut out, soa.mname());
+            out.push(' ');
+            push_name(&mut out, soa.rname());
+            // hickory reads refresh, retry and expire as i32; on the wire they are
+            // 32-bit unsigned (RFC 1035 §3.3.13), so reinterpret the bits.
+            write!(
+                out,
+                " {} {} {} {} {}",
+                soa.serial(),
+                soa.refresh() as u32,
+                soa.retry() as u32,
+                soa.expire() as u32,
+                soa.minimum()
+            )
+            .ok()?;
+        }
+        RData::SRV(srv) => {
+            write!(out, "{} {} {} ", srv.priority(), srv.weight(), srv.port()).ok()?;
+            push_name(&mut out, srv.target());
+        }
+        RData::TXT(txt) => {
+            for (i, text) in txt.txt_data().iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                push_quoted(&mut out, text);
+            }
+        }
+        RData::HINFO(hinfo) => {
+            push_quoted(&mut out, hinfo.cpu());
+            out.push(' ');
+            push_quoted(&mut out, hinfo.os());
+        }
+        RData::NAPTR(naptr) => {
+            write!(out, "{} {} ", naptr.order(), naptr.preference()).ok()?;
+            for text in [naptr.flags(), naptr.services(), naptr.regexp()] {
+                push_quoted(&mut out, text);
+                out.push(' ');
+            }
+            push_name(&mut out, naptr.replacement());
+        }
+        RData::CAA(caa) => {
+            // RFC 8659 §4.1.1: flags, tag, value as a character string. The tag is
+            // checked alphanumeric by hickory (and lower-cased for issue/iodef).
+            write!(out, "{} ", caa.flags()).ok()?;
+            push_label(&mut out, caa.tag().as_str().as_bytes());
+            out.push(' ');
+            push_quoted(&mut out, caa.raw_value());
+        }
+        RData::SVCB(svcb) => push_svcb(&mut out, svcb, raw)?,
+        RData::HTTPS(https) => push_svcb(&mut out, &https.0, raw)?,
+        RData::CERT(cert) => write!(
+            out,
+            "{} {} {} {}",
+            u16::from(cert.cert_type()),
+            cert.key_tag(),
+            u8::from(cert.algorithm()),
+            cert.cert_base64()
+        )
+        .ok()?,
+        RData::CSYNC(csync) => {
+            // hickory keeps the serial private; it is the first four bytes.
+            let serial = u32::from_be_bytes(*raw.first_chunk::<4>()?);
+            write!(out, "{serial} {}", csync.flags()).ok()?;
+            for rtype in csync.type_bit_maps() {
+                write!(out, " {}", type_name(u16::from(rtype))).ok()?;
+            }
+        }
+        // Numbers and hex (upper case, as in `\#` data and dig's output) or base64:
+        // hickory's Display is the presentation form.
+        RData::SSHFP(_) | RData::TLSA(_) => out = rdata.to_string().to_ascii_uppercase(),
+        RData::OPENPGPKEY(_) => write!(out, "{rdata}").ok()?,
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// SVCB and HTTPS (RFC 9460 §2.1). hickory's Display leaves trailing commas and
+/// unescaped values, and its decoder tolerates some malformed values (a `port` longer
+/// than two bytes), so the decoded record must encode back to the same bytes.
+fn push_svcb(out: &mut String, svcb: &SVCB, raw: &[u8]) -> Option<()> {
+    let mut again = Vec::with_capacity(raw.len());
+    svcb.emit(&mut BinEncoder::new(&mut again)).ok()?;
+    if again != raw {
+        return None;
+    }
+    write!(out, "{} ", svcb.svc_priority()).ok()?;
+    push_name(out, svcb.target_name());
+    for (key, value) in svcb.svc_params() {
+        out.push(' ');
+        out.push_str(&svc_key_name(u16::from(*key)));
+        match value {
+            SvcParamValue::Mandatory(keys) => {
+                let names: Vec<String> =
+                    keys.0.iter().map(|k| svc_key_name(u16::from(*k))).collect();
+                write!(out, "={}", names.join(",")).ok()?;
+            }
+            SvcParamValue::Alpn(alpn) => {
+                // A value-list (RFC 9460 Appendix A.1): `,` and `\` inside an item are
+                // escaped with `\`, then the list is one character string.
+                let mut list = Vec::new();
+                for (i, id) in alpn.0.iter().enumerate() {
+                    if i > 0 {
+                        list.push(b',');
+                    }
+                    for &b in id.as_bytes() {
+                        if b == b',' || b == b'\\' {
+                            list.push(b'\\');
+                        }
+                        list.push(b);
+                    }
+                }
+                out.push('=');
+                push_quoted(out, &list);
+            }
+            SvcParamValue::NoDefaultAlpn => {}
+            SvcParamValue::Port(port) => write!(out, "={port}").ok()?,
+            SvcParamValue::Ipv4Hint(hint) => {
+                let ips: Vec<String> = hint.0.iter().map(ToString::to_string).collect();
+                write!(out, "={}", ips.join(",")).ok()?;
+            }
+            SvcParamValue::Ipv6Hint(hint) => {
+                let ips: Vec<String> = hint.0.iter().map(ToString::to_string).collect();
+                write!(out, "={}", ips.join(",")).ok()?;
+            }
+            // Quoted base64.
+            SvcParamValue::EchConfigList(ech) => write!(out, "={ech}").ok()?,
+            SvcParamValue::Unknown(unknown) => {
+                if !unknown.0.is_empty() {
+                    out.push('=');
+                    push_quoted(out, &unknown.0);
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+fn svc_key_name(key: u16) -> String {
+    match key {
+        0 => "mandatory".into(),
+        1 => "alpn".into(),
+        2 => "no-default-alpn".into(),
+        3 => "port".into(),
+        4 => "ipv4hint".into(),
+        5 => "ech".into(),
+        6 => "ipv6hint".into(),
+        7 => "dohpath".into(),
+        8 => "ohttp".into(),
+        _ => format!("key{key}"),
+    }
+}
+
+/// A domain name in presentation format: fully qualified, case kept, root is `.`.
+fn format_name(name: &Name) -> String {
+    let mut out = String::new();
+    push_name(&mut out, name);
+    out
+}
+
+fn push_name(out: &mut String, name: &Name) {
+    let mut empty = true;
+    for label in name.iter() {
+        push_label(out, label);
+        out.push('.');
+        empty = false;
+    }
+    if empty {
+        out.push('.');
+    }
+}
+
+/// One label, escaped as RFC 1035 §5.1 allows: `\X` for the characters that mean
+/// something in a name or zone file, `\DDD` (decimal) for anything not printable
+/// ASCII, including space.
+fn push_label(out: &mut String, label: &[u8]) {
+    for &b in label {
+        match b {
+            b'.' | b'\\' | b'"' | b';' | b'(' | b')' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x21..=0x7e => out.push(char::from(b)),
+            _ => push_decimal(out, b),
+        }
+    }
+}
+
+/// A `<character-string>` in double quotes: `"` and `\` escaped, unprintable bytes
+/// and anything outside ASCII as `\DDD`.
+fn push_quoted(out: &mut String, text: &[u8]) {
+    out.push('"');
+    for &b in text {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => push_decimal(out, b),
+        }
+    }
+    out.push('"');
+}
+
+fn push_decimal(out: &mut String, b: u8) {
+    let _ = write!(out, "\\{b:03}");
+}
+
+/// RR types by IANA mnemonic ("Resource Record (RR) TYPEs" registry).
+#[rustfmt::skip]
+const TYPES: &[(u16, &str)] = &[
+    (1, "A"), (2, "NS"), (3, "MD"), (4, "MF"), (5, "CNAME"), (6, "SOA"), (7, "MB"),
+    (8, "MG"), (9, "MR"), (10, "NULL"), (11, "WKS"), (12, "PTR"), (13, "HINFO"),
+    (14, "MINFO"), (15, "MX"), (16, "TXT"), (17, "RP"), (18, "AFSDB"), (19, "X25"),
+    (20, "ISDN"), (21, "RT"), (22, "NSAP"), (23, "NSAP-PTR"), (24, "SIG"), (25, "KEY"),
+    (26, "PX"), (27, "GPOS"), (28, "AAAA"), (29, "LOC"), (30, "NXT"), (31, "EID"),
+    (32, "NIMLOC"), (33, "SRV"), (34, "ATMA"), (35, "NAPTR"), (36, "KX"), (37, "CERT"),
+    (38, "A6"), (39, "DNAME"), (40, "SINK"), (41, "OPT"), (42, "APL"), (43, "DS"),
+    (44, "SSHFP"), (45, "IPSECKEY"), (46, "RRSIG"), (47, "NSEC"), (48, "DNSKEY"),
+    (49, "DHCID"), (50, "NSEC3"), (51, "NSEC3PARAM"), (52, "TLSA"), (53, "SMIMEA"),
+    (55, "HIP"), (56, "NINFO"), (57, "RKEY"), (58, "TALINK"), (59, "CDS"),
+    (60, "CDNSKEY"), (61, "OPENPGPKEY"), (62, "CSYNC"), (63, "ZONEMD"), (64, "SVCB"),
+    (65, "HTTPS"), (66, "DSYNC"), (99, "SPF"), (100, "UINFO"), (101, "UID"), (102, "GID"),
+    (103, "UNSPEC"), (104, "NID"), (105, "L32"), (106, "L64"), (107, "LP"), (108, "EUI48"),
+    (109, "EUI64"), (128, "NXNAME"), (249, "TKEY"), (250, "TSIG"), (251, "IXFR"),
+    (252, "AXFR"), (253, "MAILB"), (254, "MAILA"), (255, "ANY"), (256, "URI"), (257, "CAA"),
+    (258, "AVC"), (259, "DOA"), (260, "AMTRELAY"), (261, "RESINFO"), (262, "WALLET"),
+    (263, "CLA"), (264, "IPN"), (32768, "TA"), (32769, "DLV"),
+];
+
+#[rustfmt::skip]
+const CLASSES: &[(u16, &str)] = &[(1, "IN"), (3, "CH"), (4, "HS"), (254, "NONE"), (255, "ANY")];
+
+/// Extended (12-bit) response codes, IANA "DNS RCODEs". 16 is also BADSIG inside TSIG
+/// records; in a header or OPT record it is BADVERS.
+#[rustfmt::skip]
+const RCODES: &[(u16, &str)] = &[
+    (0, "NOERROR"), (1, "FORMERR"), (2, "SERVFAIL"), (3, "NXDOMAIN"), (4, "NOTIMP"),
+    (5, "REFUSED"), (6, "YXDOMAIN"), (7, "YXRRSET"), (8, "NXRRSET"), (9, "NOTAUTH"),
+    (10, "NOTZONE"), (11, "DSOTYPENI"), (16, "BADVERS"), (17, "BADKEY"), (18, "BADTIME"),
+    (19, "BADMODE"), (20, "BADNAME"), (21, "BADALG"), (22, "BADTRUNC"), (23, "BADCOOKIE"),
+];
+
+#[rustfmt::skip]
+const OPCODES: &[(u16, &str)] = &[
+    (0, "QUERY"), (1, "IQUERY"), (2, "STATUS"), (4, "NOTIFY"), (5, "UPDATE"), (6, "DSO"),
+];
+
+fn name_of(table: &[(u16, &'static str)], code: u16) -> Option<&'static str> {
+    table.iter().find(|(c, _)| *c == code).map(|(_, n)| *n)
+}
+
+fn code_of(table: &[(u16, &'static str)], name: &str) -> Option<u16> {
+    table
+        .iter()
+        .find(|(_, n)| n.eq_ignore_ascii_case(name))
+        .map(|(c, _)| *c)
+}
+
+/// Digits only (`str::parse` would also take a leading `+`).
+fn number(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn with_prefix(text: &str, prefix: &str) -> Option<u16> {
+    let head = text.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    number(text.get(prefix.len()..)?)
+}
+
+/// `A`, `HTTPS`, … or `TYPE65534` (RFC 3597 §5).
+pub fn type_name(code: u16) -> String {
+    name_of(TYPES, code).map_or_else(|| format!("TYPE{code}"), str::to_owned)
+}
+
+/// The inverse of [`type_name`]; mnemonics are matched without regard to case.
+pub fn type_code(name: &str) -> Option<u16> {
+    code_of(TYPES, name).or_else(|| with_prefix(name, "TYPE"))
+}
+
+/// `IN`, `CH`, `HS`, `NONE`, `ANY` or `CLASS4660` (RFC 3597 §5).
+pub fn class_name(code: u16) -> String {
+    name_of(CLASSES, code).map_or_else(|| format!("CLASS{code}"), str::to_owned)
+}
+
+pub fn class_code(name: &str) -> Option<u16> {
+    code_of(CLASSES, name).or_else(|| with_prefix(name, "CLASS"))
+}
+
+/// `NOERROR`, `NXDOMAIN`, … or `RCODE<n>` for codes without a mnemonic.
+pub fn rcode_name(code: u16) -> String {
+    name_of(RCODES, code).map_or_else(|| format!("RCODE{code}"), str::to_owned)
+}
+
+/// The inverse of [`rcode_name`], for the 12 bits an extended rcode has.
+pub fn rcode_code(name: &str) -> Option<u16> {
+    code_of(RCODES, name)
+        .or_else(|| with_prefix(name, "RCODE"))
+        .filter(|&code| code <= 0x0fff)
+}
+
+/// `QUERY`, `NOTIFY`, `UPDATE`, … or the number itself.
+pub fn opcode_name(code: u8) -> String {
+    name_of(OPCODES, u16::from(code)).map_or_else(|| code.to_string(), str::to_owned)
+}
+
+/// The inverse of [`opcode_name`], for the 4 bits an opcode has.
+pub fn opcode_code(name: &str) -> Option<u8> {
+    let code = code_of(OPCODES, name).or_else(|| number(name))?;
+    u8::try_from(code).ok().filter(|&code| code <= 0x0f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QR: u16 = 0x8000;
+    const AA: u16 = 0x0400;
+    const RD: u16 = 0x0100;
+    const RA: u16 = 0x0080;
+    const IN: u16 = 1;
+    const A: u16 = 1;
+    const CNAME: u16 = 5;
+
+    /// Wire-format messages built by hand, byte by byte.
+    struct Wire(Vec<u8>);
+
+    impl Wire {
+        fn new(id: u16, flags: u16, [qd, an, ns, ar]: [u16; 4]) -> Self {
+            let mut wire = Self(Vec::new());
+            wire.u16(id).u16(flags).u16(qd).u16(an).u16(ns).u16(ar);
+            wire
+        }
+        fn pos(&self) -> u16 {
+            self.0.len() as u16
+        }
+        fn u8(&mut self, value: u8) -> &mut Self {
+            self.0.push(value);
+            self
+        }
+        fn u16(&mut self, value: u16) -> &mut Self {
+            self.bytes(&value.to_be_bytes())
+        }
+        fn u32(&mut self, value: u32) -> &mut Self {
+            self.bytes(&value.to_be_bytes())
+        }
+        fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+            self.0.extend_from_slice(bytes);
+            self
+        }
+        /// Labels without the root terminator (to be followed by a pointer).
+        fn labels(&mut self, labels: &[&[u8]]) -> &mut Self {
+            for label in labels {
+                self.u8(label.len() as u8).bytes(label);
+            }
+            self
+        }
+        fn name(&mut self, labels: &[&[u8]]) -> &mut Self {
+            self.labels(labels).u8(0)
+        }
+        fn pointer(&mut self, to: u16) -> &mut Self {
+            self.u16(0xc000 | to)
+        }
+        fn question(&mut self, labels: &[&[u8]], qtype: u16) -> &mut Self {
+            self.name(labels).u16(qtype).u16(IN)
+        }
+        /// Type, class and TTL of a record whose owner name was just written.
+        fn head(&mut self, rtype: u16, class: u16, ttl: u32) -> &mut Self {
+            self.u16(rtype).u16(class).u32(ttl)
+        }
+        /// Record data with its length in front; `write` writes the data.
+        fn rdata(&mut self, write: impl FnOnce(&mut Self)) -> &mut Self {
+            let at = self.0.len();
+            self.u16(0);
+            write(self);
+            let len = (self.0.len() - at - 2) as u16;
+            self.0[at..at + 2].copy_from_slice(&len.to_be_bytes());
+            self
+        }
+    }
+
+    fn decoded(bytes: &[u8]) -> DnsMessage {
+        match decode(bytes) {
+            Ok(message) => message,
+            Err(error) => panic!("decode failed: {error}"),
+        }
+    }
+
+    fn records(records: &[ResourceRecord]) -> Vec<(&str, &str, &str)> {
+        records
+            .iter()
+            .map(|r| (r.name.as_str(), r.rtype.as_str(), r.data.as_str()))
+            .collect()
+    }
+
+    fn cname_chain() -> Vec<u8> {
+        let mut w = Wire::new(0x1234, QR | RD | RA, [1, 3, 0, 0]);
+        w.question(&[b"www", b"example", b"com"], A);
+        w.pointer(12).head(CNAME, IN, 300);
+        let a_example_net = w.pos() + 2;
+        w.rdata(|w| {
+            w.name(&[b"a", b"example", b"net"]);
+        });
+        w.pointer(a_example_net).head(CNAME, IN, 300);
+        let b_example_net = w.pos() + 2;
+        w.rdata(|w| {
+            w.labels(&[b"b"]).pointer(a_example_net + 2);
+        });
+        w.pointer(b_example_net).head(A, IN, 60);
+        w.rdata(|w| {
+            w.bytes(&[192, 0, 2, 1]);
+        });
+        w.0
+    }
+
+    #[test]
+    fn a_with_cname_chain() {
+        let m = decoded(&cname_chain());
+        assert_eq!(m.id, 0x1234);
+        assert!(m.response);
+        assert_eq!((m.opcode.as_str(), m.rcode.as_str()), ("QUERY", "NOERROR"));
+        assert_eq!(
+            m.flags,
+            DnsFlags {
+                rd: true,
+                ra: true,
+                ..DnsFlags::default()
+            }
+        );
+        assert_eq!(
+            m.questions,
+            vec![Question {
+                name: "www.example.com.".into(),
+                qtype: "A".into(),
+                class: "IN".into(),
+            }]
+        );
+        assert_eq!(
+            records(&m.answers),
+            vec![
+                ("www.example.com.", "CNAME", "a.example.net."),
+                ("a.example.net.", "CNAME", "b.example.net."),
+                ("b.example.net.", "A", "192.0.2.1"),
+            ]
+        );
+        assert_eq!(m.answers[2].ttl, 60);
+        assert!(m.authority.is_empty() && m.additional.is_empty() && m.edns.is_none());
+        assert_eq!(
+            question_key(&m),
+            Some(("www.example.com.".into(), "A".into()))
+        );
+    }
+
+    #[test]
+    fn aaaa() {
+        let mut w = Wire::new(7, QR | RD | RA, [1, 1, 0, 0]);
+        w.question(&[b"v6", b"example"], 28);
+        w.pointer(12).head(28, IN, 5).rdata(|w| {
+            w.bytes(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        });
+        let m = decoded(&w.0);
+        assert_eq!(
+            records(&m.answers),
+            vec![("v6.example.", "AAAA", "2001:db8::1")]
+        );
+    }
+
+    fn nxdomain() -> Vec<u8> {
+        let mut w = Wire::new(9, QR | AA | RD | RA | 3, [1, 0, 1, 0]);
+        w.question(&[b"nope", b"example", b"com"], A);
+        let example_com = 12 + 5;
+        w.pointer(example_com).head(6, IN, 300).rdata(|w| {
+            w.labels(&[b"ns1"]).pointer(example_com);
+            w.labels(&[b"hostmaster"]).pointer(example_com);
+            w.u32(2024010101).u32(7200).u32(3600).u32(u32::MAX).u32(300);
+        });
+        w.0
+    }
+
+    #[test]
+    fn nxdomain_with_soa() {
+        let m = decoded(&nxdomain());
+        assert_eq!(m.rcode, "NXDOMAIN");
+        assert!(m.flags.aa && m.answers.is_empty());
+        assert_eq!(
+            records(&m.authority),
+            vec![(
+                "example.com.",
+                "SOA",
+                "ns1.example.com. hostmaster.example.com. 2024010101 7200 3600 4294967295 300"
+            )]
+        );
+    }
+
+    fn txt_message() -> Vec<u8> {
+        let mut w = Wire::new(3, QR, [1, 1, 0, 0]);
+        w.question(&[b"t", b"example"], 16);
+        w.pointer(12).head(16, IN, 0).rdata(|w| {
+            for text in [
+                &b"hello world"[..],
+                b"q\"b\\s",
+                b"\x1b[31mred",
+                b"\xff\x00;()",
+                b"",
+            ] {
+                w.u8(text.len() as u8).bytes(text);
+            }
+        });
+        w.0
+    }
+
+    #[test]
+    fn txt_strings_are_quoted_and_escaped() {
+        let m = decoded(&txt_message());
+        assert_eq!(
+            m.answers[0].data,
+            r#""hello world" "q\"b\\s" "\027[31mred" "\255\000;()" """#
+        );
+    }
+
+    fn edns_query(opt_class: u16, opt_ttl: u32, rcode: u16) -> Vec<u8> {
+        let mut w = Wire::new(5, RD | rcode, [1, 0, 0, 2]);
+        w.question(&[b"example", b"org"], A);
+        w.pointer(12).head(A, IN, 1).rdata(|w| {
+            w.bytes(&[198, 51, 100, 7]);
+        });
+        w.u8(0).head(TYPE_OPT, opt_class, opt_ttl).rdata(|w| {
+            // An EDNS option (COOKIE) that is not shown.
+            w.u16(10).u16(8).bytes(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        });
+        w.0
+    }
+
+    #[test]
+    fn edns_is_not_an_additional_record() {
+        let m = decoded(&edns_query(1232, 0x0000_8000, 0));
+        assert_eq!(
+            m.edns,
+            Some(Edns {
+                udp_size: 1232,
+                version: 0,
+                dnssec_ok: true,
+            })
+        );
+        assert_eq!(
+            records(&m.additional),
+            vec![("example.org.", "A", "198.51.100.7")]
+        );
+        assert_eq!(m.rcode, "NOERROR");
+        // Sizes under 512 are shown as sent (hickory would say 512); version 1.
+        let m = decoded(&edns_query(100, 0x0001_0000, 0));
+        assert_eq!(
+            m.edns,
+            Some(Edns {
+                udp_size: 100,
+                version: 1,
+                dnssec_ok: false,
+            })
+        );
+    }
+
+    #[test]
+    fn extended_rcode_combines_header_and_opt() {
+        assert_eq!(decoded(&edns_query(512, 0x0100_0000, 0)).rcode, "BADVERS");
+        assert_eq!(decoded(&edns_query(512, 0x0100_0000, 7)).rcode, "BADCOOKIE");
+        assert_eq!(decoded(&edns_query(512, 0x0200_0000, 0)).rcode, "RCODE32");
+        assert_eq!(
+            decoded(&edns_query(512, 0xff00_0000, 15)).rcode,
+            "RCODE4095"
+        );
+    }
+
+    #[test]
+    fn second_opt_record_stays_in_additional() {
+        let mut bytes = edns_query(1232, 0, 0);
+        bytes[11] = 3;
+        bytes.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        let m = decoded(&bytes);
+        assert_eq!(m.additional.len(), 2);
+        assert_eq!(
+            (
+                m.additional[1].rtype.as_str(),
+                m.additional[1].class.as_str()
+            ),
+            ("OPT", "CLASS1232")
+        );
+        assert_eq!(m.additional[1].data, "\\# 0");
+    }
+
+    #[test]
+    fn unknown_type_and_class_use_rfc3597() {
+        let mut w = Wire::new(1, QR, [1, 3, 0, 0]);
+        w.name(&[b"x"]).u16(65534).u16(4660);
+        w.pointer(12).head(65280, 4660, 10).rdata(|w| {
+            w.bytes(&[1, 2, 3, 4]);
+        });
+        // A record whose data is the wrong size for its type.
+        w.pointer(12).head(A, IN, 10).rdata(|w| {
+            w.bytes(&[1, 2, 3, 4, 5]);
+        });
+        // hickory's private ANAME number is just a number here.
+        w.pointer(12).head(65305, IN, 10).rdata(|w| {
+            w.name(&[b"y"]);
+        });
+        let m = decoded(&w.0);
+        assert_eq!(
+            (m.questions[0].qtype.as_str(), m.questions[0].class.as_str()),
+            ("TYPE65534", "CLASS4660")
+        );
+        assert_eq!(
+            records(&m.answers),
+            vec![
+                ("x.", "TYPE65280", "\\# 4 01020304"),
+                ("x.", "A", "\\# 5 0102030405"),
+                ("x.", "TYPE65305", "\\# 3 017900"),
+            ]
+        );
+        assert_eq!(m.answers[0].class, "CLASS4660");
+    }
+
+    #[test]
+    fn update_with_empty_rdata() {
+        let mut w = Wire::new(2, 5 << 11, [1, 0, 1, 0]);
+        w.name(&[b"example"]).u16(6).u16(IN);
+        w.labels(&[b"gone"]).pointer(12).head(255, 254, 0).u16(0);
+        let m = decoded(&w.0);
+        assert_eq!(m.opcode, "UPDATE");
+        assert_eq!(
+            (m.authority[0].rtype.as_str(), m.authority[0].class.as_str()),
+            ("ANY", "NONE")
+        );
+        assert_eq!(m.authority[0].data, "\\# 0");
+        let mut w = Wire::new(2, 3 << 11, [0, 0, 0, 0]);
+        w.bytes(&[]);
+        assert_eq!(decoded(&w.0).opcode, "3");
+    }
+
+    #[test]
+    fn every_prefix_is_truncated() {
+        for message in [
+            cname_chain(),
+            nxdomain(),
+            txt_message(),
+            edns_query(1232, 0, 0),
+        ] {
+            for len in 0..message.len() {
+                match decode(&message[..len]) {
+                    Err(DecodeError::Truncated(_)) => {}
+                    other => panic!("{len} of {} bytes: {other:?}", message.len()),
+                }
+            }
+        }
+        let error = decode(&cname_chain()[..40])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("truncated message: answer 1 of 3"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn pointer_loops_are_errors() {
+        // The question name points at itself.
+        let mut w = Wire::new(1, 0, [1, 0, 0, 0]);
+        w.pointer(12).u16(A).u16(IN);
+        assert!(matches!(decode(&w.0), Err(DecodeError::PointerLoop(_))));
+        // A label, then a pointer back to the start of the same name.
+        let mut w = Wire::new(1, 0, [1, 0, 0, 0]);
+        w.labels(&[b"a"]).pointer(12).u16(A).u16(IN);
+        assert!(matches!(decode(&w.0), Err(DecodeError::PointerLoop(_))));
+        // Two names pointing at each other: the first pointer goes forward.
+        let mut w = Wire::new(1, QR, [1, 1, 0, 0]);
+        w.labels(&[b"a"]).pointer(19).u16(A).u16(IN);
+        w.labels(&[b"b"]).pointer(12).head(A, IN, 0).rdata(|w| {
+            w.bytes(&[1, 1, 1, 1]);
+        });
+        let error = decode(&w.0).map(|_| ()).unwrap_err();
+        assert!(matches!(error, DecodeError::PointerLoop(_)), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("compression pointer loop: question 1 of 1")
+        );
+    }
+
+    /// A name at the end of `hops` pointers, each to the one before.
+    fn pointer_chain(hops: u16) -> Vec<u8> {
+        let mut w = Wire::new(1, QR, [1, 2, 0, 0]);
+        w.question(&[b"x"], A);
+        let mut last = 12;
+        w.pointer(12).head(65280, IN, 0).rdata(|w| {
+            for _ in 0..hops {
+                let here = w.pos();
+                w.pointer(last);
+                last = here;
+            }
+        });
+        w.pointer(last).head(A, IN, 0).rdata(|w| {
+            w.bytes(&[1, 2, 3, 4]);
+        });
+        w.0
+    }
+
+    #[test]
+    fn long_pointer_chains_are_refused_before_hickory_recurses() {
+        let short = decoded(&pointer_chain(100));
+        assert_eq!(short.answers[1].name, "x.");
+        // hickory 0.25 would recurse ~20 000 deep; on a small stack that aborts.
+        let long = pointer_chain(20_000);
+        let result = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || decode(&long))
+            .map(|thread| thread.join());
+        assert!(matches!(result, Ok(Ok(Err(DecodeError::PointerChain)))));
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        let mut w = Wire::new(1, 0, [1, 0, 0, 0]);
+        w.question(
+            &[
+                b"a.b",
+                b"sp ace",
+                b"\x1b\x00\xff\x7f",
+                b"q\"(;)\\",
+                b"WwW",
+                b"COM",
+            ],
+            A,
+        );
+        let m = decoded(&w.0);
+        let name = r#"a\.b.sp\032ace.\027\000\255\127.q\"\(\;\)\\.WwW.COM."#;
+        assert_eq!(m.questions[0].name, name);
+        assert_eq!(
+            question_key(&m).map(|k| k.0),
+            Some(name.to_ascii_lowercase())
+        );
+        // hickory's own Display is not used: it escapes in octal (ESC as \033).
+        let mut w = Wire::new(1, 0, [1, 0, 0, 0]);
+        w.question(&[], A);
+        assert_eq!(decoded(&w.0).questions[0].name, ".");
+    }
+
+    fn formats_message() -> Vec<u8> {
+        let mut w = Wire::new(4, QR, [1, 11, 0, 0]);
+        w.question(&[b"example"], 255);
+        let svcb_params = |w: &mut Wire| {
+            w.u16(1).u16(6).bytes(b"\x02h2\x02h3");
+            w.u16(3).u16(2).u16(443);
+            w.u16(4).u16(4).bytes(&[192, 0, 2, 1]);
+        };
+        w.pointer(12).head(15, IN, 1).rdata(|w| {
+            w.u16(10).labels(&[b"mx"]).pointer(12);
+        });
+        w.pointer(12).head(33, IN, 1).rdata(|w| {
+            w.u16(0).u16(5).u16(5060).name(&[b"sip", b"example"]);
+        });
+        w.pointer(12).head(257, IN, 1).rdata(|w| {
+            w.u8(0).u8(5).bytes(b"issue").bytes(b"letsencrypt.org");
+        });
+        w.pointer(12).head(64, IN, 1).rdata(|w| {
+            w.u16(1).u8(0);
+            svcb_params(w);
+        });
+        w.pointer(12).head(65, IN, 1).rdata(|w| {
+            w.u16(1).name(&[b"svc", b"example"]);
+            w.u16(1).u16(4).bytes(b"\x03a,b");
+            w.u16(2).u16(0);
+        });
+        // A port of four bytes: hickory would read two and drop two.
+        w.pointer(12).head(65, IN, 1).rdata(|w| {
+            w.u16(1).u8(0).u16(3).u16(4).u32(443);
+        });
+        w.pointer(12).head(35, IN, 1).rdata(|w| {
+            w.u16(100).u16(10).bytes(b"\x01S\x07SIP+D2U\x00");
+            w.name(&[b"_sip", b"_udp", b"example"]);
+        });
+        w.pointer(12).head(13, IN, 1).rdata(|w| {
+            w.bytes(b"\x05INTEL\x05Linux");
+        });
+        w.pointer(12).head(TYPE_DNAME, IN, 1).rdata(|w| {
+            w.name(&[b"other", b"example"]);
+        });
+        w.pointer(12).head(44, IN, 1).rdata(|w| {
+            w.u8(4).u8(2).bytes(&[0xab; 4]);
+        });
+        w.pointer(12).head(43, IN, 1).rdata(|w| {
+            w.u16(12345).u8(13).u8(2).bytes(&[0xcd; 4]);
+        });
+        w.0
+    }
+
+    #[test]
+    fn record_data_formats() {
+        let m = decoded(&formats_message());
+        assert_eq!(m.questions[0].qtype, "ANY");
+        let data: Vec<(&str, &str)> = m
+            .answers
+            .iter()
+            .map(|r| (r.rtype.as_str(), r.data.as_str()))
+            .collect();
+        assert_eq!(
+            data,
+            vec![
+                ("MX", "10 mx.example."),
+                ("SRV", "0 5 5060 sip.example."),
+                ("CAA", "0 issue \"letsencrypt.org\""),
+                ("SVCB", "1 . alpn=\"h2,h3\" port=443 ipv4hint=192.0.2.1"),
+                ("HTTPS", "1 svc.example. alpn=\"a\\\\,b\" no-default-alpn"),
+                ("HTTPS", "\\# 11 00010000030004000001BB"),
+                ("NAPTR", "100 10 \"S\" \"SIP+D2U\" \"\" _sip._udp.example."),
+                ("HINFO", "\"INTEL\" \"Linux\""),
+                ("DNAME", "other.example."),
+                ("SSHFP", "4 2 ABABABAB"),
+                // hickory decodes DNSSEC types only with its dnssec features.
+                ("DS", "\\# 8 30390D02CDCDCDCD"),
+            ]
+        );
+    }
+
+    #[test]
+    fn names_and_numbers_round_trip() {
+        for code in 0..=u16::MAX {
+            assert_eq!(type_code(&type_name(code)), Some(code));
+            assert_eq!(class_code(&class_name(code)), Some(code));
+        }
+        for code in 0..=0x0fff {
+            assert_eq!(rcode_code(&rcode_name(code)), Some(code));
+        }
+        for code in 0..=0x0f {
+            assert_eq!(opcode_code(&opcode_name(code)), Some(code));
+        }
+        assert_eq!(type_name(65534), "TYPE65534");
+        assert_eq!(type_code("TYPE65534"), Some(65534));
+        assert_eq!(type_code("https"), Some(65));
+        assert_eq!(class_name(4660), "CLASS4660");
+        assert_eq!(rcode_name(24), "RCODE24");
+        assert_eq!(rcode_code("RCODE23"), Some(23));
+        assert_eq!(opcode_name(6), "DSO");
+        for bad in ["", "TYPE", "TYPE+1", "TYPE65536", "XYZZY", "A "] {
+            assert_eq!(type_code(bad), None, "{bad:?}");
+        }
+        assert_eq!(rcode_code("RCODE4096"), None);
+        assert_eq!(opcode_code("16"), None);
+    }
+
+    /// xorshift64: enough randomness for mutation, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn printable(text: &str) -> bool {
+        text.chars().all(|c| c >= ' ' && c != '\x7f')
+    }
+
+    #[test]
+    fn mutated_messages_never_panic_and_print_safely() {
+        let seeds = [
+            cname_chain(),
+            nxdomain(),
+            txt_message(),
+            edns_query(1232, 0x0000_8000, 0),
+            formats_message(),
+            pointer_chain(3),
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut decoded_ok = 0;
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].clone();
+            for _ in 0..=rng.below(4) {
+                let at = rng.below(bytes.len());
+                match rng.below(6) {
+                    0 => bytes[at] = rng.next() as u8,
+                    1 => bytes[at] = 0xc0 | (rng.next() as u8 & 0x3f),
+                    2 => bytes[at] = rng.below(64) as u8,
+                    3 => bytes.truncate(at),
+                    4 => bytes.insert(at, rng.next() as u8),
+                    _ => {
+                        let from = rng.below(bytes.len());
+                        let len = rng.below(16).min(bytes.len() - from.max(at));
+                        bytes.copy_within(from..from + len, at);
+                    }
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let Ok(m) = decode(&bytes) else { continue };
+            decoded_ok += 1;
+            assert!(opcode_code(&m.opcode).map(opcode_name) == Some(m.opcode.clone()));
+            assert!(rcode_code(&m.rcode).map(rcode_name) == Some(m.rcode.clone()));
+            for q in &m.questions {
+                assert!(printable(&q.name), "{:?}", q.name);
+                assert_eq!(type_code(&q.qtype).map(type_name), Some(q.qtype.clone()));
+                assert_eq!(class_code(&q.class).map(class_name), Some(q.class.clone()));
+            }
+            for r in m.answers.iter().chain(&m.authority).chain(&m.additional) {
+                assert!(printable(&r.name), "{:?}", r.name);
+                assert!(printable(&r.data), "{:?}", r.data);
+                assert_eq!(type_code(&r.rtype).map(type_name), Some(r.rtype.clone()));
+                assert_eq!(class_code(&r.class).map(class_name), Some(r.class.clone()));
+            }
+        }
+        // The mutations must leave enough valid messages for the checks to mean much.
+        assert!(decoded_ok > 2_000, "{decoded_ok}");
+    }
 }

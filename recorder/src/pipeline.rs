@@ -56,8 +56,10 @@ struct Waiting {
 pub struct Pipeline<M, S> {
     clock: WallClock,
     clock_read: Instant,
-    streams: Reassembler,
-    stream_output: Vec<StreamOutput>,
+    /// TCP streams; each keeps its latest packet (without payload) to describe the
+    /// messages it gives out.
+    streams: Reassembler<Packet>,
+    stream_output: Vec<(Packet, StreamOutput)>,
     pairer: Pairer,
     attributor: Attributor<M>,
     procinfo: ProcInfo,
@@ -116,31 +118,42 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
                     cookie: packet.cookie,
                     sent: packet.direction == crate::record::Direction::Sent,
                 };
+                let mut ctx = packet;
+                let payload = std::mem::take(&mut ctx.payload);
                 let segment = Segment {
-                    seq: packet.tcp_seq,
-                    flags: packet.tcp_flags,
-                    payload: &packet.payload,
-                    payload_len: packet.payload_len,
-                    now_ns: packet.boot_ns,
+                    seq: ctx.tcp_seq,
+                    flags: ctx.tcp_flags,
+                    payload: &payload,
+                    payload_len: ctx.payload_len,
+                    now_ns: ctx.boot_ns,
                 };
-                let mut output = std::mem::take(&mut self.stream_output);
-                self.streams.push(key, segment, &mut output);
-                let result = self.handle_stream_output(&packet, &mut output);
-                self.stream_output = output;
-                result
+                self.reassemble(|streams, output| streams.push(key, &ctx, segment, output))
             }
         }
     }
 
+    /// Runs one step of TCP reassembly and handles the messages it gives out, each
+    /// described by the latest packet of its stream.
+    fn reassemble(
+        &mut self,
+        step: impl FnOnce(&mut Reassembler<Packet>, &mut Vec<(Packet, StreamOutput)>),
+    ) -> anyhow::Result<()> {
+        let mut output = std::mem::take(&mut self.stream_output);
+        step(&mut self.streams, &mut output);
+        let result = self.handle_stream_output(&mut output);
+        output.clear();
+        self.stream_output = output;
+        result
+    }
+
     fn handle_stream_output(
         &mut self,
-        packet: &Packet,
-        output: &mut Vec<StreamOutput>,
+        output: &mut Vec<(Packet, StreamOutput)>,
     ) -> anyhow::Result<()> {
-        for item in output.drain(..) {
+        for (packet, item) in output.drain(..) {
             match item {
                 StreamOutput::Message(bytes) => {
-                    self.handle_message(packet, &bytes, bytes.len() as u32, None)?;
+                    self.handle_message(&packet, &bytes, bytes.len() as u32, None)?;
                 }
                 StreamOutput::Broken {
                     bytes,
@@ -149,7 +162,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
                 } => {
                     let true_len = declared_len.map_or(bytes.len() as u32, u32::from);
                     let why = format!("TCP stream: {reason}");
-                    self.handle_message(packet, &bytes, true_len, Some(why))?;
+                    self.handle_message(&packet, &bytes, true_len, Some(why))?;
                 }
             }
         }
@@ -277,7 +290,10 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             tid: owner.tid,
             uid: Some(owner.uid),
             gid: Some(owner.gid),
-            comm: Some(owner.comm),
+            // The process's name when it is still there to ask; otherwise the
+            // name of the thread the kernel saw.
+            comm: Some(details.comm.unwrap_or_else(|| owner.comm.clone())),
+            thread: Some(owner.comm),
             exe: details.exe,
             cgroup_id: owner.cgroup_id,
             cgroup: owner.cgroup_id.and_then(|id| self.procinfo.cgroup_path(id)),
@@ -313,29 +329,14 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         self.sink.flush()
     }
 
+    /// Idle TCP streams end; a partial message becomes a malformed record.
     fn expire_streams(&mut self, now: u64) -> anyhow::Result<()> {
-        let mut output = std::mem::take(&mut self.stream_output);
-        self.streams.expire(now, &mut output);
-        // Partial data of an expired stream has no packet of its own; describe it by
-        // an empty UDP-less placeholder rather than drop it.
-        let result = if output.is_empty() {
-            Ok(())
-        } else {
-            self.report_orphaned(&mut output)
-        };
-        self.stream_output = output;
-        result
+        self.reassemble(|streams, output| streams.expire(now, output))
     }
 
-    fn report_orphaned(&mut self, output: &mut Vec<StreamOutput>) -> anyhow::Result<()> {
-        let lost = output.len();
-        output.clear();
-        tracing::debug!(lost, "partial TCP messages expired");
-        Ok(())
-    }
-
-    /// At shutdown: nothing waits any more.
+    /// At shutdown: nothing waits any more, partial TCP messages included.
     pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.reassemble(|streams, output| streams.drain(output))?;
         self.release_waiting(u64::MAX)?;
         self.sink.flush()
     }

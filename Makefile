@@ -17,8 +17,14 @@ LLVM_PREFIX ?= $(HOME)/.cache/dnsq/llvm
 APT_PACKAGES ?= dnsmasq-base dnsutils knot-dnsutils iproute2 ethtool python3 procps
 RUN_ARGS    ?= --print
 TEST_THREADS ?= 1
+# Seconds each fuzz target runs in `make test` / `make fuzz`.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := dns_decode tcp_reassembly
+PREFIX      ?= /usr/local
+DESTDIR     ?=
 
-.PHONY: all setup setup-apt setup-rust build run test test-unit test-integration clippy fmt clean
+.PHONY: all setup setup-apt setup-rust setup-fuzz build run test test-unit test-integration \
+        fuzz install uninstall clippy fmt clean
 
 all: build
 
@@ -53,13 +59,16 @@ setup-rust:
 	    --no-default-features --features "llvm-$$major" --quiet; \
 	fi
 
+setup-fuzz: setup-rust
+	@cargo +$(NIGHTLY) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz --quiet
+
 build: setup-rust
 	$(CARGO) build --release
 
 run: setup build
 	./target/release/dnsq-recorder $(RUN_ARGS)
 
-test: setup build test-unit test-integration
+test: setup build test-unit test-integration fuzz
 
 test-unit:
 	$(CARGO) test --release --workspace --exclude dnsq-ebpf --exclude dnsq-tests
@@ -68,6 +77,49 @@ test-unit:
 # DNSQ_REQUIRE_BPF=1 (CI), where they fail.
 test-integration:
 	$(CARGO) test --release -p dnsq-tests -- --test-threads=$(TEST_THREADS)
+
+# Each target runs for FUZZ_SECONDS from the committed seed corpus; new inputs go to
+# a scratch directory so the committed corpus only changes on purpose. A crash
+# leaves its input in recorder/fuzz/artifacts/ and fails the run.
+fuzz: setup-fuzz
+	@for target in $(FUZZ_TARGETS); do \
+	  scratch="$$(mktemp -d)"; \
+	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  ( cd recorder/fuzz && DNSQ_SKIP_EBPF_BUILD=1 $(CARGO) +$(NIGHTLY) fuzz run --release "$$target" \
+	      "$$scratch" "corpus/$$target" -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 \
+	      -timeout=10 -print_final_stats=1 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)" ) \
+	    || { rm -rf "$$scratch"; echo "fuzz target $$target failed" >&2; exit 1; }; \
+	  rm -rf "$$scratch"; \
+	done
+
+install: build
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/dnsq \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 target/release/dnsq-recorder target/release/dnsq $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 dist/dnsq-recorder.service $(DESTDIR)/etc/systemd/system/
+	sed -i 's|/usr/local/bin/|$(PREFIX)/bin/|' $(DESTDIR)/etc/systemd/system/dnsq-recorder.service
+	[ -e $(DESTDIR)/etc/dnsq/dnsq.toml ] || install -m 0644 dist/dnsq.toml $(DESTDIR)/etc/dnsq/dnsq.toml
+	for bin in dnsq-recorder dnsq; do \
+	  target/release/$$bin generate man > $(DESTDIR)$(PREFIX)/share/man/man1/$$bin.1; \
+	  target/release/$$bin generate completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$bin; \
+	  target/release/$$bin generate completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$bin; \
+	  target/release/$$bin generate completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$bin.fish; \
+	done
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed; start with: systemctl enable --now dnsq-recorder"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/dnsq-recorder $(DESTDIR)$(PREFIX)/bin/dnsq \
+	  $(DESTDIR)/etc/systemd/system/dnsq-recorder.service \
+	  $(DESTDIR)$(PREFIX)/share/man/man1/dnsq-recorder.1 $(DESTDIR)$(PREFIX)/share/man/man1/dnsq.1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/dnsq-recorder \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/dnsq \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_dnsq-recorder $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_dnsq \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/dnsq-recorder.fish \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/dnsq.fish
+	@echo "kept /etc/dnsq and /var/lib/dnsq (the history)"
 
 clippy:
 	$(CARGO) clippy --release --workspace --exclude dnsq-ebpf --all-targets -- -D warnings

@@ -7,6 +7,15 @@
 //! what this needs (rust-src for nightly, bpf-linker).
 
 fn main() -> anyhow::Result<()> {
+    // Fuzz builds (recorder/fuzz) exercise the decoders only; they build with
+    // sanitizer flags that must not reach the BPF target, so they skip the probes
+    // and embed an empty object (loading it would fail, clearly).
+    println!("cargo:rerun-if-env-changed=DNSQ_SKIP_EBPF_BUILD");
+    if std::env::var_os("DNSQ_SKIP_EBPF_BUILD").is_some() {
+        let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+        std::fs::write(out.join("dnsq-probes"), [])?;
+        return Ok(());
+    }
     // aya-build watches the eBPF crate; the shared types live beside it.
     println!(
         "cargo:rerun-if-changed={}",

@@ -35,15 +35,20 @@ pub struct Owner {
 
 impl Owner {
     pub fn from_kernel(owner: &SockOwner) -> (Attribution, Self) {
-        let attribution = match OwnerHook::from_u32(owner.hook) {
+        // Marked by how the socket first became known, so every message of a socket
+        // older than the recorder says so, not just the first.
+        let attribution = match OwnerHook::from_u32(owner.first_hook) {
             OwnerHook::UserSpace => Attribution::Procfs,
-            _ => Attribution::Socket,
+            OwnerHook::SockSend | OwnerHook::SockRecv => Attribution::SocketLate,
+            OwnerHook::Connect | OwnerHook::SendmsgAddr | OwnerHook::PostBind | OwnerHook::Unknown => {
+                Attribution::Socket
+            }
         };
         let comm_len = owner.comm.iter().position(|&b| b == 0).unwrap_or(16);
         let owner = Self {
             pid: owner.pid,
             // The user-space fallback cannot know the thread.
-            tid: (attribution == Attribution::Socket).then_some(owner.tid),
+            tid: (attribution != Attribution::Procfs).then_some(owner.tid),
             uid: owner.uid,
             gid: owner.gid,
             comm: String::from_utf8_lossy(&owner.comm[..comm_len]).into_owned(),
@@ -137,7 +142,7 @@ impl<M: OwnerMap> Attributor<M> {
                     seen_boot_ns: crate::event::WallClock::boot_now_ns(),
                     comm,
                     hook: OwnerHook::UserSpace as u32,
-                    _pad: 0,
+                    first_hook: OwnerHook::UserSpace as u32,
                 },
             );
         }
@@ -302,7 +307,7 @@ mod tests {
             seen_boot_ns: 1,
             comm,
             hook: hook as u32,
-            _pad: 0,
+            first_hook: hook as u32,
         }
     }
 
@@ -315,6 +320,12 @@ mod tests {
         let (attribution, owner) = Owner::from_kernel(&kernel_owner(42, OwnerHook::UserSpace));
         assert_eq!(attribution, Attribution::Procfs);
         assert_eq!(owner.tid, None);
+        // A socket first seen sending stays "late" whatever later rewrites say.
+        let mut older = kernel_owner(42, OwnerHook::Connect);
+        older.first_hook = OwnerHook::SockSend as u32;
+        let (attribution, owner) = Owner::from_kernel(&older);
+        assert_eq!(attribution, Attribution::SocketLate);
+        assert_eq!(owner.tid, Some(43));
     }
 
     #[test]

@@ -79,7 +79,10 @@ pub struct SockOwner {
     pub comm: [u8; 16],
     /// An [`OwnerHook`] value.
     pub hook: u32,
-    pub _pad: u32,
+    /// The [`OwnerHook`] that first learnt this socket's owner: it tells a socket
+    /// seen from its creation (connect, sendto, bind) from one older than the
+    /// recorder (first seen sending or receiving).
+    pub first_hook: u32,
 }
 const _: () = assert!(size_of::<SockOwner>() == 56);
 
@@ -94,7 +97,7 @@ impl SockOwner {
             seen_boot_ns: 0,
             comm: [0; 16],
             hook: 0,
-            _pad: 0,
+            first_hook: 0,
         }
     }
 }

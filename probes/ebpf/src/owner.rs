@@ -32,14 +32,16 @@ fn record_owner(cookie: u64, hook: OwnerHook) {
     let pid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
     // Sockets are used over and over by the same thread (a resolver's loop): skip the
-    // map write when nothing changed. The hook field keeps its first value then.
+    // map write when nothing changed.
     // SAFETY: the value is copied out before anything else touches the map entry.
-    if let Some(known) = unsafe { SOCK_OWNERS.get(&cookie) }
+    let known = unsafe { SOCK_OWNERS.get(&cookie) }.copied();
+    if let Some(known) = known
         && known.pid == pid
         && known.tid == tid
     {
         return;
     }
+    let first_hook = known.map_or(hook as u32, |known| known.first_hook);
     let uid_gid = bpf_get_current_uid_gid();
     let owner = SockOwner {
         pid,
@@ -51,7 +53,7 @@ fn record_owner(cookie: u64, hook: OwnerHook) {
         seen_boot_ns: unsafe { bpf_ktime_get_boot_ns() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         hook: hook as u32,
-        _pad: 0,
+        first_hook,
     };
     match SOCK_OWNERS.insert(&cookie, &owner, 0) {
         Ok(()) => bump(counter::OWNER_UPDATES),

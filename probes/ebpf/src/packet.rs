@@ -187,6 +187,8 @@ fn send_event(
     header.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     header.sock_cookie = unsafe { bpf_get_socket_cookie(skb.cast::<c_void>()) };
     header.sock_cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
+    // The scratch slot keeps the previous event's bytes: clear the padding too.
+    header._pad = 0;
     // SAFETY: the value is copied out at once.
     match unsafe { SOCK_OWNERS.get(&header.sock_cookie) } {
         Some(owner) => {

@@ -1,1 +1,117 @@
-fn main() {}
+//! dnsq: ask the DNS history that dnsq-recorder keeps which process resolved
+//! what. Opens the database read-only and answers from the hourly fact tables
+//! (who, by-process, name, top) or the message log (tail, export, stats).
+//!
+//! Exit status: 0 found, 1 nothing found, 2 usage/configuration/output error,
+//! 3 database error (see `dnsq --help`).
+
+mod cli;
+mod escape;
+mod export;
+mod facts;
+mod lookups;
+mod output;
+mod stats;
+mod tail;
+mod timearg;
+mod top;
+mod who;
+
+use std::{io, process::ExitCode};
+
+use anyhow::Result;
+use clap::Parser;
+use dnsq_recorder::store::read::{ReadError, Reader};
+
+use crate::{
+    cli::{Cli, Command, ExportFormat},
+    facts::{NothingFound, Usage},
+    output::Output,
+    timearg::{Clock, Window},
+};
+
+const NOTHING_FOUND: u8 = 1;
+const USAGE: u8 = 2;
+const DATABASE: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            let code = if e.use_stderr() { USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let window = Window::resolve(cli.since.as_ref(), cli.until.as_ref(), &Clock::new(cli.utc))
+        .map_err(Usage)?;
+    let reader = Reader::open(&cli.db)?;
+    let mut out = Output::new(cli.json, cli.utc);
+    let result = match &cli.command {
+        Command::Who { ip, limit } => who::run(&reader, &mut out, &window, *ip, limit.limit),
+        Command::ByProcess { process, limit } => lookups::run(
+            &reader,
+            &mut out,
+            &window,
+            &lookups::Subject::Process(process.clone()),
+            limit.limit,
+        ),
+        Command::Name { pattern, limit } => lookups::run(
+            &reader,
+            &mut out,
+            &window,
+            &lookups::Subject::Name(pattern.clone()),
+            limit.limit,
+        ),
+        Command::Top { what, limit } => top::run(&reader, &mut out, &window, *what, *limit),
+        Command::Tail { follow, lines } => tail::run(&reader, &mut out, &window, *follow, *lines),
+        Command::Stats => stats::run(&reader, &mut out, &window),
+        Command::Export {
+            format,
+            raw_csv,
+            output,
+        } => {
+            let options = export::Options {
+                format: format.unwrap_or(ExportFormat::Jsonl),
+                raw_csv: *raw_csv,
+                output: output.as_deref(),
+            };
+            export::run(&reader, &mut out, &window, &options)
+        }
+    };
+    // What was printed before a "nothing found" still goes out.
+    let flushed = out.flush();
+    result?;
+    Ok(flushed?)
+}
+
+fn report(e: &anyhow::Error) -> ExitCode {
+    // `dnsq … | head`: the reader has what it wanted.
+    if e.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    }) {
+        return ExitCode::SUCCESS;
+    }
+    let message = escape::safe(&format!("{e:#}")).into_owned();
+    eprintln!("dnsq: {message}");
+    if e.downcast_ref::<NothingFound>().is_some() {
+        ExitCode::from(NOTHING_FOUND)
+    } else if e
+        .chain()
+        .any(|cause| cause.is::<ReadError>() || cause.is::<rusqlite::Error>())
+    {
+        ExitCode::from(DATABASE)
+    } else {
+        ExitCode::from(USAGE)
+    }
+}

@@ -7,12 +7,14 @@
 
 pub mod attribution;
 pub mod checks;
+pub mod config;
 pub mod dns;
 pub mod event;
 pub mod loader;
 pub mod output;
 pub mod pairing;
 pub mod pipeline;
+pub mod privileges;
 pub mod procinfo;
 pub mod record;
 pub mod store;

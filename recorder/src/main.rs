@@ -19,20 +19,50 @@ use dnsq_recorder::{
     checks,
     loader::{self, KernelCounters, ProbeConfig, Probes},
     output::JsonLines,
-    pipeline::{Pipeline, PipelineStats},
+    pipeline::{Pipeline, PipelineStats, Sink},
     procinfo::ProcInfo,
+    record::MessageRecord,
+    store::{self, Store, StoreOptions, StoreStats, schema::DEFAULT_DB_PATH},
 };
 
 /// Records every DNS query and answer on this host with the process that sent or
 /// received it.
 #[derive(Debug, Parser)]
-#[command(version, after_help = "Examples:\n  \
+#[command(
+    version,
+    after_help = "Examples:\n  \
+    sudo dnsq-recorder                         # store in /var/lib/dnsq/dnsq.db\n  \
+    sudo dnsq-recorder --retain 7d --max-db-size 2G\n  \
     sudo dnsq-recorder --print                 # live JSON, one message per line\n  \
-    sudo dnsq-recorder --print --port 53,5353  # also watch mDNS")]
+    sudo dnsq-recorder --print --port 53,5353  # also watch mDNS"
+)]
 struct Cli {
-    /// Write one JSON object per DNS message to stdout instead of storing it.
+    /// Write one JSON object per DNS message to stdout instead of storing it (no
+    /// database is opened).
     #[arg(long)]
     print: bool,
+
+    /// The database to store messages in (created 0640, its directory 0750).
+    #[arg(long, env = "DNSQ_DB", default_value = DEFAULT_DB_PATH)]
+    db: PathBuf,
+
+    /// Delete stored messages and facts older than this (e.g. 30d, 12h); 0 keeps
+    /// them forever. Enforced a little at a time.
+    #[arg(long, default_value = "30d", value_parser = parse_retain)]
+    retain: Retain,
+
+    /// Cap on the database's used size (e.g. 500M, 2G; powers of 1024); the oldest
+    /// messages are deleted to stay under it. 0: no cap.
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    max_db_size: DbSize,
+
+    /// Messages written to the database in one transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batch_size: u32,
+
+    /// Longest a message waits in memory before it is written (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_window)]
+    batch_window: Duration,
 
     /// UDP/TCP ports that carry DNS (the full list).
     #[arg(long, value_delimiter = ',', default_value = "53", env = "DNSQ_PORTS")]
@@ -53,6 +83,29 @@ struct Cli {
     log: String,
 }
 
+/// `--retain`: `None` keeps everything.
+#[derive(Debug, Clone, Copy)]
+struct Retain(Option<Duration>);
+
+/// `--max-db-size`: `None` for no cap.
+#[derive(Debug, Clone, Copy)]
+struct DbSize(Option<u64>);
+
+fn parse_retain(text: &str) -> Result<Retain, String> {
+    store::parse_retain(text).map(Retain)
+}
+
+fn parse_size(text: &str) -> Result<DbSize, String> {
+    store::parse_size(text).map(DbSize)
+}
+
+fn parse_window(text: &str) -> Result<Duration, String> {
+    store::parse_duration(text)
+}
+
+/// How often counters are logged (losses) and stored.
+const COUNTERS_EVERY: Duration = Duration::from_secs(10);
+
 /// Everything the recorder counted, printed as the last line with `--print`.
 #[derive(serde::Serialize)]
 struct Summary {
@@ -61,6 +114,46 @@ struct Summary {
     kernel: KernelCounters,
     #[serde(flatten)]
     pipeline: PipelineStats,
+}
+
+/// A `counters` row of the store: totals since the run started.
+#[derive(serde::Serialize)]
+struct Counters {
+    #[serde(flatten)]
+    kernel: KernelCounters,
+    #[serde(flatten)]
+    pipeline: PipelineStats,
+    #[serde(flatten)]
+    store: StoreStats,
+}
+
+/// Where records go: stdout (`--print`) or the store.
+enum Output<W: std::io::Write> {
+    Print(JsonLines<W>),
+    Store(Box<Store>),
+}
+
+impl<W: std::io::Write> Output<W> {
+    /// The reader of `--print` went away.
+    fn closed(&self) -> bool {
+        matches!(self, Output::Print(json) if json.closed)
+    }
+}
+
+impl<W: std::io::Write> Sink for Output<W> {
+    fn write(&mut self, record: MessageRecord) -> anyhow::Result<()> {
+        match self {
+            Output::Print(json) => json.write(record),
+            Output::Store(store) => store.write(record),
+        }
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        match self {
+            Output::Print(json) => json.flush(),
+            Output::Store(store) => store.flush(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -82,9 +175,6 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if !cli.print {
-        bail!("no store is configured yet: run with --print to write JSON to stdout");
-    }
     if !cli.ring_buffer_size.is_power_of_two() || cli.ring_buffer_size < 4096 {
         bail!(
             "--ring-buffer-size {} must be a power of two of at least 4096",
@@ -94,6 +184,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.port.is_empty() || cli.port.contains(&0) {
         bail!("--port needs one or more ports between 1 and 65535");
     }
+    // Before anything else, so that a bad path fails fast.
+    let store = if cli.print {
+        None
+    } else {
+        Some(open_store(&cli)?)
+    };
     let cgroup_root = checks::preflight()?;
     let config = ProbeConfig {
         ports: cli.port.clone(),
@@ -104,7 +200,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
     }
 
     let mut probes = match Probes::load(&config) {
@@ -127,24 +224,113 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     );
     notify_ready();
 
-    let sink = JsonLines::new(std::io::stdout().lock());
+    let sink = match store {
+        None => Output::Print(JsonLines::new(std::io::stdout().lock())),
+        Some(mut store) => {
+            let run = store
+                .start_run(&run_config(&cli, &config).to_string())
+                .context("recording the run's start in the database")?;
+            tracing::info!(db = %store.path().display(), run, "storing messages");
+            Output::Store(Box::new(store))
+        }
+    };
     let mut pipeline = Pipeline::new(
         Attributor::new(owners, cgroup_root.clone()),
         ProcInfo::new(cgroup_root),
         sink,
     );
     let mut reported = KernelCounters::default();
+    let result = capture(
+        &mut pipeline,
+        &mut events,
+        &counters,
+        &stop,
+        &mut reported,
+        probes,
+    );
+    let kernel = loader::read_counters(&counters).context("reading kernel counters");
+    report_losses(&counters, reported);
+    let stats = pipeline.stats();
+    let stopped = |kernel: &KernelCounters| {
+        tracing::info!(
+            delivered = kernel.delivered,
+            lost = kernel.lost(),
+            messages = stats.messages,
+            "stopped"
+        );
+    };
+    match pipeline.sink_mut() {
+        Output::Print(sink) => {
+            result?;
+            let kernel = kernel?;
+            stopped(&kernel);
+            let summary = Summary {
+                kind: "stats",
+                kernel,
+                pipeline: stats,
+            };
+            sink.line(&summary)?;
+            Sink::flush(sink)?;
+        }
+        Output::Store(store) => {
+            let kernel = kernel.unwrap_or(reported);
+            stopped(&kernel);
+            store.record_counters(&Counters {
+                kernel,
+                pipeline: stats,
+                store: store.stats(),
+            });
+            let reason = match &result {
+                Ok(()) => "signal".to_owned(),
+                Err(error) => format!("error: {error:#}"),
+            };
+            let finished = store.finish(&reason);
+            result?;
+            let stored = finished.context("writing the last messages to the database")?;
+            tracing::info!(
+                committed = stored.committed,
+                dropped = stored.dropped,
+                expired = stored.expired,
+                "database closed"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The capture loop, until a signal (or the `--print` reader goes away), then the
+/// drain of what the kernel already queued.
+fn capture<W: std::io::Write>(
+    pipeline: &mut Pipeline<
+        aya::maps::HashMap<aya::maps::MapData, u64, dnsq_common::SockOwner>,
+        Output<W>,
+    >,
+    events: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    counters: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    stop: &AtomicBool,
+    reported: &mut KernelCounters,
+    probes: Probes,
+) -> anyhow::Result<()> {
     let mut last_report = Instant::now();
     let fd = events.as_raw_fd();
-    while !stop.load(Ordering::Relaxed) && !pipeline.sink_mut().closed {
+    while !stop.load(Ordering::Relaxed) && !pipeline.sink_mut().closed() {
         wait_readable(fd, Duration::from_millis(100));
         while let Some(item) = events.next() {
             pipeline.handle_event(&item)?;
         }
         pipeline.tick()?;
-        if last_report.elapsed() >= Duration::from_secs(10) {
-            reported = report_losses(&counters, reported);
+        if last_report.elapsed() >= COUNTERS_EVERY {
+            *reported = report_losses(counters, *reported);
             last_report = Instant::now();
+            let stats = pipeline.stats();
+            if let Output::Store(store) = pipeline.sink_mut() {
+                let store_stats = store.stats();
+                store.record_counters(&Counters {
+                    kernel: *reported,
+                    pipeline: stats,
+                    store: store_stats,
+                });
+            }
         }
     }
 
@@ -153,24 +339,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     while let Some(item) = events.next() {
         pipeline.handle_event(&item)?;
     }
-    pipeline.finish()?;
-    let kernel = loader::read_counters(&counters).context("reading kernel counters")?;
-    report_losses(&counters, reported);
-    let summary = Summary {
-        kind: "stats",
-        kernel,
-        pipeline: pipeline.stats(),
+    pipeline.finish()
+}
+
+/// Opens the database for writing with the command line's settings.
+fn open_store(cli: &Cli) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        batch_size: cli.batch_size as usize,
+        batch_window: cli.batch_window,
+        retain: cli.retain.0,
+        max_db_size: cli.max_db_size.0,
+        ..StoreOptions::default()
     };
-    tracing::info!(
-        delivered = kernel.delivered,
-        lost = kernel.lost(),
-        messages = summary.pipeline.messages,
-        "stopped"
-    );
-    let sink = pipeline.sink_mut();
-    sink.line(&summary)?;
-    dnsq_recorder::pipeline::Sink::flush(sink)?;
-    Ok(())
+    let store = store::open_for_writing(&cli.db)
+        .and_then(|store| store.with_options(options))
+        .with_context(|| {
+            format!(
+                "opening the database {} (see --db or DNSQ_DB)",
+                cli.db.display()
+            )
+        })?;
+    Ok(store)
+}
+
+/// The configuration recorded with the run.
+fn run_config(cli: &Cli, probes: &ProbeConfig) -> serde_json::Value {
+    serde_json::json!({
+        "ports": probes.ports,
+        "payload_cap": probes.payload_cap,
+        "ring_buffer_size": probes.ring_bytes,
+        "cgroup_root": probes.cgroup_root,
+        "db": cli.db,
+        "retain_secs": cli.retain.0.map(|retain| retain.as_secs()),
+        "max_db_size": cli.max_db_size.0,
+        "batch_size": cli.batch_size,
+        "batch_window_ms": cli.batch_window.as_millis() as u64,
+    })
 }
 
 /// Logs kernel-side losses since the last report; losses are never silent.
@@ -215,7 +419,10 @@ fn notify_ready() {
         return;
     };
     let result = (|| -> std::io::Result<()> {
-        use std::os::{linux::net::SocketAddrExt, unix::net::{SocketAddr, UnixDatagram}};
+        use std::os::{
+            linux::net::SocketAddrExt,
+            unix::net::{SocketAddr, UnixDatagram},
+        };
         let socket = UnixDatagram::unbound()?;
         let bytes = path.as_encoded_bytes();
         let address = match bytes.strip_prefix(b"@") {

@@ -1,4 +1,92 @@
 //! The SQLite store: schema migrations, the batched writer, retention, and the
 //! read side that `dnsq` uses.
+//!
+//! The layout is in `migrations/*.sql` (read its comments) and [`schema`]. The
+//! recorder opens the store with [`open_for_writing`] and hands the [`Store`] to
+//! the pipeline as its [`crate::pipeline::Sink`]: records are batched in memory
+//! and committed in one transaction per batch; a failing disk or a locked
+//! database never stops the pipeline (see [`Store`]).
 
+mod facts;
+mod insert;
+mod intern;
+mod open;
+mod options;
+pub mod read;
+mod retention;
 pub mod schema;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use rusqlite_migration::{M, Migrations};
+
+pub use open::{open_for_writing, verify};
+pub use options::{StoreOptions, StoreStats};
+pub use retention::{parse_duration, parse_retain, parse_size};
+pub use writer::Store;
+
+/// The schema, one file a version, oldest first. A new schema version is a new
+/// `migrations/NNNN_*.sql` file appended here (and `schema::SCHEMA_VERSION`
+/// raised); files already released are never edited.
+const MIGRATION_FILES: &[M<'static>] = &[
+    M::up(include_str!("../../../migrations/0001_initial.sql")),
+    M::up(include_str!("../../../migrations/0002_identity.sql")),
+];
+
+/// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of
+/// files applied.
+pub const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_FILES);
+
+/// Why the store could not be opened or written. The cause, where there is one,
+/// is the error's `source()` (print the chain, e.g. anyhow's `{:#}`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cannot create the database directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database file {path}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a SQLite database; refusing to touch it")]
+    NotADatabase { path: PathBuf },
+    #[error(
+        "{path} is a SQLite database of another program, not a dnsq store; refusing to touch it"
+    )]
+    Foreign { path: PathBuf },
+    #[error(
+        "{path} has store schema version {found}, newer than this program knows ({known}); \
+         use a newer dnsq"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("cannot open the database {path}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot bring the database {path} to schema version {version}")]
+    Migrate {
+        path: PathBuf,
+        version: usize,
+        source: rusqlite_migration::Error,
+    },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{count} records (and the facts held in memory) could not be written to the store")]
+    Unwritten {
+        count: usize,
+        source: rusqlite::Error,
+    },
+}

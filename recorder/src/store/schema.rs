@@ -3,7 +3,11 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
+/// binary mistakes another program's SQLite file for a store.
+pub const APPLICATION_ID: i32 = 0x646e_7371;
 
 /// Default database path, for both binaries; `--db` or `DNSQ_DB` override it.
 pub const DEFAULT_DB_PATH: &str = "/var/lib/dnsq/dnsq.db";
@@ -18,7 +22,7 @@ pub mod flags {
     pub const RESPONSE: i64 = 1 << 2;
     /// The bytes did not decode; see the `malformed` table.
     pub const MALFORMED: i64 = 1 << 3;
-    /// Bits 4–5: how the process was found (see [`attribution`]).
+    /// Bits 4–5: how the process was found (see [`super::attribution`]).
     pub const ATTRIBUTION_SHIFT: u32 = 4;
     pub const ATTRIBUTION_MASK: i64 = 0b11 << ATTRIBUTION_SHIFT;
     /// DNS header flags.
@@ -55,11 +59,18 @@ pub mod role {
     pub const SERVER: i64 = 1;
 }
 
-/// `lookups.rcode` of rows that count queries rather than responses.
+/// `lookups.rcode` of rows that count queries rather than responses. On these rows
+/// `paired` counts the queries that got a response (`count - paired` went
+/// unanswered, or are still waiting for one) and the latency columns are over those
+/// responses. The row's hour is the query's.
 pub const RCODE_QUERY: i64 = -1;
 
 /// `process_id` in fact tables when the process is unknown.
 pub const UNKNOWN_PROCESS: i64 = 0;
+
+// 64-bit unsigned values (`socket_cookie`, `cgroup_id`, `netns`,
+// `socket_cgroup_id`) are stored as the signed integer with the same bits:
+// read them back with `as u64`.
 
 /// Fact tables are per hour: `hour = time_ns / NS_PER_HOUR`.
 pub const NS_PER_HOUR: i64 = 3_600 * 1_000_000_000;

@@ -1,0 +1,253 @@
+//! `dnsq-bench`: helpers for `make bench` (the harness is bench/run.py).
+//!
+//! `dnsq-bench generate --db PATH` writes a realistic month of DNS history through
+//! the recorder's own store writer (`dnsq_recorder::store`), as if the recorder had
+//! seen it, and prints a JSON manifest: what was generated and what the benchmark
+//! should ask of it (the busiest address, command and name; the times that cut off
+//! the newest 1,000,000 and 100,000 messages for `dnsq export`). The same seed and
+//! sizes always give the same history.
+
+mod history;
+mod rng;
+mod world;
+
+use std::{
+    path::PathBuf,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use dnsq_recorder::{
+    pipeline::Sink,
+    store::{self, StoreOptions},
+};
+use serde_json::json;
+
+use crate::{history::Generator, rng::Rng, world::World};
+
+/// Bump whenever the generated history changes for the same arguments: the
+/// harness reuses a cached database only when this (and the store's schema and
+/// source) still match.
+const GENERATOR_VERSION: u32 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "dnsq-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a DNS history into a new store and print its manifest (JSON).
+    Generate {
+        /// The database to create (must not exist).
+        #[arg(long)]
+        db: PathBuf,
+        /// DNS messages to write.
+        #[arg(long, default_value_t = 10_000_000)]
+        messages: u64,
+        /// Distinct names asked.
+        #[arg(long, default_value_t = 50_000)]
+        names: usize,
+        /// Registrable domains the names belong to.
+        #[arg(long, default_value_t = 5_000)]
+        domains: usize,
+        /// Days the history spans.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// When the history ends (RFC 3339).
+        #[arg(long, default_value = "2026-10-31T00:00:00Z")]
+        end: jiff::Timestamp,
+        #[arg(long, default_value_t = 20_261_124)]
+        seed: u64,
+        /// Messages a store transaction commits.
+        #[arg(long, default_value_t = 5_000)]
+        batch_size: usize,
+    },
+    /// Print the generator version (the harness's cache key).
+    Version,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Version => {
+            println!("{GENERATOR_VERSION}");
+            Ok(())
+        }
+        Command::Generate {
+            db,
+            messages,
+            names,
+            domains,
+            days,
+            end,
+            seed,
+            batch_size,
+        } => {
+            if db.exists() {
+                bail!("{} exists; generate into a new file", db.display());
+            }
+            let args = Args {
+                messages,
+                names,
+                domains,
+                days,
+                end,
+                seed,
+                batch_size,
+            };
+            let manifest = generate(&db, &args)?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            Ok(())
+        }
+    }
+}
+
+struct Args {
+    messages: u64,
+    names: usize,
+    domains: usize,
+    days: u32,
+    end: jiff::Timestamp,
+    seed: u64,
+    batch_size: usize,
+}
+
+/// Messages handed from the generating thread to the writing one at a time.
+const CHUNK: usize = 20_000;
+
+fn generate(db: &std::path::Path, args: &Args) -> anyhow::Result<serde_json::Value> {
+    let started = Instant::now();
+    let world = World::build(&mut Rng::new(args.seed), args.names, args.domains);
+    let end_ns = i64::try_from(args.end.as_nanosecond()).context("--end")?;
+    let start_ns = end_ns - i64::from(args.days) * 86_400 * 1_000_000_000;
+    let mut generator = Generator::new(&world, args.seed, args.messages, start_ns, args.days);
+    let export_marks = [1_000_000u64, 100_000];
+    for newest in export_marks {
+        if newest < args.messages {
+            generator.mark(args.messages - newest);
+        }
+    }
+
+    // The recorder's store, with its batching but no retention (the history is
+    // older than the default 30 days by the time it is read) and facts held for an
+    // hour of message time (the live recorder holds them 5 s of wall-clock time,
+    // in which it sees far more messages than this history has in an hour).
+    let options = StoreOptions {
+        batch_size: args.batch_size,
+        facts_window: Duration::from_secs(3_600),
+        retain: None,
+        max_db_size: None,
+        max_pending: args.batch_size * 4,
+        ..StoreOptions::default()
+    };
+    let mut store = store::open_for_writing(db)
+        .and_then(|store| store.with_options(options))
+        .with_context(|| format!("creating {}", db.display()))?;
+    store.start_run(&json!({"generator": GENERATOR_VERSION, "seed": args.seed}).to_string())?;
+
+    let (sender, receiver) = mpsc::sync_channel::<Vec<_>>(4);
+    let mut written = 0u64;
+    let mut last_report = Instant::now();
+    let generator = std::thread::scope(|scope| -> anyhow::Result<Generator<'_>> {
+        let producer = scope.spawn(move || {
+            loop {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                let more = generator.fill(&mut chunk, CHUNK);
+                if sender.send(chunk).is_err() || !more {
+                    return generator;
+                }
+            }
+        });
+        for chunk in receiver {
+            for record in chunk {
+                store.write(record)?;
+                written += 1;
+            }
+            if last_report.elapsed() >= Duration::from_secs(10) {
+                last_report = Instant::now();
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "dnsq-bench: {written} messages in {secs:.0} s ({:.0}/s)",
+                    written as f64 / secs
+                );
+            }
+        }
+        Ok(producer.join().expect("the generating thread panicked"))
+    })?;
+    let stats = store.finish("generated")?;
+    if stats.dropped > 0 || stats.committed != written {
+        bail!(
+            "the store committed {} of {written} messages ({} dropped)",
+            stats.committed,
+            stats.dropped
+        );
+    }
+    drop(store);
+    let seconds = started.elapsed().as_secs_f64();
+
+    let tally = &generator.tally;
+    let busiest_address = tally
+        .addresses
+        .iter()
+        .max_by_key(|(ip, count)| (**count, **ip))
+        .map(|(ip, count)| json!({"ip": ip.to_string(), "answers": count}));
+    let busiest_command = tally
+        .commands
+        .iter()
+        .max_by_key(|(comm, count)| (**count, **comm))
+        .map(|(comm, count)| json!({"comm": comm, "queries": count}));
+    let busiest_name = tally
+        .names
+        .iter()
+        .max_by_key(|(name, count)| (**count, std::cmp::Reverse(**name)))
+        .map(|(name, count)| {
+            let name = &world.names[*name];
+            json!({
+                "name": name.name,
+                "queries": count,
+                "domain_glob": format!("*.{}", world.domains[name.domain]),
+            })
+        });
+    let processes = world
+        .programs
+        .iter()
+        .map(|p| p.incarnations.len() * p.threads.len().max(1))
+        .sum::<usize>()
+        + world.stub.incarnations.len();
+    let export_since: serde_json::Map<_, _> = export_marks
+        .iter()
+        .filter_map(|&newest| {
+            let index = args.messages.checked_sub(newest)?;
+            let time = generator.marked(index)?;
+            Some((newest.to_string(), json!(time)))
+        })
+        .collect();
+    Ok(json!({
+        "generator_version": GENERATOR_VERSION,
+        "schema_version": store::schema::SCHEMA_VERSION,
+        "messages": written,
+        "seed": args.seed,
+        "names": world.names.len(),
+        "domains": world.domains.len(),
+        "cdn_edge_names": world.edges.len(),
+        "programs": world.programs.len() + 1,
+        "process_identities": processes,
+        "days": args.days,
+        "first_ns": generator.first_ns,
+        "last_ns": generator.last_ns(),
+        "lookups": tally.lookups,
+        "responses_to_clients": tally.responses,
+        "nxdomain_responses": tally.nxdomain,
+        "stub_cache_misses": tally.cache_misses,
+        "batch_size": args.batch_size,
+        "seconds": seconds,
+        "busiest_address": busiest_address,
+        "busiest_command": busiest_command,
+        "busiest_name": busiest_name,
+        "export_since_ns": export_since,
+    }))
+}

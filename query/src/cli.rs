@@ -1,0 +1,257 @@
+//! The command line: every command, flag and the help texts (examples, exit
+//! codes, the CSV columns).
+
+use std::{net::IpAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dnsq_recorder::store::schema;
+
+use crate::timearg::{self, TimeArg};
+
+const AFTER_HELP: &str = "\
+Times:
+  --since/--until take a duration ago (90s, 30m, 1h, 7d, 1h30m) or a time
+  (2026-11-24T10:00, 2026-11-24 10:00:00, 2026-11-24, 10:00; local time unless
+  it carries Z or an offset such as +01:00; UTC with --utc). The window is
+  since <= time < until. who, by-process, name, top and stats' name and process
+  counts read hourly summaries, so there the window is rounded out to whole hours.
+
+Exit status:
+  0  found (something was printed)
+  1  nothing found (the reason is on stderr)
+  2  usage, configuration or output error
+  3  database error: missing, unreadable, not a dnsq database, wrong schema
+
+Environment:
+  DNSQ_DB   the database (as --db)
+  NO_COLOR  no colour in tables (tables are never coloured when piped)
+  TZ        the local time zone
+
+Examples:
+  dnsq who 198.18.0.10                     which names resolved to this IP, for whom
+  dnsq who 2001:db8::1 --since 7d
+  dnsq by-process nginx --since 1h         what nginx resolved in the last hour
+  dnsq by-process 4242
+  dnsq name '*.example.com' --since 2026-11-24T10:00 --until 2026-11-24T12:00
+  dnsq top nxdomain --since 1d
+  dnsq tail -f
+  dnsq stats --json
+  dnsq export --format csv --since 1h -o /var/backups/dns-last-hour.csv
+
+Names, commands and paths are shown with control characters escaped (\\x1b);
+--json output escapes them as JSON does (\\u001b).";
+
+/// Ask the DNS history which process resolved what.
+///
+/// dnsq reads the database dnsq-recorder writes, read-only: it needs nothing
+/// but read access to the file, and never holds the recorder up.
+#[derive(Debug, Parser)]
+#[command(name = "dnsq", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The database.
+    #[arg(long, global = true, env = "DNSQ_DB", value_name = "PATH",
+          default_value = schema::DEFAULT_DB_PATH)]
+    pub db: PathBuf,
+
+    /// Only what happened at or after this time (e.g. 1h, 7d, 2026-11-24T10:00).
+    #[arg(long, global = true, value_name = "TIME", value_parser = timearg::parse)]
+    pub since: Option<TimeArg>,
+
+    /// Only what happened before this time.
+    #[arg(long, global = true, value_name = "TIME", value_parser = timearg::parse)]
+    pub until: Option<TimeArg>,
+
+    /// One JSON object per line instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Show and read times in UTC instead of the local time zone.
+    #[arg(long, global = true)]
+    pub utc: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every name that resolved to an IP, through CNAME chains back to the name
+    /// the application asked for, and who asked.
+    #[command(after_help = "\
+Shows, for each name chain (asked name → CNAME … → owner name), the process
+that received the answer (pid, command, executable, uid, cgroup), the server
+that gave it, first and last seen, and how many answers carried the IP.
+
+Examples:
+  dnsq who 198.18.0.10
+  dnsq who 2001:db8::10 --since 1d --json")]
+    Who {
+        /// An IPv4 or IPv6 address.
+        ip: IpAddr,
+        #[command(flatten)]
+        limit: Limit,
+    },
+
+    /// What a process resolved: names, answers, rcodes, latency.
+    #[command(
+        name = "by-process",
+        after_help = "\
+PROCESS is a pid, or a command name (as in ps -o comm; longer names match
+their first 15 characters), or an executable path or its file name.
+ROLE is client when the process asked, server when it answered (a resolver).
+
+Examples:
+  dnsq by-process curl --since 1h
+  dnsq by-process 4242
+  dnsq by-process /usr/sbin/nginx --json"
+    )]
+    ByProcess {
+        /// A pid, a command name or an executable.
+        #[arg(value_name = "NAME|PID")]
+        process: String,
+        #[command(flatten)]
+        limit: Limit,
+    },
+
+    /// Who asked for a name, and what came back.
+    #[command(after_help = "\
+PATTERN is a name (www.example.com, the trailing dot optional, any case) or a
+glob: *.example.com matches every name below example.com (not example.com
+itself); * matches any characters, ? one.
+
+Examples:
+  dnsq name www.example.com
+  dnsq name '*.example.com' --since 1d")]
+    Name {
+        #[arg(value_name = "PATTERN")]
+        pattern: String,
+        #[command(flatten)]
+        limit: Limit,
+    },
+
+    /// The most asked names, the busiest processes, the most NXDOMAIN answers.
+    #[command(after_help = "\
+Counts what processes on this host asked (the client side): queries they sent
+and the answers they received.
+
+Examples:
+  dnsq top domains --since 1d
+  dnsq top processes -n 5
+  dnsq top nxdomain --since 1h --json")]
+    Top {
+        what: TopKind,
+        /// How many rows.
+        #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+    },
+
+    /// The newest messages; with -f, new ones as they are recorded.
+    #[command(after_help = "\
+One line a message: time, process, direction (> sent, < received), transport
+and peer, the question, and for a response its rcode, answers and latency.
+With --json, the messages as dnsq-recorder --print writes them.
+
+Examples:
+  dnsq tail -n 50
+  dnsq tail -f --json | jq .dns.questions")]
+    Tail {
+        /// Keep printing new messages as the recorder stores them.
+        #[arg(short, long, conflicts_with = "until")]
+        follow: bool,
+        /// How many of the newest messages to print first.
+        #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
+        lines: usize,
+    },
+
+    /// Counts, time span, database size, recorder runs and losses.
+    #[command(after_help = "\
+Counts read every message in the window (fast for hours, slower for months).
+Losses are the recorder's counters (events the kernel could not deliver,
+messages the recorder dropped), summed over its runs within the window.
+
+Examples:
+  dnsq stats
+  dnsq stats --since 1d --json")]
+    Stats,
+
+    /// Every message in the window, as CSV or JSON lines, streamed.
+    #[command(after_help = EXPORT_HELP)]
+    Export {
+        /// Output format (--json is the same as --format jsonl).
+        #[arg(long, value_enum, required_unless_present = "json")]
+        format: Option<ExportFormat>,
+        /// Do not guard CSV cells against formula injection.
+        #[arg(long)]
+        raw_csv: bool,
+        /// Write here (through a temporary file renamed at the end) instead of
+        /// stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+const EXPORT_HELP: &str = "\
+CSV follows RFC 4180 (UTF-8, comma-separated, records end in CRLF, fields with
+commas, quotes or line breaks are quoted and their quotes doubled). It has a
+header line and these columns, in this order; they will not change (new ones
+may only be appended):
+
+  time             RFC 3339 with nanoseconds, local offset (Z with --utc)
+  time_ns          Unix nanoseconds
+  direction        sent | received (by the process)
+  transport        udp | tcp
+  src, sport       source address and port
+  dst, dport       destination address and port
+  pid, tid, uid, gid, comm, exe, cgroup
+                   the process (empty when unknown)
+  attribution      socket | socket-late | procfs | unknown
+  id               DNS message id
+  qr               query | response
+  opcode           QUERY, NOTIFY, UPDATE, …
+  rcode            NOERROR, NXDOMAIN, SERVFAIL, …
+  qname, qtype, qclass
+                   the first question
+  answers          the answer section, `TYPE data` items separated by `;`
+  ttl_min          the smallest TTL in the answer section
+  latency_ms       for a response paired with its query, milliseconds
+  message_len      the message's true length in bytes
+  captured_len     the bytes captured (less: truncated)
+  malformed_error  why the bytes were not DNS (the DNS columns are then empty)
+
+Cells that start with = + - @, a tab or a carriage return get a leading ' so
+spreadsheets do not run them as formulas; --raw-csv writes them as they are.
+When stdout is a terminal, control characters in cells are escaped (\\x1b).
+
+JSON lines: one object per message, exactly as dnsq-recorder --print writes it
+(fields the store does not keep, process.thread, are absent).
+
+Memory stays constant however many rows. Exit status 1 when the window held no
+message (the CSV header is still written).
+
+Examples:
+  dnsq export --format csv --since 2026-11-24T00:00 --until 2026-11-25T00:00 > day.csv
+  dnsq export --format jsonl --since 1h | gzip > last-hour.jsonl.gz
+  dnsq export --format csv --since 1h -o /srv/dns/last-hour.csv   # from cron";
+
+#[derive(Debug, Args)]
+pub struct Limit {
+    /// At most this many rows, newest first (0: all).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TopKind {
+    /// Names asked most.
+    Domains,
+    /// Processes that asked most.
+    Processes,
+    /// Names answered NXDOMAIN most.
+    Nxdomain,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}

@@ -1,0 +1,118 @@
+//! What the fact-table commands (who, by-process, name, top) share: process
+//! identities, and the errors that end a command.
+
+use std::{collections::HashMap, fmt, rc::Rc};
+
+use dnsq_recorder::store::read::{ReadError, Reader, StoredProcess};
+use serde::Serialize;
+
+use crate::escape;
+
+/// "Nothing found": exit status 1, with this message on stderr.
+#[derive(Debug)]
+pub struct NothingFound(pub String);
+
+impl fmt::Display for NothingFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NothingFound {}
+
+/// A usage error found after the command line parsed: exit status 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A process as the reports group it: a `processes` row without the thread, so
+/// the threads of one process make one row.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Identity {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub cgroup: Option<String>,
+}
+
+impl Identity {
+    /// `curl[4242]`, escaped.
+    pub fn label(&self) -> String {
+        format!("{}[{}]", escape::safe(&self.comm), self.pid)
+    }
+}
+
+/// `label` of an identity, or `?` for an unknown process.
+pub fn label(identity: Option<&Identity>) -> String {
+    identity.map_or_else(|| "?".into(), Identity::label)
+}
+
+/// `processes.id` → [`Identity`], interned (equal identities share one `Rc`).
+#[derive(Default)]
+pub struct Identities {
+    by_id: HashMap<i64, Option<Rc<Identity>>>,
+    interned: HashMap<Rc<Identity>, ()>,
+}
+
+impl Identities {
+    pub fn get(&mut self, reader: &Reader, id: i64) -> Result<Option<Rc<Identity>>, ReadError> {
+        if let Some(hit) = self.by_id.get(&id) {
+            return Ok(hit.clone());
+        }
+        let identity = reader.process(id)?.map(|p| self.intern(&p));
+        self.by_id.insert(id, identity.clone());
+        Ok(identity)
+    }
+
+    fn intern(&mut self, p: &StoredProcess) -> Rc<Identity> {
+        let identity = Identity {
+            pid: p.pid,
+            comm: p.comm.clone(),
+            exe: p.exe.clone(),
+            uid: p.uid,
+            gid: p.gid,
+            cgroup: p.cgroup.clone(),
+        };
+        if let Some((existing, ())) = self.interned.get_key_value(&identity) {
+            return existing.clone();
+        }
+        let identity = Rc::new(identity);
+        self.interned.insert(identity.clone(), ());
+        identity
+    }
+}
+
+/// Keeps the first `limit` rows (0: all) and says on stderr how many were left
+/// out.
+pub fn apply_limit<T>(rows: &mut Vec<T>, limit: usize) {
+    if limit != 0 && rows.len() > limit {
+        eprintln!(
+            "dnsq: showing {limit} of {} rows (--limit 0 shows all)",
+            rows.len()
+        );
+        rows.truncate(limit);
+    }
+}
+
+/// Escapes a glob's metacharacters so they match themselves (SQLite GLOB).
+pub fn glob_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '*' => out.push_str("[*]"),
+            '?' => out.push_str("[?]"),
+            '[' => out.push_str("[[]"),
+            _ => out.push(c),
+        }
+    }
+    out
+}

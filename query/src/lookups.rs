@@ -1,0 +1,431 @@
+//! `dnsq by-process NAME|PID` and `dnsq name PATTERN`: one row per process,
+//! role, question name and type, with the queries, the rcodes of the answers, the
+//! answer data and the latency. Reads `lookups` and `resolutions` (through their
+//! process and name indexes), never `messages`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    rc::Rc,
+};
+
+use anyhow::Result;
+use comfy_table::Cell;
+use dnsq_recorder::store::{
+    read::{Reader, rcode_name, type_name},
+    schema::{RCODE_QUERY, role},
+};
+use rusqlite::ToSql;
+use serde::Serialize;
+
+use crate::{
+    escape,
+    facts::{self, Identities, Identity, NothingFound},
+    output::{Output, cell, keep_whole, millis},
+    timearg::Window,
+};
+
+/// Answer data kept per process and name (the rest is counted).
+const MAX_ANSWERS: usize = 64;
+/// Answers shown in a table cell.
+const SHOWN_ANSWERS: usize = 8;
+/// The longest `comm` the kernel keeps (TASK_COMM_LEN - 1).
+const COMM_LEN: usize = 15;
+
+const TYPE_CNAME: i64 = 5;
+const TYPE_DNAME: i64 = 39;
+const TYPE_ANY: i64 = 255;
+
+/// What the rows are about.
+pub enum Subject {
+    /// A pid, command name or executable.
+    Process(String),
+    /// A name or a glob.
+    Name(String),
+}
+
+/// The SQL that selects the subject's `processes` (alias `p`) or `names` (`n`).
+struct Selection {
+    /// `processes p` or `names n`.
+    table: &'static str,
+    /// The column facts join on: `p.id` or `n.id`.
+    id: &'static str,
+    /// The join column in the facts.
+    fact_column: &'static str,
+    condition: &'static str,
+    params: Vec<String>,
+    /// For "nothing found": what was looked for.
+    what: String,
+}
+
+fn select(subject: &Subject) -> Selection {
+    match subject {
+        Subject::Process(arg) => {
+            let what = format!("process `{}`", escape::safe(arg));
+            let process = |condition, params| Selection {
+                table: "processes p",
+                id: "p.id",
+                fact_column: "process_id",
+                condition,
+                params,
+                what: what.clone(),
+            };
+            if let Ok(pid) = arg.parse::<u32>() {
+                process("p.pid = ?3", vec![pid.to_string()])
+            } else if arg.contains('/') {
+                process("p.exe = ?3", vec![arg.clone()])
+            } else {
+                let mut end = arg.len().min(COMM_LEN);
+                while !arg.is_char_boundary(end) {
+                    end -= 1;
+                }
+                process(
+                    "(p.comm = ?3 OR p.comm = ?4 OR p.exe GLOB ?5)",
+                    vec![
+                        arg.clone(),
+                        arg[..end].to_owned(),
+                        format!("*/{}", facts::glob_literal(arg)),
+                    ],
+                )
+            }
+        }
+        Subject::Name(pattern) => {
+            let mut name = pattern.trim().to_ascii_lowercase();
+            if !name.ends_with('.') {
+                name.push('.');
+            }
+            let what = format!("name `{}`", escape::safe(&name));
+            let (condition, param) = if name.contains(['*', '?']) {
+                // Only * and ? are wildcards; a [ in a name is itself.
+                ("n.name GLOB ?3", name.replace('[', "[[]"))
+            } else {
+                ("n.name = ?3", name)
+            };
+            Selection {
+                table: "names n",
+                id: "n.id",
+                fact_column: "qname_id",
+                condition,
+                params: vec![param],
+                what,
+            }
+        }
+    }
+}
+
+/// (process, name) → the distinct (type, rdata id) answers, and how many more.
+type Answers = HashMap<(Option<Rc<Identity>>, i64), (BTreeSet<(i64, i64)>, usize)>;
+
+#[derive(Hash, PartialEq, Eq)]
+struct Key {
+    identity: Option<Rc<Identity>>,
+    role: i64,
+    qname_id: i64,
+    qtype: i64,
+}
+
+struct Agg {
+    queries: i64,
+    /// Queries that got a response (the writer counts them on the query rows).
+    answered: i64,
+    responses: i64,
+    rcodes: BTreeMap<i64, i64>,
+    paired: i64,
+    latency_sum: i64,
+    latency_max: i64,
+    first_ns: i64,
+    last_ns: i64,
+}
+
+#[derive(Serialize)]
+struct LookupRow<'a> {
+    process: Option<&'a Identity>,
+    /// `client`: the process asked; `server`: it answered.
+    role: &'static str,
+    name: &'a str,
+    #[serde(rename = "type")]
+    qtype: String,
+    queries: i64,
+    /// Queries with no response seen (or still waiting for one).
+    unanswered: i64,
+    responses: i64,
+    rcodes: BTreeMap<String, i64>,
+    answers: Vec<String>,
+    latency_avg_ms: Option<f64>,
+    latency_max_ms: Option<f64>,
+    first_seen: String,
+    last_seen: String,
+    first_ns: i64,
+    last_ns: i64,
+}
+
+pub fn run(
+    reader: &Reader,
+    out: &mut Output,
+    window: &Window,
+    subject: &Subject,
+    limit: usize,
+) -> Result<()> {
+    let conn = reader.connection();
+    let sel = select(subject);
+    let (first_hour, last_hour) = window.hours();
+    let mut params: Vec<&dyn ToSql> = vec![&first_hour, &last_hour];
+    params.extend(sel.params.iter().map(|p| p as &dyn ToSql));
+
+    // CROSS JOIN keeps SQLite from starting with the (much larger) fact table.
+    let mut stmt = conn.prepare(&format!(
+        "SELECT l.process_id, l.role, l.qname_id, l.qtype, l.rcode, SUM(l.count), \
+                SUM(l.paired), SUM(l.latency_sum_ns), MAX(l.latency_max_ns), \
+                MIN(l.first_ns), MAX(l.last_ns) \
+         FROM {table} CROSS JOIN lookups l ON l.{col} = {id} \
+         WHERE {cond} AND l.hour BETWEEN ?1 AND ?2 \
+         GROUP BY l.process_id, l.role, l.qname_id, l.qtype, l.rcode",
+        table = sel.table,
+        col = sel.fact_column,
+        id = sel.id,
+        cond = sel.condition,
+    ))?;
+    let mut rows = stmt.query(params.as_slice())?;
+    let mut identities = Identities::default();
+    let mut groups: HashMap<Key, Agg> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let key = Key {
+            identity: identities.get(reader, row.get(0)?)?,
+            role: row.get(1)?,
+            qname_id: row.get(2)?,
+            qtype: row.get(3)?,
+        };
+        let rcode: i64 = row.get(4)?;
+        let count: i64 = row.get(5)?;
+        let (first_ns, last_ns): (i64, i64) = (row.get(9)?, row.get(10)?);
+        let agg = groups.entry(key).or_insert(Agg {
+            queries: 0,
+            answered: 0,
+            responses: 0,
+            rcodes: BTreeMap::new(),
+            paired: 0,
+            latency_sum: 0,
+            latency_max: 0,
+            first_ns,
+            last_ns,
+        });
+        if rcode == RCODE_QUERY {
+            agg.queries += count;
+            agg.answered += row.get::<_, i64>(6)?;
+        } else {
+            agg.responses += count;
+            *agg.rcodes.entry(rcode).or_default() += count;
+            agg.paired += row.get::<_, i64>(6)?;
+            agg.latency_sum += row.get::<_, i64>(7)?;
+            agg.latency_max = agg.latency_max.max(row.get(8)?);
+        }
+        agg.first_ns = agg.first_ns.min(first_ns);
+        agg.last_ns = agg.last_ns.max(last_ns);
+    }
+    drop(rows);
+    if groups.is_empty() {
+        let exists: bool = conn.query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE {} AND ?1 <= ?2)",
+                sel.table, sel.condition,
+            ),
+            params.as_slice(),
+            |row| row.get(0),
+        )?;
+        // A name never asked may still be the target of a CNAME that was.
+        let mut aliases = Vec::new();
+        if matches!(subject, Subject::Name(_)) {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT a.name FROM names n CROSS JOIN cnames c ON c.target_id = n.id \
+                 JOIN names a ON a.id = c.name_id WHERE {} AND ?1 <= ?2 \
+                 ORDER BY c.last_ns DESC LIMIT 4",
+                sel.condition
+            ))?;
+            let mut rows = stmt.query(params.as_slice())?;
+            while let Some(row) = rows.next()? {
+                aliases.push(escape::safe(&row.get::<_, String>(0)?).into_owned());
+            }
+        }
+        return Err(NothingFound(if !aliases.is_empty() {
+            format!(
+                "no lookups for {} {}; it is the CNAME target of {} (ask for that name)",
+                sel.what,
+                window.describe_hours(&out.clock),
+                aliases.join(", ")
+            )
+        } else if exists {
+            format!(
+                "no lookups for {} {}",
+                sel.what,
+                window.describe_hours(&out.clock)
+            )
+        } else if matches!(subject, Subject::Process(_)) {
+            format!(
+                "no {} was ever seen (a pid, a command name or an executable)",
+                sel.what
+            )
+        } else {
+            format!("no {} was ever asked for", sel.what)
+        })
+        .into());
+    }
+
+    let mut found: Vec<(Key, Agg)> = groups.into_iter().collect();
+    found.sort_by(|a, b| {
+        b.1.last_ns
+            .cmp(&a.1.last_ns)
+            .then(a.0.qname_id.cmp(&b.0.qname_id))
+            .then(a.0.qtype.cmp(&b.0.qtype))
+    });
+    facts::apply_limit(&mut found, limit);
+
+    // The answers of the rows shown: resolutions of the same name to the same
+    // process (client side only), by the `resolutions_qname` index.
+    let wanted: HashSet<(Option<Rc<Identity>>, i64)> = found
+        .iter()
+        .filter(|(key, _)| key.role == role::CLIENT)
+        .map(|(key, _)| (key.identity.clone(), key.qname_id))
+        .collect();
+    let qnames: BTreeSet<i64> = wanted.iter().map(|(_, qname_id)| *qname_id).collect();
+    let mut answers: Answers = HashMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT process_id, rtype, rdata_id FROM resolutions \
+         WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 GROUP BY process_id, rtype, rdata_id",
+    )?;
+    for qname_id in qnames {
+        let mut rows = stmt.query((qname_id, first_hour, last_hour))?;
+        while let Some(row) = rows.next()? {
+            let key = (identities.get(reader, row.get(0)?)?, qname_id);
+            if !wanted.contains(&key) {
+                continue;
+            }
+            let (set, more) = answers.entry(key).or_default();
+            if set.len() < MAX_ANSWERS {
+                set.insert((row.get(1)?, row.get(2)?));
+            } else {
+                *more += 1;
+            }
+        }
+    }
+
+    let mut table = out.table(&[
+        "LAST SEEN",
+        "PROCESS",
+        "NAME",
+        "TYPE",
+        "QUERIES",
+        "RCODE",
+        "ANSWERS",
+        "LATENCY",
+    ]);
+    for (key, agg) in &found {
+        let name = reader.name(key.qname_id)?;
+        let mut data = Vec::new();
+        if key.role == role::CLIENT
+            && let Some((set, more)) = answers.get(&(key.identity.clone(), key.qname_id))
+        {
+            for &(rtype, rdata_id) in set {
+                let text = if rtype == key.qtype && key.qtype != TYPE_ANY {
+                    reader.rdata(rdata_id)?.to_string()
+                } else if matches!(rtype, TYPE_CNAME | TYPE_DNAME) || key.qtype == TYPE_ANY {
+                    format!("{} {}", type_name(rtype as u16), reader.rdata(rdata_id)?)
+                } else {
+                    continue;
+                };
+                data.push(text);
+            }
+            // Chain links first, then the data asked for.
+            data.sort_by_key(|d| !d.starts_with("CNAME ") && !d.starts_with("DNAME "));
+            if *more > 0 {
+                data.push(format!("… and {more} more"));
+            }
+        }
+        let clock = &out.clock;
+        let row = LookupRow {
+            process: key.identity.as_deref(),
+            role: if key.role == role::SERVER {
+                "server"
+            } else {
+                "client"
+            },
+            name: &name,
+            qtype: type_name(key.qtype as u16),
+            queries: agg.queries,
+            unanswered: (agg.queries - agg.answered).max(0),
+            responses: agg.responses,
+            rcodes: agg
+                .rcodes
+                .iter()
+                .map(|(&c, &n)| (rcode_name(c as u16), n))
+                .collect(),
+            answers: data,
+            latency_avg_ms: (agg.paired > 0)
+                .then(|| agg.latency_sum as f64 / agg.paired as f64 / 1e6),
+            latency_max_ms: (agg.paired > 0).then(|| agg.latency_max as f64 / 1e6),
+            first_seen: clock.rfc3339(agg.first_ns),
+            last_seen: clock.rfc3339(agg.last_ns),
+            first_ns: agg.first_ns,
+            last_ns: agg.last_ns,
+        };
+        if out.json {
+            out.json_line(&row)?;
+            continue;
+        }
+        let mut process = facts::label(row.process);
+        if row.role == "server" {
+            process.push_str(" (server)");
+        }
+        // What came of the queries: the rcodes, and those with no response.
+        let mut outcome: Vec<String> = if row.rcodes.len() == 1 && row.unanswered == 0 {
+            row.rcodes.keys().cloned().collect()
+        } else {
+            row.rcodes
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect()
+        };
+        match row.unanswered {
+            0 => {}
+            n if n == agg.queries => outcome.push("no response".into()),
+            n => outcome.push(format!("no response {n}")),
+        }
+        let rcodes = outcome.join(", ");
+        let error = agg.rcodes.keys().any(|&c| c != 0) || row.unanswered > 0;
+        let mut shown: Vec<String> = row.answers.iter().take(SHOWN_ANSWERS).cloned().collect();
+        if row.answers.len() > SHOWN_ANSWERS {
+            shown.push(format!("(+{})", row.answers.len() - SHOWN_ANSWERS));
+        }
+        let latency = if agg.paired == 0 {
+            String::new()
+        } else if agg.paired == 1 {
+            format!("{} ms", millis(agg.latency_max as f64))
+        } else {
+            format!(
+                "avg {} / max {} ms",
+                millis(agg.latency_sum as f64 / agg.paired as f64),
+                millis(agg.latency_max as f64)
+            )
+        };
+        let rcode_cell = out.rcode_cell(&rcodes, error);
+        table.add_row(vec![
+            cell(&clock.short(agg.last_ns)),
+            cell(&process),
+            cell(row.name),
+            cell(&row.qtype),
+            cell(&agg.queries.to_string()),
+            rcode_cell,
+            Cell::new(
+                shown
+                    .iter()
+                    .map(|a| escape::safe(a))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            cell(&latency),
+        ]);
+    }
+    if !out.json {
+        keep_whole(&mut table, &[0, 1, 3, 4, 5, 7]);
+        out.print_table(&mut table)?;
+    }
+    Ok(())
+}

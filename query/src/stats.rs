@@ -1,0 +1,271 @@
+//! `dnsq stats`: message counts and time span, distinct names and processes, the
+//! database's size, the recorder's runs, and what the recorder lost.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use dnsq_recorder::store::{read::Reader, schema::flags};
+use serde::Serialize;
+
+use crate::{
+    facts::NothingFound,
+    output::{Output, cell},
+    timearg::Window,
+};
+
+#[derive(Default, Serialize)]
+struct Stats {
+    database: String,
+    /// The database file, and its write-ahead log, in bytes.
+    size_bytes: u64,
+    wal_bytes: u64,
+    messages: i64,
+    queries: i64,
+    responses: i64,
+    malformed: i64,
+    /// Queries processes sent that got no paired response.
+    unanswered: i64,
+    first_time: Option<String>,
+    last_time: Option<String>,
+    first_ns: Option<i64>,
+    last_ns: Option<i64>,
+    span_seconds: Option<f64>,
+    /// Distinct question names and pids (whole hours).
+    names: i64,
+    processes: i64,
+    runs: i64,
+    /// Runs that ended without recording a stop (a crash, or still running).
+    unclean_runs: i64,
+    last_start: Option<String>,
+    last_start_ns: Option<i64>,
+    /// `running` (or crashed: the recorder cannot tell) or `stopped: reason`.
+    last_run: Option<String>,
+    /// The recorder's counters summed over its runs, within the window.
+    counters: BTreeMap<String, i64>,
+    /// Every counter whose name starts with `lost_` or has `dropped` in it.
+    lost_total: i64,
+}
+
+pub fn run(reader: &Reader, out: &mut Output, window: &Window) -> Result<()> {
+    let conn = reader.connection();
+    let path = reader.path();
+    let mut stats = Stats {
+        database: path.display().to_string(),
+        size_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        wal_bytes: std::fs::metadata(format!("{}-wal", path.display()))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        ..Stats::default()
+    };
+    let since = window.since_ns.unwrap_or(i64::MIN);
+    let until = window.until_ns.unwrap_or(i64::MAX);
+
+    if let Some(ids) = reader.id_range(window.since_ns, window.until_ns)? {
+        // Malformed messages are neither queries nor responses.
+        let (messages, queries, responses, malformed, sent, answered, first, last) = conn
+            .prepare_cached(&format!(
+                "SELECT COUNT(*), \
+                        TOTAL((flags & {mal}) = 0 AND (flags & {resp}) = 0), \
+                        TOTAL((flags & {mal}) = 0 AND (flags & {resp}) != 0), \
+                        TOTAL((flags & {mal}) != 0), \
+                        TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = 0), \
+                        TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = ({resp} | {recv}) \
+                              AND latency_ns IS NOT NULL), \
+                        MIN(time_ns), MAX(time_ns) \
+                 FROM messages WHERE id BETWEEN ?1 AND ?2 AND time_ns >= ?3 AND time_ns < ?4",
+                mal = flags::MALFORMED,
+                resp = flags::RESPONSE,
+                recv = flags::RECEIVED,
+            ))?
+            .query_row((ids.first, ids.last, since, until), |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, f64>(1)? as i64,
+                    row.get::<_, f64>(2)? as i64,
+                    row.get::<_, f64>(3)? as i64,
+                    row.get::<_, f64>(4)? as i64,
+                    row.get::<_, f64>(5)? as i64,
+                    row.get::<_, Option<i64>>(6)?,
+                    row.get::<_, Option<i64>>(7)?,
+                ))
+            })?;
+        stats.messages = messages;
+        stats.queries = queries;
+        stats.responses = responses;
+        stats.malformed = malformed;
+        stats.unanswered = (sent - answered).max(0);
+        stats.first_ns = first;
+        stats.last_ns = last;
+        stats.first_time = first.map(|ns| out.clock.rfc3339(ns));
+        stats.last_time = last.map(|ns| out.clock.rfc3339(ns));
+        if let (Some(first), Some(last)) = (first, last) {
+            stats.span_seconds = Some((last - first) as f64 / 1e9);
+        }
+    }
+
+    let (first_hour, last_hour) = window.hours();
+    (stats.names, stats.processes) = conn
+        .prepare_cached(
+            "SELECT (SELECT COUNT(DISTINCT qname_id) FROM lookups WHERE hour BETWEEN ?1 AND ?2), \
+                (SELECT COUNT(DISTINCT p.pid) FROM processes p WHERE p.id IN \
+                    (SELECT process_id FROM lookups WHERE hour BETWEEN ?1 AND ?2))",
+        )?
+        .query_row((first_hour, last_hour), |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+
+    runs(reader, &mut stats, since, until, out)?;
+
+    if stats.messages == 0 && stats.runs == 0 {
+        return Err(NothingFound(format!(
+            "no messages and no recorder runs {}",
+            window.describe(&out.clock)
+        ))
+        .into());
+    }
+    if out.json {
+        out.json_line(&stats)?;
+        return Ok(());
+    }
+    print(out, &stats, window)
+}
+
+/// Runs overlapping the window, and their counters: for each run, the last
+/// sample before `until` less the last sample before `since` (samples are totals
+/// since the run started).
+fn runs(reader: &Reader, stats: &mut Stats, since: i64, until: i64, out: &Output) -> Result<()> {
+    let conn = reader.connection();
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, started_ns, stopped_ns, stop_reason FROM runs \
+         WHERE started_ns < ?2 AND (stopped_ns IS NULL OR stopped_ns >= ?1) ORDER BY id",
+    )?;
+    let runs: Vec<(i64, i64, Option<i64>, Option<String>)> = stmt
+        .query_map((since, until), |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut sample = conn.prepare_cached(
+        "SELECT \"values\" FROM counters WHERE run_id = ?1 AND time_ns < ?2 \
+         ORDER BY time_ns DESC LIMIT 1",
+    )?;
+    let mut counters_at = |run: i64, ns: i64| -> Result<BTreeMap<String, i64>> {
+        let text: Option<String> = sample
+            .query_map((run, ns), |row| row.get(0))?
+            .next()
+            .transpose()?;
+        let mut values = BTreeMap::new();
+        if let Some(text) = text
+            && let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text)
+        {
+            for (name, value) in map {
+                if let Some(n) = value.as_i64().or_else(|| value.as_u64().map(|v| v as i64)) {
+                    values.insert(name, n);
+                }
+            }
+        }
+        Ok(values)
+    };
+    let last_index = runs.len().saturating_sub(1);
+    for (index, (id, started, stopped, reason)) in runs.iter().enumerate() {
+        stats.runs += 1;
+        if stopped.is_none() && index != last_index {
+            stats.unclean_runs += 1;
+        }
+        let end = counters_at(*id, until)?;
+        let start = counters_at(*id, since)?;
+        for (name, value) in end {
+            let delta = value - start.get(&name).copied().unwrap_or(0);
+            *stats.counters.entry(name).or_default() += delta;
+        }
+        if index == last_index {
+            stats.last_start_ns = Some(*started);
+            stats.last_start = Some(out.clock.rfc3339(*started));
+            stats.last_run = Some(match (stopped, reason) {
+                (None, _) => "running (or crashed)".into(),
+                (Some(_), Some(reason)) => format!("stopped: {reason}"),
+                (Some(_), None) => "stopped".into(),
+            });
+        }
+    }
+    stats.lost_total = stats
+        .counters
+        .iter()
+        .filter(|(name, _)| name.starts_with("lost_") || name.contains("dropped"))
+        .map(|(_, v)| v)
+        .sum();
+    Ok(())
+}
+
+fn print(out: &mut Output, s: &Stats, window: &Window) -> Result<()> {
+    let clock = out.clock.clone();
+    let mut table = out.table(&[]);
+    let mut add = |key: &str, value: String| {
+        table.add_row(vec![cell(key), cell(&value)]);
+    };
+    add("window", window.describe(&clock));
+    add("database", s.database.clone());
+    add(
+        "size",
+        format!(
+            "{} (+ {} write-ahead log)",
+            bytes(s.size_bytes),
+            bytes(s.wal_bytes)
+        ),
+    );
+    add("messages", s.messages.to_string());
+    add("  queries", s.queries.to_string());
+    add("  responses", s.responses.to_string());
+    add("  malformed", s.malformed.to_string());
+    add(
+        "  unanswered",
+        format!("{} (queries sent with no response seen)", s.unanswered),
+    );
+    if let (Some(first), Some(last)) = (s.first_ns, s.last_ns) {
+        add("first", clock.short(first));
+        add("last", clock.short(last));
+        add("span", span(s.span_seconds.unwrap_or(0.0)));
+    }
+    add("names", s.names.to_string());
+    add("processes", format!("{} distinct pids", s.processes));
+    add(
+        "recorder runs",
+        format!("{} ({} unclean)", s.runs, s.unclean_runs),
+    );
+    if let (Some(start), Some(state)) = (s.last_start_ns, &s.last_run) {
+        add(
+            "last run",
+            format!("started {}, {state}", clock.short(start)),
+        );
+    }
+    add("lost", s.lost_total.to_string());
+    for (name, value) in &s.counters {
+        add(&format!("  {name}"), value.to_string());
+    }
+    out.print_table(&mut table)?;
+    Ok(())
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn span(seconds: f64) -> String {
+    let s = seconds as u64;
+    match s {
+        0..60 => format!("{seconds:.1}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}

@@ -1,0 +1,313 @@
+//! `dnsq top domains|processes|nxdomain`: rankings from `lookups`, client side
+//! (what processes on this host asked and were answered).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    rc::Rc,
+};
+
+use anyhow::Result;
+use dnsq_recorder::store::{
+    read::Reader,
+    schema::{RCODE_QUERY, role},
+};
+use serde::Serialize;
+
+use crate::{
+    cli::TopKind,
+    facts::{Identities, Identity, NothingFound},
+    output::{Output, cell, keep_whole},
+    timearg::Window,
+};
+
+const NXDOMAIN: i64 = 3;
+/// Processes listed per name (the rest are counted).
+const LISTED: usize = 16;
+const SHOWN: usize = 3;
+
+pub fn run(
+    reader: &Reader,
+    out: &mut Output,
+    window: &Window,
+    what: TopKind,
+    limit: usize,
+) -> Result<()> {
+    match what {
+        TopKind::Domains => names(reader, out, window, RCODE_QUERY, limit),
+        TopKind::Nxdomain => names(reader, out, window, NXDOMAIN, limit),
+        TopKind::Processes => processes(reader, out, window, limit),
+    }
+}
+
+#[derive(Serialize)]
+struct NameRow<'a> {
+    rank: usize,
+    name: &'a str,
+    /// Queries sent for it (top domains) …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queries: Option<i64>,
+    /// … and NXDOMAIN answers received.
+    nxdomain: i64,
+    /// Distinct processes that asked (top domains) or were told NXDOMAIN.
+    process_count: usize,
+    processes: Vec<&'a Identity>,
+    last_seen: String,
+    last_ns: i64,
+}
+
+/// Names ranked by the count of `rcode` rows (queries or NXDOMAIN answers).
+fn names(
+    reader: &Reader,
+    out: &mut Output,
+    window: &Window,
+    rcode: i64,
+    limit: usize,
+) -> Result<()> {
+    let conn = reader.connection();
+    let (first_hour, last_hour) = window.hours();
+    let mut stmt = conn.prepare_cached(
+        "SELECT qname_id, \
+                SUM(CASE WHEN rcode = ?3 THEN count ELSE 0 END) AS ranked, \
+                SUM(CASE WHEN rcode = -1 THEN count ELSE 0 END), \
+                SUM(CASE WHEN rcode = 3 THEN count ELSE 0 END), \
+                MAX(CASE WHEN rcode = ?3 THEN last_ns END) \
+         FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?4 \
+         GROUP BY qname_id HAVING ranked > 0 \
+         ORDER BY ranked DESC, qname_id LIMIT ?5",
+    )?;
+    let top: Vec<(i64, i64, i64, i64, i64)> = stmt
+        .query_map(
+            (first_hour, last_hour, rcode, role::CLIENT, sql_limit(limit)),
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    if top.is_empty() {
+        let what = if rcode == RCODE_QUERY {
+            "queries"
+        } else {
+            "NXDOMAIN answers"
+        };
+        return Err(
+            NothingFound(format!("no {what} {}", window.describe_hours(&out.clock))).into(),
+        );
+    }
+    let mut who = conn.prepare_cached(
+        "SELECT DISTINCT process_id FROM lookups \
+         WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 AND role = ?4 AND rcode = ?5",
+    )?;
+    let mut identities = Identities::default();
+    let header = if rcode == RCODE_QUERY {
+        vec!["#", "NAME", "QUERIES", "NXDOMAIN", "PROCESSES", "LAST SEEN"]
+    } else {
+        vec!["#", "NAME", "NXDOMAIN", "PROCESSES", "LAST SEEN"]
+    };
+    let mut table = out.table(&header);
+    for (index, &(qname_id, _, queries, nxdomain, last_ns)) in top.iter().enumerate() {
+        let ids: Vec<i64> = who
+            .query_map(
+                (qname_id, first_hour, last_hour, role::CLIENT, rcode),
+                |row| row.get(0),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut set: BTreeSet<Rc<Identity>> = BTreeSet::new();
+        let mut unknown = false;
+        for id in ids {
+            match identities.get(reader, id)? {
+                Some(identity) => {
+                    set.insert(identity);
+                }
+                None => unknown = true,
+            }
+        }
+        let name = reader.name(qname_id)?;
+        let row = NameRow {
+            rank: index + 1,
+            name: &name,
+            queries: (rcode == RCODE_QUERY).then_some(queries),
+            nxdomain,
+            process_count: set.len() + usize::from(unknown),
+            processes: set.iter().take(LISTED).map(|i| &**i).collect(),
+            last_seen: out.clock.rfc3339(last_ns),
+            last_ns,
+        };
+        if out.json {
+            out.json_line(&row)?;
+            continue;
+        }
+        let mut labels: Vec<String> = set.iter().take(SHOWN).map(|i| i.label()).collect();
+        if unknown && labels.len() < SHOWN {
+            labels.push("?".into());
+        }
+        if row.process_count > labels.len() {
+            labels.push(format!("+{}", row.process_count - labels.len()));
+        }
+        let mut cells = vec![cell(&row.rank.to_string()), cell(&name)];
+        if let Some(queries) = row.queries {
+            cells.push(cell(&queries.to_string()));
+        }
+        cells.push(cell(&nxdomain.to_string()));
+        cells.push(cell(&labels.join(" ")));
+        cells.push(cell(&out.clock.short(last_ns)));
+        table.add_row(cells);
+    }
+    if !out.json {
+        let last = table.column_count() - 1;
+        keep_whole(&mut table, &[0, 2, 3, last]);
+        out.print_table(&mut table)?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct ProcessAgg {
+    process_ids: Vec<i64>,
+    pids: BTreeSet<u32>,
+    queries: i64,
+    nxdomain: i64,
+    last_ns: i64,
+}
+
+#[derive(Serialize)]
+struct ProcessRow<'a> {
+    rank: usize,
+    comm: Option<&'a str>,
+    exe: Option<&'a str>,
+    /// The first pids (all of them up to 100).
+    pids: Vec<u32>,
+    pid_count: usize,
+    queries: i64,
+    nxdomain: i64,
+    /// Distinct names asked.
+    names: i64,
+    last_seen: String,
+    last_ns: i64,
+}
+
+/// Processes grouped by command and executable (a program run many times is
+/// one row), ranked by queries sent.
+fn processes(reader: &Reader, out: &mut Output, window: &Window, limit: usize) -> Result<()> {
+    let conn = reader.connection();
+    let (first_hour, last_hour) = window.hours();
+    let mut stmt = conn.prepare_cached(
+        "SELECT process_id, SUM(CASE WHEN rcode = -1 THEN count ELSE 0 END), \
+                SUM(CASE WHEN rcode = 3 THEN count ELSE 0 END), MAX(last_ns) \
+         FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?3 GROUP BY process_id",
+    )?;
+    let mut rows = stmt.query((first_hour, last_hour, role::CLIENT))?;
+    let mut identities = Identities::default();
+    let mut groups: HashMap<Option<(String, Option<String>)>, ProcessAgg> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let identity = identities.get(reader, id)?;
+        let key = identity.as_ref().map(|i| (i.comm.clone(), i.exe.clone()));
+        let agg = groups.entry(key).or_default();
+        agg.process_ids.push(id);
+        if let Some(identity) = identity {
+            agg.pids.insert(identity.pid);
+        }
+        agg.queries += row.get::<_, i64>(1)?;
+        agg.nxdomain += row.get::<_, i64>(2)?;
+        agg.last_ns = agg.last_ns.max(row.get(3)?);
+    }
+    drop(rows);
+    let mut ranked: Vec<_> = groups
+        .into_iter()
+        .filter(|(_, agg)| agg.queries > 0)
+        .collect();
+    if ranked.is_empty() {
+        return Err(NothingFound(format!(
+            "no process sent queries {}",
+            window.describe_hours(&out.clock)
+        ))
+        .into());
+    }
+    ranked.sort_by(|a, b| {
+        b.1.queries
+            .cmp(&a.1.queries)
+            .then(b.1.last_ns.cmp(&a.1.last_ns))
+    });
+    if limit != 0 {
+        ranked.truncate(limit);
+    }
+    let mut table = out.table(&[
+        "#",
+        "COMMAND",
+        "EXE",
+        "PIDS",
+        "QUERIES",
+        "NXDOMAIN",
+        "NAMES",
+        "LAST SEEN",
+    ]);
+    for (index, (key, agg)) in ranked.iter().enumerate() {
+        // Process ids are integers from the database: safe to inline.
+        let list = agg
+            .process_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let names: i64 = conn.query_row(
+            &format!(
+                "SELECT COUNT(DISTINCT qname_id) FROM lookups WHERE process_id IN ({list}) \
+                 AND hour BETWEEN ?1 AND ?2 AND role = ?3 AND rcode = -1"
+            ),
+            (first_hour, last_hour, role::CLIENT),
+            |row| row.get(0),
+        )?;
+        let row = ProcessRow {
+            rank: index + 1,
+            comm: key.as_ref().map(|k| k.0.as_str()),
+            exe: key.as_ref().and_then(|k| k.1.as_deref()),
+            pids: agg.pids.iter().take(100).copied().collect(),
+            pid_count: agg.pids.len(),
+            queries: agg.queries,
+            nxdomain: agg.nxdomain,
+            names,
+            last_seen: out.clock.rfc3339(agg.last_ns),
+            last_ns: agg.last_ns,
+        };
+        if out.json {
+            out.json_line(&row)?;
+            continue;
+        }
+        let pids = match agg.pids.len() {
+            0 => String::new(),
+            1..=3 => agg
+                .pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+            n => format!("{n} pids"),
+        };
+        table.add_row(vec![
+            cell(&row.rank.to_string()),
+            cell(row.comm.unwrap_or("?")),
+            cell(row.exe.unwrap_or("")),
+            cell(&pids),
+            cell(&agg.queries.to_string()),
+            cell(&agg.nxdomain.to_string()),
+            cell(&names.to_string()),
+            cell(&out.clock.short(agg.last_ns)),
+        ]);
+    }
+    if !out.json {
+        keep_whole(&mut table, &[0, 3, 4, 5, 6, 7]);
+        out.print_table(&mut table)?;
+    }
+    Ok(())
+}
+
+/// SQL `LIMIT`: 0 means none.
+fn sql_limit(limit: usize) -> i64 {
+    if limit == 0 { -1 } else { limit as i64 }
+}

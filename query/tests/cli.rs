@@ -1,0 +1,642 @@
+//! `dnsq` end to end: stores written by the recorder's writer, read by the binary.
+
+mod common;
+
+use common::*;
+use dnsq_recorder::record::MessageRecord;
+use serde_json::{Value, json};
+
+/// Options that select the fixture's main hour (not the old messages).
+const WINDOW: [&str; 4] = [
+    "--since",
+    "2026-11-24T10:00Z",
+    "--until",
+    "2026-11-24T11:00Z",
+];
+
+fn with_window<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    all.extend(WINDOW);
+    all
+}
+
+#[test]
+fn who_follows_the_cname_chain_back_to_the_asked_name() {
+    let dir = TempDir::new("who");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let out = dnsq(&db, &["who", "198.18.0.10", "--json"]);
+    expect(&out, 0);
+    let rows = json_lines(&out);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let row = &rows[0];
+    assert_eq!(row["ip"], "198.18.0.10");
+    assert_eq!(row["name"], "www.example.com.");
+    assert_eq!(row["owner"], "edge.example.net.");
+    assert_eq!(
+        row["chain"],
+        json!(["www.example.com.", "edge.example.net."])
+    );
+    assert_eq!(row["chain_complete"], true);
+    assert_eq!(row["type"], "A");
+    assert_eq!(row["count"], 1);
+    assert_eq!(row["server"], SERVER_IP);
+    assert_eq!(row["process"]["pid"], 4242);
+    assert_eq!(row["process"]["comm"], "curl");
+    assert_eq!(row["process"]["exe"], "/usr/bin/curl");
+    assert_eq!(row["process"]["uid"], 1000);
+    assert_eq!(row["process"]["cgroup"], CURL.cgroup);
+    assert_eq!(row["first_ns"], T0 + 268_255);
+    assert_eq!(row["last_seen"], "2026-11-24T10:00:00.000268255+00:00");
+
+    // The table says the same.
+    let table = expect(&dnsq(&db, &["who", "198.18.0.10"]), 0);
+    // One name a line, each CNAME hop marked.
+    assert!(table.contains("www.example.com."), "{table}");
+    assert!(table.contains("→ edge.example.net."), "{table}");
+    assert!(table.contains("curl[4242]"), "{table}");
+    assert!(table.contains("/usr/bin/curl"), "{table}");
+
+    // IPv6, written in a non-canonical way.
+    let out = dnsq(&db, &["who", "2001:0db8:0:0::10", "--json"]);
+    expect(&out, 0);
+    let rows = json_lines(&out);
+    assert_eq!(rows[0]["name"], "api.example.com.");
+    assert_eq!(rows[0]["chain"], json!(["api.example.com."]));
+    assert_eq!(rows[0]["process"]["comm"], "nginx");
+}
+
+#[test]
+fn who_respects_the_window_and_says_when_nothing_is_found() {
+    let dir = TempDir::new("who-window");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    expect(&dnsq(&db, &with_window(&["who", "203.0.113.5"])), 1);
+    expect(&dnsq(&db, &["who", "203.0.113.5"]), 0);
+    let out = dnsq(&db, &["who", "192.0.2.250"]);
+    assert_eq!(expect(&out, 1), "");
+    assert!(
+        stderr(&out).contains("no name resolved to 192.0.2.250"),
+        "{}",
+        stderr(&out)
+    );
+    let out = dnsq(&db, &["who", "not-an-ip"]);
+    expect(&out, 2);
+}
+
+#[test]
+fn by_process_by_name_and_by_pid() {
+    let dir = TempDir::new("by-process");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    for who in ["curl", "4242", "/usr/bin/curl"] {
+        let out = dnsq(&db, &with_window(&["by-process", who, "--json"]));
+        expect(&out, 0);
+        let rows = json_lines(&out);
+        let www = rows
+            .iter()
+            .find(|r| r["name"] == "www.example.com.")
+            .unwrap_or_else(|| panic!("{who}: {rows:#?}"));
+        assert_eq!(www["role"], "client");
+        assert_eq!(www["type"], "A");
+        assert_eq!(www["queries"], 1);
+        assert_eq!(www["unanswered"], 0);
+        assert_eq!(www["rcodes"], json!({"NOERROR": 1}));
+        assert_eq!(
+            www["answers"],
+            json!(["CNAME edge.example.net.", "198.18.0.10"])
+        );
+        assert_eq!(www["latency_max_ms"], 0.268255);
+        let missing = rows
+            .iter()
+            .find(|r| r["name"] == "missing.example.com.")
+            .expect("the NXDOMAIN");
+        assert_eq!(missing["rcodes"], json!({"NXDOMAIN": 1}));
+        assert_eq!(missing["answers"], json!([]));
+        assert!(rows.iter().all(|r| r["process"]["pid"] == 4242));
+        assert!(!rows.iter().any(|r| r["name"] == "old.example.org."));
+    }
+    // The old lookup is there without the window.
+    let all = json_lines(&dnsq(&db, &["by-process", "curl", "--json"]));
+    assert!(all.iter().any(|r| r["name"] == "old.example.org."));
+
+    // A table, with the resolver's side marked.
+    let table = expect(&dnsq(&db, &["by-process", "dnsmasq"]), 0);
+    assert!(table.contains("dnsmasq[99] (server)"), "{table}");
+    assert!(
+        table.contains("198.18.0.10") || table.contains("NOERROR"),
+        "{table}"
+    );
+
+    let out = dnsq(&db, &["by-process", "nosuchprogram"]);
+    expect(&out, 1);
+    assert!(stderr(&out).contains("was ever seen"), "{}", stderr(&out));
+    let out = dnsq(
+        &db,
+        &with_window(&["by-process", "curl", "--since", "2026-11-24T10:30Z"]),
+    );
+    // --since given twice: clap refuses.
+    expect(&out, 2);
+}
+
+#[test]
+fn name_exact_and_wildcard() {
+    let dir = TempDir::new("name");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let out = dnsq(&db, &["name", "WWW.Example.COM", "--json"]);
+    expect(&out, 0);
+    let rows = json_lines(&out);
+    let pids: Vec<&Value> = rows.iter().map(|r| &r["process"]["pid"]).collect();
+    assert!(
+        pids.contains(&&json!(4242)) && pids.contains(&&json!(99)),
+        "{rows:#?}"
+    );
+    assert!(rows.iter().all(|r| r["name"] == "www.example.com."));
+
+    let out = dnsq(&db, &["name", "*.example.com", "--json"]);
+    expect(&out, 0);
+    let names: std::collections::BTreeSet<String> = json_lines(&out)
+        .iter()
+        .map(|r| r["name"].as_str().expect("name").to_owned())
+        .collect();
+    for expected in [
+        "www.example.com.",
+        "api.example.com.",
+        "missing.example.com.",
+        "=1+1.example.com.",
+    ] {
+        assert!(names.contains(expected), "{expected} in {names:?}");
+    }
+    assert!(!names.contains("edge.example.net."));
+    assert!(!names.contains("old.example.org."));
+
+    expect(
+        &dnsq(
+            &db,
+            &["name", "*.example.org", "--since", "2026-11-23T00:00Z"],
+        ),
+        1,
+    );
+    expect(
+        &dnsq(
+            &db,
+            &["name", "*.example.org", "--until", "2026-11-23T00:00Z"],
+        ),
+        0,
+    );
+    let out = dnsq(&db, &["name", "edge.example.net"]);
+    expect(&out, 1);
+    assert!(
+        stderr(&out).contains("CNAME target of www.example.com."),
+        "{}",
+        stderr(&out)
+    );
+    let out = dnsq(&db, &["name", "nowhere.example."]);
+    expect(&out, 1);
+    assert!(
+        stderr(&out).contains("was ever asked for"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn top_domains_processes_nxdomain() {
+    let dir = TempDir::new("top");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let rows = json_lines(&dnsq(&db, &with_window(&["top", "processes", "--json"])));
+    assert_eq!(rows[0]["comm"], "curl");
+    assert_eq!(rows[0]["queries"], 5);
+    assert_eq!(rows[0]["nxdomain"], 1);
+    assert_eq!(rows[0]["pids"], json!([4242]));
+
+    let rows = json_lines(&dnsq(&db, &with_window(&["top", "nxdomain", "--json"])));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"], "missing.example.com.");
+    assert_eq!(rows[0]["nxdomain"], 1);
+    assert_eq!(rows[0]["processes"][0]["comm"], "curl");
+
+    let out = dnsq(&db, &["top", "domains", "-n", "3"]);
+    let table = expect(&out, 0);
+    assert_eq!(table.lines().count(), 4, "{table}");
+    expect(
+        &dnsq(&db, &["top", "nxdomain", "--until", "2026-11-23T00:00Z"]),
+        1,
+    );
+}
+
+#[test]
+fn export_csv_reads_back_with_its_header_and_hostile_cells() {
+    let dir = TempDir::new("csv");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let out = dnsq(&db, &with_window(&["export", "--format", "csv"]));
+    let text = expect(&out, 0);
+    assert!(text.contains("\r\n"), "RFC 4180 line ends");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        header.join(","),
+        "time,time_ns,direction,transport,src,sport,dst,dport,pid,tid,uid,gid,comm,exe,cgroup,\
+         attribution,id,qr,opcode,rcode,qname,qtype,qclass,answers,ttl_min,latency_ms,\
+         message_len,captured_len,malformed_error"
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a record")).collect();
+    assert_eq!(rows.len(), 14, "the old pair is outside the window");
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let response = rows
+        .iter()
+        .find(|r| {
+            &r[col("qname")] == "www.example.com."
+                && &r[col("pid")] == "4242"
+                && &r[col("qr")] == "response"
+        })
+        .expect("curl's answer");
+    assert_eq!(
+        &response[col("time")],
+        "2026-11-24T10:00:00.000268255+00:00"
+    );
+    assert_eq!(&response[col("time_ns")], (T0 + 268_255).to_string());
+    assert_eq!(&response[col("direction")], "received");
+    assert_eq!(&response[col("transport")], "udp");
+    assert_eq!(&response[col("src")], SERVER_IP);
+    assert_eq!(&response[col("sport")], "53");
+    assert_eq!(&response[col("comm")], "curl");
+    assert_eq!(&response[col("attribution")], "socket");
+    assert_eq!(&response[col("rcode")], "NOERROR");
+    assert_eq!(
+        &response[col("answers")],
+        "CNAME edge.example.net.;A 198.18.0.10"
+    );
+    assert_eq!(&response[col("ttl_min")], "299");
+    assert_eq!(&response[col("latency_ms")], "0.268255");
+
+    // A comma, a quote and a newline survive the round trip.
+    assert!(
+        rows.iter()
+            .any(|r| &r[col("qname")] == "a,b\"c\nd.example.com.")
+    );
+    // A formula is defused…
+    assert!(
+        rows.iter()
+            .any(|r| &r[col("qname")] == "'=1+1.example.com.")
+    );
+    // …unless asked not to.
+    let raw = expect(
+        &dnsq(
+            &db,
+            &with_window(&["export", "--format", "csv", "--raw-csv"]),
+        ),
+        0,
+    );
+    let mut reader = csv::Reader::from_reader(raw.as_bytes());
+    assert!(
+        reader
+            .records()
+            .any(|r| &r.expect("record")[col("qname")] == "=1+1.example.com.")
+    );
+
+    let malformed = rows
+        .iter()
+        .find(|r| !r[col("malformed_error")].is_empty())
+        .expect("malformed");
+    assert_eq!(
+        &malformed[col("malformed_error")],
+        "message shorter than its header"
+    );
+    assert_eq!(&malformed[col("qname")], "");
+    let unknown = rows
+        .iter()
+        .find(|r| &r[col("attribution")] == "unknown")
+        .expect("unattributed");
+    assert_eq!(&unknown[col("pid")], "");
+
+    // Nothing in the window: the header, and exit status 1.
+    let out = dnsq(
+        &db,
+        &["export", "--format", "csv", "--until", "2026-11-01T00:00Z"],
+    );
+    assert_eq!(expect(&out, 1).lines().count(), 1);
+}
+
+#[test]
+fn export_jsonl_is_the_recorders_json() {
+    let dir = TempDir::new("jsonl");
+    let db = dir.path("dnsq.db");
+    let written = standard(&db);
+    let out = dnsq(&db, &["export", "--format", "jsonl"]);
+    expect(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), written.len());
+    for (line, original) in lines.iter().zip(&written) {
+        let parsed: MessageRecord = serde_json::from_str(line).expect("a MessageRecord");
+        // Exactly what --print would have written (compared as JSON values).
+        let expected = serde_json::to_value(original).expect("json");
+        let got = serde_json::to_value(&parsed).expect("json");
+        assert_eq!(got, expected, "\n{line}");
+    }
+    // The ESC in a name is escaped in the bytes, and decodes back.
+    assert!(text.contains("evil\\u001b[31m"));
+    assert!(!text.contains('\x1b'));
+
+    // --json is --format jsonl, and -o writes a file.
+    let file = dir.path("out.jsonl");
+    let out = dnsq(
+        &db,
+        &with_window(&["export", "--json", "-o", file.to_str().expect("utf-8")]),
+    );
+    assert_eq!(expect(&out, 0), "");
+    assert_eq!(
+        std::fs::read_to_string(&file)
+            .expect("the file")
+            .lines()
+            .count(),
+        14
+    );
+}
+
+#[test]
+fn tail_shows_the_newest_messages() {
+    let dir = TempDir::new("tail");
+    let db = dir.path("dnsq.db");
+    let written = standard(&db);
+    let out = dnsq(&db, &["tail", "-n", "3"]);
+    let text = expect(&out, 0);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("2026-11-24 10:03:02.000 "), "{text}");
+    assert!(
+        lines[1].contains("malformed: message shorter than its header"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("? ") && lines[2].contains("nobody.example.com."),
+        "{text}"
+    );
+
+    let rows = json_lines(&dnsq(&db, &["tail", "-n", "2", "--json"]));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[1],
+        serde_json::to_value(&written[written.len() - 1]).expect("json")
+    );
+
+    let out = dnsq(&db, &["tail", "--until", "2026-11-01T00:00Z"]);
+    expect(&out, 1);
+    assert!(stderr(&out).contains("no messages"));
+}
+
+#[test]
+fn tail_follow_prints_new_messages() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("follow");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnsq"))
+        .args(["tail", "-f", "-n", "1", "--json"])
+        .env("DNSQ_DB", &db)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first: Value =
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    assert_eq!(first["dns"]["questions"][0]["name"], "nobody.example.com.");
+    // The recorder writes more while dnsq follows.
+    let mut w = Writer::open(&db);
+    let late = ask(T0 + 3 * HOUR, &NGINX, "late.example.com.", "A");
+    w.write(late.query());
+    w.commit();
+    let next: Value =
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(next["dns"]["questions"][0]["name"], "late.example.com.");
+    assert_eq!(next["process"]["comm"], "nginx");
+    w.finish();
+}
+
+#[test]
+fn stats_counts_and_losses() {
+    let dir = TempDir::new("stats");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let out = dnsq(&db, &["stats", "--json"]);
+    expect(&out, 0);
+    let stats = &json_lines(&out)[0];
+    assert_eq!(stats["messages"], 16);
+    assert_eq!(stats["malformed"], 1);
+    assert_eq!(stats["queries"], 9);
+    assert_eq!(stats["responses"], 6);
+    // Queries curl/nginx sent without an answer: the CSV name, the formula, nobody.
+    assert_eq!(stats["unanswered"], 3);
+    assert_eq!(stats["first_ns"], T0 - 48 * HOUR);
+    assert_eq!(stats["runs"], 1);
+    assert_eq!(stats["counters"]["lost_ringbuf_full"], 3);
+    assert_eq!(stats["lost_total"], 4);
+    assert!(stats["size_bytes"].as_u64().expect("size") > 0);
+    let table = expect(&dnsq(&db, &["stats"]), 0);
+    assert!(table.contains("lost_ringbuf_full"), "{table}");
+    // The window selects messages (and runs: this one started today, for real).
+    let stats = &json_lines(&dnsq(&db, &with_window(&["stats", "--json"])))[0];
+    assert_eq!(stats["messages"], 14);
+    assert_eq!(stats["runs"], 0);
+}
+
+#[test]
+fn escape_sequences_never_reach_the_terminal() {
+    let dir = TempDir::new("escape");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    for args in [
+        vec!["name", "*.example.com"],
+        vec!["by-process", "curl"],
+        vec!["who", "198.18.0.66"],
+        vec!["tail", "-n", "50"],
+        vec!["top", "domains"],
+        vec!["name", "*.example.com", "--json"],
+        vec!["export", "--format", "jsonl"],
+    ] {
+        let out = dnsq(&db, &args);
+        let text = expect(&out, 0);
+        assert!(!text.contains('\x1b'), "{args:?}: raw ESC in\n{text}");
+        assert!(
+            text.contains("evil\\x1b[31m.example.com.") || text.contains("evil\\u001b[31m"),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn database_errors_exit_3() {
+    let dir = TempDir::new("errors");
+    let out = dnsq(&dir.path("missing.db"), &["stats"]);
+    expect(&out, 3);
+    assert!(stderr(&out).contains("no such file"), "{}", stderr(&out));
+
+    let garbage = dir.path("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 4096]).expect("write");
+    let out = dnsq(&garbage, &["stats"]);
+    expect(&out, 3);
+    assert!(
+        stderr(&out).contains("not an SQLite database"),
+        "{}",
+        stderr(&out)
+    );
+
+    let foreign = dir.path("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .expect("open")
+        .execute_batch("CREATE TABLE t (x)")
+        .expect("create");
+    let out = dnsq(&foreign, &["stats"]);
+    expect(&out, 3);
+    assert!(
+        stderr(&out).contains("not a dnsq store"),
+        "{}",
+        stderr(&out)
+    );
+
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let set_version = |version: u32| {
+        rusqlite::Connection::open(&db)
+            .expect("open")
+            .pragma_update(None, "user_version", version)
+            .expect("user_version");
+    };
+    set_version(1);
+    let out = dnsq(&db, &["stats"]);
+    expect(&out, 3);
+    assert!(
+        stderr(&out).contains("run the recorder once to upgrade"),
+        "{}",
+        stderr(&out)
+    );
+    set_version(99);
+    let out = dnsq(&db, &["stats"]);
+    expect(&out, 3);
+    assert!(
+        stderr(&out).contains("this dnsq is too old"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_documents_the_contract() {
+    let dir = TempDir::new("usage");
+    let db = dir.path("dnsq.db");
+    expect(&dnsq(&db, &["tail", "--since", "yesterday-ish"]), 2);
+    expect(&dnsq(&db, &["export"]), 2);
+    expect(
+        &dnsq(
+            &db,
+            &[
+                "stats",
+                "--since",
+                "2026-11-24T11:00Z",
+                "--until",
+                "2026-11-24T10:00Z",
+            ],
+        ),
+        2,
+    );
+    let help = expect(&dnsq(&db, &["--help"]), 0);
+    for needle in [
+        "Exit status",
+        "1  nothing found",
+        "3  database error",
+        "DNSQ_DB",
+        "NO_COLOR",
+        "Examples",
+    ] {
+        assert!(help.contains(needle), "{needle} in\n{help}");
+    }
+    let help = expect(&dnsq(&db, &["export", "--help"]), 0);
+    for needle in ["malformed_error", "latency_ms", "--raw-csv", "RFC 4180"] {
+        assert!(help.contains(needle), "{needle} in\n{help}");
+    }
+}
+
+#[test]
+fn times_are_local_unless_utc() {
+    let dir = TempDir::new("tz");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let run = |tz: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dnsq"))
+            .args(args)
+            .env("DNSQ_DB", &db)
+            .env("TZ", tz)
+            .output()
+            .expect("run")
+    };
+    // Civil --since in the local zone (UTC+9): 19:00 there is 10:00Z.
+    let out = run(
+        "JST-9",
+        &[
+            "who",
+            "198.18.0.10",
+            "--json",
+            "--since",
+            "2026-11-24T19:00",
+            "--until",
+            "2026-11-24 20:00",
+        ],
+    );
+    let row = &json_lines(&out)[0];
+    assert_eq!(row["last_seen"], "2026-11-24T19:00:00.000268255+09:00");
+    let out = run("JST-9", &["who", "198.18.0.10", "--json", "--utc"]);
+    assert_eq!(
+        json_lines(&out)[0]["last_seen"],
+        "2026-11-24T10:00:00.000268255Z"
+    );
+    let out = run("JST-9", &["tail", "-n", "1"]);
+    assert!(
+        stdout(&out).starts_with("2026-11-24 19:05:00.000 "),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn who_survives_cname_loops_and_broken_chains() {
+    let dir = TempDir::new("loop");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    conn.execute_batch(&format!(
+        "INSERT INTO names (name) VALUES ('x.loop.'), ('y.loop.'), ('z.loop.');
+         INSERT INTO rdata (data) VALUES ('192.0.2.99');
+         INSERT INTO cnames (target_id, name_id, first_ns, last_ns, count)
+           SELECT t.id, n.id, {T0}, {T0}, 1 FROM names n, names t
+           WHERE (n.name, t.name) IN (VALUES ('x.loop.', 'y.loop.'), ('y.loop.', 'x.loop.'));
+         INSERT INTO resolutions (rdata_id, hour, rtype, name_id, qname_id, process_id,
+                                  endpoint_id, first_ns, last_ns, count)
+           SELECT (SELECT id FROM rdata WHERE data = '192.0.2.99'), {hour}, 1,
+                  (SELECT id FROM names WHERE name = 'z.loop.'),
+                  (SELECT id FROM names WHERE name = 'x.loop.'),
+                  0, (SELECT MIN(id) FROM endpoints), {T0}, {T0}, 2;",
+        hour = T0 / HOUR
+    ))
+    .expect("a CNAME loop");
+    drop(conn);
+    let out = dnsq(&db, &["who", "192.0.2.99", "--json"]);
+    expect(&out, 0);
+    let row = &json_lines(&out)[0];
+    assert_eq!(row["chain"], json!(["x.loop.", "z.loop."]));
+    assert_eq!(row["chain_complete"], false);
+    assert_eq!(row["process"], Value::Null);
+    assert_eq!(row["count"], 2);
+    let table = expect(&dnsq(&db, &["who", "192.0.2.99"]), 0);
+    assert!(table.contains("→ … → z.loop."), "{table}");
+}

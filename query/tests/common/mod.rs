@@ -1,0 +1,397 @@
+//! Test fixtures: stores written by the recorder's own writer from hand-made
+//! `MessageRecord`s, and a way to run the `dnsq` binary against them.
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use dnsq_recorder::{
+    pipeline::Sink,
+    record::{
+        Attribution, Direction, DnsFlags, DnsMessage, Malformed, MessageRecord, Pairing,
+        ProcessInfo, Question, ResourceRecord, Transport,
+    },
+    store::{Store, StoreOptions, open_for_writing},
+};
+
+/// 2026-11-24T10:00:00Z.
+pub const T0: i64 = 1_795_514_400_000_000_000;
+pub const SECOND: i64 = 1_000_000_000;
+pub const HOUR: i64 = 3_600 * SECOND;
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dnsq-test-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test directory");
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A store being written.
+pub struct Writer {
+    pub store: Store,
+    pub written: Vec<MessageRecord>,
+}
+
+impl Writer {
+    pub fn open(path: &Path) -> Self {
+        let options = StoreOptions {
+            // The fixtures are in the past: keep them.
+            retain: None,
+            // `commit` commits at once.
+            batch_window: std::time::Duration::ZERO,
+            ..StoreOptions::default()
+        };
+        let mut store = open_for_writing(path)
+            .expect("open the store")
+            .with_options(options)
+            .expect("options");
+        store.start_run(r#"{"test":true}"#).expect("start a run");
+        Self {
+            store,
+            written: Vec::new(),
+        }
+    }
+
+    pub fn write(&mut self, record: MessageRecord) {
+        self.written.push(record.clone());
+        self.store.write(record).expect("write");
+    }
+
+    /// Commits what is pending, without ending the run.
+    pub fn commit(&mut self) {
+        self.store.flush().expect("flush");
+    }
+
+    pub fn finish(mut self) -> Vec<MessageRecord> {
+        self.store.finish("test").expect("finish");
+        self.written
+    }
+}
+
+#[derive(Clone)]
+pub struct Proc {
+    pub pid: u32,
+    pub comm: &'static str,
+    pub exe: &'static str,
+    pub uid: u32,
+    pub cgroup: &'static str,
+}
+
+pub const CURL: Proc = Proc {
+    pid: 4242,
+    comm: "curl",
+    exe: "/usr/bin/curl",
+    uid: 1000,
+    cgroup: "/user.slice/user-1000.slice/session-1.scope",
+};
+pub const NGINX: Proc = Proc {
+    pid: 700,
+    comm: "nginx",
+    exe: "/usr/sbin/nginx",
+    uid: 33,
+    cgroup: "/system.slice/nginx.service",
+};
+pub const DNSMASQ: Proc = Proc {
+    pid: 99,
+    comm: "dnsmasq",
+    exe: "/usr/sbin/dnsmasq",
+    uid: 0,
+    cgroup: "/system.slice/dnsmasq.service",
+};
+
+pub fn ip(text: &str) -> IpAddr {
+    text.parse().expect("an IP")
+}
+
+pub const CLIENT_IP: &str = "192.0.2.7";
+pub const SERVER_IP: &str = "198.18.0.1";
+
+fn process(p: &Proc) -> ProcessInfo {
+    ProcessInfo {
+        attribution: Some(Attribution::Socket),
+        pid: Some(p.pid),
+        tid: Some(p.pid),
+        uid: Some(p.uid),
+        gid: Some(p.uid),
+        comm: Some(p.comm.into()),
+        thread: Some(p.comm.into()),
+        exe: Some(p.exe.into()),
+        cgroup_id: Some(4000 + u64::from(p.pid)),
+        cgroup: Some(p.cgroup.into()),
+        netns: Some(4_026_531_840),
+    }
+}
+
+pub struct Ask<'a> {
+    pub time_ns: i64,
+    pub process: Option<&'a Proc>,
+    /// The process answered (a server) rather than asked.
+    pub server_role: bool,
+    pub name: &'a str,
+    pub qtype: &'a str,
+    pub id: u16,
+}
+
+pub fn ask<'a>(time_ns: i64, process: &'a Proc, name: &'a str, qtype: &'a str) -> Ask<'a> {
+    Ask {
+        time_ns,
+        process: Some(process),
+        server_role: false,
+        name,
+        qtype,
+        id: (time_ns / 1000 % 65_536) as u16,
+    }
+}
+
+impl Ask<'_> {
+    fn base(&self, response: bool, time_ns: i64) -> MessageRecord {
+        // A client sends queries and receives responses; a server the opposite.
+        let sent = response == self.server_role;
+        let (client, server) = (
+            (ip(CLIENT_IP), 40_000 + self.id % 1000),
+            (ip(SERVER_IP), 53),
+        );
+        let ((src, sport), (dst, dport)) = if response {
+            (server, client)
+        } else {
+            (client, server)
+        };
+        let process = match self.process {
+            Some(p) => process(p),
+            None => ProcessInfo {
+                attribution: Some(Attribution::Unknown),
+                ..ProcessInfo::default()
+            },
+        };
+        MessageRecord {
+            kind: "message".into(),
+            time: rfc3339(time_ns),
+            time_ns,
+            direction: if sent {
+                Direction::Sent
+            } else {
+                Direction::Received
+            },
+            transport: Transport::Udp,
+            src,
+            sport,
+            dst,
+            dport,
+            ifindex: 2,
+            interface: Some("eth0".into()),
+            socket_cookie: 77 + u64::from(self.id),
+            socket_cgroup_id: process.cgroup_id.unwrap_or(0),
+            process,
+            message_len: 40,
+            captured_len: 40,
+            dns: Some(DnsMessage {
+                id: self.id,
+                response,
+                opcode: "QUERY".into(),
+                rcode: "NOERROR".into(),
+                flags: DnsFlags {
+                    rd: true,
+                    ra: response,
+                    ..DnsFlags::default()
+                },
+                questions: vec![Question {
+                    name: self.name.into(),
+                    qtype: self.qtype.into(),
+                    class: "IN".into(),
+                }],
+                answers: Vec::new(),
+                authority: Vec::new(),
+                additional: Vec::new(),
+                edns: None,
+            }),
+            malformed: None,
+            pair: None,
+        }
+    }
+
+    pub fn query(&self) -> MessageRecord {
+        self.base(false, self.time_ns)
+    }
+
+    /// The response, `latency_ns` after the query, with these answers
+    /// (name, type, data).
+    pub fn response(
+        &self,
+        latency_ns: i64,
+        rcode: &str,
+        answers: &[(&str, &str, &str)],
+    ) -> MessageRecord {
+        let mut record = self.base(true, self.time_ns + latency_ns);
+        record.pair = Some(Pairing {
+            query_time_ns: self.time_ns,
+            latency_ns: latency_ns as u64,
+        });
+        record.message_len = 100;
+        record.captured_len = 100;
+        if let Some(dns) = record.dns.as_mut() {
+            dns.rcode = rcode.into();
+            dns.answers = answers
+                .iter()
+                .enumerate()
+                .map(|(index, (name, rtype, data))| ResourceRecord {
+                    name: (*name).into(),
+                    rtype: (*rtype).into(),
+                    class: "IN".into(),
+                    ttl: 300 - index as u32,
+                    data: (*data).into(),
+                })
+                .collect();
+        }
+        record
+    }
+}
+
+pub fn malformed(time_ns: i64, p: &Proc) -> MessageRecord {
+    let mut record = ask(time_ns, p, "x.", "A").query();
+    record.dns = None;
+    record.message_len = 3;
+    record.captured_len = 3;
+    record.malformed = Some(Malformed {
+        error: "message shorter than its header".into(),
+        raw_hex: "abcdef".into(),
+    });
+    record
+}
+
+pub fn rfc3339(ns: i64) -> String {
+    let ts = jiff::Timestamp::from_nanosecond(i128::from(ns)).expect("a time");
+    format!("{ts:.9}")
+}
+
+/// The main fixture: curl resolving through a CNAME, nginx resolving an IPv6
+/// address, dnsmasq answering, an NXDOMAIN, hostile names, a malformed message,
+/// an unattributed one and an old one. Returns the records in the order written.
+pub fn standard(path: &Path) -> Vec<MessageRecord> {
+    let mut w = Writer::open(path);
+    // Two days earlier: outside the windows the tests use.
+    let old = ask(T0 - 48 * HOUR, &CURL, "old.example.org.", "A");
+    w.write(old.query());
+    w.write(old.response(
+        1_000_000,
+        "NOERROR",
+        &[("old.example.org.", "A", "203.0.113.5")],
+    ));
+
+    let www = ask(T0, &CURL, "www.example.com.", "A");
+    w.write(www.query());
+    // dnsmasq receives it and answers (the server side of the same question).
+    let served = Ask {
+        process: Some(&DNSMASQ),
+        server_role: true,
+        ..ask(T0 + 10_000, &DNSMASQ, "www.example.com.", "A")
+    };
+    w.write(served.query());
+    let chain = [
+        ("www.example.com.", "CNAME", "edge.example.net."),
+        ("edge.example.net.", "A", "198.18.0.10"),
+    ];
+    w.write(served.response(200_000, "NOERROR", &chain));
+    w.write(www.response(268_255, "NOERROR", &chain));
+
+    let api = ask(T0 + 60 * SECOND, &NGINX, "api.example.com.", "AAAA");
+    w.write(api.query());
+    w.write(api.response(
+        1_500_000,
+        "NOERROR",
+        &[("api.example.com.", "AAAA", "2001:db8::10")],
+    ));
+
+    let missing = ask(T0 + 120 * SECOND, &CURL, "missing.example.com.", "A");
+    w.write(missing.query());
+    w.write(missing.response(900_000, "NXDOMAIN", &[]));
+
+    // Hostile bytes: an escape sequence, CSV metacharacters, a formula.
+    let evil = ask(T0 + 180 * SECOND, &CURL, "evil\x1b[31m.example.com.", "A");
+    w.write(evil.query());
+    w.write(evil.response(
+        500_000,
+        "NOERROR",
+        &[("evil\x1b[31m.example.com.", "A", "198.18.0.66")],
+    ));
+    let csv = ask(T0 + 181 * SECOND, &CURL, "a,b\"c\nd.example.com.", "TXT");
+    w.write(csv.query());
+    let formula = ask(T0 + 182 * SECOND, &CURL, "=1+1.example.com.", "A");
+    w.write(formula.query());
+
+    w.write(malformed(T0 + 240 * SECOND, &CURL));
+    let unknown = Ask {
+        process: None,
+        ..ask(T0 + 300 * SECOND, &CURL, "nobody.example.com.", "A")
+    };
+    w.write(unknown.query());
+
+    w.store.record_counters(&serde_json::json!({
+        "delivered": 15, "lost_ringbuf_full": 3, "lost_load_failed": 1, "store_dropped": 0
+    }));
+    w.finish()
+}
+
+/// Runs `dnsq` with `DNSQ_DB=db` in UTC.
+pub fn dnsq(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dnsq"))
+        .args(args)
+        .env("DNSQ_DB", db)
+        .env("TZ", "UTC")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run dnsq")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 stdout")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit status and returns stdout.
+#[track_caller]
+pub fn expect(output: &Output, code: i32) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "exit status; stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+/// The JSON lines of stdout.
+pub fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    stdout(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}

@@ -1,0 +1,381 @@
+//! One batch of records → rows, inside the writer's transaction: a `messages`
+//! row per record (with its `malformed` and `extra_questions` rows), the batch's
+//! `time_index` minutes, and its facts, gathered for the writer to upsert.
+
+use std::collections::HashMap;
+
+use rusqlite::{CachedStatement, Connection, params};
+
+use super::{
+    facts::{Facts, LookupKey, ResolutionKey},
+    intern::{Caches, Interner},
+    schema::{self, attribution, flags, role, section},
+};
+use crate::{
+    dns::{class_code, opcode_code, rcode_code, type_code},
+    record::{Attribution, Direction, DnsMessage, MessageRecord, ResourceRecord, Transport},
+};
+
+const CNAME: i64 = 5;
+
+/// Writes one batch; [`Batch::finish`] adds what is aggregated over it.
+pub(super) struct Batch<'a> {
+    intern: Interner<'a>,
+    insert_message: CachedStatement<'a>,
+    insert_malformed: CachedStatement<'a>,
+    insert_extra_question: CachedStatement<'a>,
+    upsert_minute: CachedStatement<'a>,
+    last_insert_rowid: &'a Connection,
+    run_id: i64,
+    facts: Facts,
+    /// minute → (first id, last id) seen in this batch.
+    minutes: HashMap<i64, (i64, i64)>,
+    /// Answer-section records of the current message: (name id, type, rdata id,
+    /// index in the section).
+    answers: Vec<(i64, i64, i64, usize)>,
+    /// The current message's answer set and TTLs, as JSON.
+    records: String,
+    ttls: String,
+}
+
+/// The columns that come from the decoded message.
+#[derive(Default)]
+struct DnsColumns {
+    dns_id: Option<i64>,
+    qname_id: Option<i64>,
+    qtype: Option<i64>,
+    qclass: Option<i64>,
+    rcode: Option<i64>,
+    answer_set_id: Option<i64>,
+    edns_udp_size: Option<i64>,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(tx: &'a Connection, caches: &'a mut Caches, run_id: i64) -> rusqlite::Result<Self> {
+        Ok(Self {
+            intern: Interner::new(tx, caches)?,
+            insert_message: tx.prepare_cached(
+                "INSERT INTO messages (time_ns, run_id, flags, process_id, endpoint_id, \
+                 local_port, remote_port, socket_cookie, dns_id, qname_id, qtype, qclass, rcode, \
+                 answer_set_id, ttls, edns_udp_size, message_len, captured_len, latency_ns, \
+                 socket_cgroup_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                 ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            )?,
+            insert_malformed: tx.prepare_cached(
+                "INSERT INTO malformed (message_id, error, raw) VALUES (?1, ?2, ?3)",
+            )?,
+            insert_extra_question: tx.prepare_cached(
+                "INSERT INTO extra_questions (message_id, position, qname_id, qtype, qclass) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            upsert_minute: tx.prepare_cached(
+                "INSERT INTO time_index (minute, first_id, last_id) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (minute) DO UPDATE SET first_id = min(first_id, excluded.first_id), \
+                 last_id = max(last_id, excluded.last_id)",
+            )?,
+            last_insert_rowid: tx,
+            run_id,
+            facts: Facts::default(),
+            minutes: HashMap::new(),
+            answers: Vec::new(),
+            records: String::new(),
+            ttls: String::new(),
+        })
+    }
+
+    pub fn message(&mut self, record: &MessageRecord) -> rusqlite::Result<()> {
+        let received = record.direction == Direction::Received;
+        let (local, remote, local_port, remote_port) = if received {
+            (record.dst, record.src, record.dport, record.sport)
+        } else {
+            (record.src, record.dst, record.sport, record.dport)
+        };
+        let endpoint_id =
+            self.intern
+                .endpoint(local, remote, record.ifindex, record.interface.as_deref())?;
+        let process_id = self.intern.process(&record.process)?;
+
+        let mut bits = attribution_bits(record.process.attribution) << flags::ATTRIBUTION_SHIFT;
+        if received {
+            bits |= flags::RECEIVED;
+        }
+        if record.transport == Transport::Tcp {
+            bits |= flags::TCP;
+        }
+        if record.malformed.is_some() {
+            bits |= flags::MALFORMED;
+        }
+        let mut columns = DnsColumns::default();
+        self.answers.clear();
+        self.ttls.clear();
+        if let Some(dns) = &record.dns {
+            bits |= header_bits(dns);
+            columns = self.dns_columns(dns)?;
+        }
+        let latency_ns = record
+            .pair
+            .map(|pair| i64::try_from(pair.latency_ns).unwrap_or(i64::MAX));
+        let socket_cgroup_id = Some(record.socket_cgroup_id)
+            .filter(|id| *id != 0 && Some(*id) != record.process.cgroup_id)
+            .map(|id| id as i64);
+        let captured_len = Some(record.captured_len).filter(|len| *len != record.message_len);
+        let ttls = Some(self.ttls.as_str()).filter(|ttls| !ttls.is_empty());
+        self.insert_message.execute(params![
+            record.time_ns,
+            self.run_id,
+            bits,
+            process_id,
+            endpoint_id,
+            local_port,
+            remote_port,
+            record.socket_cookie as i64,
+            columns.dns_id,
+            columns.qname_id,
+            columns.qtype,
+            columns.qclass,
+            columns.rcode,
+            columns.answer_set_id,
+            ttls,
+            columns.edns_udp_size,
+            record.message_len,
+            captured_len,
+            latency_ns,
+            socket_cgroup_id,
+        ])?;
+        let id = self.last_insert_rowid.last_insert_rowid();
+
+        let minute = record.time_ns.div_euclid(schema::NS_PER_MINUTE);
+        let range = self.minutes.entry(minute).or_insert((id, id));
+        range.0 = range.0.min(id);
+        range.1 = range.1.max(id);
+
+        if let Some(malformed) = &record.malformed {
+            let raw = hex::decode(&malformed.raw_hex)
+                .unwrap_or_else(|_| malformed.raw_hex.as_bytes().to_vec());
+            self.insert_malformed
+                .execute(params![id, malformed.error, raw])?;
+        }
+        if let Some(dns) = &record.dns {
+            self.extra_questions(id, dns)?;
+            self.add_facts(record, dns, &columns, process_id, endpoint_id, latency_ns)?;
+        }
+        Ok(())
+    }
+
+    /// Upserts the batch's time-index minutes; returns its facts.
+    pub fn finish(mut self) -> rusqlite::Result<Facts> {
+        for (minute, (first, last)) in &self.minutes {
+            self.upsert_minute.execute(params![minute, first, last])?;
+        }
+        Ok(self.facts)
+    }
+
+    fn dns_columns(&mut self, dns: &DnsMessage) -> rusqlite::Result<DnsColumns> {
+        let mut columns = DnsColumns {
+            dns_id: Some(i64::from(dns.id)),
+            rcode: rcode_code(&dns.rcode).map(i64::from),
+            edns_udp_size: dns.edns.map(|edns| i64::from(edns.udp_size)),
+            ..DnsColumns::default()
+        };
+        if let Some(question) = dns.questions.first() {
+            columns.qname_id = Some(self.intern.name(&question.name)?);
+            columns.qtype = type_code(&question.qtype).map(i64::from);
+            columns.qclass = class_code(&question.class).map(i64::from);
+        }
+        self.records.clear();
+        let sections = [
+            (section::ANSWER, &dns.answers),
+            (section::AUTHORITY, &dns.authority),
+            (section::ADDITIONAL, &dns.additional),
+        ];
+        for (section, rrs) in sections {
+            for (index, rr) in rrs.iter().enumerate() {
+                let (name_id, rtype, class, rdata_id) = self.resource_record(rr)?;
+                let open = if self.records.is_empty() { "[[" } else { ",[" };
+                self.records.push_str(open);
+                for (i, value) in [section, name_id, rtype, class, rdata_id]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if i > 0 {
+                        self.records.push(',');
+                    }
+                    push_int(&mut self.records, value);
+                }
+                self.records.push(']');
+                self.ttls.push(if self.ttls.is_empty() { '[' } else { ',' });
+                push_int(&mut self.ttls, i64::from(rr.ttl));
+                if section == section::ANSWER {
+                    self.answers.push((name_id, rtype, rdata_id, index));
+                }
+            }
+        }
+        if !self.records.is_empty() {
+            self.records.push(']');
+            self.ttls.push(']');
+            columns.answer_set_id = Some(self.intern.answer_set(&self.records)?);
+        }
+        Ok(columns)
+    }
+
+    fn resource_record(&mut self, rr: &ResourceRecord) -> rusqlite::Result<(i64, i64, i64, i64)> {
+        let name_id = self.intern.name(&rr.name)?;
+        let rtype = type_code(&rr.rtype).map_or(0, i64::from);
+        let class = class_code(&rr.class).map_or(0, i64::from);
+        let rdata_id = self.intern.rdata(&rr.data)?;
+        Ok((name_id, rtype, class, rdata_id))
+    }
+
+    fn extra_questions(&mut self, id: i64, dns: &DnsMessage) -> rusqlite::Result<()> {
+        for (position, question) in dns.questions.iter().enumerate().skip(1) {
+            let qname_id = self.intern.name(&question.name)?;
+            let qtype = type_code(&question.qtype).map_or(0, i64::from);
+            let qclass = class_code(&question.class).map_or(0, i64::from);
+            self.insert_extra_question.execute(params![
+                id,
+                position as i64,
+                qname_id,
+                qtype,
+                qclass
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn add_facts(
+        &mut self,
+        record: &MessageRecord,
+        dns: &DnsMessage,
+        columns: &DnsColumns,
+        process_id: Option<i64>,
+        endpoint_id: i64,
+        latency_ns: Option<i64>,
+    ) -> rusqlite::Result<()> {
+        let time_ns = record.time_ns;
+        let hour = time_ns.div_euclid(schema::NS_PER_HOUR);
+        let process_id = process_id.unwrap_or(schema::UNKNOWN_PROCESS);
+        let received = record.direction == Direction::Received;
+        if let Some(qname_id) = columns.qname_id {
+            // Client: sent the query / received the response.
+            let role = if received == dns.response {
+                role::CLIENT
+            } else {
+                role::SERVER
+            };
+            let rcode = if dns.response {
+                columns.rcode.unwrap_or(0)
+            } else {
+                schema::RCODE_QUERY
+            };
+            let key = LookupKey {
+                process_id,
+                hour,
+                role,
+                qname_id,
+                qtype: columns.qtype.unwrap_or(0),
+                rcode,
+            };
+            self.facts.lookup(key, time_ns, 1, latency_ns);
+            if let (Some(pair), true) = (record.pair, dns.response) {
+                // The query was answered: count it on the query row of its hour.
+                let query = LookupKey {
+                    hour: pair.query_time_ns.div_euclid(schema::NS_PER_HOUR),
+                    rcode: schema::RCODE_QUERY,
+                    ..key
+                };
+                self.facts.lookup(query, pair.query_time_ns, 0, latency_ns);
+            }
+        }
+        if !dns.response {
+            return Ok(());
+        }
+        for &(name_id, rtype, rdata_id, index) in &self.answers {
+            if received {
+                let key = ResolutionKey {
+                    rdata_id,
+                    hour,
+                    rtype,
+                    name_id,
+                    qname_id: columns.qname_id.unwrap_or(name_id),
+                    process_id,
+                    endpoint_id,
+                };
+                self.facts.resolution(key, time_ns);
+            }
+            if rtype == CNAME {
+                let target_id = self.intern.name(&dns.answers[index].data)?;
+                self.facts.cname(target_id, name_id, time_ns);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decimal digits of `value`, without going through `fmt`.
+fn push_int(out: &mut String, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push('-');
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
+    }
+}
+
+fn attribution_bits(attribution: Option<Attribution>) -> i64 {
+    match attribution {
+        Some(Attribution::Socket) => attribution::SOCKET,
+        Some(Attribution::SocketLate) => attribution::SOCKET_LATE,
+        Some(Attribution::Procfs) => attribution::PROCFS,
+        Some(Attribution::Unknown) | None => attribution::UNKNOWN,
+    }
+}
+
+fn header_bits(dns: &DnsMessage) -> i64 {
+    let mut bits = 0;
+    let header = [
+        (dns.response, flags::RESPONSE),
+        (dns.flags.aa, flags::AA),
+        (dns.flags.tc, flags::TC),
+        (dns.flags.rd, flags::RD),
+        (dns.flags.ra, flags::RA),
+        (dns.flags.ad, flags::AD),
+        (dns.flags.cd, flags::CD),
+    ];
+    for (set, bit) in header {
+        if set {
+            bits |= bit;
+        }
+    }
+    if let Some(edns) = dns.edns {
+        bits |= flags::EDNS;
+        if edns.dnssec_ok {
+            bits |= flags::DNSSEC_OK;
+        }
+        bits |= i64::from(edns.version) << flags::EDNS_VERSION_SHIFT;
+    }
+    let opcode = opcode_code(&dns.opcode).unwrap_or(0);
+    bits | (i64::from(opcode) << flags::OPCODE_SHIFT)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn integers_as_text() {
+        for value in [0, 7, 10, 65_535, -1, i64::MAX, i64::MIN] {
+            let mut text = String::new();
+            super::push_int(&mut text, value);
+            assert_eq!(text, value.to_string());
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Repeated strings and identities stored once: `names`, `rdata`, `answer_sets`,
+//! `processes`, `endpoints`. In-memory caches answer for values already stored;
+//! a miss costs an `INSERT … ON CONFLICT DO NOTHING RETURNING id` (the common
+//! case for a miss: the value is new) and, when another batch had it, a SELECT.
+//!
+//! The caches use the standard library's randomly keyed hasher: names and answer
+//! data come from the network, and a fixed hash could be flooded.
+
+use std::{
+    borrow::Cow,
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+};
+
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
+
+use crate::record::ProcessInfo;
+
+/// Entries each cache holds before it starts again empty (the database is the
+/// truth; the caches only spare it the look-ups of recurring values).
+const CACHE_LIMIT: usize = 200_000;
+/// Processes compared field by field before the keyed cache.
+const RECENT_PROCESSES: usize = 8;
+
+/// The interfaces seen with one (local, remote, ifindex), and their endpoint rows.
+type Interfaces = Vec<(Option<String>, i64)>;
+
+/// Ids of rows already in the database. Cleared whenever a transaction rolls
+/// back, since ids handed out inside it no longer exist.
+#[derive(Default)]
+pub(super) struct Caches {
+    names: HashMap<String, i64>,
+    rdata: HashMap<String, i64>,
+    answer_sets: HashMap<String, i64>,
+    processes: HashMap<String, i64>,
+    /// The last processes seen: most messages come from a few, and comparing
+    /// them spares building their key.
+    recent_processes: VecDeque<(ProcessInfo, i64)>,
+    endpoints: HashMap<(IpAddr, IpAddr, u32), Interfaces>,
+}
+
+impl Caches {
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// The caches and the statements behind them, for one transaction.
+pub(super) struct Interner<'a> {
+    caches: &'a mut Caches,
+    insert_name: CachedStatement<'a>,
+    select_name: CachedStatement<'a>,
+    insert_rdata: CachedStatement<'a>,
+    select_rdata: CachedStatement<'a>,
+    insert_answer_set: CachedStatement<'a>,
+    select_answer_set: CachedStatement<'a>,
+    insert_process: CachedStatement<'a>,
+    select_process: CachedStatement<'a>,
+    insert_endpoint: CachedStatement<'a>,
+    select_endpoint: CachedStatement<'a>,
+}
+
+impl<'a> Interner<'a> {
+    pub fn new(tx: &'a Connection, caches: &'a mut Caches) -> rusqlite::Result<Self> {
+        Ok(Self {
+            caches,
+            insert_name: tx.prepare_cached(
+                "INSERT INTO names (name) VALUES (?1) ON CONFLICT (name) DO NOTHING RETURNING id",
+            )?,
+            select_name: tx.prepare_cached("SELECT id FROM names WHERE name = ?1")?,
+            insert_rdata: tx.prepare_cached(
+                "INSERT INTO rdata (data) VALUES (?1) ON CONFLICT (data) DO NOTHING RETURNING id",
+            )?,
+            select_rdata: tx.prepare_cached("SELECT id FROM rdata WHERE data = ?1")?,
+            insert_answer_set: tx.prepare_cached(
+                "INSERT INTO answer_sets (records) VALUES (?1) ON CONFLICT (records) DO NOTHING \
+                 RETURNING id",
+            )?,
+            select_answer_set: tx
+                .prepare_cached("SELECT id FROM answer_sets WHERE records = ?1")?,
+            insert_process: tx.prepare_cached(
+                "INSERT INTO processes (pid, tid, uid, gid, comm, exe, cgroup_id, cgroup, netns, \
+                 thread, key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (key) DO NOTHING RETURNING id",
+            )?,
+            select_process: tx.prepare_cached("SELECT id FROM processes WHERE key = ?1")?,
+            // A SELECT first for endpoints: UNIQUE does not stop rows that differ
+            // only by a NULL interface.
+            select_endpoint: tx.prepare_cached(
+                "SELECT id FROM endpoints WHERE local_ip = ?1 AND remote_ip = ?2 AND ifindex = ?3 \
+                 AND interface IS ?4",
+            )?,
+            insert_endpoint: tx.prepare_cached(
+                "INSERT INTO endpoints (local_ip, remote_ip, ifindex, interface) \
+                 VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            )?,
+        })
+    }
+
+    /// A DNS name, lower-cased (names compare without regard to ASCII case,
+    /// RFC 4343).
+    pub fn name(&mut self, name: &str) -> rusqlite::Result<i64> {
+        let name = lower(name);
+        if let Some(&id) = self.caches.names.get(name.as_ref()) {
+            return Ok(id);
+        }
+        let id = intern(&mut self.insert_name, &mut self.select_name, &name)?;
+        remember(&mut self.caches.names, name.into_owned(), id);
+        Ok(id)
+    }
+
+    pub fn rdata(&mut self, data: &str) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.caches.rdata.get(data) {
+            return Ok(id);
+        }
+        let id = intern(&mut self.insert_rdata, &mut self.select_rdata, data)?;
+        remember(&mut self.caches.rdata, data.to_owned(), id);
+        Ok(id)
+    }
+
+    pub fn answer_set(&mut self, records: &str) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.caches.answer_sets.get(records) {
+            return Ok(id);
+        }
+        let id = intern(
+            &mut self.insert_answer_set,
+            &mut self.select_answer_set,
+            records,
+        )?;
+        remember(&mut self.caches.answer_sets, records.to_owned(), id);
+        Ok(id)
+    }
+
+    /// `None` when the process is unknown (no pid).
+    pub fn process(&mut self, process: &ProcessInfo) -> rusqlite::Result<Option<i64>> {
+        let Some(pid) = process.pid else {
+            return Ok(None);
+        };
+        let recent = &mut self.caches.recent_processes;
+        if let Some(at) = recent.iter().position(|(seen, _)| seen == process) {
+            let id = recent[at].1;
+            if at > 0 {
+                let entry = recent.remove(at).expect("the position is in range");
+                recent.push_front(entry);
+            }
+            return Ok(Some(id));
+        }
+        let uid = process.uid.map_or(-1, i64::from);
+        let gid = process.gid.map_or(-1, i64::from);
+        let comm = process.comm.as_deref().unwrap_or("");
+        let cgroup_id = process.cgroup_id.map(|id| id as i64);
+        let netns = process.netns.map(|id| id as i64);
+        // Canonical text of every column: a JSON array, so no value can run into
+        // the next.
+        let key = serde_json::json!([
+            pid,
+            process.tid,
+            uid,
+            gid,
+            comm,
+            process.exe,
+            cgroup_id,
+            process.cgroup,
+            netns,
+            process.thread,
+        ])
+        .to_string();
+        let id = match self.caches.processes.get(&key) {
+            Some(&id) => id,
+            None => {
+                let inserted = self
+                    .insert_process
+                    .query_row(
+                        params![
+                            pid,
+                            process.tid,
+                            uid,
+                            gid,
+                            comm,
+                            process.exe,
+                            cgroup_id,
+                            process.cgroup,
+                            netns,
+                            process.thread,
+                            key,
+                        ],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                let id = match inserted {
+                    Some(id) => id,
+                    None => self.select_process.query_row([&key], |row| row.get(0))?,
+                };
+                remember(&mut self.caches.processes, key, id);
+                id
+            }
+        };
+        let recent = &mut self.caches.recent_processes;
+        recent.truncate(RECENT_PROCESSES - 1);
+        recent.push_front((process.clone(), id));
+        Ok(Some(id))
+    }
+
+    pub fn endpoint(
+        &mut self,
+        local: IpAddr,
+        remote: IpAddr,
+        ifindex: u32,
+        interface: Option<&str>,
+    ) -> rusqlite::Result<i64> {
+        let known = self.caches.endpoints.get(&(local, remote, ifindex));
+        if let Some(&(_, id)) =
+            known.and_then(|seen| seen.iter().find(|(name, _)| name.as_deref() == interface))
+        {
+            return Ok(id);
+        }
+        let (local_ip, remote_ip) = (ip_bytes(local), ip_bytes(remote));
+        let existing = self
+            .select_endpoint
+            .query_row(params![local_ip, remote_ip, ifindex, interface], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let id = match existing {
+            Some(id) => id,
+            None => self
+                .insert_endpoint
+                .query_row(params![local_ip, remote_ip, ifindex, interface], |row| {
+                    row.get(0)
+                })?,
+        };
+        if self.caches.endpoints.len() >= CACHE_LIMIT {
+            self.caches.endpoints.clear();
+        }
+        self.caches
+            .endpoints
+            .entry((local, remote, ifindex))
+            .or_default()
+            .push((interface.map(str::to_owned), id));
+        Ok(id)
+    }
+}
+
+/// The id of `value` in a table of unique strings: inserted when new, looked up
+/// when another batch already had it.
+fn intern(
+    insert: &mut CachedStatement<'_>,
+    select: &mut CachedStatement<'_>,
+    value: &str,
+) -> rusqlite::Result<i64> {
+    match insert.query_row([value], |row| row.get(0)).optional()? {
+        Some(id) => Ok(id),
+        None => select.query_row([value], |row| row.get(0)),
+    }
+}
+
+fn remember(cache: &mut HashMap<String, i64>, key: String, id: i64) {
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(key, id);
+}
+
+fn lower(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}

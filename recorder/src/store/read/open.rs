@@ -1,0 +1,127 @@
+//! Opening the store read-only and checking that it is one this program reads.
+
+use std::{path::Path, time::Duration};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::ReadError;
+use crate::store::schema;
+
+/// A read-only connection to `path` (through a `file:…?mode=ro` URI when `uri`),
+/// with one read done so that a missing WAL index or a non-database shows now.
+pub(super) fn connect(path: &Path, uri: bool) -> Result<Connection, ReadError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if uri {
+        Connection::open_with_flags(
+            format!("file:{}?mode=ro", uri_path(path)),
+            flags | OpenFlags::SQLITE_OPEN_URI,
+        )
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+    .map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "query_only", 1)?;
+    // The first read: it opens the WAL and its index, and finds non-databases.
+    conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
+/// Checks `PRAGMA application_id` and `user_version` against [`schema`].
+pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<(), ReadError> {
+    let application_id: i32 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+    let version: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let expected = schema::SCHEMA_VERSION;
+    if application_id != 0 && application_id != schema::APPLICATION_ID {
+        return Err(ReadError::Foreign {
+            path: path.to_path_buf(),
+        });
+    }
+    if version == 0 {
+        let objects: i64 =
+            conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| row.get(0))?;
+        return Err(if objects == 0 {
+            ReadError::NoSchema {
+                path: path.to_path_buf(),
+            }
+        } else {
+            ReadError::Foreign {
+                path: path.to_path_buf(),
+            }
+        });
+    }
+    let path = path.to_path_buf();
+    match version.cmp(&expected) {
+        std::cmp::Ordering::Less => Err(ReadError::SchemaTooOld {
+            path,
+            found: version,
+            expected,
+        }),
+        std::cmp::Ordering::Greater => Err(ReadError::SchemaTooNew {
+            path,
+            found: version,
+            expected,
+        }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+pub(super) fn io_error(path: &Path, e: std::io::Error) -> ReadError {
+    let path = path.to_path_buf();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => ReadError::Missing { path },
+        std::io::ErrorKind::PermissionDenied => ReadError::PermissionDenied { path },
+        _ => ReadError::Io { path, error: e },
+    }
+}
+
+fn open_error(path: &Path, e: rusqlite::Error) -> ReadError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => ReadError::NotADatabase {
+            path: path.to_path_buf(),
+        },
+        Some(ErrorCode::PermissionDenied) => ReadError::PermissionDenied {
+            path: path.to_path_buf(),
+        },
+        _ => ReadError::Sqlite(e),
+    }
+}
+
+/// Errors that a missing or uncreatable -shm / -wal file gives a read-only reader.
+pub(super) fn is_cantopen(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)
+    )
+}
+
+/// `path` for a `file:` URI: everything but unreserved characters and `/`
+/// percent-encoded.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_paths_are_escaped() {
+        assert_eq!(
+            uri_path(Path::new("/var/lib/a b?#.db")),
+            "/var/lib/a%20b%3F%23.db"
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Retention: `--retain` (age) and `--max-db-size` (used pages), enforced a little
+//! at a time so that no step holds the write lock for long. Each step deletes at
+//! most one chunk of the oldest messages (ids are in arrival order, which is time
+//! order to within a second) and their side rows, and at most one chunk of old
+//! facts of each table. Freed pages are reused by later inserts; nothing is
+//! vacuumed. Interned strings (`names`, `rdata`, `answer_sets`, `processes`,
+//! `endpoints`) are kept.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::schema::{NS_PER_HOUR, NS_PER_MINUTE};
+
+/// Between steps when the last one found nothing more to delete.
+const IDLE_INTERVAL: Duration = Duration::from_secs(5);
+/// Between steps while there is a backlog (each flush, in practice).
+const BEHIND_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub retain: Option<Duration>,
+    pub max_db_size: Option<u64>,
+    /// Most messages, and most rows of each fact table, deleted in one step.
+    pub chunk: i64,
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Step {
+    pub messages: u64,
+    pub facts: u64,
+    /// The database is over the size cap and holds no message left to delete.
+    pub stuck_over_size: bool,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Retention {
+    last: Option<Instant>,
+    behind: bool,
+    /// `cnames` has no index on time: it is swept once an hour of cut-off.
+    cnames_swept_hour: Option<i64>,
+}
+
+impl Retention {
+    pub fn due(&self, now: Instant, limits: &Limits) -> bool {
+        if limits.retain.is_none() && limits.max_db_size.is_none() {
+            return false;
+        }
+        let interval = if self.behind {
+            BEHIND_INTERVAL
+        } else {
+            IDLE_INTERVAL
+        };
+        self.last
+            .is_none_or(|last| now.saturating_duration_since(last) >= interval)
+    }
+
+    /// One step, in its own short transaction.
+    pub fn step(
+        &mut self,
+        conn: &mut Connection,
+        limits: &Limits,
+        now: Instant,
+        now_ns: i64,
+    ) -> rusqlite::Result<Step> {
+        self.last = Some(now);
+        self.behind = false;
+        let chunk = limits.chunk.max(1);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let min_id: Option<i64> = tx.query_row("SELECT min(id) FROM messages", [], |r| r.get(0))?;
+
+        let cutoff_ns = limits.retain.map(|retain| {
+            now_ns.saturating_sub(i64::try_from(retain.as_nanos()).unwrap_or(i64::MAX))
+        });
+        let mut cut = None;
+        if let Some(cutoff_ns) = cutoff_ns {
+            cut = tx.query_row(
+                "SELECT max(last_id) FROM time_index WHERE minute < ?1",
+                [cutoff_ns.div_euclid(NS_PER_MINUTE)],
+                |r| r.get::<_, Option<i64>>(0),
+            )?;
+        }
+        let over_size = match limits.max_db_size {
+            Some(cap) => used_bytes(&tx)? > cap,
+            None => false,
+        };
+        let mut step = Step::default();
+        if let Some(min_id) = min_id {
+            if over_size {
+                cut = Some(cut.unwrap_or(min_id).max(min_id + chunk - 1));
+            }
+            let cut = cut.map(|cut| cut.min(min_id + chunk - 1));
+            if let Some(cut) = cut.filter(|cut| *cut >= min_id) {
+                step.messages = delete_messages(&tx, cut)?;
+            }
+        }
+
+        // Facts: older than the cut-off, and under size pressure older than the
+        // oldest message still kept.
+        let mut fact_cut_ns = cutoff_ns;
+        if over_size {
+            let oldest: Option<i64> = tx.query_row(
+                "SELECT (SELECT time_ns FROM messages ORDER BY id LIMIT 1)",
+                [],
+                |r| r.get(0),
+            )?;
+            let oldest = match oldest {
+                Some(oldest) => oldest,
+                None => oldest_fact_ns(&tx)?.map_or(i64::MIN, |ns| ns + NS_PER_HOUR),
+            };
+            fact_cut_ns = Some(fact_cut_ns.map_or(oldest, |cut| cut.max(oldest)));
+        }
+        if let Some(fact_cut_ns) = fact_cut_ns {
+            let hour = fact_cut_ns.div_euclid(NS_PER_HOUR);
+            step.facts += delete_old_facts(&tx, "lookups", LOOKUPS_KEY, hour, chunk)?;
+            step.facts += delete_old_facts(&tx, "resolutions", RESOLUTIONS_KEY, hour, chunk)?;
+            if over_size || self.cnames_swept_hour != Some(hour) {
+                step.facts +=
+                    tx.execute("DELETE FROM cnames WHERE last_ns < ?1", [fact_cut_ns])? as u64;
+                self.cnames_swept_hour = Some(hour);
+            }
+        }
+        tx.commit()?;
+        step.stuck_over_size = over_size && step.messages == 0 && step.facts == 0;
+        self.behind = step.messages >= chunk as u64
+            || step.facts >= chunk as u64
+            || (over_size && !step.stuck_over_size);
+        Ok(step)
+    }
+}
+
+const LOOKUPS_KEY: &str = "process_id, hour, role, qname_id, qtype, rcode";
+const RESOLUTIONS_KEY: &str = "rdata_id, hour, rtype, name_id, qname_id, process_id, endpoint_id";
+
+/// Deletes messages with ids up to `cut` and everything hanging off them.
+fn delete_messages(tx: &Connection, cut: i64) -> rusqlite::Result<u64> {
+    let deleted = tx.execute("DELETE FROM messages WHERE id <= ?1", [cut])?;
+    tx.execute("DELETE FROM malformed WHERE message_id <= ?1", [cut])?;
+    tx.execute("DELETE FROM extra_questions WHERE message_id <= ?1", [cut])?;
+    tx.execute("DELETE FROM time_index WHERE last_id <= ?1", [cut])?;
+    tx.execute(
+        "UPDATE time_index SET first_id = ?1 + 1 WHERE first_id <= ?1",
+        [cut],
+    )?;
+    Ok(deleted as u64)
+}
+
+/// Deletes at most `chunk` rows of `table` whose hour is before `hour` (through
+/// the table's index on hour).
+fn delete_old_facts(
+    tx: &Connection,
+    table: &str,
+    key: &str,
+    hour: i64,
+    chunk: i64,
+) -> rusqlite::Result<u64> {
+    let sql = format!(
+        "DELETE FROM {table} WHERE ({key}) IN \
+         (SELECT {key} FROM {table} WHERE hour < ?1 ORDER BY hour LIMIT ?2)"
+    );
+    Ok(tx.prepare_cached(&sql)?.execute([hour, chunk])? as u64)
+}
+
+fn oldest_fact_ns(tx: &Connection) -> rusqlite::Result<Option<i64>> {
+    tx.query_row(
+        "SELECT min((SELECT min(hour) FROM lookups), (SELECT min(hour) FROM resolutions))",
+        [],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .map(|hour| hour.map(|hour| hour * NS_PER_HOUR))
+}
+
+/// Bytes of the database in use: its pages less the free ones.
+pub(super) fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pragma = |name| conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0));
+    let used = pragma("page_count")? - pragma("freelist_count")?;
+    Ok(u64::try_from(used * pragma("page_size")?).unwrap_or(0))
+}
+
+/// A duration such as `30d`, `12h`, `1h30m`, `1s`, `500ms` (or ISO 8601 `P30D`);
+/// days are 24 hours. `0` is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let hint = "e.g. 30d, 12h, 1s or 500ms";
+    let span: jiff::Span = text
+        .parse()
+        .map_err(|error| format!("invalid duration {text:?} ({hint}): {error}"))?;
+    let duration = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|error| format!("invalid duration {text:?} ({hint}): {error}"))?;
+    Duration::try_from(duration).map_err(|_| format!("invalid duration {text:?}: negative"))
+}
+
+/// `--retain`: a duration; `0` keeps everything forever (`None`).
+pub fn parse_retain(text: &str) -> Result<Option<Duration>, String> {
+    parse_duration(text).map(|duration| Some(duration).filter(|d| !d.is_zero()))
+}
+
+/// `--max-db-size`: bytes with an optional binary suffix, `K`, `M`, `G`, `T`
+/// (also `KB`, `KiB`, …; all powers of 1024). `0` means no cap (`None`).
+pub fn parse_size(text: &str) -> Result<Option<u64>, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(split);
+    let invalid = || format!("invalid size {text:?} (e.g. 500M, 2G or 0 for no limit)");
+    let number: u64 = digits.parse().map_err(|_| invalid())?;
+    let shift = match suffix.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(invalid()),
+    };
+    let bytes = number.checked_mul(1 << shift).ok_or_else(invalid)?;
+    Ok(Some(bytes).filter(|bytes| *bytes != 0))
+}

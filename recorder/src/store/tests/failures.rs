@@ -1,0 +1,171 @@
+//! The writer when the database will not take writes: nothing fails upward,
+//! records wait in memory (bounded), and are written once the database is back.
+
+use std::time::{Duration, Instant};
+
+use super::fixtures::*;
+use crate::{
+    pipeline::Sink,
+    store::{Store, StoreError, StoreOptions, open_for_writing},
+};
+
+fn open(path: &std::path::Path, batch_size: usize, max_pending: usize) -> Store {
+    open_for_writing(path)
+        .unwrap()
+        .with_options(StoreOptions {
+            batch_size,
+            max_pending,
+            batch_window: Duration::from_millis(10),
+            retain: None,
+            ..StoreOptions::default()
+        })
+        .unwrap()
+}
+
+/// Flushes until nothing is pending (the writer backs off between attempts).
+fn drain(store: &mut Store) {
+    let start = Instant::now();
+    while store.stats().pending > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still pending: {:?}",
+            store.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        store.flush().unwrap();
+    }
+}
+
+#[test]
+fn a_locked_database_delays_the_batch_and_loses_nothing() {
+    let dir = TempDir::new("locked");
+    let mut store = open(&dir.db(), 10, 100_000);
+    let other = inspect(&dir.db());
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    for i in 0..15 {
+        store
+            .write(query(t0() + i, "a.example.", "A", i as u16))
+            .unwrap();
+    }
+    let stats = store.stats();
+    assert!(stats.failed_commits >= 1, "{stats:?}");
+    assert_eq!((stats.committed, stats.pending, stats.dropped), (0, 15, 0));
+    store.flush().unwrap();
+    assert_eq!(store.stats().committed, 0);
+
+    other.execute_batch("COMMIT").unwrap();
+    drain(&mut store);
+    let stats = store.finish("signal").unwrap();
+    assert_eq!((stats.committed, stats.dropped), (15, 0));
+    assert_eq!(count(&other, "SELECT count(*) FROM messages"), 15);
+    // Names interned inside the rolled-back transactions are not left dangling.
+    assert_eq!(
+        count(
+            &other,
+            "SELECT count(*) FROM messages WHERE qname_id NOT IN (SELECT id FROM names)"
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_full_backlog_drops_the_oldest_and_counts_them() {
+    let dir = TempDir::new("backlog");
+    let mut store = open(&dir.db(), 10, 50);
+    let other = inspect(&dir.db());
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..80 {
+        store
+            .write(query(t0() + i, "a.example.", "A", i as u16))
+            .unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!((stats.pending, stats.dropped), (50, 30));
+    other.execute_batch("COMMIT").unwrap();
+    drain(&mut store);
+    let stats = store.finish("signal").unwrap();
+    assert_eq!((stats.committed, stats.dropped), (50, 30));
+    assert_eq!(count(&other, "SELECT min(dns_id) FROM messages"), 30);
+}
+
+#[test]
+fn a_full_disk_delays_the_batch() {
+    let dir = TempDir::new("full");
+    let mut store = open(&dir.db(), 100, 100_000);
+    store.write(query(t0(), "warm.example.", "A", 1)).unwrap();
+    store.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    store.flush().unwrap();
+    assert_eq!(store.stats().committed, 1);
+    // SQLite's own cap stands in for a full disk: the same SQLITE_FULL.
+    let pages: i64 = store
+        .connection()
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .unwrap();
+    store
+        .connection()
+        .pragma_update(None, "max_page_count", pages)
+        .unwrap();
+    for i in 0..1000 {
+        let name = format!("host{i}.example.");
+        store.write(query(t0() + i, &name, "A", i as u16)).unwrap();
+    }
+    let stats = store.stats();
+    assert!(stats.failed_commits >= 1, "{stats:?}");
+    assert_eq!(stats.committed, 1);
+    store
+        .connection()
+        .pragma_update(None, "max_page_count", 1 << 30)
+        .unwrap();
+    drain(&mut store);
+    let stats = store.finish("signal").unwrap();
+    assert_eq!((stats.committed, stats.dropped), (1001, 0));
+    assert_eq!(
+        count(
+            &inspect(&dir.db()),
+            "SELECT count(DISTINCT qname_id) FROM messages"
+        ),
+        1001
+    );
+}
+
+#[test]
+fn finish_reports_what_it_could_not_write() {
+    let dir = TempDir::new("unwritten");
+    let mut store = open(&dir.db(), 1_000, 100_000);
+    store.start_run("{}").unwrap();
+    let other = inspect(&dir.db());
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..7 {
+        store.write(query(t0() + i, "a.example.", "A", 1)).unwrap();
+    }
+    let error = store.finish("signal").unwrap_err();
+    assert!(
+        matches!(error, StoreError::Unwritten { count: 7, .. }),
+        "{error}"
+    );
+    assert_eq!(store.stats().dropped, 7);
+    other.execute_batch("COMMIT").unwrap();
+}
+
+#[test]
+fn a_slow_reader_does_not_block_the_writer() {
+    let dir = TempDir::new("reader");
+    let mut store = open(&dir.db(), 10, 100_000);
+    store.write(query(t0(), "a.example.", "A", 1)).unwrap();
+    store.finish("x").unwrap();
+    let mut store = open(&dir.db(), 10, 100_000);
+    let reader = inspect(&dir.db());
+    reader.execute_batch("BEGIN").unwrap();
+    assert_eq!(count(&reader, "SELECT count(*) FROM messages"), 1);
+    for i in 0..100 {
+        store.write(query(t0() + i, "b.example.", "A", 2)).unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!((stats.committed, stats.failed_commits), (100, 0));
+    // The reader still sees its snapshot.
+    assert_eq!(count(&reader, "SELECT count(*) FROM messages"), 1);
+    reader.execute_batch("COMMIT").unwrap();
+    assert_eq!(count(&reader, "SELECT count(*) FROM messages"), 101);
+}

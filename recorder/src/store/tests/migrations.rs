@@ -1,0 +1,210 @@
+//! Opening: schema upgrades keep data; files that are not ours are left alone.
+
+use std::os::unix::fs::PermissionsExt;
+
+use rusqlite::Connection;
+
+use super::{fixtures::*, writer::open_quiet};
+use crate::{
+    pipeline::Sink,
+    store::{
+        MIGRATION_FILES, MIGRATIONS, StoreError, open_for_writing,
+        schema::{APPLICATION_ID, SCHEMA_VERSION},
+    },
+};
+
+fn user_version(conn: &Connection) -> i64 {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn schema_version_matches_the_migration_files() {
+    assert_eq!(MIGRATION_FILES.len(), SCHEMA_VERSION as usize);
+    MIGRATIONS.validate().unwrap();
+}
+
+/// A store at every earlier schema version, with rows written the way that
+/// version allowed, upgrades to the latest and keeps them.
+#[test]
+fn upgrading_from_each_earlier_schema_keeps_the_data() {
+    let latest = SCHEMA_VERSION as usize;
+    for from in 0..latest {
+        let dir = TempDir::new("upgrade");
+        let mut old = Connection::open(dir.db()).unwrap();
+        MIGRATIONS.to_version(&mut old, from).unwrap();
+        if from >= 1 {
+            // Columns of schema 1: every later schema must keep these readable.
+            old.execute_batch(
+                "INSERT INTO runs (id, started_ns, version, config) VALUES (1, 10, '0.0.1', '{}');
+                 INSERT INTO names (id, name) VALUES (1, 'old.example.');
+                 INSERT INTO processes (id, pid, uid, gid, comm, key) VALUES (1, 9, 0, 0, 'old', 'old');
+                 INSERT INTO endpoints (id, local_ip, remote_ip, ifindex) VALUES (1, x'7f000001', x'7f000035', 1);
+                 INSERT INTO messages (id, time_ns, run_id, flags, process_id, endpoint_id, local_port,
+                     remote_port, socket_cookie, qname_id, qtype, message_len)
+                     VALUES (1, 10, 1, 0, 1, 1, 40000, 53, 5, 1, 1, 30);
+                 INSERT INTO time_index (minute, first_id, last_id) VALUES (0, 1, 1);
+                 INSERT INTO lookups VALUES (1, 0, 0, 1, 1, -1, 1, 0, 0, 0, 10, 10);",
+            )
+            .unwrap();
+        }
+        drop(old);
+
+        let mut store = open_quiet(&dir.db());
+        store.start_run("{}").unwrap();
+        store.write(query(t0(), "old.example.", "A", 1)).unwrap();
+        store.write(query(t0(), "new.example.", "A", 2)).unwrap();
+        store.finish("signal").unwrap();
+        drop(store);
+
+        let db = inspect(&dir.db());
+        assert_eq!(user_version(&db), latest as i64, "from {from}");
+        let expected_old = i64::from(from >= 1);
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM messages WHERE time_ns = 10"),
+            expected_old
+        );
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM lookups WHERE hour = 0"),
+            expected_old
+        );
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM messages"),
+            2 + expected_old
+        );
+        // The old name is reused, not duplicated.
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM names WHERE name = 'old.example.'"
+            ),
+            1
+        );
+        if from >= 1 {
+            assert_eq!(
+                count(&db, "SELECT count(*) FROM messages WHERE qname_id = 1"),
+                2
+            );
+            assert_eq!(
+                count(&db, "SELECT count(*) FROM processes WHERE key = 'old'"),
+                1
+            );
+        }
+    }
+}
+
+#[test]
+fn reopening_keeps_rows_and_the_version() {
+    let dir = TempDir::new("reopen");
+    for round in 1..=3 {
+        let mut store = open_quiet(&dir.db());
+        store.write(query(t0(), "a.example.", "A", round)).unwrap();
+        store.finish("signal").unwrap();
+        drop(store);
+        let db = inspect(&dir.db());
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM messages"),
+            i64::from(round)
+        );
+        assert_eq!(count(&db, "SELECT count(*) FROM names"), 1);
+        assert_eq!(user_version(&db), i64::from(SCHEMA_VERSION));
+        let id: i32 = db
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, APPLICATION_ID);
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = TempDir::new("newer");
+    drop(open_quiet(&dir.db()));
+    let newer = i64::from(SCHEMA_VERSION) + 1;
+    inspect(&dir.db())
+        .pragma_update(None, "user_version", newer)
+        .unwrap();
+    let error = open_for_writing(dir.db())
+        .err()
+        .expect("a newer schema must be refused");
+    assert!(
+        matches!(error, StoreError::TooNew { found, .. } if found == newer),
+        "{error}"
+    );
+    assert!(error.to_string().contains("newer"), "{error}");
+    assert_eq!(user_version(&inspect(&dir.db())), newer);
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_left_alone() {
+    let dir = TempDir::new("notdb");
+    let contents = b"this is somebody's notes, not a database\n".repeat(100);
+    std::fs::write(dir.db(), &contents).unwrap();
+    let error = open_for_writing(dir.db()).err().expect("must refuse");
+    assert!(matches!(error, StoreError::NotADatabase { .. }), "{error}");
+    assert!(
+        error.to_string().contains("not a SQLite database"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(dir.db()).unwrap(), contents);
+    assert!(!dir.path().join("dnsq.db-wal").exists());
+    // A short file too.
+    std::fs::write(dir.db(), b"x").unwrap();
+    assert!(matches!(
+        open_for_writing(dir.db()),
+        Err(StoreError::NotADatabase { .. })
+    ));
+    assert_eq!(std::fs::read(dir.db()).unwrap(), b"x");
+}
+
+#[test]
+fn another_programs_database_is_refused() {
+    let dir = TempDir::new("foreign");
+    let other = Connection::open(dir.db()).unwrap();
+    other
+        .execute_batch("CREATE TABLE bookmarks (url TEXT)")
+        .unwrap();
+    drop(other);
+    let error = open_for_writing(dir.db()).err().expect("must refuse");
+    assert!(matches!(error, StoreError::Foreign { .. }), "{error}");
+    assert_eq!(
+        count(&inspect(&dir.db()), "SELECT count(*) FROM sqlite_schema"),
+        1
+    );
+
+    let dir = TempDir::new("foreign-id");
+    let other = Connection::open(dir.db()).unwrap();
+    other.pragma_update(None, "application_id", 12345).unwrap();
+    other.pragma_update(None, "user_version", 1).unwrap();
+    drop(other);
+    assert!(matches!(
+        open_for_writing(dir.db()),
+        Err(StoreError::Foreign { .. })
+    ));
+}
+
+#[test]
+fn new_files_and_directories_are_private() {
+    let dir = TempDir::new("modes");
+    let db = dir.path().join("var/lib/dnsq/dnsq.db");
+    drop(open_quiet(&db));
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let parent = db.parent().unwrap();
+    assert_eq!(mode(parent) & !0o750, 0, "directory {:o}", mode(parent));
+    assert_eq!(mode(&db) & !0o640, 0, "file {:o}", mode(&db));
+    for suffix in ["-wal", "-shm"] {
+        let side = parent.join(format!("dnsq.db{suffix}"));
+        if side.exists() {
+            assert_eq!(mode(&side) & !0o640, 0, "{suffix} {:o}", mode(&side));
+        }
+    }
+}
+
+#[test]
+fn an_impossible_path_is_a_clear_error() {
+    let error = open_for_writing("/proc/no-such-dir/dnsq.db")
+        .err()
+        .expect("must fail");
+    assert!(matches!(error, StoreError::CreateDir { .. }), "{error}");
+    assert!(error.to_string().contains("/proc/no-such-dir"), "{error}");
+}

@@ -1,0 +1,8 @@
+//! Tests of the store: each opens its own database in a temporary directory.
+
+mod failures;
+mod fixtures;
+mod migrations;
+mod retention;
+mod size;
+mod writer;

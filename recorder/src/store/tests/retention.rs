@@ -1,0 +1,261 @@
+//! Retention by age and by size, on generated databases, one small step at a time.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::{fixtures::*, writer::open_quiet};
+use crate::{
+    pipeline::Sink,
+    store::{
+        StoreOptions, open_for_writing, parse_duration, parse_retain, parse_size,
+        retention::used_bytes,
+        schema::{NS_PER_HOUR, NS_PER_MINUTE},
+        writer::now_ns,
+    },
+};
+
+const DAY: i64 = 24 * NS_PER_HOUR;
+
+/// `per_hour` query/response pairs an hour from `from_ns` to now, a malformed
+/// message and a two-question query every tenth hour. Returns the messages
+/// written.
+fn generate(path: &std::path::Path, from_ns: i64, per_hour: i64) -> i64 {
+    let mut store = open_quiet(path);
+    store.start_run("{}").unwrap();
+    let hours = (now_ns() - from_ns) / NS_PER_HOUR;
+    let mut written = 0;
+    for hour in 0..hours {
+        let base = from_ns + hour * NS_PER_HOUR;
+        for i in 0..per_hour {
+            let time = base + i * (NS_PER_HOUR / per_hour);
+            let name = format!("h{}.day{}.example.", i % 7, hour / 24);
+            let q = query(time, &name, "A", i as u16);
+            let answer = vec![
+                rr(&name, "CNAME", 60, "cdn.example."),
+                rr("cdn.example.", "A", 60, "192.0.2.7"),
+            ];
+            let r = response(&q, 3, "NOERROR", answer, vec![]);
+            store.write(q).unwrap();
+            store.write(r).unwrap();
+            written += 2;
+        }
+        if hour % 10 == 0 {
+            store.write(malformed(base + 1)).unwrap();
+            let mut two = query(base + 2, "one.example.", "A", 1);
+            let dns = two.dns.as_mut().unwrap();
+            dns.questions.push(dns.questions[0].clone());
+            dns.questions[1].name = "two.example.".to_owned();
+            store.write(two).unwrap();
+            written += 2;
+        }
+    }
+    store.finish("signal").unwrap();
+    written
+}
+
+fn consistent(db: &Connection) {
+    let min_id = count(db, "SELECT coalesce(min(id), 0) FROM messages");
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM malformed WHERE message_id < (SELECT min(id) FROM messages)"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM extra_questions WHERE message_id < (SELECT min(id) FROM messages)"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            db,
+            &format!("SELECT count(*) FROM time_index WHERE first_id < {min_id}")
+        ),
+        0
+    );
+    assert_eq!(count(db, "SELECT min(first_id) FROM time_index"), min_id);
+}
+
+#[test]
+fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
+    let dir = TempDir::new("retain");
+    let start = now_ns() - 40 * DAY;
+    let written = generate(&dir.db(), start, 6);
+    let cutoff = now_ns() - 30 * DAY;
+    let db = inspect(&dir.db());
+    let old = count(
+        &db,
+        &format!("SELECT count(*) FROM messages WHERE time_ns < {cutoff}"),
+    );
+    assert!(old > 2_000, "{old} of {written}");
+
+    let mut store = open_for_writing(dir.db())
+        .unwrap()
+        .with_options(StoreOptions {
+            retain: Some(Duration::from_secs(30 * 24 * 3_600)),
+            retention_chunk: 500,
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    let mut steps = 0;
+    loop {
+        let step = store.retention_now().unwrap();
+        assert!(
+            step.messages <= 500 && step.facts <= 3 * 500 + 1_000,
+            "{step:?}"
+        );
+        steps += 1;
+        if step.messages == 0 && step.facts == 0 {
+            break;
+        }
+        assert!(steps < 1_000);
+        consistent(&db);
+    }
+    assert!(steps > old / 500, "{steps} steps for {old} messages");
+    let left_old = count(
+        &db,
+        &format!("SELECT count(*) FROM messages WHERE time_ns < {cutoff} - {NS_PER_MINUTE}"),
+    );
+    assert_eq!(left_old, 0);
+    let kept = count(&db, "SELECT count(*) FROM messages");
+    let newer = count(
+        &db,
+        &format!("SELECT count(*) FROM messages WHERE time_ns >= {cutoff}"),
+    );
+    assert!(
+        kept - newer <= 4,
+        "kept {kept}, newer {newer}: only the cut-off minute may differ"
+    );
+    assert!(
+        kept >= written - old - 20,
+        "kept {kept} of {} recent",
+        written - old
+    );
+    assert_eq!(store.stats().expired as i64, written - kept);
+    let cutoff_hour = cutoff.div_euclid(NS_PER_HOUR);
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM lookups WHERE hour < {cutoff_hour}")
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM resolutions WHERE hour < {cutoff_hour}")
+        ),
+        0
+    );
+    assert!(count(&db, "SELECT count(*) FROM lookups") > 0);
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM cnames WHERE last_ns < {cutoff}")
+        ),
+        0
+    );
+    assert!(count(&db, "SELECT count(*) FROM cnames") > 0);
+    consistent(&db);
+
+    // The step also runs from flush(), at its own pace.
+    store
+        .write(query(now_ns(), "fresh.example.", "A", 1))
+        .unwrap();
+    store.flush().unwrap();
+    store.finish("signal").unwrap();
+}
+
+#[test]
+fn the_size_cap_deletes_the_oldest_and_reuses_the_pages() {
+    let dir = TempDir::new("size");
+    let written = generate(&dir.db(), now_ns() - 5 * DAY, 100);
+    let db = inspect(&dir.db());
+    let before = used_bytes(&db).unwrap();
+    let cap = before / 2;
+    let newest = count(&db, "SELECT max(id) FROM messages");
+
+    let mut store = open_for_writing(dir.db())
+        .unwrap()
+        .with_options(StoreOptions {
+            max_db_size: Some(cap),
+            retain: None,
+            retention_chunk: 2_000,
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    let mut steps = 0;
+    loop {
+        let step = store.retention_now().unwrap();
+        assert!(step.messages <= 2_000, "{step:?}");
+        assert!(!step.stuck_over_size);
+        steps += 1;
+        if step.messages == 0 && step.facts == 0 {
+            break;
+        }
+        assert!(steps < 1_000);
+    }
+    let after = used_bytes(&db).unwrap();
+    assert!(after <= cap, "used {after} > cap {cap}");
+    let kept = count(&db, "SELECT count(*) FROM messages");
+    assert!(kept > 0 && kept < written, "kept {kept} of {written}");
+    assert_eq!(count(&db, "SELECT max(id) FROM messages"), newest);
+    consistent(&db);
+    // Facts older than the oldest message kept are gone too.
+    let oldest_hour = count(&db, "SELECT time_ns FROM messages ORDER BY id LIMIT 1") / NS_PER_HOUR;
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM lookups WHERE hour < {oldest_hour}")
+        ),
+        0
+    );
+
+    // New rows go into the freed pages: the file does not grow.
+    let pages = count(&db, "PRAGMA page_count");
+    for i in 0..2_000 {
+        store
+            .write(query(now_ns() + i, "again.example.", "A", 1))
+            .unwrap();
+    }
+    store.finish("signal").unwrap();
+    assert_eq!(count(&db, "PRAGMA page_count"), pages);
+    eprintln!(
+        "size cap {cap} B: used {before} B → {after} B in {steps} steps, kept {kept} of {written} messages"
+    );
+}
+
+#[test]
+fn durations_and_sizes_parse() {
+    let day = 24 * 3_600;
+    assert_eq!(
+        parse_duration("30d").unwrap(),
+        Duration::from_secs(30 * day)
+    );
+    assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+    assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
+    assert_eq!(parse_duration("2w").unwrap(), Duration::from_secs(14 * day));
+    assert_eq!(parse_duration("P7D").unwrap(), Duration::from_secs(7 * day));
+    assert!(parse_duration("30").is_err());
+    assert!(parse_duration("soon").is_err());
+    assert!(parse_duration("-1d").is_err());
+    assert_eq!(parse_retain("0").unwrap(), None);
+    assert_eq!(
+        parse_retain("30d").unwrap(),
+        Some(Duration::from_secs(30 * day))
+    );
+    assert_eq!(parse_size("0").unwrap(), None);
+    assert_eq!(parse_size("4096").unwrap(), Some(4096));
+    assert_eq!(parse_size("500M").unwrap(), Some(500 << 20));
+    assert_eq!(parse_size("2G").unwrap(), Some(2 << 30));
+    assert_eq!(parse_size("2GiB").unwrap(), Some(2 << 30));
+    assert_eq!(parse_size("10k").unwrap(), Some(10 << 10));
+    assert!(parse_size("2X").is_err());
+    assert!(parse_size("G").is_err());
+    assert!(parse_size("99999999999T").is_err());
+}

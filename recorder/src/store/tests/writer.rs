@@ -1,0 +1,498 @@
+//! What one batch of records becomes: rows, interned strings, facts.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::fixtures::*;
+use crate::{
+    pipeline::Sink,
+    store::{
+        Store, StoreOptions, open_for_writing,
+        schema::{NS_PER_HOUR, RCODE_QUERY, UNKNOWN_PROCESS, attribution, flags, role},
+    },
+};
+
+/// A store that never commits by itself (huge batch, long window) and keeps
+/// everything, so each test decides when to commit.
+pub fn open_quiet(path: &std::path::Path) -> Store {
+    open_for_writing(path)
+        .unwrap()
+        .with_options(StoreOptions {
+            batch_size: 1_000_000,
+            batch_window: Duration::from_secs(3_600),
+            retain: None,
+            ..StoreOptions::default()
+        })
+        .unwrap()
+}
+
+fn name_id(conn: &Connection, name: &str) -> i64 {
+    conn.query_row("SELECT id FROM names WHERE name = ?1", [name], |r| r.get(0))
+        .unwrap_or_else(|_| panic!("no names row for {name}"))
+}
+
+#[test]
+fn query_and_response_with_a_cname_chain() {
+    let dir = TempDir::new("chain");
+    let mut store = open_quiet(&dir.db());
+    store.start_run("{\"ports\":[53]}").unwrap();
+    let q = query(t0(), "WWW.example.com.", "A", 0x1234);
+    let r = response(&q, 5, "NOERROR", cname_chain_answers(), vec![]);
+    store.write(q).unwrap();
+    store.write(r).unwrap();
+    assert_eq!(
+        count(&inspect(&dir.db()), "SELECT count(*) FROM messages"),
+        0
+    );
+    let stats = store.finish("signal").unwrap();
+    assert_eq!((stats.committed, stats.batches, stats.pending), (2, 1, 0));
+
+    let db = inspect(&dir.db());
+    let www = name_id(&db, "www.example.com.");
+    let edge = name_id(&db, "edge.example.net.");
+    let e1 = name_id(&db, "e1.cdn.example.");
+    type Row = (
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = db
+        .prepare(
+            "SELECT flags, qname_id, qtype, rcode, answer_set_id, ttls, latency_ns \
+             FROM messages ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let socket = attribution::SOCKET << flags::ATTRIBUTION_SHIFT;
+    let (qflags, qname, qtype, _, qset, qttls, qlatency) = rows[0].clone();
+    assert_eq!(qflags, socket | flags::RD | flags::EDNS);
+    assert_eq!(
+        (qname, qtype, qset, qttls, qlatency),
+        (www, Some(1), None, None, None)
+    );
+    let (rflags, rname, _, rcode, rset, rttls, rlatency) = rows[1].clone();
+    assert_eq!(
+        rflags,
+        socket | flags::RECEIVED | flags::RESPONSE | flags::RD | flags::RA | flags::EDNS
+    );
+    assert_eq!((rname, rcode, rlatency), (www, Some(0), Some(5 * MS)));
+    assert_eq!(rttls.as_deref(), Some("[300,60,20,20]"));
+    let records: String = db
+        .query_row(
+            "SELECT records FROM answer_sets WHERE id = ?1",
+            [rset.unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let a1: i64 = db
+        .query_row("SELECT id FROM rdata WHERE data = '192.0.2.1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let records: Vec<[i64; 5]> = serde_json::from_str(&records).unwrap();
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[0][..4], [0, www, 5, 1]);
+    assert_eq!(records[2], [0, e1, 1, 1, a1]);
+
+    // Identity: ports, endpoint, process and run.
+    let (local_port, remote_port, cookie, dns_id): (i64, i64, i64, i64) = db
+        .query_row(
+            "SELECT local_port, remote_port, socket_cookie, dns_id FROM messages WHERE id = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (local_port, remote_port, dns_id),
+        (40_000 + 0x1234, 53, 0x1234)
+    );
+    assert_eq!(cookie as u64, 0x8000_0000_0000_1234);
+    let (local, remote, interface): (Vec<u8>, Vec<u8>, String) = db
+        .query_row(
+            "SELECT local_ip, remote_ip, interface FROM endpoints",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (local, remote, interface.as_str()),
+        (vec![10, 0, 0, 2], vec![10, 0, 0, 53], "eth0")
+    );
+    let (comm, exe, thread): (String, String, String) = db
+        .query_row("SELECT comm, exe, thread FROM processes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (comm.as_str(), exe.as_str(), thread.as_str()),
+        ("curl", "/usr/bin/curl", "curl")
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM messages WHERE socket_cgroup_id IS NULL"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM runs WHERE stop_reason = 'signal'"
+        ),
+        1
+    );
+
+    // Facts.
+    let hour = t0() / NS_PER_HOUR;
+    let resolved: Vec<(i64, i64, i64)> = db
+        .prepare("SELECT name_id, qname_id, rtype FROM resolutions WHERE rdata_id = ?1")
+        .unwrap()
+        .query_map([a1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(resolved, vec![(e1, www, 1)]);
+    assert_eq!(count(&db, "SELECT count(*) FROM resolutions"), 4);
+    let cnames: Vec<(i64, i64)> = db
+        .prepare("SELECT name_id, target_id FROM cnames ORDER BY name_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(cnames, vec![(www, edge), (edge, e1)]);
+    let lookups: Vec<(i64, i64, i64, i64, i64, i64)> = db
+        .prepare(
+            "SELECT hour, role, rcode, count, paired, latency_sum_ns FROM lookups \
+             WHERE qname_id = ?1 ORDER BY rcode",
+        )
+        .unwrap()
+        .query_map([www], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        lookups,
+        vec![
+            (hour, role::CLIENT, RCODE_QUERY, 1, 1, 5 * MS),
+            (hour, role::CLIENT, 0, 1, 1, 5 * MS),
+        ]
+    );
+}
+
+#[test]
+fn nxdomain_malformed_unknown_process_and_server_side() {
+    let dir = TempDir::new("kinds");
+    let mut store = open_quiet(&dir.db());
+    let q = query(t0(), "nope.example.com.", "AAAA", 7);
+    let nx = response(&q, 2, "NXDOMAIN", vec![], vec![soa()]);
+    let mut unattributed = query(t0() + MS, "who.example.", "A", 8);
+    unattributed.process = unknown_process();
+    unattributed.socket_cgroup_id = 777;
+    // The same host's DNS server: received a query, sent its response.
+    let mut served = query(t0() + 2 * MS, "srv.example.", "A", 9);
+    served.direction = crate::record::Direction::Received;
+    served.process = process(53, "dnsmasq");
+    let mut answer = response(
+        &served,
+        1,
+        "NOERROR",
+        vec![rr("srv.example.", "A", 5, "192.0.2.9")],
+        vec![],
+    );
+    answer.direction = crate::record::Direction::Sent;
+    for record in [
+        q,
+        nx,
+        malformed(t0() + 3 * MS),
+        unattributed,
+        served,
+        answer,
+    ] {
+        store.write(record).unwrap();
+    }
+    store.finish("signal").unwrap();
+
+    let db = inspect(&dir.db());
+    assert_eq!(count(&db, "SELECT count(*) FROM messages"), 6);
+    let nope = name_id(&db, "nope.example.com.");
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT rcode FROM messages WHERE qname_id = {nope} AND flags & {} != 0",
+                flags::RESPONSE
+            )
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM lookups WHERE qname_id = {nope} AND rcode = 3 AND qtype = 28"
+            )
+        ),
+        1
+    );
+    // The SOA is in the authority section of the answer set, not a resolution.
+    let records: String = db
+        .query_row(
+            &format!("SELECT records FROM answer_sets a JOIN messages m ON m.answer_set_id = a.id WHERE m.qname_id = {nope}"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(records.starts_with("[[1,"), "{records}");
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM resolutions WHERE qname_id = {nope}")
+        ),
+        0
+    );
+
+    // Malformed: raw bytes kept, no DNS columns.
+    let (error, raw): (String, Vec<u8>) = db
+        .query_row("SELECT error, raw FROM malformed", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(error, "unexpected end of input");
+    assert_eq!(raw, vec![0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00]);
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM messages WHERE flags & {} != 0 AND qname_id IS NULL AND dns_id IS NULL",
+                flags::MALFORMED
+            )
+        ),
+        1
+    );
+
+    // Unknown process: NULL in messages, 0 in facts, the socket's cgroup kept.
+    let who = name_id(&db, "who.example.");
+    let (process, cgroup, bits): (Option<i64>, Option<i64>, i64) = db
+        .query_row(
+            &format!(
+                "SELECT process_id, socket_cgroup_id, flags FROM messages WHERE qname_id = {who}"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((process, cgroup), (None, Some(777)));
+    assert_eq!(
+        bits & flags::ATTRIBUTION_MASK,
+        attribution::UNKNOWN << flags::ATTRIBUTION_SHIFT
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT process_id FROM lookups WHERE qname_id = {who}")
+        ),
+        UNKNOWN_PROCESS
+    );
+
+    // Server side: role 1, and a sent response is not a resolution.
+    let srv = name_id(&db, "srv.example.");
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM lookups WHERE qname_id = {srv} AND role = {}",
+                role::SERVER
+            )
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM lookups WHERE qname_id = {srv} AND role = {}",
+                role::CLIENT
+            )
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM resolutions WHERE qname_id = {srv}")
+        ),
+        0
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM processes"), 2);
+}
+
+#[test]
+fn repeated_strings_are_stored_once() {
+    let dir = TempDir::new("intern");
+    let mut store = open_for_writing(dir.db())
+        .unwrap()
+        .with_options(StoreOptions {
+            batch_size: 100,
+            retain: None,
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    for i in 0..500 {
+        let q = query(
+            t0() + i * MS,
+            if i % 2 == 0 {
+                "www.example.com."
+            } else {
+                "WWW.EXAMPLE.COM."
+            },
+            "A",
+            1,
+        );
+        let r = response(&q, 1, "NOERROR", cname_chain_answers(), vec![]);
+        store.write(q).unwrap();
+        store.write(r).unwrap();
+    }
+    let stats = store.finish("signal").unwrap();
+    assert_eq!((stats.committed, stats.batches), (1000, 10));
+    let db = inspect(&dir.db());
+    assert_eq!(count(&db, "SELECT count(*) FROM messages"), 1000);
+    // www.example.com., edge.example.net., e1.cdn.example.
+    assert_eq!(count(&db, "SELECT count(*) FROM names"), 3);
+    // edge.example.net., e1.cdn.example., two addresses.
+    assert_eq!(count(&db, "SELECT count(*) FROM rdata"), 4);
+    assert_eq!(count(&db, "SELECT count(*) FROM answer_sets"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM processes"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM endpoints"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM cnames"), 2);
+    assert_eq!(
+        count(&db, "SELECT sum(count) FROM lookups WHERE rcode = -1"),
+        500
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(paired) FROM lookups WHERE rcode = -1"),
+        500
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(count) FROM resolutions WHERE rtype = 1"),
+        1000
+    );
+    // One time_index row per minute touched, covering every id.
+    let (first, last): (i64, i64) = db
+        .query_row(
+            "SELECT min(first_id), max(last_id) FROM time_index",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((first, last), (1, 1000));
+}
+
+#[test]
+fn batches_commit_by_count_and_by_window() {
+    let dir = TempDir::new("batching");
+    let mut store = open_for_writing(dir.db())
+        .unwrap()
+        .with_options(StoreOptions {
+            batch_size: 10,
+            batch_window: Duration::from_millis(200),
+            retain: None,
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    for i in 0..25 {
+        store.write(query(t0() + i, "a.example.", "A", 1)).unwrap();
+    }
+    assert_eq!((store.stats().committed, store.stats().pending), (20, 5));
+    store.flush().unwrap();
+    assert_eq!(store.stats().committed, 20, "the window has not passed");
+    std::thread::sleep(Duration::from_millis(250));
+    store.flush().unwrap();
+    assert_eq!(
+        (
+            store.stats().committed,
+            store.stats().pending,
+            store.stats().batches
+        ),
+        (25, 0, 3)
+    );
+    assert_eq!(
+        count(&inspect(&dir.db()), "SELECT count(*) FROM messages"),
+        25
+    );
+}
+
+#[test]
+fn counters_and_runs() {
+    let dir = TempDir::new("runs");
+    let mut store = open_quiet(&dir.db());
+    let run = store.start_run("{}").unwrap();
+    store.record_counters(&serde_json::json!({"lost_ringbuf_full": 3}));
+    std::thread::sleep(Duration::from_millis(2));
+    store.write(query(t0(), "a.example.", "A", 1)).unwrap();
+    store.record_counters(&serde_json::json!({"lost_ringbuf_full": 5}));
+    store.finish("signal").unwrap();
+    drop(store);
+    // A second run continues the history.
+    let mut store = open_quiet(&dir.db());
+    let second = store.start_run("{}").unwrap();
+    drop(store);
+    assert!(second > run);
+    let db = inspect(&dir.db());
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM counters WHERE run_id = {run}")
+        ),
+        2
+    );
+    let last: String = db
+        .query_row(
+            "SELECT \"values\" FROM counters ORDER BY time_ns DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(last, "{\"lost_ringbuf_full\":5}");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM messages WHERE run_id = 1"),
+        1
+    );
+    let stops: Vec<(Option<i64>, Option<String>)> = db
+        .prepare("SELECT stopped_ns, stop_reason FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(stops[0].0.is_some() && stops[0].1.as_deref() == Some("signal"));
+    // Dropped without finish: like a crash, no stop recorded.
+    assert_eq!(stops[1], (None, None));
+}

@@ -71,6 +71,11 @@ pub enum StoreError {
         found: i64,
         known: usize,
     },
+    #[error(
+        "another dnsq-recorder{} is already writing to {path}",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked { path: PathBuf, holder: Option<u32> },
     #[error("cannot open the database {path}")]
     Open {
         path: PathBuf,

@@ -2,10 +2,13 @@
 //! connection settings, and the schema migrations.
 
 use std::{
-    fs::{DirBuilder, OpenOptions},
-    io::{ErrorKind, Read},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
-    path::Path,
+    fs::{DirBuilder, File, OpenOptions},
+    io::{ErrorKind, Read, Write},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    },
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -33,15 +36,56 @@ const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// another program's database, and a store of a newer schema than this program
 /// knows. A missing directory is created 0750 and a missing file 0640; existing
 /// ones that are looser are left alone with a warning.
+///
+/// One writer at a time: a second recorder on the same database gets
+/// [`StoreError::Locked`] (an advisory lock on `<db>.lock`, held while the store
+/// lives and released by the kernel however the process ends).
 pub fn open_for_writing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
     let path = path.as_ref();
     let options = StoreOptions::default();
+    prepare_directory(path)?;
+    let lock = lock_writer(path)?;
     let conn = open_connection(path)?;
-    Store::new(conn, path.to_owned(), options)
+    Store::new(conn, path.to_owned(), options).map(|store| store.holding(lock))
+}
+
+/// Takes the writer's lock, or says who holds it.
+fn lock_writer(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file_error = |source| StoreError::File {
+        path: lock_path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o640)
+        .open(&lock_path)
+        .map_err(file_error)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.kind() != ErrorKind::WouldBlock {
+            return Err(file_error(error));
+        }
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(StoreError::Locked {
+            path: path.to_owned(),
+            holder: holder.trim().parse().ok(),
+        });
+    }
+    // The holder's pid, for the message the next one will see.
+    let _ = file.set_len(0);
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    prepare_directory(path)?;
     prepare_file(path)?;
     let open_error = |source| StoreError::Open {
         path: path.to_owned(),
@@ -121,6 +165,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
         );
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    keep_wal_files(conn);
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     // Fact tables and the unique indexes of interned strings take random
@@ -128,6 +173,26 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// Keeps the -wal and -shm files when the recorder closes the database, so that
+/// `dnsq`, which opens it read-only and may not write to the directory, can still
+/// read it while the recorder is stopped (SQLITE_FCNTL_PERSIST_WAL).
+fn keep_wal_files(conn: &Connection) {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: a valid connection handle, the "main" schema, and a pointer to an int,
+    // as SQLITE_FCNTL_PERSIST_WAL expects.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        tracing::warn!(rc, "could not keep the WAL files: readers may need write access to the directory");
+    }
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -195,7 +260,7 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
         Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
         Err(source) => return Err(file_error(source)),
     }
-    let mut file = std::fs::File::open(path).map_err(file_error)?;
+    let mut file = File::open(path).map_err(file_error)?;
     let meta = file.metadata().map_err(file_error)?;
     if !meta.is_file() {
         return Err(StoreError::NotADatabase {

@@ -94,6 +94,8 @@ pub struct Store {
     warned: HashMap<&'static str, Instant>,
     retention: Retention,
     finished: bool,
+    /// The single-writer lock (see `open_for_writing`), held as long as the store.
+    lock: Option<std::fs::File>,
 }
 
 impl Store {
@@ -118,7 +120,13 @@ impl Store {
             warned: HashMap::new(),
             retention: Retention::default(),
             finished: false,
+            lock: None,
         })
+    }
+
+    pub(super) fn holding(mut self, lock: std::fs::File) -> Self {
+        self.lock = Some(lock);
+        self
     }
 
     /// Replaces the batching and retention settings.

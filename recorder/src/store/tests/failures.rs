@@ -155,6 +155,7 @@ fn a_slow_reader_does_not_block_the_writer() {
     let mut store = open(&dir.db(), 10, 100_000);
     store.write(query(t0(), "a.example.", "A", 1)).unwrap();
     store.finish("x").unwrap();
+    drop(store);
     let mut store = open(&dir.db(), 10, 100_000);
     let reader = inspect(&dir.db());
     reader.execute_batch("BEGIN").unwrap();
@@ -168,4 +169,30 @@ fn a_slow_reader_does_not_block_the_writer() {
     assert_eq!(count(&reader, "SELECT count(*) FROM messages"), 1);
     reader.execute_batch("COMMIT").unwrap();
     assert_eq!(count(&reader, "SELECT count(*) FROM messages"), 101);
+}
+
+#[test]
+fn a_second_writer_is_refused_while_the_first_lives() {
+    let dir = TempDir::new("second-writer");
+    let first = open_for_writing(dir.db()).unwrap();
+    match open_for_writing(dir.db()) {
+        Err(error @ StoreError::Locked { holder, .. }) => {
+            assert_eq!(holder, Some(std::process::id()));
+            assert!(error.to_string().contains("already writing"), "{error}");
+        }
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("a second writer was let in"),
+    }
+    drop(first);
+    open_for_writing(dir.db()).expect("the lock goes with the first writer");
+}
+
+#[test]
+fn the_wal_files_outlive_the_writer_for_read_only_readers() {
+    let dir = TempDir::new("persist-wal");
+    let mut store = open_for_writing(dir.db()).unwrap();
+    store.finish("test").unwrap();
+    drop(store);
+    let wal = dir.path().join("dnsq.db-wal");
+    assert!(wal.exists(), "the -wal file was removed at close");
 }

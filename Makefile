@@ -15,7 +15,7 @@ LLVM_PREFIX ?= $(HOME)/.cache/dnsq/llvm
 # Debian packages: dig/kdig and dnsmasq for the tests, ethtool to force TCP
 # segmentation in them, iproute2 for network namespaces.
 APT_PACKAGES ?= dnsmasq-base dnsutils knot-dnsutils iproute2 ethtool python3 procps
-RUN_ARGS    ?= --print
+RUN_ARGS    ?=
 TEST_THREADS ?= 1
 # Seconds each fuzz target runs in `make test` / `make fuzz`.
 FUZZ_SECONDS ?= 30

@@ -108,6 +108,113 @@ pub fn preflight() -> Result<PathBuf, CheckError> {
     cgroup2_mount()
 }
 
+/// One line of `dnsq-recorder check`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finding {
+    pub what: String,
+    pub status: Status,
+    pub detail: String,
+    /// What to do about it, when it is not fine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Present.
+    Ok,
+    /// Absent, and the recorder works without it but knows less.
+    Degraded,
+    /// Absent, and the recorder cannot run.
+    Missing,
+}
+
+/// What this machine offers the recorder, without loading anything.
+pub fn survey() -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    findings.push(Finding {
+        what: "kernel".into(),
+        status: Status::Ok,
+        detail: format!("Linux {}", kernel.trim()),
+        fix: None,
+    });
+    let have = effective_capabilities();
+    for (bit, name, why) in NEEDED_CAPABILITIES {
+        findings.push(capability_finding(have, bit, name, why, Status::Missing));
+    }
+    for (bit, name, why) in WANTED_CAPABILITIES {
+        findings.push(capability_finding(have, bit, name, why, Status::Degraded));
+    }
+    findings.push(match btf() {
+        Ok(()) => Finding {
+            what: "kernel BTF".into(),
+            status: Status::Ok,
+            detail: "/sys/kernel/btf/vmlinux (tp_btf programs and their types)".into(),
+            fix: None,
+        },
+        Err(error) => Finding {
+            what: "kernel BTF".into(),
+            status: Status::Missing,
+            detail: "/sys/kernel/btf/vmlinux is absent".into(),
+            fix: Some(error.to_string()),
+        },
+    });
+    findings.push(match cgroup2_mount() {
+        Ok(path) => Finding {
+            what: "cgroup v2".into(),
+            status: Status::Ok,
+            detail: format!("mounted at {} (packet and socket hooks attach to its root)", path.display()),
+            fix: None,
+        },
+        Err(error) => Finding {
+            what: "cgroup v2".into(),
+            status: Status::Missing,
+            detail: "no cgroup2 mount".into(),
+            fix: Some(error.to_string()),
+        },
+    });
+    for (tracepoint, role) in [
+        ("sock_send_length", "learns socket owners from sends (sockets older than the recorder)"),
+        ("sock_recv_length", "learns socket owners from receives (accepted TCP sockets)"),
+    ] {
+        let found = btf_has(&format!("btf_trace_{tracepoint}"));
+        findings.push(Finding {
+            what: format!("tracepoint {tracepoint}"),
+            status: if found { Status::Ok } else { Status::Missing },
+            detail: if found {
+                format!("tp_btf: {role}")
+            } else {
+                format!("not in this kernel's BTF: the recorder cannot load without it ({role})")
+            },
+            fix: (!found).then(|| "use a kernel of 6.x with the sock tracepoints".into()),
+        });
+    }
+    findings
+}
+
+fn capability_finding(have: u64, bit: u32, name: &str, why: &str, absent: Status) -> Finding {
+    let present = have & (1 << bit) != 0;
+    Finding {
+        what: name.into(),
+        status: if present { Status::Ok } else { absent },
+        detail: format!("to {why}"),
+        fix: (!present).then(|| {
+            format!("run as root, or grant it: setcap {}+ep dnsq-recorder", name.to_lowercase())
+        }),
+    }
+}
+
+/// Whether the kernel's BTF names a type (a cheap substring search of the blob).
+fn btf_has(type_name: &str) -> bool {
+    let Ok(blob) = fs::read("/sys/kernel/btf/vmlinux") else {
+        return false;
+    };
+    let needle = format!("\0{type_name}\0");
+    blob.windows(needle.len()).any(|window| window == needle.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

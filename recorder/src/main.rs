@@ -11,97 +11,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
-use clap::Parser;
-use dnsq_common::{DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, MAX_PAYLOAD};
+use anyhow::Context;
+use cli::{Cli, Command};
 use dnsq_recorder::{
     attribution::Attributor,
+    privileges,
     checks,
     loader::{self, KernelCounters, ProbeConfig, Probes},
     output::JsonLines,
     pipeline::{Pipeline, PipelineStats, Sink},
     procinfo::ProcInfo,
     record::MessageRecord,
-    store::{self, Store, StoreOptions, StoreStats, schema::DEFAULT_DB_PATH},
+    store::{self, Store, StoreOptions, StoreStats},
 };
-
-/// Records every DNS query and answer on this host with the process that sent or
-/// received it.
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    after_help = "Examples:\n  \
-    sudo dnsq-recorder                         # store in /var/lib/dnsq/dnsq.db\n  \
-    sudo dnsq-recorder --retain 7d --max-db-size 2G\n  \
-    sudo dnsq-recorder --print                 # live JSON, one message per line\n  \
-    sudo dnsq-recorder --print --port 53,5353  # also watch mDNS"
-)]
-struct Cli {
-    /// Write one JSON object per DNS message to stdout instead of storing it (no
-    /// database is opened).
-    #[arg(long)]
-    print: bool,
-
-    /// The database to store messages in (created 0640, its directory 0750).
-    #[arg(long, env = "DNSQ_DB", default_value = DEFAULT_DB_PATH)]
-    db: PathBuf,
-
-    /// Delete stored messages and facts older than this (e.g. 30d, 12h); 0 keeps
-    /// them forever. Enforced a little at a time.
-    #[arg(long, default_value = "30d", value_parser = parse_retain)]
-    retain: Retain,
-
-    /// Cap on the database's used size (e.g. 500M, 2G; powers of 1024); the oldest
-    /// messages are deleted to stay under it. 0: no cap.
-    #[arg(long, default_value = "0", value_parser = parse_size)]
-    max_db_size: DbSize,
-
-    /// Messages written to the database in one transaction.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    batch_size: u32,
-
-    /// Longest a message waits in memory before it is written (e.g. 1s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = parse_window)]
-    batch_window: Duration,
-
-    /// UDP/TCP ports that carry DNS (the full list).
-    #[arg(long, value_delimiter = ',', default_value = "53", env = "DNSQ_PORTS")]
-    port: Vec<u16>,
-
-    /// Most bytes of each DNS message copied from the kernel; longer messages are
-    /// recorded with their true length and marked truncated.
-    #[arg(long, default_value_t = DEFAULT_PAYLOAD_CAP, value_parser = clap::value_parser!(u32).range(12..=MAX_PAYLOAD as i64))]
-    payload_cap: u32,
-
-    /// Size of the kernel → recorder ring buffer in bytes (a power of two, at least
-    /// 4096). Events that do not fit are counted as lost.
-    #[arg(long, default_value_t = DEFAULT_RING_BYTES)]
-    ring_buffer_size: u32,
-
-    /// Log filter (tracing's EnvFilter syntax), e.g. `debug`.
-    #[arg(long, env = "DNSQ_LOG", default_value = "info")]
-    log: String,
-}
-
-/// `--retain`: `None` keeps everything.
-#[derive(Debug, Clone, Copy)]
-struct Retain(Option<Duration>);
-
-/// `--max-db-size`: `None` for no cap.
-#[derive(Debug, Clone, Copy)]
-struct DbSize(Option<u64>);
-
-fn parse_retain(text: &str) -> Result<Retain, String> {
-    store::parse_retain(text).map(Retain)
-}
-
-fn parse_size(text: &str) -> Result<DbSize, String> {
-    store::parse_size(text).map(DbSize)
-}
-
-fn parse_window(text: &str) -> Result<Duration, String> {
-    store::parse_duration(text)
-}
 
 /// How often counters are logged (losses) and stored.
 const COUNTERS_EVERY: Duration = Duration::from_secs(10);
@@ -156,8 +78,30 @@ impl<W: std::io::Write> Sink for Output<W> {
     }
 }
 
+mod check;
+mod cli;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::load() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("dnsq-recorder: error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match &cli.command {
+        Some(Command::Generate { what }) => {
+            return match Cli::generate(what) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("dnsq-recorder: error: {error:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Check) => return check::run(&cli),
+        None => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log)
@@ -175,15 +119,6 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if !cli.ring_buffer_size.is_power_of_two() || cli.ring_buffer_size < 4096 {
-        bail!(
-            "--ring-buffer-size {} must be a power of two of at least 4096",
-            cli.ring_buffer_size
-        );
-    }
-    if cli.port.is_empty() || cli.port.contains(&0) {
-        bail!("--port needs one or more ports between 1 and 65535");
-    }
     // Before anything else, so that a bad path fails fast.
     let store = if cli.print {
         None
@@ -222,6 +157,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cgroup = %cgroup_root.display(),
         "probes attached"
     );
+    // Everything privileged is done: the kernel objects are open descriptors now.
+    match privileges::drop_to_runtime() {
+        Ok(kept) => tracing::info!(kept = ?kept, "dropped every other capability"),
+        Err(error) => tracing::warn!(%error, "could not drop capabilities"),
+    }
     notify_ready();
 
     let sink = match store {

@@ -188,6 +188,19 @@ Examples:
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+
+    /// Print a man page or shell completions (used by `make install`).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    Man,
+    Completions { shell: clap_complete::Shell },
 }
 
 const EXPORT_HELP: &str = "\

@@ -24,7 +24,7 @@ use clap::Parser;
 use dnsq_recorder::store::read::{ReadError, Reader};
 
 use crate::{
-    cli::{Cli, Command, ExportFormat},
+    cli::{Cli, Command, ExportFormat, Generate},
     facts::{NothingFound, Usage},
     output::Output,
     timearg::{Clock, Window},
@@ -50,7 +50,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// `dnsq generate man|completions SHELL`.
+fn generate(what: &Generate) -> Result<()> {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut out = io::stdout().lock();
+    match what {
+        Generate::Man => clap_mangen::Man::new(command).render(&mut out)?,
+        Generate::Completions { shell } => clap_complete::generate(*shell, &mut command, "dnsq", &mut out),
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Generate { what } = &cli.command {
+        return generate(what);
+    }
     let window = Window::resolve(cli.since.as_ref(), cli.until.as_ref(), &Clock::new(cli.utc))
         .map_err(Usage)?;
     let reader = Reader::open(&cli.db)?;
@@ -86,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             export::run(&reader, &mut out, &window, &options)
         }
+        Command::Generate { .. } => unreachable!("handled before the database is opened"),
     };
     // What was printed before a "nothing found" still goes out.
     let flushed = out.flush();

@@ -29,8 +29,19 @@ pub struct Owner {
     pub tid: Option<u32>,
     pub uid: u32,
     pub gid: u32,
+    /// The thread's name (for the procfs fallback, the process's).
     pub comm: String,
+    /// The process's name, as the kernel saw it when the socket was used.
+    pub process_comm: Option<String>,
+    /// The process's network namespace inode, as the kernel saw it.
+    pub netns: Option<u64>,
     pub cgroup_id: Option<u64>,
+}
+
+/// A NUL-padded kernel `comm`.
+fn comm_text(comm: &[u8; 16]) -> String {
+    let len = comm.iter().position(|&b| b == 0).unwrap_or(16);
+    String::from_utf8_lossy(&comm[..len]).into_owned()
 }
 
 impl Owner {
@@ -44,14 +55,16 @@ impl Owner {
                 Attribution::Socket
             }
         };
-        let comm_len = owner.comm.iter().position(|&b| b == 0).unwrap_or(16);
+        let process_comm = comm_text(&owner.process_comm);
         let owner = Self {
             pid: owner.pid,
             // The user-space fallback cannot know the thread.
             tid: (attribution != Attribution::Procfs).then_some(owner.tid),
             uid: owner.uid,
             gid: owner.gid,
-            comm: String::from_utf8_lossy(&owner.comm[..comm_len]).into_owned(),
+            comm: comm_text(&owner.comm),
+            process_comm: (!process_comm.is_empty()).then_some(process_comm),
+            netns: (owner.netns != 0).then_some(u64::from(owner.netns)),
             cgroup_id: (owner.cgroup_id != 0).then_some(owner.cgroup_id),
         };
         (attribution, owner)
@@ -141,6 +154,9 @@ impl<M: OwnerMap> Attributor<M> {
                     cgroup_id: owner.cgroup_id.unwrap_or(0),
                     seen_boot_ns: crate::event::WallClock::boot_now_ns(),
                     comm,
+                    process_comm: comm,
+                    netns: 0,
+                    _pad: 0,
                     hook: OwnerHook::UserSpace as u32,
                     first_hook: OwnerHook::UserSpace as u32,
                 },
@@ -175,6 +191,8 @@ fn owner_from_proc(pid: u32, cgroup_root: &std::path::Path) -> Option<Owner> {
         uid: first_id("Uid:")?,
         gid: first_id("Gid:")?,
         comm: comm.trim_end_matches('\n').to_owned(),
+        process_comm: Some(comm.trim_end_matches('\n').to_owned()),
+        netns: None,
         cgroup_id,
     })
 }
@@ -306,6 +324,9 @@ mod tests {
             cgroup_id: 9,
             seen_boot_ns: 1,
             comm,
+            process_comm: comm,
+            netns: 0,
+            _pad: 0,
             hook: hook as u32,
             first_hook: hook as u32,
         }

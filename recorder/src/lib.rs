@@ -6,6 +6,7 @@
 //! [`attribution`] (who) → a sink (`--print` JSON, or the store).
 
 pub mod attribution;
+pub mod btf;
 pub mod checks;
 pub mod config;
 pub mod dns;

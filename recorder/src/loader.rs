@@ -100,8 +100,21 @@ impl Probes {
             path: config.cgroup_root.clone(),
             source,
         })?;
+        // Without task_struct's layout the probes still run; only the process
+        // name falls back to the thread's (or /proc's).
+        let (leader_offset, comm_offset) = crate::btf::task_offsets().unwrap_or_else(|error| {
+            tracing::warn!(%error, "process names will come from /proc only");
+            (0, 0)
+        });
+        let netns_offsets = crate::btf::netns_offsets().unwrap_or_else(|error| {
+            tracing::warn!(%error, "network namespaces will come from /proc only");
+            [0; 3]
+        });
         let mut ebpf = EbpfLoader::new()
             .override_global(names::PAYLOAD_CAP, &config.payload_cap, true)
+            .override_global(names::TASK_GROUP_LEADER_OFFSET, &leader_offset, true)
+            .override_global(names::TASK_COMM_OFFSET, &comm_offset, true)
+            .override_global(names::NETNS_OFFSETS, &netns_offsets, true)
             .map_max_entries(names::EVENTS, config.ring_bytes)
             .load(PROBES_ELF)
             .map_err(LoadError::Object)?;

@@ -162,8 +162,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Ok(kept) => tracing::info!(kept = ?kept, "dropped every other capability"),
         Err(error) => tracing::warn!(%error, "could not drop capabilities"),
     }
-    notify_ready();
-
     let sink = match store {
         None => Output::Print(JsonLines::new(std::io::stdout().lock())),
         Some(mut store) => {
@@ -179,6 +177,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ProcInfo::new(cgroup_root),
         sink,
     );
+    // Ready only now that events are read at once: short-lived clients must find
+    // the recorder able to look at their /proc entries while they still exist.
+    notify_ready();
     let mut reported = KernelCounters::default();
     let result = capture(
         &mut pipeline,

@@ -290,14 +290,19 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             tid: owner.tid,
             uid: Some(owner.uid),
             gid: Some(owner.gid),
-            // The process's name when it is still there to ask; otherwise the
-            // name of the thread the kernel saw.
-            comm: Some(details.comm.unwrap_or_else(|| owner.comm.clone())),
+            // The process's name as the kernel saw it; else as /proc says while the
+            // process lives; else the name of the thread the kernel saw.
+            comm: Some(
+                owner
+                    .process_comm
+                    .or(details.comm)
+                    .unwrap_or_else(|| owner.comm.clone()),
+            ),
             thread: Some(owner.comm),
             exe: details.exe,
             cgroup_id: owner.cgroup_id,
             cgroup: owner.cgroup_id.and_then(|id| self.procinfo.cgroup_path(id)),
-            netns: details.netns,
+            netns: owner.netns.or(details.netns),
         }
     }
 

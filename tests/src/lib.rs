@@ -112,6 +112,12 @@ impl Netns {
         command
     }
 
+    /// The namespace's inode number: what records carry as `process.netns`.
+    pub fn inode(&self) -> anyhow::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(fs::metadata(Path::new("/run/netns").join(&self.name))?.ino())
+    }
+
     pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args))
     }
@@ -251,14 +257,35 @@ pub struct Recording {
 }
 
 impl Recorder {
+    /// `dnsq-recorder --print ARGS`.
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(true, args)
+    }
+
+    /// `dnsq-recorder --db DB ARGS`: storing, nothing on stdout. Stop it with
+    /// [`Recorder::stop_storing`].
+    pub fn storing(db: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let db = db.to_str().context("database path")?;
+        let mut all = vec!["--db", db];
+        all.extend_from_slice(args);
+        Self::launch(false, &all)
+    }
+
+    /// The recorder's pid (to signal it, or read its /proc entry).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn launch(print: bool, args: &[&str]) -> anyhow::Result<Self> {
         let notify_dir = TempDir::new("notify")?;
         let socket_path = notify_dir.path.join("notify.sock");
         let socket = UnixDatagram::bind(&socket_path).context("binding the notify socket")?;
         socket.set_read_timeout(Some(Duration::from_millis(200)))?;
         let mut child = Command::new(binary("dnsq-recorder"))
-            .arg("--print")
+            .args(print.then_some("--print"))
             .args(args)
+            // No configuration file but what the test gives.
+            .env("DNSQ_CONFIG", "/dev/null")
             .env("NOTIFY_SOCKET", &socket_path)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -340,8 +367,14 @@ impl Recorder {
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
     }
 
-    /// SIGTERM, then everything it printed. The recorder must exit cleanly.
-    pub fn stop(mut self) -> anyhow::Result<Recording> {
+    /// SIGTERM for a storing recorder: waits for a clean exit; returns its stderr.
+    pub fn stop_storing(mut self) -> anyhow::Result<String> {
+        self.terminate()?;
+        Ok(self.stderr())
+    }
+
+    /// SIGTERM and a clean exit within 30 s.
+    fn terminate(&mut self) -> anyhow::Result<()> {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let start = Instant::now();
@@ -358,8 +391,14 @@ impl Recorder {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
+        ensure!(status.success(), "the recorder failed ({status}):\n{}", self.stderr());
+        Ok(())
+    }
+
+    /// SIGTERM, then everything it printed. The recorder must exit cleanly.
+    pub fn stop(mut self) -> anyhow::Result<Recording> {
+        self.terminate()?;
         let stderr = self.stderr();
-        ensure!(status.success(), "the recorder failed ({status}):\n{stderr}");
         let lines = std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()));
         let stats = lines
             .iter()
@@ -391,6 +430,21 @@ fn parse_messages(lines: &[String]) -> Vec<MessageRecord> {
             serde_json::from_str(line).unwrap_or_else(|error| panic!("bad record {line}: {error}"))
         })
         .collect()
+}
+
+/// Runs the real `dnsq` (read-only CLI) and returns (exit code, stdout, stderr).
+pub fn dnsq(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let output = Command::new(binary("dnsq"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("TZ", "UTC")
+        .output()
+        .context("running dnsq (run `make build` first)")?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
 }
 
 /// A directory removed on drop.
@@ -575,4 +629,120 @@ pub fn assert_exchange<'a>(
         }
     }
     Ok((query, response))
+}
+
+// Helpers for the fault, hostile-input and privilege tests.
+
+impl Recorder {
+    /// SIGKILL: the recorder gets no chance to write anything more. Waits until it
+    /// is gone; returns what it wrote to stderr.
+    pub fn kill_hard(mut self) -> anyhow::Result<String> {
+        use std::os::unix::process::ExitStatusExt;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
+        let status = self.child.wait()?;
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        ensure!(
+            status.signal() == Some(libc::SIGKILL),
+            "the recorder ended with {status} before the SIGKILL:\n{}",
+            self.stderr()
+        );
+        Ok(self.stderr())
+    }
+
+    /// Whether the recorder is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Every line printed on stdout so far, exactly as printed (`--print`).
+    pub fn lines_so_far(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A child process killed and reaped on drop.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    pub fn spawn(command: &mut Command) -> anyhow::Result<Self> {
+        Ok(Self(command.spawn().with_context(|| format!("starting {command:?}"))?))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// What a command run by [`run_bounded`] left.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit code; -1 when a signal ended it.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` (stdin closed, stdout and stderr captured) until it exits; kills
+/// it and fails when it takes longer than `timeout`. A failing exit status is no
+/// error here: the caller checks [`Finished::code`].
+pub fn run_bounded(command: &mut Command, timeout: Duration) -> anyhow::Result<Finished> {
+    let mut child = KillOnDrop::spawn(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    let collect = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = collect(child.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = collect(child.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            drop(child);
+            let (out, err) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+            bail!("{command:?} did not exit within {timeout:?}; stdout:\n{out}\nstderr:\n{err}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Finished {
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// `dnsq-recorder ARGS` without a configuration file (unless ARGS name one), for
+/// runs expected to end on their own (errors, `check`); see [`run_bounded`].
+pub fn recorder_until_exit(args: &[&str], timeout: Duration) -> anyhow::Result<Finished> {
+    run_bounded(
+        Command::new(binary("dnsq-recorder"))
+            .args(args)
+            .env("DNSQ_CONFIG", "/dev/null")
+            .env("NO_COLOR", "1")
+            .env_remove("NOTIFY_SOCKET"),
+        timeout,
+    )
 }

@@ -84,9 +84,10 @@ fn client_and_server_in_different_namespaces() -> anyhow::Result<()> {
             Some((dnsmasq.pid(), "dnsmasq")),
         )?;
         ensure!(response.answers_data() == [*answer]);
+        let expected = Some(client_ns.inode()?);
         ensure!(
-            query.process.netns.is_some() && query.process.netns == response.process.netns,
-            "client netns {:?} / {:?}",
+            query.process.netns == expected && response.process.netns == expected,
+            "client netns {:?} / {:?}, expected {expected:?}",
             query.process.netns,
             response.process.netns
         );

@@ -31,6 +31,9 @@ pub mod names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const SCRATCH: &str = "SCRATCH";
     pub const PAYLOAD_CAP: &str = "PAYLOAD_CAP";
+    pub const TASK_GROUP_LEADER_OFFSET: &str = "TASK_GROUP_LEADER_OFFSET";
+    pub const TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
+    pub const NETNS_OFFSETS: &str = "NETNS_OFFSETS";
 }
 
 /// Which hook last recorded a socket's owner. Sent as a `u32` (no `Pod` on enums).
@@ -76,7 +79,14 @@ pub struct SockOwner {
     pub cgroup_id: u64,
     /// `bpf_ktime_get_boot_ns` when this was recorded.
     pub seen_boot_ns: u64,
+    /// Name of the thread that used the socket.
     pub comm: [u8; 16],
+    /// Name of its process (the thread group leader's `comm`); all zero when the
+    /// loader could not find `task_struct`'s layout in the kernel's BTF.
+    pub process_comm: [u8; 16],
+    /// Inode number of the task's network namespace (`net:[N]`), 0 if unknown.
+    pub netns: u32,
+    pub _pad: u32,
     /// An [`OwnerHook`] value.
     pub hook: u32,
     /// The [`OwnerHook`] that first learnt this socket's owner: it tells a socket
@@ -84,7 +94,7 @@ pub struct SockOwner {
     /// recorder (first seen sending or receiving).
     pub first_hook: u32,
 }
-const _: () = assert!(size_of::<SockOwner>() == 56);
+const _: () = assert!(size_of::<SockOwner>() == 80);
 
 impl SockOwner {
     pub const fn zeroed() -> Self {
@@ -96,6 +106,9 @@ impl SockOwner {
             cgroup_id: 0,
             seen_boot_ns: 0,
             comm: [0; 16],
+            process_comm: [0; 16],
+            netns: 0,
+            _pad: 0,
             hook: 0,
             first_hook: 0,
         }
@@ -163,7 +176,7 @@ pub struct PacketHeader {
     pub owner_found: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<PacketHeader>() == 144);
+const _: () = assert!(size_of::<PacketHeader>() == 168);
 
 /// The per-CPU scratch area a packet event is assembled in before it is copied
 /// to the ring buffer with its exact length (the BPF stack is only 512 bytes).
@@ -172,7 +185,7 @@ pub struct PacketEvent {
     pub header: PacketHeader,
     pub payload: [u8; MAX_PAYLOAD],
 }
-const _: () = assert!(size_of::<PacketEvent>() == 144 + MAX_PAYLOAD);
+const _: () = assert!(size_of::<PacketEvent>() == 168 + MAX_PAYLOAD);
 // The kernel refuses per-CPU map values over 32 KiB.
 const _: () = assert!(size_of::<PacketEvent>() <= 32 * 1024);
 

@@ -41,6 +41,36 @@ pub fn payload_cap() -> u32 {
     unsafe { core::ptr::read_volatile(&PAYLOAD_CAP) }
 }
 
+/// Offsets of `group_leader` and `comm` in the kernel's `task_struct`, read from
+/// its BTF by the loader (0: unknown, and the process name is left empty). The
+/// probes cannot use CO-RE relocations from Rust yet; these globals stand in.
+#[unsafe(no_mangle)]
+static TASK_GROUP_LEADER_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_COMM_OFFSET: u32 = 0;
+
+/// `task_struct.nsproxy`, `nsproxy.net_ns`, `net.ns.inum` (0: unknown).
+#[unsafe(no_mangle)]
+static NETNS_OFFSETS: [u32; 3] = [0; 3];
+
+#[inline(always)]
+pub fn netns_offsets() -> [u32; 3] {
+    // SAFETY: as for task_offsets.
+    unsafe { core::ptr::read_volatile(&NETNS_OFFSETS) }
+}
+
+#[inline(always)]
+pub fn task_offsets() -> (u32, u32) {
+    // SAFETY: plain reads of globals the loader rewrites before load (volatile so
+    // the defaults are not folded in).
+    unsafe {
+        (
+            core::ptr::read_volatile(&TASK_GROUP_LEADER_OFFSET),
+            core::ptr::read_volatile(&TASK_COMM_OFFSET),
+        )
+    }
+}
+
 #[inline(always)]
 pub fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {

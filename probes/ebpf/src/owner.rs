@@ -14,14 +14,66 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_probe_read_kernel,
-        generated::{bpf_get_current_cgroup_id, bpf_get_socket_cookie, bpf_ktime_get_boot_ns},
+        generated::{
+            bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_socket_cookie,
+            bpf_ktime_get_boot_ns,
+        },
     },
     macros::{btf_tracepoint, cgroup_sock, cgroup_sock_addr},
     programs::{BtfTracePointContext, SockAddrContext, SockContext},
 };
 use dnsq_common::{OwnerHook, SockOwner, counter, family};
 
-use crate::maps::{SOCK_OWNERS, bump, is_dns_port};
+use crate::maps::{SOCK_OWNERS, bump, is_dns_port, netns_offsets, task_offsets};
+
+/// The process's name: `current->group_leader->comm`. The thread's own name
+/// (`bpf_get_current_comm`) is a worker's in threaded programs (`isc-net-0000` for
+/// dig), and short-lived processes are gone before user space can ask /proc.
+#[inline(always)]
+fn process_comm() -> [u8; 16] {
+    let (leader_offset, comm_offset) = task_offsets();
+    if leader_offset == 0 || comm_offset == 0 {
+        return [0; 16];
+    }
+    // SAFETY: bpf_get_current_task has no arguments; the pointers are only ever
+    // dereferenced through bpf_probe_read_kernel, which checks them.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let Ok(leader) =
+            bpf_probe_read_kernel(task.add(leader_offset as usize).cast::<*const u8>())
+        else {
+            return [0; 16];
+        };
+        bpf_probe_read_kernel(leader.add(comm_offset as usize).cast::<[u8; 16]>())
+            .unwrap_or([0; 16])
+    }
+}
+
+/// `current->nsproxy->net_ns->ns.inum`: the process's network namespace, which
+/// /proc can no longer tell once a short-lived client has exited.
+#[inline(always)]
+fn netns_inum() -> u32 {
+    let [nsproxy_offset, net_ns_offset, inum_offset] = netns_offsets();
+    if nsproxy_offset == 0 || net_ns_offset == 0 {
+        return 0;
+    }
+    // SAFETY: as in process_comm: pointers are only read through
+    // bpf_probe_read_kernel.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let Ok(nsproxy) =
+            bpf_probe_read_kernel(task.add(nsproxy_offset as usize).cast::<*const u8>())
+        else {
+            return 0;
+        };
+        let Ok(net) =
+            bpf_probe_read_kernel(nsproxy.add(net_ns_offset as usize).cast::<*const u8>())
+        else {
+            return 0;
+        };
+        bpf_probe_read_kernel(net.add(inum_offset as usize).cast::<u32>()).unwrap_or(0)
+    }
+}
 
 /// Cgroup hooks return 1 to let the operation proceed.
 const ALLOW: i32 = 1;
@@ -52,6 +104,9 @@ fn record_owner(cookie: u64, hook: OwnerHook) {
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         seen_boot_ns: unsafe { bpf_ktime_get_boot_ns() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        process_comm: process_comm(),
+        netns: netns_inum(),
+        _pad: 0,
         hook: hook as u32,
         first_hook,
     };

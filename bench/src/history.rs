@@ -6,9 +6,12 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use dnsq_recorder::record::{
-    Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
-    ProcessInfo, Question, ResourceRecord, Transport,
+use dnsq_recorder::{
+    record::{
+        Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
+        ProcessInfo, Question, ResourceRecord, Transport,
+    },
+    resolvers::ResolverLinker,
 };
 
 use crate::{
@@ -89,6 +92,9 @@ pub struct Generator<'w> {
     /// (name, qtype) → when the stub's cached answer expires.
     stub_cache: HashMap<(usize, &'static str), i64>,
     rotation: usize,
+    /// The recorder's own linking of clients, the stub and its upstream queries
+    /// (`via`, `on_behalf_of`, `from_cache`), applied as the pipeline applies it.
+    linker: ResolverLinker,
     /// Message indexes whose times the manifest wants, and the times.
     marks: Vec<(u64, Option<i64>)>,
     pub tally: Tally,
@@ -118,6 +124,7 @@ impl<'w> Generator<'w> {
             next_cookie: 10_000,
             stub_cache: HashMap::new(),
             rotation: 0,
+            linker: ResolverLinker::default(),
             marks: Vec::new(),
             tally: Tally::default(),
             first_ns: None,
@@ -146,13 +153,15 @@ impl<'w> Generator<'w> {
         while out.len() < max && self.emitted < self.target {
             lookup.clear();
             self.lookup(&mut lookup);
-            for record in lookup.drain(..) {
+            for mut record in lookup.drain(..) {
                 if self.emitted == self.target {
                     break;
                 }
+                self.linker.annotate(&mut record);
                 self.emit(record, out);
             }
         }
+        self.linker.expire(self.last_ns);
         self.emitted < self.target
     }
 
@@ -545,6 +554,9 @@ impl<'w> Generator<'w> {
                 raw_hex,
             }),
             pair: None,
+            via: None,
+            on_behalf_of: Vec::new(),
+            from_cache: None,
         };
         out.push(record);
         t + 50_000
@@ -758,6 +770,9 @@ impl Message {
             dns: Some(self.dns),
             malformed: None,
             pair: self.pair,
+            via: None,
+            on_behalf_of: Vec::new(),
+            from_cache: None,
         }
     }
 }
@@ -831,5 +846,18 @@ mod tests {
             all.iter()
                 .any(|m| m.process.attribution == Some(Attribution::Unknown))
         );
+    }
+
+    #[test]
+    fn the_recorder_links_clients_through_the_stub() {
+        let world = small();
+        let mut generator = Generator::new(&world, 11, 20_000, 0, 1);
+        let mut all = Vec::new();
+        while generator.fill(&mut all, 5_000) {}
+        let stub = |p: &ProcessInfo| p.comm.as_deref() == Some("systemd-resolve");
+        assert!(all.iter().any(|m| m.via.as_ref().is_some_and(stub)));
+        assert!(all.iter().any(|m| stub(&m.process) && !m.on_behalf_of.is_empty()));
+        assert!(all.iter().any(|m| m.from_cache == Some(true)));
+        assert!(all.iter().any(|m| m.from_cache == Some(false)));
     }
 }

@@ -18,5 +18,7 @@ pub mod pipeline;
 pub mod privileges;
 pub mod procinfo;
 pub mod record;
+pub mod resolvers;
+pub mod service;
 pub mod store;
 pub mod tcp;

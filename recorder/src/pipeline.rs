@@ -12,12 +12,17 @@ use crate::{
     event::{self, Packet, WallClock},
     pairing::{Pairer, QueryKey},
     procinfo::ProcInfo,
+    resolvers::ResolverLinker,
     record::{Attribution, MessageRecord, Malformed, ProcessInfo, Transport},
     tcp::{Reassembler, Segment, StreamKey, StreamOutput},
 };
 
 /// How long a message without a known owner waits for the kernel to learn it.
 const ATTRIBUTION_WAIT_NS: u64 = 200_000_000;
+/// Every record waits this long after its packet before it goes to the sink, in
+/// time order: the resolver linker must see both ends of a local exchange in the
+/// order they happened, even when one end waited for its owner.
+const LINK_DELAY_NS: i64 = ATTRIBUTION_WAIT_NS as i64 + 50_000_000;
 /// How long a query waits for its response before it counts as unanswered.
 const QUERY_TIMEOUT_NS: i64 = 30_000_000_000;
 /// Most queries in flight tracked for pairing.
@@ -45,6 +50,8 @@ pub struct PipelineStats {
     /// Messages whose owner was found by none of the means.
     pub unattributed: u64,
     pub unanswered_queries: u64,
+    /// Messages linked to the local resolver or the clients behind them.
+    pub resolver_links: u64,
 }
 
 struct Waiting {
@@ -61,6 +68,9 @@ pub struct Pipeline<M, S> {
     streams: Reassembler<Packet>,
     stream_output: Vec<(Packet, StreamOutput)>,
     pairer: Pairer,
+    resolvers: ResolverLinker,
+    /// Attributed records waiting for `LINK_DELAY_NS`, ordered by time.
+    linking: VecDeque<MessageRecord>,
     attributor: Attributor<M>,
     procinfo: ProcInfo,
     waiting: VecDeque<Waiting>,
@@ -76,6 +86,8 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             streams: Reassembler::new(Default::default()),
             stream_output: Vec::new(),
             pairer: Pairer::new(QUERY_TIMEOUT_NS, MAX_PENDING_QUERIES),
+            resolvers: ResolverLinker::default(),
+            linking: VecDeque::new(),
             attributor,
             procinfo,
             waiting: VecDeque::new(),
@@ -87,6 +99,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
     pub fn stats(&self) -> PipelineStats {
         PipelineStats {
             unanswered_queries: self.pairer.unanswered,
+            resolver_links: self.resolvers.linked,
             ..self.stats
         }
     }
@@ -231,6 +244,9 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             dns,
             malformed,
             pair,
+            via: None,
+            on_behalf_of: Vec::new(),
+            from_cache: None,
         };
         let found = match packet.owner.as_ref() {
             Some(owner) => Some(Owner::from_kernel(owner)),
@@ -272,8 +288,33 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         if attribution == Attribution::Unknown {
             self.stats.unattributed += 1;
         }
-        self.stats.messages += 1;
-        self.sink.write(record)
+        let at = self.linking.partition_point(|held| held.time_ns <= record.time_ns);
+        self.linking.insert(at, record);
+        if self.linking.len() > MAX_DEFERRED {
+            self.release_linked(1)?;
+        }
+        Ok(())
+    }
+
+    /// Sends on the records whose delay is over (at most `most`), oldest first, after
+    /// the resolver linker has seen them.
+    fn release_linked_until(&mut self, unix_now: i64) -> anyhow::Result<()> {
+        let due = self
+            .linking
+            .partition_point(|held| held.time_ns.saturating_add(LINK_DELAY_NS) <= unix_now);
+        self.release_linked(due)
+    }
+
+    fn release_linked(&mut self, most: usize) -> anyhow::Result<()> {
+        for _ in 0..most {
+            let Some(mut record) = self.linking.pop_front() else {
+                break;
+            };
+            self.resolvers.annotate(&mut record);
+            self.stats.messages += 1;
+            self.sink.write(record)?;
+        }
+        Ok(())
     }
 
     fn process_info(&mut self, attribution: Attribution, owner: Option<Owner>) -> ProcessInfo {
@@ -326,7 +367,9 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         let now = WallClock::boot_now_ns();
         self.release_waiting(now)?;
         self.expire_streams(now)?;
+        self.release_linked_until(self.clock.to_unix_ns(now))?;
         self.pairer.expire(self.clock.to_unix_ns(now));
+        self.resolvers.expire(self.clock.to_unix_ns(now));
         if self.clock_read.elapsed().as_secs() >= CLOCK_REFRESH_SECS {
             self.clock = WallClock::now();
             self.clock_read = Instant::now();
@@ -343,6 +386,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
     pub fn finish(&mut self) -> anyhow::Result<()> {
         self.reassemble(|streams, output| streams.drain(output))?;
         self.release_waiting(u64::MAX)?;
+        self.release_linked(usize::MAX)?;
         self.sink.flush()
     }
 }

@@ -43,6 +43,18 @@ pub struct MessageRecord {
     /// For a response: the query it answers, seen on the same socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pair: Option<Pairing>,
+    /// On a client's response from a resolver on this host (dnsmasq, unbound,
+    /// systemd-resolved, ...): that resolver's process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<ProcessInfo>,
+    /// On a local resolver's upstream query and its answer: the processes whose
+    /// queries caused it. On its response to a local client: that client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_behalf_of: Vec<ProcessInfo>,
+    /// On a local resolver's response to a local client: true when the resolver
+    /// asked nobody upstream for it (it answered from its cache or its own data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_cache: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +66,7 @@ pub enum Direction {
     Received,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,

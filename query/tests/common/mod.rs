@@ -231,6 +231,9 @@ impl Ask<'_> {
             }),
             malformed: None,
             pair: None,
+            via: None,
+            on_behalf_of: Vec::new(),
+            from_cache: None,
         }
     }
 

@@ -36,6 +36,22 @@ pub(super) struct LookupKey {
     pub rcode: i64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct DelegationKey {
+    pub resolver_process_id: i64,
+    pub hour: i64,
+    pub qname_id: i64,
+    pub qtype: i64,
+    pub client_process_id: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Delegation {
+    seen: Seen,
+    upstream: i64,
+    cached: i64,
+}
+
 /// Fact keys are row ids the writer got from SQLite, not values from the
 /// network, so a fast unkeyed hash is safe for them (the FxHash mix).
 type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
@@ -107,6 +123,7 @@ pub(super) struct Facts {
     resolutions: IdMap<ResolutionKey, Seen>,
     lookups: IdMap<LookupKey, Lookup>,
     cnames: IdMap<(i64, i64), Seen>,
+    delegations: IdMap<DelegationKey, Delegation>,
     /// Earliest and latest message time seen (MAX and MIN while empty).
     first_ns: i64,
     last_ns: i64,
@@ -118,6 +135,7 @@ impl Default for Facts {
             resolutions: IdMap::default(),
             lookups: IdMap::default(),
             cnames: IdMap::default(),
+            delegations: IdMap::default(),
             first_ns: i64::MAX,
             last_ns: i64::MIN,
         }
@@ -127,7 +145,7 @@ impl Default for Facts {
 impl Facts {
     /// Distinct facts held.
     pub fn len(&self) -> usize {
-        self.resolutions.len() + self.lookups.len() + self.cnames.len()
+        self.resolutions.len() + self.lookups.len() + self.cnames.len() + self.delegations.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,6 +179,16 @@ impl Facts {
                 .entry(key)
                 .and_modify(|mine| mine.add(&seen))
                 .or_insert(seen);
+        }
+        for (key, delegation) in other.delegations {
+            self.delegations
+                .entry(key)
+                .and_modify(|mine| {
+                    mine.seen.add(&delegation.seen);
+                    mine.upstream += delegation.upstream;
+                    mine.cached += delegation.cached;
+                })
+                .or_insert(delegation);
         }
         for (key, lookup) in other.lookups {
             self.lookups
@@ -200,6 +228,23 @@ impl Facts {
             lookup.paired += 1;
             lookup.latency_sum_ns = lookup.latency_sum_ns.saturating_add(latency);
             lookup.latency_max_ns = lookup.latency_max_ns.max(latency);
+        }
+    }
+
+    /// A local resolver answered a local client, from upstream or from its cache.
+    pub fn delegation(&mut self, key: DelegationKey, time_ns: i64, from_cache: bool) {
+        self.saw(time_ns);
+        let delegation = self.delegations.entry(key).or_insert_with(|| Delegation {
+            seen: Seen::new(time_ns),
+            upstream: 0,
+            cached: 0,
+        });
+        delegation.seen.at(time_ns);
+        delegation.seen.count += 1;
+        if from_cache {
+            delegation.cached += 1;
+        } else {
+            delegation.upstream += 1;
         }
     }
 
@@ -269,6 +314,28 @@ impl Facts {
              DO UPDATE SET first_ns = min(first_ns, excluded.first_ns), \
              last_ns = max(last_ns, excluded.last_ns), count = count + excluded.count",
         )?;
+        let mut delegations = tx.prepare_cached(
+            "INSERT INTO delegations (resolver_process_id, hour, qname_id, qtype, \
+             client_process_id, upstream, cached, first_ns, last_ns) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (resolver_process_id, hour, qname_id, qtype, client_process_id) \
+             DO UPDATE SET upstream = upstream + excluded.upstream, \
+             cached = cached + excluded.cached, first_ns = min(first_ns, excluded.first_ns), \
+             last_ns = max(last_ns, excluded.last_ns)",
+        )?;
+        for (key, delegation) in sorted(&self.delegations) {
+            delegations.execute(params![
+                key.resolver_process_id,
+                key.hour,
+                key.qname_id,
+                key.qtype,
+                key.client_process_id,
+                delegation.upstream,
+                delegation.cached,
+                delegation.seen.first_ns,
+                delegation.seen.last_ns,
+            ])?;
+        }
         for ((target_id, name_id), seen) in sorted(&self.cnames) {
             cnames.execute(params![
                 target_id,

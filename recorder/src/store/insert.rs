@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{CachedStatement, Connection, params};
 
 use super::{
-    facts::{Facts, LookupKey, ResolutionKey},
+    facts::{Facts, DelegationKey, LookupKey, ResolutionKey},
     intern::{Caches, Interner},
     schema::{self, attribution, flags, role, section},
 };
@@ -58,8 +58,8 @@ impl<'a> Batch<'a> {
                 "INSERT INTO messages (time_ns, run_id, flags, process_id, endpoint_id, \
                  local_port, remote_port, socket_cookie, dns_id, qname_id, qtype, qclass, rcode, \
                  answer_set_id, ttls, edns_udp_size, message_len, captured_len, latency_ns, \
-                 socket_cgroup_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-                 ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                 socket_cgroup_id, for_process_id, via_process_id) VALUES (?1, ?2, ?3, ?4, ?5, \
+                 ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             )?,
             insert_malformed: tx.prepare_cached(
                 "INSERT INTO malformed (message_id, error, raw) VALUES (?1, ?2, ?3)",
@@ -94,6 +94,15 @@ impl<'a> Batch<'a> {
             self.intern
                 .endpoint(local, remote, record.ifindex, record.interface.as_deref())?;
         let process_id = self.intern.process(&record.process)?;
+        // The first client a local resolver acted for; the resolver a client used.
+        let for_process_id = match record.on_behalf_of.first() {
+            Some(client) => self.intern.process(client)?,
+            None => None,
+        };
+        let via_process_id = match &record.via {
+            Some(resolver) => self.intern.process(resolver)?,
+            None => None,
+        };
 
         let mut bits = attribution_bits(record.process.attribution) << flags::ATTRIBUTION_SHIFT;
         if received {
@@ -141,6 +150,8 @@ impl<'a> Batch<'a> {
             captured_len,
             latency_ns,
             socket_cgroup_id,
+            for_process_id,
+            via_process_id,
         ])?;
         let id = self.last_insert_rowid.last_insert_rowid();
 
@@ -288,6 +299,21 @@ impl<'a> Batch<'a> {
         }
         if !dns.response {
             return Ok(());
+        }
+        // A local resolver's answer to a local client it could name.
+        if let (Some(from_cache), Some(client), Some(qname_id)) =
+            (record.from_cache, record.on_behalf_of.first(), columns.qname_id)
+            && !received
+            && let Some(client_process_id) = self.intern.process(client)?
+        {
+            let key = DelegationKey {
+                resolver_process_id: process_id,
+                hour,
+                qname_id,
+                qtype: columns.qtype.unwrap_or(0),
+                client_process_id,
+            };
+            self.facts.delegation(key, time_ns, from_cache);
         }
         for &(name_id, rtype, rdata_id, index) in &self.answers {
             if received {

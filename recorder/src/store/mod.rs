@@ -35,6 +35,7 @@ pub use writer::Store;
 const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/0001_initial.sql")),
     M::up(include_str!("../../../migrations/0002_identity.sql")),
+    M::up(include_str!("../../../migrations/0003_resolvers.sql")),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

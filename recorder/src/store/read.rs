@@ -11,9 +11,17 @@
 //! Rows written under schema 1 have no thread name (`process.thread` is then
 //! absent); `socket_cgroup_id` is stored only when it differs from the process's
 //! cgroup id, and comes back as that otherwise (0 when neither is known).
+//!
+//! Schema 2 and 3 stores are both read. What schema 3 added — the `delegations`
+//! facts and the messages' resolver links (`via`, `on_behalf_of`) — is simply
+//! absent from a schema 2 store: see [`Reader::has_delegations`]. The store keeps
+//! one process of `on_behalf_of` (the first), neither its nor `via`'s
+//! attribution, nor `from_cache` (all absent when read back; the `delegations`
+//! facts count what was answered from a resolver's cache).
 
 use std::{
     cell::RefCell,
+    collections::HashSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     rc::Rc,
@@ -21,7 +29,7 @@ use std::{
 
 use rusqlite::{Connection, OptionalExtension};
 
-use self::cache::Caches;
+use self::{cache::Caches, open::Features};
 use super::schema::{self, NS_PER_MINUTE};
 
 mod cache;
@@ -51,7 +59,7 @@ pub enum ReadError {
     NoSchema { path: PathBuf },
     #[error("{}: another program's SQLite database, not a dnsq store", .path.display())]
     Foreign { path: PathBuf },
-    #[error("{}: database is schema {found}, this dnsq reads schema {expected}: run the recorder once to upgrade it", .path.display())]
+    #[error("{}: database is schema {found}, this dnsq reads schema {expected} and later: run the recorder once to upgrade it", .path.display())]
     SchemaTooOld {
         path: PathBuf,
         found: u32,
@@ -92,22 +100,49 @@ pub struct IdRange {
 
 /// Which messages [`Reader::messages`] visits.
 #[derive(Clone, Copy, Debug)]
-pub struct MessageQuery {
+pub struct MessageQuery<'a> {
     pub ids: IdRange,
     /// Only messages with `since_ns <= time_ns < until_ns`.
     pub since_ns: Option<i64>,
     pub until_ns: Option<i64>,
     /// Visit from the newest rowid down.
     pub newest_first: bool,
+    /// Only the messages of these processes (checked before a message is
+    /// rebuilt, so the others cost almost nothing).
+    pub processes: Option<&'a ProcessFilter>,
 }
 
-impl MessageQuery {
+impl MessageQuery<'_> {
     pub fn ids(ids: IdRange) -> Self {
         Self {
             ids,
             since_ns: None,
             until_ns: None,
             newest_first: false,
+            processes: None,
+        }
+    }
+}
+
+/// A set of processes, for [`MessageQuery::processes`].
+#[derive(Clone, Debug, Default)]
+pub struct ProcessFilter {
+    /// `processes.id`s.
+    pub process_ids: HashSet<i64>,
+    /// cgroup ids: a message whose process is unknown matches when its socket's
+    /// cgroup is one of these.
+    pub socket_cgroup_ids: HashSet<u64>,
+}
+
+impl ProcessFilter {
+    /// Whether a message with this `process_id` and stored `socket_cgroup_id`
+    /// matches.
+    pub fn matches(&self, process_id: Option<i64>, socket_cgroup_id: Option<i64>) -> bool {
+        match process_id {
+            Some(id) => self.process_ids.contains(&id),
+            None => {
+                socket_cgroup_id.is_some_and(|id| self.socket_cgroup_ids.contains(&(id as u64)))
+            }
         }
     }
 }
@@ -142,6 +177,7 @@ pub struct StoredEndpoint {
 pub struct Reader {
     conn: Connection,
     path: PathBuf,
+    features: Features,
     cache: RefCell<Caches>,
     /// The last second [`rfc3339`] formatted, without its fraction.
     second: RefCell<Option<(i64, String)>>,
@@ -149,7 +185,8 @@ pub struct Reader {
 
 impl Reader {
     /// Opens `path` read-only (`SQLITE_OPEN_READ_ONLY`, `PRAGMA query_only`) and
-    /// checks that it is a dnsq store of [`schema::SCHEMA_VERSION`].
+    /// checks that it is a dnsq store of a schema this reads: 2 up to
+    /// [`schema::SCHEMA_VERSION`].
     pub fn open(path: &Path) -> Result<Self, ReadError> {
         let owned = || path.to_path_buf();
         match std::fs::metadata(path) {
@@ -182,10 +219,11 @@ impl Reader {
             }
             other => other?,
         };
-        open::check_schema(&conn, path)?;
+        let features = open::check_schema(&conn, path)?;
         Ok(Self {
             conn,
             path: owned(),
+            features,
             cache: RefCell::new(Caches::new()),
             second: RefCell::new(None),
         })
@@ -198,6 +236,23 @@ impl Reader {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store's schema version (`PRAGMA user_version` when opened).
+    pub fn schema_version(&self) -> u32 {
+        self.features.version
+    }
+
+    /// Whether the store has the `delegations` facts (schema 3: which local
+    /// resolver answered which local client).
+    pub fn has_delegations(&self) -> bool {
+        self.features.delegations
+    }
+
+    /// Whether messages carry their resolver links (`via_process_id`,
+    /// `for_process_id`; schema 3).
+    pub fn has_message_peers(&self) -> bool {
+        self.features.message_peers
     }
 
     /// The newest message's rowid.

@@ -198,6 +198,18 @@ impl Store {
         }
     }
 
+    /// Commits every record still in memory now, ignoring back-off, until none is
+    /// left or a commit fails (what is left then is [`Store::finish`]'s to retry
+    /// or count as dropped). At shutdown, before the last counters row.
+    pub fn commit_all(&mut self) {
+        // commit_pending itself does not wait for the back-off.
+        while !self.pending.is_empty() {
+            if self.commit_pending(Instant::now(), true).is_err() {
+                return;
+            }
+        }
+    }
+
     /// At shutdown: commits everything still in memory (ignoring back-off, a few
     /// attempts) and records the run's stop. Records that cannot be written are
     /// counted as dropped and reported in the error.

@@ -30,8 +30,24 @@ pub(super) fn connect(path: &Path, uri: bool) -> Result<Connection, ReadError> {
     Ok(conn)
 }
 
-/// Checks `PRAGMA application_id` and `user_version` against [`schema`].
-pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<(), ReadError> {
+/// The oldest schema this reader reads: schema 1 has neither `processes.thread`
+/// nor `messages.socket_cgroup_id`. Later additions (schema 3's `delegations`
+/// and the messages' resolver columns) are optional: see [`Features`].
+pub(super) const OLDEST_READABLE: u32 = 2;
+
+/// What a readable database has beyond schema [`OLDEST_READABLE`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Features {
+    pub version: u32,
+    /// The `delegations` fact table (schema 3).
+    pub delegations: bool,
+    /// `messages.via_process_id` and `for_process_id` (schema 3).
+    pub message_peers: bool,
+}
+
+/// Checks `PRAGMA application_id` and `user_version` against [`schema`]: any
+/// version from [`OLDEST_READABLE`] to [`schema::SCHEMA_VERSION`] is read.
+pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<Features, ReadError> {
     let application_id: i32 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
     let version: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let expected = schema::SCHEMA_VERSION;
@@ -54,19 +70,32 @@ pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<(), ReadErr
         });
     }
     let path = path.to_path_buf();
-    match version.cmp(&expected) {
-        std::cmp::Ordering::Less => Err(ReadError::SchemaTooOld {
+    if version < OLDEST_READABLE {
+        return Err(ReadError::SchemaTooOld {
             path,
             found: version,
-            expected,
-        }),
-        std::cmp::Ordering::Greater => Err(ReadError::SchemaTooNew {
-            path,
-            found: version,
-            expected,
-        }),
-        std::cmp::Ordering::Equal => Ok(()),
+            expected: OLDEST_READABLE,
+        });
     }
+    if version > expected {
+        return Err(ReadError::SchemaTooNew {
+            path,
+            found: version,
+            expected,
+        });
+    }
+    // Tables and columns rather than the version: a store being migrated, or
+    // one written by a development build, has what it has.
+    let has = |sql: &str| -> Result<bool, ReadError> {
+        Ok(conn.query_row(sql, [], |row| row.get::<_, bool>(0))?)
+    };
+    Ok(Features {
+        version,
+        delegations: has("SELECT EXISTS (SELECT 1 FROM sqlite_schema \
+             WHERE type = 'table' AND name = 'delegations')")?,
+        message_peers: has("SELECT COUNT(*) = 2 FROM pragma_table_info('messages') \
+             WHERE name IN ('via_process_id', 'for_process_id')")?,
+    })
 }
 
 pub(super) fn io_error(path: &Path, e: std::io::Error) -> ReadError {

@@ -5,7 +5,9 @@ use std::{ops::ControlFlow, rc::Rc};
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{MessageQuery, ReadError, Reader, class_name, opcode_name, rcode_name, type_name};
+use super::{
+    MessageQuery, ReadError, Reader, StoredProcess, class_name, opcode_name, rcode_name, type_name,
+};
 use crate::{
     record::{
         Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
@@ -34,19 +36,25 @@ impl Reader {
     /// passed the time filter), for following new messages from there.
     pub fn messages<E: From<ReadError>>(
         &self,
-        query: &MessageQuery,
+        query: &MessageQuery<'_>,
         mut visit: impl FnMut(MessageRecord) -> Result<ControlFlow<()>, E>,
     ) -> Result<Option<i64>, E> {
         let order = if query.newest_first { "DESC" } else { "ASC" };
         let since = query.since_ns.unwrap_or(i64::MIN);
         let until = query.until_ns.unwrap_or(i64::MAX);
         let (first, last) = (query.ids.first, query.ids.last);
+        // Schema 3's resolver links, when the store has them.
+        let peers = if self.features.message_peers {
+            "via_process_id, for_process_id"
+        } else {
+            "NULL, NULL"
+        };
         let mut main = self
             .conn
             .prepare_cached(&format!(
                 "SELECT id, time_ns, flags, process_id, endpoint_id, local_port, remote_port, \
                  socket_cookie, dns_id, qname_id, qtype, qclass, rcode, answer_set_id, ttls, \
-                 edns_udp_size, message_len, captured_len, latency_ns, socket_cgroup_id \
+                 edns_udp_size, message_len, captured_len, latency_ns, socket_cgroup_id, {peers} \
                  FROM messages WHERE id BETWEEN ?1 AND ?2 ORDER BY id {order}"
             ))
             .map_err(ReadError::from)?;
@@ -142,6 +150,11 @@ impl Reader {
                 }
             }
             if stored.time_ns < since || stored.time_ns >= until {
+                continue;
+            }
+            if let Some(filter) = query.processes
+                && !filter.matches(stored.process_id, stored.socket_cgroup_id)
+            {
                 continue;
             }
             let record = self.rebuild(stored, bad, questions)?;
@@ -244,20 +257,18 @@ impl Reader {
                 attribution: Some(attribution),
                 ..ProcessInfo::default()
             },
-            Some(p) => ProcessInfo {
-                attribution: Some(attribution),
-                pid: Some(p.pid),
-                tid: p.tid,
-                uid: p.uid,
-                gid: p.gid,
-                comm: Some(p.comm.clone()).filter(|c| !c.is_empty()),
-                thread: p.thread.clone(),
-                exe: p.exe.clone(),
-                cgroup_id: p.cgroup_id,
-                cgroup: p.cgroup.clone(),
-                netns: p.netns,
-            },
+            Some(p) => process_info(p, Some(attribution)),
         };
+        // The store keeps neither the peers' attribution nor more than the
+        // first process of `on_behalf_of`.
+        let peer = |id: Option<i64>| -> Result<Option<ProcessInfo>, ReadError> {
+            Ok(match id {
+                Some(id) => self.process(id)?.map(|p| process_info(&p, None)),
+                None => None,
+            })
+        };
+        let via = peer(m.via_process_id)?;
+        let on_behalf_of: Vec<ProcessInfo> = peer(m.for_process_id)?.into_iter().collect();
         let dns = if f & flags::MALFORMED != 0 {
             None
         } else {
@@ -294,6 +305,9 @@ impl Reader {
                 query_time_ns: m.time_ns.saturating_sub(latency),
                 latency_ns: latency.max(0) as u64,
             }),
+            via,
+            on_behalf_of,
+            from_cache: None,
         })
     }
 
@@ -356,6 +370,22 @@ impl Reader {
     }
 }
 
+fn process_info(p: &StoredProcess, attribution: Option<Attribution>) -> ProcessInfo {
+    ProcessInfo {
+        attribution,
+        pid: Some(p.pid),
+        tid: p.tid,
+        uid: p.uid,
+        gid: p.gid,
+        comm: Some(p.comm.clone()).filter(|c| !c.is_empty()),
+        thread: p.thread.clone(),
+        exe: p.exe.clone(),
+        cgroup_id: p.cgroup_id,
+        cgroup: p.cgroup.clone(),
+        netns: p.netns,
+    }
+}
+
 /// The integer columns of one `messages` row.
 struct StoredMessage {
     id: i64,
@@ -378,6 +408,8 @@ struct StoredMessage {
     captured_len: Option<u32>,
     latency_ns: Option<i64>,
     socket_cgroup_id: Option<i64>,
+    via_process_id: Option<i64>,
+    for_process_id: Option<i64>,
 }
 
 impl StoredMessage {
@@ -403,6 +435,8 @@ impl StoredMessage {
             captured_len: row.get(17)?,
             latency_ns: row.get(18)?,
             socket_cgroup_id: row.get(19)?,
+            via_process_id: row.get(20)?,
+            for_process_id: row.get(21)?,
         })
     }
 }

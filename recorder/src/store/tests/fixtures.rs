@@ -132,6 +132,9 @@ fn envelope(time_ns: i64, direction: Direction, client_port: u16) -> MessageReco
         dns: None,
         malformed: None,
         pair: None,
+        via: None,
+        on_behalf_of: Vec::new(),
+        from_cache: None,
     }
 }
 

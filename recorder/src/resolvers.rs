@@ -1,0 +1,375 @@
+//! Seeing through local resolvers. When an application asks a resolver on this
+//! host (dnsmasq, unbound, systemd-resolved over DNS, ...), the packets show two
+//! conversations: application ↔ resolver, and resolver ↔ upstream. Alone, the
+//! second says "dnsmasq resolved github.com", which is useless. This links them:
+//!
+//! - both ends of a local exchange are seen (the client's query sent and the
+//!   resolver's query received, same addresses, ports, id and question), so the
+//!   client and the resolver are both known processes;
+//! - a query the resolver then sends for the same question within
+//!   [`LINK_WINDOW_NS`] was made on behalf of those clients (`on_behalf_of`, on
+//!   the upstream query and its answer);
+//! - the resolver's answer to the client says whether it asked upstream
+//!   (`from_cache`), and the client's received answer names the resolver (`via`).
+//!
+//! Only exchanges whose two ends are on this host can be linked: a remote client
+//! of a local resolver has no process here.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+};
+
+use crate::record::{Direction, MessageRecord, ProcessInfo, Transport};
+
+/// How long after a client's query a resolver's upstream query for the same
+/// question counts as caused by it.
+pub const LINK_WINDOW_NS: i64 = 2_000_000_000;
+/// How long an exchange is remembered (a slow upstream answer still finds it).
+const EXCHANGE_TTL_NS: i64 = 30_000_000_000;
+/// Bounds on what is remembered.
+const MAX_EXCHANGES: usize = 65_536;
+const MAX_UPSTREAM: usize = 65_536;
+
+/// One client ↔ resolver exchange: client address/port, resolver address/port,
+/// DNS id and the question.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ExchangeKey {
+    transport: Transport,
+    client: (IpAddr, u16),
+    server: (IpAddr, u16),
+    id: u16,
+    question: (String, String),
+}
+
+#[derive(Debug, Default)]
+struct Exchange {
+    client: Option<ProcessInfo>,
+    resolver: Option<ProcessInfo>,
+    /// The resolver asked upstream for it.
+    upstream: bool,
+    time_ns: i64,
+}
+
+/// A resolver's upstream query: resolver pid, question, DNS id.
+type UpstreamKey = (u32, (String, String), u16);
+
+#[derive(Default)]
+pub struct ResolverLinker {
+    exchanges: HashMap<ExchangeKey, Exchange>,
+    exchange_order: VecDeque<(i64, ExchangeKey)>,
+    /// Local exchanges waiting for the resolver to go upstream, by resolver pid and
+    /// question.
+    asks: HashMap<(u32, (String, String)), Vec<ExchangeKey>>,
+    upstream: HashMap<UpstreamKey, (i64, Vec<ProcessInfo>)>,
+    upstream_order: VecDeque<(i64, UpstreamKey)>,
+    /// Messages given `via` or `on_behalf_of`.
+    pub linked: u64,
+}
+
+impl ResolverLinker {
+    /// Adds `via`, `on_behalf_of` and `from_cache` to `record` where it can.
+    pub fn annotate(&mut self, record: &mut MessageRecord) {
+        let Some(dns) = record.dns.as_ref() else {
+            return;
+        };
+        let (Some(question), Some(pid)) = (dns.questions.first(), record.process.pid) else {
+            return;
+        };
+        let question = (question.name.to_ascii_lowercase(), question.qtype.clone());
+        let response = dns.response;
+        let id = dns.id;
+        let now = record.time_ns;
+        // The client is the end that sends queries and receives responses.
+        let client_side = (record.direction == Direction::Sent) != response;
+        let (client, server) = if record.direction == Direction::Sent {
+            if response {
+                ((record.dst, record.dport), (record.src, record.sport))
+            } else {
+                ((record.src, record.sport), (record.dst, record.dport))
+            }
+        } else if response {
+            ((record.dst, record.dport), (record.src, record.sport))
+        } else {
+            ((record.src, record.sport), (record.dst, record.dport))
+        };
+        let key = ExchangeKey {
+            transport: record.transport,
+            client,
+            server,
+            id,
+            question: question.clone(),
+        };
+        match (client_side, response) {
+            // A process sends a query: it is a client of someone, and perhaps a
+            // resolver going upstream for its own clients.
+            (true, false) => {
+                self.note(key, now, |exchange| exchange.client = Some(record.process.clone()));
+                let clients = self.take_asks(pid, &question, now);
+                if !clients.is_empty() {
+                    record.on_behalf_of = clients.clone();
+                    self.remember_upstream((pid, question, id), now, clients);
+                    self.linked += 1;
+                }
+            }
+            // A resolver receives a query from a client.
+            (false, false) => {
+                self.note(key, now, |exchange| exchange.resolver = Some(record.process.clone()));
+            }
+            // A resolver answers a client.
+            (false, true) => {
+                if let Some(exchange) = self.exchanges.get(&key)
+                    && let Some(client) = &exchange.client
+                {
+                    record.on_behalf_of = vec![client.clone()];
+                    record.from_cache = Some(!exchange.upstream);
+                    self.linked += 1;
+                }
+            }
+            // A process receives an answer: from upstream for its clients, or from
+            // a local resolver.
+            (true, true) => {
+                if let Some((_, clients)) = self.upstream.get(&(pid, question, id)) {
+                    record.on_behalf_of = clients.clone();
+                    self.linked += 1;
+                } else if let Some(exchange) = self.exchanges.get(&key)
+                    && let Some(resolver) = &exchange.resolver
+                {
+                    record.via = Some(resolver.clone());
+                    self.linked += 1;
+                }
+            }
+        }
+    }
+
+    /// Updates (or starts) an exchange; once both ends are known it waits for the
+    /// resolver to go upstream.
+    fn note(&mut self, key: ExchangeKey, now: i64, update: impl FnOnce(&mut Exchange)) {
+        if !self.exchanges.contains_key(&key) {
+            self.expire(now);
+            if self.exchanges.len() >= MAX_EXCHANGES
+                && let Some((_, oldest)) = self.exchange_order.pop_front()
+            {
+                self.exchanges.remove(&oldest);
+            }
+            self.exchange_order.push_back((now, key.clone()));
+        }
+        let exchange = self.exchanges.entry(key.clone()).or_insert_with(|| Exchange {
+            time_ns: now,
+            ..Exchange::default()
+        });
+        let had_both = exchange.client.is_some() && exchange.resolver.is_some();
+        update(exchange);
+        if !had_both
+            && let (Some(_), Some(resolver)) = (&exchange.client, &exchange.resolver)
+            && let Some(resolver_pid) = resolver.pid
+        {
+            self.asks
+                .entry((resolver_pid, key.question.clone()))
+                .or_default()
+                .push(key);
+        }
+    }
+
+    /// The clients whose recent queries for `question` the resolver `pid` has not
+    /// yet gone upstream for; marks their exchanges as sent upstream.
+    fn take_asks(&mut self, pid: u32, question: &(String, String), now: i64) -> Vec<ProcessInfo> {
+        let Some(keys) = self.asks.remove(&(pid, question.clone())) else {
+            return Vec::new();
+        };
+        let mut clients: Vec<ProcessInfo> = Vec::new();
+        for key in keys {
+            let Some(exchange) = self.exchanges.get_mut(&key) else {
+                continue;
+            };
+            if now - exchange.time_ns > LINK_WINDOW_NS {
+                continue;
+            }
+            exchange.upstream = true;
+            if let Some(client) = &exchange.client
+                && !clients.iter().any(|known| known.pid == client.pid)
+            {
+                clients.push(client.clone());
+            }
+        }
+        clients
+    }
+
+    fn remember_upstream(&mut self, key: UpstreamKey, now: i64, clients: Vec<ProcessInfo>) {
+        if self.upstream.len() >= MAX_UPSTREAM
+            && let Some((_, oldest)) = self.upstream_order.pop_front()
+        {
+            self.upstream.remove(&oldest);
+        }
+        self.upstream_order.push_back((now, key.clone()));
+        self.upstream.insert(key, (now, clients));
+    }
+
+    /// Forgets exchanges and upstream queries older than the TTL.
+    pub fn expire(&mut self, now: i64) {
+        while let Some((time, _)) = self.exchange_order.front() {
+            if now - time <= EXCHANGE_TTL_NS {
+                break;
+            }
+            if let Some((_, key)) = self.exchange_order.pop_front() {
+                self.exchanges.remove(&key);
+            }
+        }
+        while let Some((time, _)) = self.upstream_order.front() {
+            if now - time <= EXCHANGE_TTL_NS {
+                break;
+            }
+            if let Some((_, key)) = self.upstream_order.pop_front() {
+                self.upstream.remove(&key);
+            }
+        }
+        let exchanges = &self.exchanges;
+        self.asks.retain(|_, keys| {
+            keys.retain(|key| exchanges.get(key).is_some_and(|e| now - e.time_ns <= LINK_WINDOW_NS));
+            !keys.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{DnsMessage, Question};
+
+    const APP: u32 = 812;
+    const RESOLVER: u32 = 300;
+
+    fn process(pid: u32, comm: &str) -> ProcessInfo {
+        ProcessInfo {
+            pid: Some(pid),
+            comm: Some(comm.into()),
+            ..ProcessInfo::default()
+        }
+    }
+
+    /// A message as `pid` saw it on its socket `local`, talking to `remote`.
+    fn message(
+        time_ns: i64,
+        pid: u32,
+        direction: Direction,
+        response: bool,
+        local: (&str, u16),
+        remote: (&str, u16),
+        id: u16,
+    ) -> MessageRecord {
+        let local_ip: IpAddr = local.0.parse().unwrap();
+        let remote_ip: IpAddr = remote.0.parse().unwrap();
+        let ((src, sport), (dst, dport)) = match direction {
+            Direction::Sent => ((local_ip, local.1), (remote_ip, remote.1)),
+            Direction::Received => ((remote_ip, remote.1), (local_ip, local.1)),
+        };
+        MessageRecord {
+            kind: "message".into(),
+            time: String::new(),
+            time_ns,
+            direction,
+            transport: Transport::Udp,
+            src,
+            sport,
+            dst,
+            dport,
+            ifindex: 1,
+            interface: None,
+            socket_cookie: 1,
+            socket_cgroup_id: 1,
+            process: process(pid, if pid == APP { "curl" } else { "dnsmasq" }),
+            message_len: 40,
+            captured_len: 40,
+            dns: Some(DnsMessage {
+                id,
+                response,
+                questions: vec![Question {
+                    name: "GitHub.com.".into(),
+                    qtype: "A".into(),
+                    class: "IN".into(),
+                }],
+                ..DnsMessage::default()
+            }),
+            malformed: None,
+            pair: None,
+            via: None,
+            on_behalf_of: Vec::new(),
+            from_cache: None,
+        }
+    }
+
+    const APP_SOCKET: (&str, u16) = ("127.0.0.1", 40000);
+    const RESOLVER_SOCKET: (&str, u16) = ("127.0.0.1", 53);
+    const UPSTREAM_SOCKET: (&str, u16) = ("198.18.0.2", 53);
+    const RESOLVER_OUT: (&str, u16) = ("198.18.0.1", 50000);
+
+    fn client_exchange(linker: &mut ResolverLinker, t: i64, id: u16) {
+        let mut sent = message(t, APP, Direction::Sent, false, APP_SOCKET, RESOLVER_SOCKET, id);
+        let mut received =
+            message(t + 1, RESOLVER, Direction::Received, false, RESOLVER_SOCKET, APP_SOCKET, id);
+        linker.annotate(&mut sent);
+        linker.annotate(&mut received);
+    }
+
+    #[test]
+    fn an_upstream_query_is_linked_to_the_client_behind_it() {
+        let mut linker = ResolverLinker::default();
+        client_exchange(&mut linker, 1_000, 7);
+        let mut upstream =
+            message(2_000, RESOLVER, Direction::Sent, false, RESOLVER_OUT, UPSTREAM_SOCKET, 99);
+        linker.annotate(&mut upstream);
+        assert_eq!(upstream.on_behalf_of, [process(APP, "curl")]);
+        let mut answer =
+            message(3_000, RESOLVER, Direction::Received, true, RESOLVER_OUT, UPSTREAM_SOCKET, 99);
+        linker.annotate(&mut answer);
+        assert_eq!(answer.on_behalf_of, [process(APP, "curl")]);
+        let mut to_client =
+            message(4_000, RESOLVER, Direction::Sent, true, RESOLVER_SOCKET, APP_SOCKET, 7);
+        linker.annotate(&mut to_client);
+        assert_eq!(to_client.from_cache, Some(false));
+        assert_eq!(to_client.on_behalf_of, [process(APP, "curl")]);
+        let mut at_client =
+            message(5_000, APP, Direction::Received, true, APP_SOCKET, RESOLVER_SOCKET, 7);
+        linker.annotate(&mut at_client);
+        assert_eq!(at_client.via, Some(process(RESOLVER, "dnsmasq")));
+        assert!(at_client.on_behalf_of.is_empty());
+    }
+
+    #[test]
+    fn an_answer_without_an_upstream_query_is_from_the_cache() {
+        let mut linker = ResolverLinker::default();
+        client_exchange(&mut linker, 1_000, 8);
+        let mut to_client =
+            message(2_000, RESOLVER, Direction::Sent, true, RESOLVER_SOCKET, APP_SOCKET, 8);
+        linker.annotate(&mut to_client);
+        assert_eq!(to_client.from_cache, Some(true));
+    }
+
+    #[test]
+    fn an_upstream_query_long_after_the_client_is_not_linked() {
+        let mut linker = ResolverLinker::default();
+        client_exchange(&mut linker, 1_000, 9);
+        let mut upstream = message(
+            1_000 + LINK_WINDOW_NS + 10,
+            RESOLVER,
+            Direction::Sent,
+            false,
+            RESOLVER_OUT,
+            UPSTREAM_SOCKET,
+            99,
+        );
+        linker.annotate(&mut upstream);
+        assert!(upstream.on_behalf_of.is_empty());
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut linker = ResolverLinker::default();
+        for i in 0..(MAX_EXCHANGES as i64 + 1_000) {
+            let mut sent = message(i, APP, Direction::Sent, false, APP_SOCKET, RESOLVER_SOCKET, i as u16);
+            sent.sport = (i % 60_000) as u16;
+            linker.annotate(&mut sent);
+        }
+        assert!(linker.exchanges.len() <= MAX_EXCHANGES);
+    }
+}

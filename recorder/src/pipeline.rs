@@ -344,7 +344,10 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             cgroup_id: owner.cgroup_id,
             cgroup: owner.cgroup_id.and_then(|id| self.procinfo.cgroup_path(id)),
             netns: owner.netns.or(details.netns),
+            unit: None,
+            container: None,
         }
+        .with_owner()
     }
 
     /// Attributes the waiting messages that are due by `boot_ns`.

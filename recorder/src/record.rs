@@ -88,6 +88,20 @@ pub enum Attribution {
     Unknown,
 }
 
+impl ProcessInfo {
+    /// Fills `unit` and `container` from `cgroup`.
+    pub fn with_owner(mut self) -> Self {
+        let owner = self
+            .cgroup
+            .as_deref()
+            .map(crate::service::owner_of_cgroup)
+            .unwrap_or_default();
+        self.unit = owner.unit;
+        self.container = owner.container.map(|container| container.full());
+        self
+    }
+}
+
 /// The process that sent or received a message. Fields are absent when unknown.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
@@ -112,6 +126,12 @@ pub struct ProcessInfo {
     pub cgroup_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    /// The systemd unit the cgroup path names (`nginx.service`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The container the cgroup path names (`docker:<id>`, `k8s pod <uid> …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// Inode number of the process's network namespace (as in `net:[4026531840]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<u64>,

@@ -157,5 +157,10 @@ fn clients_of_a_local_cache_are_attributed_as_themselves() -> anyhow::Result<()>
         second_query.process.cgroup,
         cgroup.relative
     );
+    ensure!(
+        second_query.process.unit.as_deref() == Some(unit.as_str()),
+        "unit {:?}, expected {unit}",
+        second_query.process.unit
+    );
     Ok(())
 }

@@ -144,7 +144,10 @@ fn process(p: &Proc) -> ProcessInfo {
         cgroup_id: Some(4000 + u64::from(p.pid)),
         cgroup: Some(p.cgroup.into()),
         netns: Some(4_026_531_840),
+        unit: None,
+        container: None,
     }
+    .with_owner()
 }
 
 pub struct Ask<'a> {

@@ -383,7 +383,10 @@ fn process_info(p: &StoredProcess, attribution: Option<Attribution>) -> ProcessI
         cgroup_id: p.cgroup_id,
         cgroup: p.cgroup.clone(),
         netns: p.netns,
+        unit: None,
+        container: None,
     }
+    .with_owner()
 }
 
 /// The integer columns of one `messages` row.

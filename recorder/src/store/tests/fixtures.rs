@@ -82,6 +82,8 @@ pub fn process(pid: u32, comm: &str) -> ProcessInfo {
         cgroup_id: Some(4242),
         cgroup: Some("/user.slice/user-1000.slice/session-1.scope".to_owned()),
         netns: Some(4_026_531_840),
+        unit: Some("session-1.scope".to_owned()),
+        container: None,
     }
 }
 

@@ -668,7 +668,10 @@ pub struct KillOnDrop(pub Child);
 
 impl KillOnDrop {
     pub fn spawn(command: &mut Command) -> anyhow::Result<Self> {
-        Ok(Self(command.spawn().with_context(|| format!("starting {command:?}"))?))
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?;
+        Ok(Self(child))
     }
 
     pub fn id(&self) -> u32 {
@@ -704,7 +707,7 @@ pub fn run_bounded(command: &mut Command, timeout: Duration) -> anyhow::Result<F
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     )?;
-    let collect = |pipe: Option<Box<dyn Read + Send>>| {
+    fn collect(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
         thread::spawn(move || {
             let mut bytes = Vec::new();
             if let Some(mut pipe) = pipe {
@@ -712,9 +715,9 @@ pub fn run_bounded(command: &mut Command, timeout: Duration) -> anyhow::Result<F
             }
             String::from_utf8_lossy(&bytes).into_owned()
         })
-    };
-    let stdout = collect(child.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = collect(child.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    }
+    let stdout = collect(child.0.stdout.take());
+    let stderr = collect(child.0.stderr.take());
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.0.try_wait()? {
@@ -722,7 +725,8 @@ pub fn run_bounded(command: &mut Command, timeout: Duration) -> anyhow::Result<F
         }
         if start.elapsed() > timeout {
             drop(child);
-            let (out, err) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+            let out = stdout.join().unwrap_or_default();
+            let err = stderr.join().unwrap_or_default();
             bail!("{command:?} did not exit within {timeout:?}; stdout:\n{out}\nstderr:\n{err}");
         }
         thread::sleep(Duration::from_millis(20));

@@ -17,10 +17,15 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 use dnsq_tests::{
-    DOMAIN, Dnsmasq, KillOnDrop, Netns, Recorder, TempDir, dnsq, recorder_until_exit,
-    require_bpf, run, unique, wait_for,
+    DOMAIN, Dnsmasq, KillOnDrop, Netns, Recorder, TempDir, dnsq, recorder_until_exit, require_bpf,
+    run, unique, wait_for,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+/// The DNS port of these tests' dnsmasq, and the only one their recorders watch: the
+/// recorder sees the whole host, and other tests' port-53 traffic must not fill
+/// these tests' databases or slow their recorders down.
+const PORT: u16 = 5399;
 
 /// The pipeline's attribution wait (recorder/src/pipeline.rs `ATTRIBUTION_WAIT_NS`)
 /// plus its poll interval (recorder/src/main.rs): how long a message may sit before
@@ -70,7 +75,7 @@ impl Load {
         let mut child = KillOnDrop::spawn(
             netns
                 .command("python3")
-                .args(["-c", LOAD_CLIENT, "127.0.0.1", "53", qname])
+                .args(["-c", LOAD_CLIENT, "127.0.0.1", &PORT.to_string(), qname])
                 .args([count.to_string(), rate.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -107,7 +112,9 @@ impl Load {
     }
 
     fn wait_answered(&self, at_least: u64, timeout: Duration) -> anyhow::Result<()> {
-        wait_for(&format!("{at_least} answered queries"), timeout, || self.answered() >= at_least)
+        wait_for(&format!("{at_least} answered queries"), timeout, || {
+            self.answered() >= at_least
+        })
     }
 
     /// Waits for the client to send everything; returns (sent, answered).
@@ -118,7 +125,10 @@ impl Load {
                 break status;
             }
             if start.elapsed() > timeout {
-                bail!("the load client did not finish within {timeout:?} ({} sent)", self.sent());
+                bail!(
+                    "the load client did not finish within {timeout:?} ({} sent)",
+                    self.sent()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         };
@@ -130,7 +140,7 @@ impl Load {
     }
 }
 
-/// A network namespace with dnsmasq on 127.0.0.1:53.
+/// A network namespace with dnsmasq on 127.0.0.1:[`PORT`].
 struct Lab {
     netns: Netns,
     _dnsmasq: Dnsmasq,
@@ -139,12 +149,20 @@ struct Lab {
 impl Lab {
     fn new(tag: &str) -> anyhow::Result<Self> {
         let netns = Netns::new(tag)?;
-        let dnsmasq = Dnsmasq::start(&netns, &["127.0.0.1"], 53, &[])?;
+        let dnsmasq = Dnsmasq::start(&netns, &["127.0.0.1"], PORT, &[])?;
         Ok(Self {
             netns,
             _dnsmasq: dnsmasq,
         })
     }
+}
+
+/// The recorder storing to `db`, watching [`PORT`] only.
+fn storing(db: &Path, args: &[&str]) -> anyhow::Result<Recorder> {
+    let port = PORT.to_string();
+    let mut all = vec!["--port", &port];
+    all.extend_from_slice(args);
+    Recorder::storing(db, &all)
 }
 
 fn qname(tag: &str) -> String {
@@ -202,8 +220,11 @@ fn kernel_lost(values: &serde_json::Value) -> u64 {
         .sum()
 }
 
-/// `(id, stopped_ns, stop_reason)` of every run, oldest first.
-fn runs(conn: &Connection) -> anyhow::Result<Vec<(i64, Option<i64>, Option<String>)>> {
+/// `(id, stopped_ns, stop_reason)` of a `runs` row.
+type Run = (i64, Option<i64>, Option<String>);
+
+/// Every run, oldest first.
+fn runs(conn: &Connection) -> anyhow::Result<Vec<Run>> {
     let mut statement = conn.prepare("SELECT id, stopped_ns, stop_reason FROM runs ORDER BY id")?;
     let rows = statement
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
@@ -219,7 +240,7 @@ fn sigterm_under_load_commits_everything() -> anyhow::Result<()> {
     let lab = Lab::new("term")?;
     let dir = TempDir::new("term")?;
     let db = dir.path.join("dnsq.db");
-    let recorder = Recorder::storing(&db, &["--batch-window", "500ms"])?;
+    let recorder = storing(&db, &["--batch-window", "500ms"])?;
     let name = qname("term");
     // 5,000 queries over 2 s; the signal comes after about 0.8 s of it.
     let load = Load::start(&lab.netns, &name, 5_000, 2_500)?;
@@ -255,7 +276,10 @@ fn sigterm_under_load_commits_everything() -> anyhow::Result<()> {
         "the last counters row says {committed} committed and {dropped} dropped of {messages} \
          messages: {values}\n{stderr}"
     );
-    ensure!(rows as u64 == messages, "{rows} rows stored, the counters say {messages}");
+    ensure!(
+        rows as u64 == messages,
+        "{rows} rows stored, the counters say {messages}"
+    );
     // Every exchange answered before the signal is four messages (the client's query
     // and answer, dnsmasq's), all of which reached the kernel's ring buffer before
     // the recorder stopped reading it.
@@ -277,7 +301,7 @@ fn sigkill_under_load_loses_at_most_a_batch_window() -> anyhow::Result<()> {
     let dir = TempDir::new("kill")?;
     let db = dir.path.join("dnsq.db");
     // Batches of any size: only the window decides when a batch is committed.
-    let recorder = Recorder::storing(&db, &["--batch-window", "500ms", "--batch-size", "1000000"])?;
+    let recorder = storing(&db, &["--batch-window", "500ms", "--batch-size", "1000000"])?;
     let name = qname("kill");
     let load = Load::start(&lab.netns, &name, 20_000, 1_000)?;
     load.wait_answered(1_800, Duration::from_secs(20))?;
@@ -288,7 +312,10 @@ fn sigkill_under_load_loses_at_most_a_batch_window() -> anyhow::Result<()> {
 
     let conn = Connection::open(&db)?;
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
-    ensure!(integrity == "ok", "integrity_check after SIGKILL: {integrity}");
+    ensure!(
+        integrity == "ok",
+        "integrity_check after SIGKILL: {integrity}"
+    );
     let stored = stored_for(&conn, &name)?;
     // Messages a second: four per answered exchange.
     let rate = 4.0 * answered as f64 / elapsed.as_secs_f64();
@@ -300,14 +327,21 @@ fn sigkill_under_load_loses_at_most_a_batch_window() -> anyhow::Result<()> {
          {stored} of {expected} messages stored, {loss} lost; bound {bound} = rate × ({WINDOW:?} \
          batch window + {BEFORE_THE_BATCH:?} attribution wait and poll)"
     );
-    ensure!(stored > 0, "nothing was committed in {elapsed:?} with a {WINDOW:?} window");
-    ensure!(loss <= bound, "{loss} messages lost, more than the {bound} one batch window holds");
+    ensure!(
+        stored > 0,
+        "nothing was committed in {elapsed:?} with a {WINDOW:?} window"
+    );
+    ensure!(
+        loss <= bound,
+        "{loss} messages lost, more than the {bound} one batch window holds"
+    );
     drop(conn);
 
     // The flock died with the process: the next recorder starts, on the same history.
-    let recorder = Recorder::storing(&db, &[])?;
+    let recorder = storing(&db, &[])?;
     let after = qname("after");
-    let (sent, answered_after) = Load::start(&lab.netns, &after, 50, 200)?.finish(Duration::from_secs(20))?;
+    let (sent, answered_after) =
+        Load::start(&lab.netns, &after, 50, 200)?.finish(Duration::from_secs(20))?;
     let stderr = recorder.stop_storing()?;
     ensure!(
         stderr.contains("did not stop cleanly"),
@@ -315,9 +349,20 @@ fn sigkill_under_load_loses_at_most_a_batch_window() -> anyhow::Result<()> {
     );
     let conn = read_only(&db)?;
     let runs = runs(&conn)?;
-    ensure!(runs.len() == 2, "runs after a crash and a restart: {runs:?}");
-    ensure!(runs[0].1.is_none() && runs[0].2.is_none(), "the killed run: {:?}", runs[0]);
-    ensure!(runs[1].2.as_deref() == Some("signal"), "the second run: {:?}", runs[1]);
+    ensure!(
+        runs.len() == 2,
+        "runs after a crash and a restart: {runs:?}"
+    );
+    ensure!(
+        runs[0].1.is_none() && runs[0].2.is_none(),
+        "the killed run: {:?}",
+        runs[0]
+    );
+    ensure!(
+        runs[1].2.as_deref() == Some("signal"),
+        "the second run: {:?}",
+        runs[1]
+    );
     let ids = |run: i64| -> anyhow::Result<(i64, i64)> {
         Ok(conn.query_row(
             "SELECT min(id), max(id) FROM messages WHERE run_id = ?1",
@@ -327,7 +372,10 @@ fn sigkill_under_load_loses_at_most_a_batch_window() -> anyhow::Result<()> {
     };
     let (first, second) = (ids(runs[0].0)?, ids(runs[1].0)?);
     println!("message ids: run 1 {first:?}, run 2 {second:?}");
-    ensure!(second.0 == first.1 + 1, "message ids do not continue: run 1 {first:?}, run 2 {second:?}");
+    ensure!(
+        second.0 == first.1 + 1,
+        "message ids do not continue: run 1 {first:?}, run 2 {second:?}"
+    );
     let new = stored_for(&conn, &after)?;
     let lost = kernel_lost(&final_counters(&conn, runs[1].0)?);
     ensure!(
@@ -335,7 +383,10 @@ fn sigkill_under_load_loses_at_most_a_batch_window() -> anyhow::Result<()> {
         "the second run stored {new} messages of {answered_after} exchanges (kernel lost {lost})"
     );
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
-    ensure!(integrity == "ok", "integrity_check after the second run: {integrity}");
+    ensure!(
+        integrity == "ok",
+        "integrity_check after the second run: {integrity}"
+    );
     Ok(())
 }
 
@@ -347,7 +398,10 @@ struct Mount {
 impl Mount {
     fn tmpfs(path: &Path, size: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(path)?;
-        run(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0750")]).arg("tmpfs").arg(path))?;
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0750")])
+            .arg("tmpfs")
+            .arg(path))?;
         Ok(Self {
             path: path.to_owned(),
         })
@@ -359,12 +413,16 @@ impl Mount {
         let mount = Self {
             path: path.to_owned(),
         };
-        run(Command::new("mount").args(["-o", "remount,ro,bind"]).arg(path))?;
+        run(Command::new("mount")
+            .args(["-o", "remount,ro,bind"])
+            .arg(path))?;
         Ok(mount)
     }
 
     fn remount(&self, options: &str) -> anyhow::Result<()> {
-        run(Command::new("mount").args(["-o", &format!("remount,{options}")]).arg(&self.path))?;
+        run(Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.path))?;
         Ok(())
     }
 }
@@ -392,13 +450,15 @@ fn disk_full_then_room_again() -> anyhow::Result<()> {
     // Dropped in reverse order: the recorder goes before the mount.
     let mount = Mount::tmpfs(&dir.path.join("fs"), "1m")?;
     let db = mount.path.join("dnsq.db");
-    let recorder = Recorder::storing(&db, &["--batch-window", "200ms", "--batch-size", "200"])?;
+    let recorder = storing(&db, &["--batch-window", "200ms", "--batch-size", "200"])?;
     let before = qname("fill");
     let load = Load::start(&lab.netns, &before, 200_000, 1_000)?;
     let failing = "could not write to the store";
-    wait_for("the writer to report a full disk", Duration::from_secs(45), || {
-        recorder.stderr().contains(failing)
-    })
+    wait_for(
+        "the writer to report a full disk",
+        Duration::from_secs(45),
+        || recorder.stderr().contains(failing),
+    )
     .with_context(|| format!("stderr:\n{}", recorder.stderr()))?;
     let answered_full = load.answered();
     // A little more traffic while full, then room again.
@@ -411,19 +471,26 @@ fn disk_full_then_room_again() -> anyhow::Result<()> {
         .unwrap_or_default()
         .to_owned();
     println!("full after {answered_full} exchanges: {warning}");
-    ensure!(warning.contains("disk full"), "the warning does not say the disk is full: {warning}");
+    ensure!(
+        warning.contains("disk full"),
+        "the warning does not say the disk is full: {warning}"
+    );
     mount.remount("size=64m")?;
     wait_for("writing to resume", Duration::from_secs(20), || {
         recorder.stderr().contains("writing to the store resumed")
     })
     .with_context(|| format!("stderr:\n{}", recorder.stderr()))?;
     let after = qname("room");
-    let (_, answered_after) = Load::start(&lab.netns, &after, 100, 200)?.finish(Duration::from_secs(20))?;
+    let (_, answered_after) =
+        Load::start(&lab.netns, &after, 100, 200)?.finish(Duration::from_secs(20))?;
     let stderr = recorder.stop_storing()?;
 
     let conn = read_only(&db)?;
     let runs = runs(&conn)?;
-    ensure!(runs.len() == 1 && runs[0].2.as_deref() == Some("signal"), "runs: {runs:?}\n{stderr}");
+    ensure!(
+        runs.len() == 1 && runs[0].2.as_deref() == Some("signal"),
+        "runs: {runs:?}\n{stderr}"
+    );
     let values = final_counters(&conn, runs[0].0)?;
     let (messages, committed, dropped, failed, pending) = (
         counter(&values, "messages")?,
@@ -444,7 +511,10 @@ fn disk_full_then_room_again() -> anyhow::Result<()> {
         "accounting: {committed} committed + {dropped} dropped != {messages} messages \
          ({pending} pending): {values}\n{stderr}"
     );
-    ensure!(rows as u64 == committed, "{rows} rows, {committed} committed");
+    ensure!(
+        rows as u64 == committed,
+        "{rows} rows, {committed} committed"
+    );
     ensure!(
         new as u64 + kernel_lost(&values) >= 4 * answered_after,
         "after the remount only {new} messages of {answered_after} exchanges were stored"
@@ -465,7 +535,7 @@ fn read_only_database_is_refused_at_start() -> anyhow::Result<()> {
     let dir = TempDir::new("ro")?;
     let store = dir.path.join("store");
     let db = store.join("dnsq.db");
-    let recorder = Recorder::storing(&db, &[])?;
+    let recorder = storing(&db, &[])?;
     let name = qname("ro");
     Load::start(&lab.netns, &name, 10, 100)?.finish(Duration::from_secs(10))?;
     recorder.stop_storing()?;
@@ -475,18 +545,35 @@ fn read_only_database_is_refused_at_start() -> anyhow::Result<()> {
     let _mount = Mount::read_only_bind(&store)?;
     let started = Instant::now();
     let finished = recorder_until_exit(&["--db", path_str(&db)?], Duration::from_secs(20))?;
-    println!("exit {} after {:?}: {}", finished.code, started.elapsed(), finished.stderr.trim());
-    ensure!(finished.code == 2, "exit code {} (expected 2): {}", finished.code, finished.stderr);
+    println!(
+        "exit {} after {:?}: {}",
+        finished.code,
+        started.elapsed(),
+        finished.stderr.trim()
+    );
     ensure!(
-        finished.stderr.contains(path_str(&db)?) && finished.stderr.contains("Read-only file system"),
+        finished.code == 2,
+        "exit code {} (expected 2): {}",
+        finished.code,
+        finished.stderr
+    );
+    ensure!(
+        finished.stderr.contains(path_str(&db)?)
+            && finished.stderr.contains("Read-only file system"),
         "the error does not name the file and the cause: {}",
         finished.stderr
     );
     ensure!(std::fs::read(&db)? == before, "the database file changed");
-    ensure!(std::fs::read(store.join("dnsq.db-wal")).unwrap_or_default() == wal, "the WAL changed");
+    ensure!(
+        std::fs::read(store.join("dnsq.db-wal")).unwrap_or_default() == wal,
+        "the WAL changed"
+    );
     // The history is still readable there.
     let (code, out, err) = dnsq(&["--db", path_str(&db)?, "name", name.trim_end_matches('.')])?;
-    ensure!(code == 0 && out.contains(&name), "dnsq name on the read-only store: exit {code}\n{out}{err}");
+    ensure!(
+        code == 0 && out.contains(&name),
+        "dnsq name on the read-only store: exit {code}\n{out}{err}"
+    );
     Ok(())
 }
 
@@ -498,11 +585,14 @@ fn long_reader_does_not_hold_up_the_writer() -> anyhow::Result<()> {
     let lab = Lab::new("hold")?;
     let dir = TempDir::new("hold")?;
     let db = dir.path.join("dnsq.db");
-    let recorder = Recorder::storing(&db, &["--batch-window", "200ms"])?;
+    let recorder = storing(&db, &["--batch-window", "200ms"])?;
     let name = qname("hold");
     let load = Load::start(&lab.netns, &name, 3_000, 500)?;
-    let probe = || -> anyhow::Result<i64> { count(&read_only(&db)?, "SELECT count(*) FROM messages", []) };
-    wait_for("the first commit", Duration::from_secs(10), || probe().is_ok_and(|n| n > 0))?;
+    let probe =
+        || -> anyhow::Result<i64> { count(&read_only(&db)?, "SELECT count(*) FROM messages", []) };
+    wait_for("the first commit", Duration::from_secs(10), || {
+        probe().is_ok_and(|n| n > 0)
+    })?;
 
     let mut holder = Connection::open(&db)?;
     let tx = holder.transaction()?;
@@ -516,9 +606,15 @@ fn long_reader_does_not_hold_up_the_writer() -> anyhow::Result<()> {
     let still = count(&tx, "SELECT count(*) FROM messages", [])?;
     tx.commit()?;
     println!("held snapshot: {held} rows (still {still} after 3 s); other readers saw {seen:?}");
-    ensure!(still == held, "the held transaction's snapshot moved: {held} → {still}");
+    ensure!(
+        still == held,
+        "the held transaction's snapshot moved: {held} → {still}"
+    );
     let growing = seen.windows(2).filter(|pair| pair[1] > pair[0]).count();
-    ensure!(growing >= 4, "the writer did not keep committing during the hold: {seen:?}");
+    ensure!(
+        growing >= 4,
+        "the writer did not keep committing during the hold: {seen:?}"
+    );
     drop(holder);
     load.finish(Duration::from_secs(20))?;
     let stderr = recorder.stop_storing()?;
@@ -564,8 +660,18 @@ fn not_a_store_is_refused_untouched() -> anyhow::Result<()> {
     ] {
         let before = std::fs::read(path)?;
         let finished = recorder_until_exit(&["--db", path_str(path)?], Duration::from_secs(20))?;
-        println!("{}: exit {}: {}", path.display(), finished.code, finished.stderr.trim());
-        ensure!(finished.code == 2, "exit code {}: {}", finished.code, finished.stderr);
+        println!(
+            "{}: exit {}: {}",
+            path.display(),
+            finished.code,
+            finished.stderr.trim()
+        );
+        ensure!(
+            finished.code == 2,
+            "exit code {}: {}",
+            finished.code,
+            finished.stderr
+        );
         ensure!(
             finished.stderr.contains(path_str(path)?) && finished.stderr.contains(says),
             "the error does not say {says:?} about {}: {}",
@@ -576,11 +682,23 @@ fn not_a_store_is_refused_untouched() -> anyhow::Result<()> {
         for suffix in ["-wal", "-shm", "-journal"] {
             let mut side = path.as_os_str().to_owned();
             side.push(suffix);
-            ensure!(!Path::new(&side).exists(), "{} was created", Path::new(&side).display());
+            ensure!(
+                !Path::new(&side).exists(),
+                "{} was created",
+                Path::new(&side).display()
+            );
         }
         let (code, out, err) = dnsq(&["--db", path_str(path)?, "stats"])?;
-        ensure!(code == 3, "dnsq stats on {}: exit {code}\n{out}{err}", path.display());
-        ensure!(std::fs::read(path)? == before, "{} changed after dnsq", path.display());
+        ensure!(
+            code == 3,
+            "dnsq stats on {}: exit {code}\n{out}{err}",
+            path.display()
+        );
+        ensure!(
+            std::fs::read(path)? == before,
+            "{} changed after dnsq",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -592,10 +710,19 @@ fn second_recorder_names_the_first() -> anyhow::Result<()> {
     require_bpf!();
     let dir = TempDir::new("second")?;
     let db = dir.path.join("dnsq.db");
-    let mut first = Recorder::storing(&db, &[])?;
+    let mut first = storing(&db, &[])?;
     let finished = recorder_until_exit(&["--db", path_str(&db)?], Duration::from_secs(20))?;
-    println!("second recorder: exit {}: {}", finished.code, finished.stderr.trim());
-    ensure!(finished.code == 2, "exit code {}: {}", finished.code, finished.stderr);
+    println!(
+        "second recorder: exit {}: {}",
+        finished.code,
+        finished.stderr.trim()
+    );
+    ensure!(
+        finished.code == 2,
+        "exit code {}: {}",
+        finished.code,
+        finished.stderr
+    );
     let pid = format!("pid {}", first.pid());
     ensure!(
         finished.stderr.contains(&pid) && finished.stderr.contains(path_str(&db)?),

@@ -16,6 +16,36 @@ Times:
   since <= time < until. who, by-process, name, top and stats' name and process
   counts read hourly summaries, so there the window is rounded out to whole hours.
 
+Units and containers:
+  A process's cgroup names its owner: the systemd unit (nginx.service,
+  session-3.scope) and the container (docker:3f2a1b4c5d6e, podman, containerd,
+  CRI-O, LXC, a Kubernetes pod). Tables show it with short ids beside the
+  process (a UNIT/CONTAINER column in who and top processes, under the process
+  in by-process and name, after it in tail); JSON has \"unit\" and
+  \"container\" (full ids: docker:<64 hex>, as dnsq-recorder --print writes
+  them) in each process object, export's CSV its unit and container columns.
+  --unit NAME keeps the processes of that unit: the name (nginx.service; nginx
+  alone means nginx.service) or a glob (nginx*, *.scope); it is the innermost
+  unit of the process, the one shown. --container ID keeps those of that
+  container: a prefix of its id (3f2a1b, docker:3f2a1b), or its pod's UID.
+  Given both, a process must match both. They apply to:
+    who         the process shown (the application, even behind a resolver)
+    by-process, name
+                the processes whose lookups are shown
+    top         what matching processes asked (all three rankings)
+    tail, export
+                their messages (and messages of unknown processes whose socket
+                was in a matching cgroup)
+    stats       the message, name and process counts; the database size, the
+                recorder's runs and losses are the whole recorder's
+
+Local resolvers:
+  When an application asks a resolver on this host (dnsmasq, unbound,
+  systemd-resolved, ...), the recorder links the two (schema 3 stores). who and
+  by-process then show the application with the resolver beside it (curl[812]
+  via dnsmasq[99]); the resolver's own rows say whom they were for. Older
+  stores lack the links: those commands work as before.
+
 Exit status:
   0  found (something was printed)
   1  nothing found (the reason is on stderr)
@@ -69,6 +99,16 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub utc: bool,
 
+    /// Only processes of this systemd unit (a name, NAME for NAME.service, or a
+    /// glob such as 'nginx*').
+    #[arg(long, global = true, value_name = "NAME")]
+    pub unit: Option<String>,
+
+    /// Only processes of this container (a prefix of its id, or its Kubernetes
+    /// pod's UID).
+    #[arg(long, global = true, value_name = "ID")]
+    pub container: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -79,15 +119,30 @@ pub enum Command {
     /// the application asked for, and who asked.
     #[command(after_help = "\
 Shows, for each name chain (asked name → CNAME … → owner name), the process
-that received the answer (pid, command, executable, uid, cgroup), the server
-that gave it, first and last seen, and how many answers carried the IP.
+that received the answer (pid, command, executable, uid, its unit or
+container), the server that gave it, first and last seen, and how many answers
+carried the IP.
+
+An application that asked a local resolver (dnsmasq, systemd-resolved, ...) is
+shown with the resolver beside it: curl[812] via dnsmasq[99] (JSON: the
+application in \"process\", the resolver in \"via\"). When only the resolver
+was seen receiving the answer (from upstream), its clients are shown in its
+place with the count of their queries and the resolver's upstream server
+(JSON: \"inferred\": true). The resolver's
+own rows (JSON: \"for\" lists its clients) are left out of tables when their
+clients are shown; --resolvers shows them, and --json always has them.
 
 Examples:
   dnsq who 198.18.0.10
+  dnsq who 198.18.0.10 --container 3f2a1b4c
   dnsq who 2001:db8::10 --since 1d --json")]
     Who {
         /// An IPv4 or IPv6 address.
         ip: IpAddr,
+        /// Also show local resolvers' own rows when the applications behind
+        /// them are shown.
+        #[arg(long)]
+        resolvers: bool,
         #[command(flatten)]
         limit: Limit,
     },
@@ -99,10 +154,14 @@ Examples:
 PROCESS is a pid, or a command name (as in ps -o comm; longer names match
 their first 15 characters), or an executable path or its file name.
 ROLE is client when the process asked, server when it answered (a resolver).
+A name the process asked through a local resolver shows \"via resolver[pid]\"
+(JSON \"via\"); a local resolver's upstream queries, and its answers to local
+clients, show whom they were for: \"for curl[812], ...\" (JSON \"for\").
 
 Examples:
   dnsq by-process curl --since 1h
   dnsq by-process 4242
+  dnsq by-process nginx --unit nginx.service
   dnsq by-process /usr/sbin/nginx --json"
     )]
     ByProcess {
@@ -230,13 +289,25 @@ may only be appended):
   message_len      the message's true length in bytes
   captured_len     the bytes captured (less: truncated)
   malformed_error  why the bytes were not DNS (the DNS columns are then empty)
+  unit             the process's systemd unit, from its cgroup (nginx.service)
+  container        its container: runtime:full-id (docker:<64 hex>), for a
+                   Kubernetes pod `k8s pod <uid> runtime:full-id`, or
+                   `k8s pod <uid>` (its own cgroup)
+  via_pid, via_comm
+                   on a client's answer from a local resolver: the resolver
+  for_pid, for_comm
+                   on a local resolver's upstream query and answer, and on its
+                   answer to a local client: the client it acted for (schema 3
+                   stores; empty otherwise)
 
 Cells that start with = + - @, a tab or a carriage return get a leading ' so
 spreadsheets do not run them as formulas; --raw-csv writes them as they are.
 When stdout is a terminal, control characters in cells are escaped (\\x1b).
 
-JSON lines: one object per message, exactly as dnsq-recorder --print writes it
-(fields the store does not keep, process.thread, are absent).
+JSON lines: one object per message, as dnsq-recorder --print writes it (unit
+and container in each process object whose cgroup names them). Fields the
+store does not keep are absent: from_cache and on_behalf_of beyond its first
+process; the attribution of via and on_behalf_of is null.
 
 Memory stays constant however many rows. Exit status 1 when the window held no
 message (the CSV header is still written).

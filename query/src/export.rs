@@ -22,12 +22,13 @@ use crate::{
     escape,
     facts::NothingFound,
     output::Output,
+    owner::Only,
     timearg::{Clock, Window},
 };
 
 /// The CSV columns, in order. Documented in `dnsq export --help`; never reorder
 /// or rename them, only append.
-pub const COLUMNS: [&str; 29] = [
+pub const COLUMNS: [&str; 35] = [
     "time",
     "time_ns",
     "direction",
@@ -57,12 +58,19 @@ pub const COLUMNS: [&str; 29] = [
     "message_len",
     "captured_len",
     "malformed_error",
+    "unit",
+    "container",
+    "via_pid",
+    "via_comm",
+    "for_pid",
+    "for_comm",
 ];
 
 pub struct Options<'a> {
     pub format: ExportFormat,
     pub raw_csv: bool,
     pub output: Option<&'a Path>,
+    pub only: Option<&'a Only>,
 }
 
 pub fn run(
@@ -90,7 +98,11 @@ pub fn run(
         })?,
     };
     if rows == 0 {
-        return Err(NothingFound(format!("no messages {}", window.describe(&clock))).into());
+        let only = options
+            .only
+            .map(|o| format!(" of processes {}", o.filter.describe()))
+            .unwrap_or_default();
+        return Err(NothingFound(format!("no messages{only} {}", window.describe(&clock))).into());
     }
     Ok(())
 }
@@ -151,6 +163,7 @@ fn write<W: Write>(
         since_ns: window.since_ns,
         until_ns: window.until_ns,
         newest_first: false,
+        processes: options.only.map(|o| &*o.matching.processes),
     };
     match options.format {
         ExportFormat::Jsonl => {
@@ -164,7 +177,7 @@ fn write<W: Write>(
         ExportFormat::Csv => {
             let mut csv = csv_writer(writer);
             csv.write_record(COLUMNS)?;
-            let mut cells: [String; COLUMNS.len()] = Default::default();
+            let mut cells: [String; COLUMNS.len()] = std::array::from_fn(|_| String::new());
             reader.messages(&query, |record| -> Result<_, Error> {
                 fill(&mut cells, &record, clock);
                 for cell in &mut cells {
@@ -264,6 +277,12 @@ fn fill(cells: &mut [String; COLUMNS.len()], r: &MessageRecord, clock: &Clock) {
         message_len,
         captured_len,
         malformed_error,
+        unit,
+        container,
+        via_pid,
+        via_comm,
+        for_pid,
+        for_comm,
     ] = cells;
     time.push_str(&clock.rfc3339(r.time_ns));
     let _ = write!(time_ns, "{}", r.time_ns);
@@ -327,6 +346,21 @@ fn fill(cells: &mut [String; COLUMNS.len()], r: &MessageRecord, clock: &Clock) {
     let _ = write!(captured_len, "{}", r.captured_len);
     if let Some(bad) = &r.malformed {
         malformed_error.push_str(&bad.error);
+    }
+    unit.push_str(p.unit.as_deref().unwrap_or(""));
+    container.push_str(p.container.as_deref().unwrap_or(""));
+    if let Some(via) = &r.via {
+        number(via_pid, via.pid);
+        via_comm.push_str(via.comm.as_deref().unwrap_or(""));
+    }
+    // The store keeps one client; `;` between several.
+    for (index, client) in r.on_behalf_of.iter().enumerate() {
+        if index > 0 {
+            for_pid.push(';');
+            for_comm.push(';');
+        }
+        number(for_pid, client.pid);
+        for_comm.push_str(client.comm.as_deref().unwrap_or(""));
     }
 }
 

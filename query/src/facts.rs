@@ -3,10 +3,13 @@
 
 use std::{collections::HashMap, fmt, rc::Rc};
 
-use dnsq_recorder::store::read::{ReadError, Reader, StoredProcess};
+use dnsq_recorder::{
+    service::{CgroupOwner, Container},
+    store::read::{ReadError, Reader, StoredProcess},
+};
 use serde::Serialize;
 
-use crate::escape;
+use crate::{escape, owner};
 
 /// "Nothing found": exit status 1, with this message on stderr.
 #[derive(Debug)]
@@ -42,12 +45,28 @@ pub struct Identity {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub cgroup: Option<String>,
+    /// The systemd unit and the container the cgroup names, as the recorder
+    /// writes them (`nginx.service`, `docker:<64 hex>`; see
+    /// `dnsq_recorder::service`).
+    pub unit: Option<String>,
+    pub container: Option<String>,
+    #[serde(skip)]
+    pub owner: CgroupOwner,
 }
 
 impl Identity {
     /// `curl[4242]`, escaped.
     pub fn label(&self) -> String {
         format!("{}[{}]", escape::safe(&self.comm), self.pid)
+    }
+
+    pub fn has_owner(&self) -> bool {
+        !self.owner.is_empty()
+    }
+
+    /// The unit and container, one a line, escaped (none when unknown).
+    pub fn owner_lines(&self) -> Vec<String> {
+        owner::lines(&self.owner)
     }
 }
 
@@ -74,6 +93,7 @@ impl Identities {
     }
 
     fn intern(&mut self, p: &StoredProcess) -> Rc<Identity> {
+        let owner = p.owner.clone();
         let identity = Identity {
             pid: p.pid,
             comm: p.comm.clone(),
@@ -81,6 +101,9 @@ impl Identities {
             uid: p.uid,
             gid: p.gid,
             cgroup: p.cgroup.clone(),
+            unit: owner.unit.clone(),
+            container: owner.container.as_ref().map(Container::full),
+            owner,
         };
         if let Some((existing, ())) = self.interned.get_key_value(&identity) {
             return existing.clone();

@@ -1,7 +1,9 @@
 //! `dnsq by-process NAME|PID` and `dnsq name PATTERN`: one row per process,
 //! role, question name and type, with the queries, the rcodes of the answers, the
 //! answer data and the latency. Reads `lookups` and `resolutions` (through their
-//! process and name indexes), never `messages`.
+//! process and name indexes), and on schema 3 stores `delegations` (the local
+//! resolver a row's process asked: `via`; the clients a resolver's row was for:
+//! `for`), never `messages`.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -21,7 +23,9 @@ use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
     output::{Output, cell, keep_whole, millis},
+    owner::Only,
     timearg::Window,
+    who::clients_text,
 };
 
 /// Answer data kept per process and name (the rest is counted).
@@ -124,6 +128,8 @@ struct Key {
 }
 
 struct Agg {
+    /// The `processes` rows behind the identity (its threads).
+    process_ids: BTreeSet<i64>,
     queries: i64,
     /// Queries that got a response (the writer counts them on the query rows).
     answered: i64,
@@ -136,9 +142,26 @@ struct Agg {
     last_ns: i64,
 }
 
+/// What the `delegations` facts say about a row (schema 3 stores).
+#[derive(Default)]
+struct Peers {
+    /// The local resolver the process asked for the name (the one it asked
+    /// most).
+    via: Option<Rc<Identity>>,
+    /// When the process is a local resolver: the clients it asked upstream for
+    /// (client rows) or answered (server rows).
+    clients: BTreeSet<Option<Rc<Identity>>>,
+}
+
 #[derive(Serialize)]
 struct LookupRow<'a> {
     process: Option<&'a Identity>,
+    /// The local resolver the process asked for this name.
+    via: Option<&'a Identity>,
+    /// For a local resolver: the processes its upstream queries (client rows)
+    /// or its answers (server rows) were for.
+    #[serde(rename = "for")]
+    for_clients: Vec<Option<&'a Identity>>,
     /// `client`: the process asked; `server`: it answered.
     role: &'static str,
     name: &'a str,
@@ -164,9 +187,18 @@ pub fn run(
     window: &Window,
     subject: &Subject,
     limit: usize,
+    only: Option<&Only>,
 ) -> Result<()> {
     let conn = reader.connection();
-    let sel = select(subject);
+    let mut sel = select(subject);
+    // `+`: a filter, not an index to start from (the subject's index is the
+    // way in; a process's every row for each name would be far slower).
+    let filtered = only
+        .map(|o| o.matching.sql("+l.process_id"))
+        .unwrap_or_default();
+    if let Some(only) = only {
+        sel.what.push_str(&format!(" {}", only.filter.describe()));
+    }
     let (first_hour, last_hour) = window.hours();
     let mut params: Vec<&dyn ToSql> = vec![&first_hour, &last_hour];
     params.extend(sel.params.iter().map(|p| p as &dyn ToSql));
@@ -177,7 +209,7 @@ pub fn run(
                 SUM(l.paired), SUM(l.latency_sum_ns), MAX(l.latency_max_ns), \
                 MIN(l.first_ns), MAX(l.last_ns) \
          FROM {table} CROSS JOIN lookups l ON l.{col} = {id} \
-         WHERE {cond} AND l.hour BETWEEN ?1 AND ?2 \
+         WHERE {cond} AND l.hour BETWEEN ?1 AND ?2{filtered} \
          GROUP BY l.process_id, l.role, l.qname_id, l.qtype, l.rcode",
         table = sel.table,
         col = sel.fact_column,
@@ -188,8 +220,9 @@ pub fn run(
     let mut identities = Identities::default();
     let mut groups: HashMap<Key, Agg> = HashMap::new();
     while let Some(row) = rows.next()? {
+        let process_id: i64 = row.get(0)?;
         let key = Key {
-            identity: identities.get(reader, row.get(0)?)?,
+            identity: identities.get(reader, process_id)?,
             role: row.get(1)?,
             qname_id: row.get(2)?,
             qtype: row.get(3)?,
@@ -198,6 +231,7 @@ pub fn run(
         let count: i64 = row.get(5)?;
         let (first_ns, last_ns): (i64, i64) = (row.get(9)?, row.get(10)?);
         let agg = groups.entry(key).or_insert(Agg {
+            process_ids: BTreeSet::new(),
             queries: 0,
             answered: 0,
             responses: 0,
@@ -218,6 +252,7 @@ pub fn run(
             agg.latency_sum += row.get::<_, i64>(7)?;
             agg.latency_max = agg.latency_max.max(row.get(8)?);
         }
+        agg.process_ids.insert(process_id);
         agg.first_ns = agg.first_ns.min(first_ns);
         agg.last_ns = agg.last_ns.max(last_ns);
     }
@@ -258,11 +293,13 @@ pub fn run(
                 sel.what,
                 window.describe_hours(&out.clock)
             )
-        } else if matches!(subject, Subject::Process(_)) {
+        } else if matches!(subject, Subject::Process(_)) && only.is_none() {
             format!(
                 "no {} was ever seen (a pid, a command name or an executable)",
                 sel.what
             )
+        } else if matches!(subject, Subject::Process(_)) {
+            format!("no {} was ever seen", sel.what)
         } else {
             format!("no {} was ever asked for", sel.what)
         })
@@ -307,6 +344,11 @@ pub fn run(
         }
     }
 
+    let mut peers = Vec::with_capacity(found.len());
+    for (key, agg) in &found {
+        peers.push(delegations(reader, &mut identities, key, agg, window)?);
+    }
+
     let mut table = out.table(&[
         "LAST SEEN",
         "PROCESS",
@@ -317,7 +359,7 @@ pub fn run(
         "ANSWERS",
         "LATENCY",
     ]);
-    for (key, agg) in &found {
+    for ((key, agg), peers) in found.iter().zip(&peers) {
         let name = reader.name(key.qname_id)?;
         let mut data = Vec::new();
         if key.role == role::CLIENT
@@ -342,6 +384,8 @@ pub fn run(
         let clock = &out.clock;
         let row = LookupRow {
             process: key.identity.as_deref(),
+            via: peers.via.as_deref(),
+            for_clients: peers.clients.iter().map(|c| c.as_deref()).collect(),
             role: if key.role == role::SERVER {
                 "server"
             } else {
@@ -373,6 +417,17 @@ pub fn run(
         let mut process = facts::label(row.process);
         if row.role == "server" {
             process.push_str(" (server)");
+        }
+        // Its unit and container under it (short ids: the column stays narrow).
+        for line in key.identity.iter().flat_map(|i| i.owner_lines()) {
+            process.push('\n');
+            process.push_str(&line);
+        }
+        if let Some(via) = &peers.via {
+            process.push_str(&format!("\nvia {}", via.label()));
+        }
+        if !peers.clients.is_empty() {
+            process.push_str(&format!("\nfor {}", clients_text(&peers.clients)));
         }
         // What came of the queries: the rcodes, and those with no response.
         let mut outcome: Vec<String> = if row.rcodes.len() == 1 && row.unanswered == 0 {
@@ -408,7 +463,7 @@ pub fn run(
         let rcode_cell = out.rcode_cell(&rcodes, error);
         table.add_row(vec![
             cell(&clock.short(agg.last_ns)),
-            cell(&process),
+            Cell::new(process),
             cell(row.name),
             cell(&row.qtype),
             cell(&agg.queries.to_string()),
@@ -428,4 +483,68 @@ pub fn run(
         out.print_table(&mut table)?;
     }
     Ok(())
+}
+
+/// The resolver a row's process asked, and the clients it resolved for, from
+/// `delegations` (by its two indexes; nothing on stores without it).
+fn delegations(
+    reader: &Reader,
+    identities: &mut Identities,
+    key: &Key,
+    agg: &Agg,
+    window: &Window,
+) -> Result<Peers> {
+    let mut peers = Peers::default();
+    if !reader.has_delegations() {
+        return Ok(peers);
+    }
+    let conn = reader.connection();
+    let (first_hour, last_hour) = window.hours();
+    if key.role == role::CLIENT {
+        let mut stmt = conn.prepare_cached(
+            "SELECT resolver_process_id, SUM(upstream + cached), MAX(last_ns) FROM delegations \
+             WHERE client_process_id = ?1 AND qname_id = ?2 AND qtype = ?3 \
+             AND hour BETWEEN ?4 AND ?5 GROUP BY resolver_process_id",
+        )?;
+        let mut best: Option<(i64, i64, i64)> = None;
+        for &process_id in &agg.process_ids {
+            let mut rows =
+                stmt.query((process_id, key.qname_id, key.qtype, first_hour, last_hour))?;
+            while let Some(row) = rows.next()? {
+                let (resolver, queries, last_ns): (i64, i64, i64) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?);
+                if !agg.process_ids.contains(&resolver)
+                    && best.is_none_or(|(_, q, l)| (queries, last_ns) > (q, l))
+                {
+                    best = Some((resolver, queries, last_ns));
+                }
+            }
+        }
+        if let Some((resolver, _, _)) = best {
+            peers.via = identities.get(reader, resolver)?;
+        }
+    }
+    // Upstream queries are for the clients whose questions went upstream; the
+    // answers to clients, for every client.
+    let mut stmt = conn.prepare_cached(
+        "SELECT client_process_id, SUM(upstream), SUM(cached) FROM delegations \
+         WHERE resolver_process_id = ?1 AND hour BETWEEN ?2 AND ?3 \
+         AND qname_id = ?4 AND qtype = ?5 GROUP BY client_process_id",
+    )?;
+    for &process_id in &agg.process_ids {
+        let mut rows = stmt.query((process_id, first_hour, last_hour, key.qname_id, key.qtype))?;
+        while let Some(row) = rows.next()? {
+            let (client, upstream, cached): (i64, i64, i64) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            let counts = if key.role == role::CLIENT {
+                upstream
+            } else {
+                upstream + cached
+            };
+            if counts > 0 && !agg.process_ids.contains(&client) {
+                peers.clients.insert(identities.get(reader, client)?);
+            }
+        }
+    }
+    Ok(peers)
 }

@@ -11,6 +11,7 @@ mod export;
 mod facts;
 mod lookups;
 mod output;
+mod owner;
 mod stats;
 mod tail;
 mod timearg;
@@ -57,7 +58,9 @@ fn generate(what: &Generate) -> Result<()> {
     let mut out = io::stdout().lock();
     match what {
         Generate::Man => clap_mangen::Man::new(command).render(&mut out)?,
-        Generate::Completions { shell } => clap_complete::generate(*shell, &mut command, "dnsq", &mut out),
+        Generate::Completions { shell } => {
+            clap_complete::generate(*shell, &mut command, "dnsq", &mut out)
+        }
     }
     Ok(())
 }
@@ -68,16 +71,51 @@ fn run(cli: Cli) -> Result<()> {
     }
     let window = Window::resolve(cli.since.as_ref(), cli.until.as_ref(), &Clock::new(cli.utc))
         .map_err(Usage)?;
+    let filter = owner::Filter::new(cli.unit.as_deref(), cli.container.as_deref())?;
     let reader = Reader::open(&cli.db)?;
+    let mut owners = owner::Owners::default();
+    // The processes --unit / --container select, once, from `processes`.
+    let selection = match filter {
+        None => None,
+        Some(filter) => {
+            let matching = filter.resolve(&reader, &mut owners)?;
+            // `tail -f` waits for them to appear.
+            let follow = matches!(cli.command, Command::Tail { follow: true, .. });
+            if matching.is_empty() && !follow {
+                return Err(NothingFound(format!(
+                    "no process {} was ever seen",
+                    filter.describe()
+                ))
+                .into());
+            }
+            Some(owner::Only { filter, matching })
+        }
+    };
+    let only = selection.as_ref();
     let mut out = Output::new(cli.json, cli.utc);
     let result = match &cli.command {
-        Command::Who { ip, limit } => who::run(&reader, &mut out, &window, *ip, limit.limit),
+        Command::Who {
+            ip,
+            resolvers,
+            limit,
+        } => who::run(
+            &reader,
+            &mut out,
+            &window,
+            *ip,
+            &who::Options {
+                limit: limit.limit,
+                resolvers: *resolvers,
+                only,
+            },
+        ),
         Command::ByProcess { process, limit } => lookups::run(
             &reader,
             &mut out,
             &window,
             &lookups::Subject::Process(process.clone()),
             limit.limit,
+            only,
         ),
         Command::Name { pattern, limit } => lookups::run(
             &reader,
@@ -85,10 +123,21 @@ fn run(cli: Cli) -> Result<()> {
             &window,
             &lookups::Subject::Name(pattern.clone()),
             limit.limit,
+            only,
         ),
-        Command::Top { what, limit } => top::run(&reader, &mut out, &window, *what, *limit),
-        Command::Tail { follow, lines } => tail::run(&reader, &mut out, &window, *follow, *lines),
-        Command::Stats => stats::run(&reader, &mut out, &window),
+        Command::Top { what, limit } => top::run(&reader, &mut out, &window, *what, *limit, only),
+        Command::Tail { follow, lines } => tail::run(
+            &reader,
+            &mut out,
+            &window,
+            &tail::Options {
+                follow: *follow,
+                lines: *lines,
+                only,
+            },
+            &mut owners,
+        ),
+        Command::Stats => stats::run(&reader, &mut out, &window, only),
         Command::Export {
             format,
             raw_csv,
@@ -98,6 +147,7 @@ fn run(cli: Cli) -> Result<()> {
                 format: format.unwrap_or(ExportFormat::Jsonl),
                 raw_csv: *raw_csv,
                 output: output.as_deref(),
+                only,
             };
             export::run(&reader, &mut out, &window, &options)
         }

@@ -10,12 +10,17 @@ use serde::Serialize;
 use crate::{
     facts::NothingFound,
     output::{Output, cell},
+    owner::Only,
     timearg::Window,
 };
 
 #[derive(Default, Serialize)]
 struct Stats {
     database: String,
+    /// `--unit` / `--container`: the message, name and process counts are
+    /// those processes' (the rest is the whole recorder's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    only: Option<String>,
     /// The database file, and its write-ahead log, in bytes.
     size_bytes: u64,
     wal_bytes: u64,
@@ -46,11 +51,21 @@ struct Stats {
     lost_total: i64,
 }
 
-pub fn run(reader: &Reader, out: &mut Output, window: &Window) -> Result<()> {
+pub fn run(reader: &Reader, out: &mut Output, window: &Window, only: Option<&Only>) -> Result<()> {
     let conn = reader.connection();
     let path = reader.path();
+    let messages_filter = only.map(|o| o.matching.sql_messages()).unwrap_or_default();
+    let lookups_filter = only
+        .map(|o| o.matching.sql("process_id"))
+        .unwrap_or_default();
     let mut stats = Stats {
         database: path.display().to_string(),
+        only: only.map(|o| {
+            o.filter
+                .describe()
+                .trim_start_matches("in ")
+                .replace('`', "")
+        }),
         size_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
         wal_bytes: std::fs::metadata(format!("{}-wal", path.display()))
             .map(|m| m.len())
@@ -72,7 +87,8 @@ pub fn run(reader: &Reader, out: &mut Output, window: &Window) -> Result<()> {
                         TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = ({resp} | {recv}) \
                               AND latency_ns IS NOT NULL), \
                         MIN(time_ns), MAX(time_ns) \
-                 FROM messages WHERE id BETWEEN ?1 AND ?2 AND time_ns >= ?3 AND time_ns < ?4",
+                 FROM messages WHERE id BETWEEN ?1 AND ?2 AND time_ns >= ?3 AND time_ns < ?4\
+                 {messages_filter}",
                 mal = flags::MALFORMED,
                 resp = flags::RESPONSE,
                 recv = flags::RECEIVED,
@@ -105,11 +121,12 @@ pub fn run(reader: &Reader, out: &mut Output, window: &Window) -> Result<()> {
 
     let (first_hour, last_hour) = window.hours();
     (stats.names, stats.processes) = conn
-        .prepare_cached(
-            "SELECT (SELECT COUNT(DISTINCT qname_id) FROM lookups WHERE hour BETWEEN ?1 AND ?2), \
+        .prepare_cached(&format!(
+            "SELECT (SELECT COUNT(DISTINCT qname_id) FROM lookups \
+                     WHERE hour BETWEEN ?1 AND ?2{lookups_filter}), \
                 (SELECT COUNT(DISTINCT p.pid) FROM processes p WHERE p.id IN \
-                    (SELECT process_id FROM lookups WHERE hour BETWEEN ?1 AND ?2))",
-        )?
+                    (SELECT process_id FROM lookups WHERE hour BETWEEN ?1 AND ?2{lookups_filter}))",
+        ))?
         .query_row((first_hour, last_hour), |row| {
             Ok((row.get(0)?, row.get(1)?))
         })?;
@@ -203,6 +220,12 @@ fn print(out: &mut Output, s: &Stats, window: &Window) -> Result<()> {
         table.add_row(vec![cell(key), cell(&value)]);
     };
     add("window", window.describe(&clock));
+    if let Some(only) = &s.only {
+        add(
+            "only",
+            format!("{only} (messages, names, processes; the rest is the whole recorder's)"),
+        );
+    }
     add("database", s.database.clone());
     add(
         "size",

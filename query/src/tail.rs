@@ -6,22 +6,42 @@ use std::{io::Write, net::IpAddr, ops::ControlFlow, thread, time::Duration};
 
 use anyhow::Result;
 use dnsq_recorder::{
-    record::{Direction, MessageRecord, Transport},
+    record::{Direction, MessageRecord, ProcessInfo, Transport},
+    service::CgroupOwner,
     store::read::{IdRange, MessageQuery, ReadError, Reader},
 };
 
-use crate::{escape::safe, facts::NothingFound, output::Output, timearg::Window};
+use crate::{
+    escape::safe,
+    facts::NothingFound,
+    output::Output,
+    owner::{self, Only, Owners},
+    timearg::Window,
+};
 
 const POLL: Duration = Duration::from_millis(250);
 const SHOWN_ANSWERS: usize = 6;
+/// Clients named after `for`.
+const SHOWN_CLIENTS: usize = 3;
+
+pub struct Options<'a> {
+    pub follow: bool,
+    pub lines: usize,
+    pub only: Option<&'a Only>,
+}
 
 pub fn run(
     reader: &Reader,
     out: &mut Output,
     window: &Window,
-    follow: bool,
-    lines: usize,
+    options: &Options<'_>,
+    owners: &mut Owners,
 ) -> Result<()> {
+    let (follow, lines) = (options.follow, options.lines);
+    // Followed, the filter takes in the processes recorded from now on too.
+    let mut matching = options
+        .only
+        .map(|o| (o.matching.processes.as_ref().clone(), o.matching.last_id));
     // Everything up to here is "the newest"; later rows are followed.
     let mut cursor = reader.max_id()?.unwrap_or(0);
     let mut newest = Vec::new();
@@ -37,6 +57,7 @@ pub fn run(
             since_ns: window.since_ns,
             until_ns: window.until_ns,
             newest_first: true,
+            processes: matching.as_ref().map(|(processes, _)| processes),
         };
         reader.messages(&query, |record| -> Result<_, ReadError> {
             newest.push(record);
@@ -48,10 +69,16 @@ pub fn run(
         })?;
     }
     if newest.is_empty() && !follow {
-        return Err(NothingFound(format!("no messages {}", window.describe(&out.clock))).into());
+        let only = options
+            .only
+            .map(|o| format!(" of processes {}", o.filter.describe()))
+            .unwrap_or_default();
+        return Err(
+            NothingFound(format!("no messages{only} {}", window.describe(&out.clock))).into(),
+        );
     }
     for record in newest.iter().rev() {
-        print(out, record)?;
+        print(out, owners, record)?;
     }
     if !follow {
         return Ok(());
@@ -67,6 +94,9 @@ pub fn run(
             cursor = cursor.min(max);
             continue;
         }
+        if let (Some(only), Some((processes, last_id))) = (options.only, matching.as_mut()) {
+            *last_id = only.filter.extend(reader, owners, *last_id, processes)?;
+        }
         let query = MessageQuery {
             ids: IdRange {
                 first: cursor + 1,
@@ -75,10 +105,11 @@ pub fn run(
             since_ns: window.since_ns,
             until_ns: None,
             newest_first: false,
+            processes: matching.as_ref().map(|(processes, _)| processes),
         };
         let mut result = Ok(());
         reader.messages(&query, |record| -> Result<_, ReadError> {
-            result = print(out, &record);
+            result = print(out, owners, &record);
             Ok(if result.is_err() {
                 ControlFlow::Break(())
             } else {
@@ -90,21 +121,31 @@ pub fn run(
     }
 }
 
-fn print(out: &mut Output, record: &MessageRecord) -> std::io::Result<()> {
+fn print(out: &mut Output, owners: &mut Owners, record: &MessageRecord) -> Result<()> {
     if out.json {
-        return out.json_line(record);
+        return Ok(out.json_line(record)?);
     }
-    let line = line(out, record);
-    writeln!(out.writer(), "{line}")
+    let owner = record.process.cgroup.as_deref().map(|c| owners.of_path(c));
+    let line = line(out, record, owner.as_deref());
+    Ok(writeln!(out.writer(), "{line}")?)
 }
 
-/// `2026-11-24 10:00:00.123  curl[4242]  > udp 198.18.0.1:53  query A www.example.com.`
-fn line(out: &Output, r: &MessageRecord) -> String {
-    let process = match (&r.process.comm, r.process.pid) {
+/// `curl[4242]`, escaped; `?` when unknown.
+fn label(p: &ProcessInfo) -> String {
+    match (&p.comm, p.pid) {
         (Some(comm), Some(pid)) => format!("{}[{pid}]", safe(comm)),
         (None, Some(pid)) => format!("[{pid}]"),
         _ => "?".into(),
-    };
+    }
+}
+
+/// `2026-11-24 10:00:00.123  curl[4242] session-1.scope  > udp 198.18.0.1:53  query A www.example.com.`
+fn line(out: &Output, r: &MessageRecord, owner: Option<&CgroupOwner>) -> String {
+    let mut process = label(&r.process);
+    if let Some(owner) = owner.filter(|o| !o.is_empty()) {
+        process.push(' ');
+        process.push_str(&owner::text(owner));
+    }
     let (arrow, peer, port) = match r.direction {
         Direction::Sent => (">", r.dst, r.dport),
         Direction::Received => ("<", r.src, r.sport),
@@ -167,6 +208,21 @@ fn line(out: &Output, r: &MessageRecord) -> String {
                 ));
             }
         }
+    }
+    if let Some(via) = &r.via {
+        text.push_str(&format!("  via {}", label(via)));
+    }
+    if !r.on_behalf_of.is_empty() {
+        let mut clients: Vec<String> = r
+            .on_behalf_of
+            .iter()
+            .take(SHOWN_CLIENTS)
+            .map(label)
+            .collect();
+        if r.on_behalf_of.len() > SHOWN_CLIENTS {
+            clients.push(format!("+{}", r.on_behalf_of.len() - SHOWN_CLIENTS));
+        }
+        text.push_str(&format!("  for {}", clients.join(", ")));
     }
     if r.captured_len < r.message_len {
         text.push_str(&format!(

@@ -17,6 +17,7 @@ use crate::{
     cli::TopKind,
     facts::{Identities, Identity, NothingFound},
     output::{Output, cell, keep_whole},
+    owner::{self, Only},
     timearg::Window,
 };
 
@@ -24,6 +25,8 @@ const NXDOMAIN: i64 = 3;
 /// Processes listed per name (the rest are counted).
 const LISTED: usize = 16;
 const SHOWN: usize = 3;
+/// Units and containers listed per program.
+const LISTED_OWNERS: usize = 100;
 
 pub fn run(
     reader: &Reader,
@@ -31,11 +34,22 @@ pub fn run(
     window: &Window,
     what: TopKind,
     limit: usize,
+    only: Option<&Only>,
 ) -> Result<()> {
-    match what {
-        TopKind::Domains => names(reader, out, window, RCODE_QUERY, limit),
-        TopKind::Nxdomain => names(reader, out, window, NXDOMAIN, limit),
-        TopKind::Processes => processes(reader, out, window, limit),
+    // Rankings count what the selected processes asked, filtered in SQL.
+    let filtered = only
+        .map(|o| o.matching.sql("process_id"))
+        .unwrap_or_default();
+    let result = match what {
+        TopKind::Domains => names(reader, out, window, RCODE_QUERY, limit, &filtered),
+        TopKind::Nxdomain => names(reader, out, window, NXDOMAIN, limit, &filtered),
+        TopKind::Processes => processes(reader, out, window, limit, &filtered),
+    };
+    match (result, only) {
+        (Err(e), Some(only)) if e.is::<NothingFound>() => {
+            Err(NothingFound(format!("{e} for processes {}", only.filter.describe())).into())
+        }
+        (result, _) => result,
     }
 }
 
@@ -62,19 +76,20 @@ fn names(
     window: &Window,
     rcode: i64,
     limit: usize,
+    filtered: &str,
 ) -> Result<()> {
     let conn = reader.connection();
     let (first_hour, last_hour) = window.hours();
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT qname_id, \
                 SUM(CASE WHEN rcode = ?3 THEN count ELSE 0 END) AS ranked, \
                 SUM(CASE WHEN rcode = -1 THEN count ELSE 0 END), \
                 SUM(CASE WHEN rcode = 3 THEN count ELSE 0 END), \
                 MAX(CASE WHEN rcode = ?3 THEN last_ns END) \
-         FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?4 \
+         FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?4{filtered} \
          GROUP BY qname_id HAVING ranked > 0 \
          ORDER BY ranked DESC, qname_id LIMIT ?5",
-    )?;
+    ))?;
     let top: Vec<(i64, i64, i64, i64, i64)> = stmt
         .query_map(
             (first_hour, last_hour, rcode, role::CLIENT, sql_limit(limit)),
@@ -99,10 +114,10 @@ fn names(
             NothingFound(format!("no {what} {}", window.describe_hours(&out.clock))).into(),
         );
     }
-    let mut who = conn.prepare_cached(
+    let mut who = conn.prepare_cached(&format!(
         "SELECT DISTINCT process_id FROM lookups \
-         WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 AND role = ?4 AND rcode = ?5",
-    )?;
+         WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 AND role = ?4 AND rcode = ?5{filtered}",
+    ))?;
     let mut identities = Identities::default();
     let header = if rcode == RCODE_QUERY {
         vec!["#", "NAME", "QUERIES", "NXDOMAIN", "PROCESSES", "LAST SEEN"]
@@ -170,6 +185,8 @@ fn names(
 struct ProcessAgg {
     process_ids: Vec<i64>,
     pids: BTreeSet<u32>,
+    units: BTreeSet<String>,
+    containers: BTreeSet<dnsq_recorder::service::Container>,
     queries: i64,
     nxdomain: i64,
     last_ns: i64,
@@ -187,20 +204,31 @@ struct ProcessRow<'a> {
     nxdomain: i64,
     /// Distinct names asked.
     names: i64,
+    /// The systemd units and containers of its processes (distinct, the first
+    /// 100).
+    units: Vec<&'a str>,
+    /// As the recorder writes them: `docker:<64 hex>`.
+    containers: Vec<String>,
     last_seen: String,
     last_ns: i64,
 }
 
 /// Processes grouped by command and executable (a program run many times is
 /// one row), ranked by queries sent.
-fn processes(reader: &Reader, out: &mut Output, window: &Window, limit: usize) -> Result<()> {
+fn processes(
+    reader: &Reader,
+    out: &mut Output,
+    window: &Window,
+    limit: usize,
+    filtered: &str,
+) -> Result<()> {
     let conn = reader.connection();
     let (first_hour, last_hour) = window.hours();
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT process_id, SUM(CASE WHEN rcode = -1 THEN count ELSE 0 END), \
                 SUM(CASE WHEN rcode = 3 THEN count ELSE 0 END), MAX(last_ns) \
-         FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?3 GROUP BY process_id",
-    )?;
+         FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?3{filtered} GROUP BY process_id",
+    ))?;
     let mut rows = stmt.query((first_hour, last_hour, role::CLIENT))?;
     let mut identities = Identities::default();
     let mut groups: HashMap<Option<(String, Option<String>)>, ProcessAgg> = HashMap::new();
@@ -212,6 +240,16 @@ fn processes(reader: &Reader, out: &mut Output, window: &Window, limit: usize) -
         agg.process_ids.push(id);
         if let Some(identity) = identity {
             agg.pids.insert(identity.pid);
+            if agg.units.len() < LISTED_OWNERS
+                && let Some(unit) = &identity.owner.unit
+            {
+                agg.units.insert(unit.clone());
+            }
+            if agg.containers.len() < LISTED_OWNERS
+                && let Some(container) = &identity.owner.container
+            {
+                agg.containers.insert(container.clone());
+            }
         }
         agg.queries += row.get::<_, i64>(1)?;
         agg.nxdomain += row.get::<_, i64>(2)?;
@@ -237,16 +275,15 @@ fn processes(reader: &Reader, out: &mut Output, window: &Window, limit: usize) -
     if limit != 0 {
         ranked.truncate(limit);
     }
-    let mut table = out.table(&[
-        "#",
-        "COMMAND",
-        "EXE",
-        "PIDS",
-        "QUERIES",
-        "NXDOMAIN",
-        "NAMES",
-        "LAST SEEN",
-    ]);
+    let owners = ranked
+        .iter()
+        .any(|(_, agg)| !agg.units.is_empty() || !agg.containers.is_empty());
+    let mut header = vec!["#", "COMMAND", "EXE", "PIDS"];
+    if owners {
+        header.push("UNIT/CONTAINER");
+    }
+    header.extend(["QUERIES", "NXDOMAIN", "NAMES", "LAST SEEN"]);
+    let mut table = out.table(&header);
     for (index, (key, agg)) in ranked.iter().enumerate() {
         // Process ids are integers from the database: safe to inline.
         let list = agg
@@ -272,6 +309,8 @@ fn processes(reader: &Reader, out: &mut Output, window: &Window, limit: usize) -
             queries: agg.queries,
             nxdomain: agg.nxdomain,
             names,
+            units: agg.units.iter().map(String::as_str).collect(),
+            containers: agg.containers.iter().map(|c| c.full()).collect(),
             last_seen: out.clock.rfc3339(agg.last_ns),
             last_ns: agg.last_ns,
         };
@@ -289,22 +328,60 @@ fn processes(reader: &Reader, out: &mut Output, window: &Window, limit: usize) -
                 .join(" "),
             n => format!("{n} pids"),
         };
-        table.add_row(vec![
+        let mut cells = vec![
             cell(&row.rank.to_string()),
             cell(row.comm.unwrap_or("?")),
             cell(row.exe.unwrap_or("")),
             cell(&pids),
+        ];
+        if owners {
+            cells.push(comfy_table::Cell::new(owners_text(agg)));
+        }
+        cells.extend([
             cell(&agg.queries.to_string()),
             cell(&agg.nxdomain.to_string()),
             cell(&names.to_string()),
             cell(&out.clock.short(agg.last_ns)),
         ]);
+        table.add_row(cells);
     }
     if !out.json {
-        keep_whole(&mut table, &[0, 3, 4, 5, 6, 7]);
+        let shift = usize::from(owners);
+        keep_whole(
+            &mut table,
+            &[0, 3, 4 + shift, 5 + shift, 6 + shift, 7 + shift],
+        );
         out.print_table(&mut table)?;
     }
     Ok(())
+}
+
+/// Units and containers a ranked program ran in, the first few, one a line.
+fn owners_text(agg: &ProcessAgg) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let total = agg.units.len() + agg.containers.len();
+    for unit in agg.units.iter().take(SHOWN) {
+        lines.push(crate::escape::safe(unit).into_owned());
+    }
+    for container in agg
+        .containers
+        .iter()
+        .take(SHOWN.saturating_sub(lines.len()))
+    {
+        lines.extend(owner::lines(&dnsq_recorder::service::CgroupOwner {
+            unit: None,
+            container: Some(container.clone()),
+        }));
+    }
+    let shown = agg.units.len().min(SHOWN)
+        + agg
+            .containers
+            .len()
+            .min(SHOWN.saturating_sub(agg.units.len().min(SHOWN)));
+    if total > shown {
+        lines.push(format!("+{}", total - shown));
+    }
+    lines.join("\n")
 }
 
 /// SQL `LIMIT`: 0 means none.

@@ -1,9 +1,13 @@
 //! `dnsq who IP`: every name that resolved to an IP, followed back through its
 //! CNAME chain to the name the application asked for, with who asked and which
-//! server answered. Reads `resolutions` (by `rdata_id`) and `cnames` only.
+//! server answered. Reads `resolutions` (by `rdata_id`), `cnames`, and on
+//! schema 3 stores `delegations` (by question name and hour): an application
+//! that asked a local resolver is shown with the resolver beside it (`via`), and
+//! a resolver's own resolution stands for the clients it resolved for (`for`;
+//! rows of their own when their answer was not seen, `inferred`).
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque, hash_map::Entry},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque, hash_map::Entry},
     net::IpAddr,
     rc::Rc,
 };
@@ -18,6 +22,7 @@ use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
     output::{Output, cell, keep_whole},
+    owner::Only,
     timearg::Window,
 };
 
@@ -25,17 +30,33 @@ use crate::{
 /// visit (a name can be the alias of many, and chains can loop).
 const MAX_CHAIN: usize = 16;
 const MAX_VISITED: usize = 1024;
+/// Resolvers behind resolvers followed (an application → systemd-resolved →
+/// dnsmasq → upstream is two).
+const MAX_RESOLVER_DEPTH: usize = 4;
+/// Clients of a resolver named in its table row.
+const SHOWN_CLIENTS: usize = 2;
+const TYPE_ANY: i64 = 255;
 
 /// The names from the asked one to the owner, and whether the CNAMEs between
 /// them were all found.
 type Chain = (Vec<Rc<str>>, bool);
 
-#[derive(Hash, PartialEq, Eq)]
+pub struct Options<'a> {
+    pub limit: usize,
+    /// Show local resolvers' own rows in tables even when their clients are
+    /// shown.
+    pub resolvers: bool,
+    pub only: Option<&'a Only>,
+}
+
+#[derive(Clone, Hash, PartialEq, Eq)]
 struct Key {
     qname_id: i64,
     name_id: i64,
     rtype: i64,
     identity: Option<Rc<Identity>>,
+    /// The local resolver the process asked.
+    via: Option<Rc<Identity>>,
     server: IpAddr,
 }
 
@@ -43,7 +64,58 @@ struct Seen {
     first_ns: i64,
     last_ns: i64,
     count: i64,
+    /// For a local resolver's row: the processes it resolved the name for.
+    clients: BTreeSet<Option<Rc<Identity>>>,
+    /// Inferred from a resolver's answer and a client's query to it, rather
+    /// than from an answer the process was seen receiving.
+    inferred: bool,
 }
+
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            first_ns: i64::MAX,
+            last_ns: i64::MIN,
+            count: 0,
+            clients: BTreeSet::new(),
+            inferred: false,
+        }
+    }
+}
+
+impl Seen {
+    fn add(&mut self, first_ns: i64, last_ns: i64, count: i64) {
+        self.first_ns = self.first_ns.min(first_ns);
+        self.last_ns = self.last_ns.max(last_ns);
+        self.count += count;
+    }
+}
+
+/// One `resolutions` row (per hour).
+struct Resolution {
+    hour: i64,
+    qname_id: i64,
+    name_id: i64,
+    rtype: i64,
+    process_id: i64,
+    server: IpAddr,
+    first_ns: i64,
+    last_ns: i64,
+    count: i64,
+}
+
+/// One `delegations` row: `client` asked the local resolver `resolver`.
+struct Delegation {
+    resolver: i64,
+    qtype: i64,
+    client: i64,
+    queries: i64,
+    first_ns: i64,
+    last_ns: i64,
+}
+
+/// The delegations of one (question name, hour).
+type Delegations = HashMap<(i64, i64), Vec<Delegation>>;
 
 #[derive(Serialize)]
 struct WhoRow<'a> {
@@ -64,6 +136,15 @@ struct WhoRow<'a> {
     first_ns: i64,
     last_ns: i64,
     process: Option<&'a Identity>,
+    /// The local resolver the process asked (schema 3 stores).
+    via: Option<&'a Identity>,
+    /// On a local resolver's row: the processes it resolved the name for.
+    #[serde(rename = "for")]
+    for_clients: Vec<Option<&'a Identity>>,
+    /// True when the row was inferred from the resolver's answer and the
+    /// process's query to it (the process's own answer was not seen): `count`
+    /// is then its queries to the resolver, `server` the resolver's.
+    inferred: bool,
     server: String,
 }
 
@@ -72,15 +153,16 @@ pub fn run(
     out: &mut Output,
     window: &Window,
     ip: IpAddr,
-    limit: usize,
+    options: &Options<'_>,
 ) -> Result<()> {
     let conn = reader.connection();
     let text = ip.to_string();
     let nothing = || {
-        NothingFound(format!(
-            "no name resolved to {text} {}",
-            window.describe_hours(&out.clock)
-        ))
+        let mut message = format!("no name resolved to {text}");
+        if let Some(only) = options.only {
+            message.push_str(&format!(" for a process {}", only.filter.describe()));
+        }
+        NothingFound(format!("{message} {}", window.describe_hours(&out.clock)))
     };
     let Some(rdata_id) = conn
         .prepare_cached("SELECT id FROM rdata WHERE data = ?1")?
@@ -91,42 +173,69 @@ pub fn run(
     };
     let (first_hour, last_hour) = window.hours();
     let mut stmt = conn.prepare_cached(
-        "SELECT qname_id, name_id, rtype, process_id, endpoint_id, \
+        "SELECT hour, qname_id, name_id, rtype, process_id, endpoint_id, \
                 MIN(first_ns), MAX(last_ns), SUM(count) \
          FROM resolutions WHERE rdata_id = ?1 AND hour BETWEEN ?2 AND ?3 \
-         GROUP BY qname_id, name_id, rtype, process_id, endpoint_id",
+         GROUP BY hour, qname_id, name_id, rtype, process_id, endpoint_id",
     )?;
     let mut rows = stmt.query((rdata_id, first_hour, last_hour))?;
-    let mut identities = Identities::default();
-    let mut seen: HashMap<Key, Seen> = HashMap::new();
+    let mut resolutions = Vec::new();
     while let Some(row) = rows.next()? {
-        let key = Key {
-            qname_id: row.get(0)?,
-            name_id: row.get(1)?,
-            rtype: row.get(2)?,
-            identity: identities.get(reader, row.get(3)?)?,
-            server: reader.endpoint(row.get(4)?)?.remote_ip,
-        };
-        let (first_ns, last_ns, count): (i64, i64, i64) = (row.get(5)?, row.get(6)?, row.get(7)?);
-        let entry = seen.entry(key).or_insert(Seen {
-            first_ns,
-            last_ns,
-            count: 0,
+        resolutions.push(Resolution {
+            hour: row.get(0)?,
+            qname_id: row.get(1)?,
+            name_id: row.get(2)?,
+            rtype: row.get(3)?,
+            process_id: row.get(4)?,
+            server: reader.endpoint(row.get(5)?)?.remote_ip,
+            first_ns: row.get(6)?,
+            last_ns: row.get(7)?,
+            count: row.get(8)?,
         });
-        entry.first_ns = entry.first_ns.min(first_ns);
-        entry.last_ns = entry.last_ns.max(last_ns);
-        entry.count += count;
+    }
+    drop(rows);
+    let delegations = delegations(reader, &resolutions)?;
+    let mut identities = Identities::default();
+    let mut seen = through_resolvers(reader, &mut identities, &resolutions, &delegations)?;
+    if let Some(only) = options.only {
+        seen.retain(|key, _| only.shows(key.identity.as_deref()));
     }
     if seen.is_empty() {
         return Err(nothing().into());
+    }
+    // Tables put the applications first: a resolver's own row goes when the
+    // rows of the clients it resolved for are shown.
+    let mut hidden = 0;
+    if !out.json && !options.resolvers {
+        let shown_via: HashSet<(i64, i64, i64, Rc<Identity>)> = seen
+            .keys()
+            .filter_map(|k| Some((k.qname_id, k.name_id, k.rtype, k.via.clone()?)))
+            .collect();
+        seen.retain(|key, seen| {
+            let keep = seen.clients.is_empty()
+                || !key.identity.as_ref().is_some_and(|identity| {
+                    shown_via.contains(&(key.qname_id, key.name_id, key.rtype, identity.clone()))
+                });
+            hidden += usize::from(!keep);
+            keep
+        });
     }
     let mut found: Vec<(Key, Seen)> = seen.into_iter().collect();
     found.sort_by(|a, b| {
         b.1.last_ns
             .cmp(&a.1.last_ns)
             .then(a.0.qname_id.cmp(&b.0.qname_id))
+            .then(a.0.identity.cmp(&b.0.identity))
+            .then(a.0.server.cmp(&b.0.server))
     });
-    facts::apply_limit(&mut found, limit);
+    facts::apply_limit(&mut found, options.limit);
+    if hidden > 0 {
+        eprintln!(
+            "dnsq: {hidden} row{} of local resolvers left out: their clients are shown \
+             (--resolvers shows them)",
+            if hidden == 1 { "" } else { "s" }
+        );
+    }
 
     let mut chains: HashMap<(i64, i64), Chain> = HashMap::new();
     for (key, _) in &found {
@@ -141,7 +250,7 @@ pub fn run(
         "COUNT",
         "PROCESS",
         "EXE",
-        "CGROUP",
+        "UNIT/CONTAINER",
         "SERVER",
     ]);
     for (key, seen) in &found {
@@ -160,6 +269,9 @@ pub fn run(
             first_ns: seen.first_ns,
             last_ns: seen.last_ns,
             process: key.identity.as_deref(),
+            via: key.via.as_deref(),
+            for_clients: seen.clients.iter().map(|c| c.as_deref()).collect(),
+            inferred: seen.inferred,
             server: key.server.to_string(),
         };
         if out.json {
@@ -183,6 +295,17 @@ pub fn run(
         if let Some(uid) = identity.and_then(|i| i.uid) {
             process.push_str(&format!("\nuid {uid}"));
         }
+        if let Some(via) = &key.via {
+            process.push_str(&format!("\nvia {}", via.label()));
+        }
+        if !seen.clients.is_empty() {
+            process.push_str(&format!("\nfor {}", clients_text(&seen.clients)));
+        }
+        let owner = match identity {
+            Some(i) if i.has_owner() => i.owner_lines().join("\n"),
+            Some(i) => escape::safe(i.cgroup.as_deref().unwrap_or("")).into_owned(),
+            None => String::new(),
+        };
         table.add_row(vec![
             Cell::new(names),
             Cell::new(format!(
@@ -193,7 +316,7 @@ pub fn run(
             cell(&seen.count.to_string()),
             Cell::new(process),
             cell(identity.and_then(|i| i.exe.as_deref()).unwrap_or("")),
-            cell(identity.and_then(|i| i.cgroup.as_deref()).unwrap_or("")),
+            Cell::new(owner),
             cell(&row.server),
         ]);
     }
@@ -202,6 +325,140 @@ pub fn run(
         out.print_table(&mut table)?;
     }
     Ok(())
+}
+
+/// `curl[812], wget[813] +2`, escaped.
+pub fn clients_text(clients: &BTreeSet<Option<Rc<Identity>>>) -> String {
+    let mut labels: Vec<String> = clients
+        .iter()
+        .take(SHOWN_CLIENTS)
+        .map(|c| facts::label(c.as_deref()))
+        .collect();
+    if clients.len() > SHOWN_CLIENTS {
+        labels.push(format!("+{}", clients.len() - SHOWN_CLIENTS));
+    }
+    labels.join(", ")
+}
+
+/// The `delegations` rows of the (question name, hour) pairs of `resolutions`
+/// (none when the store predates them), by the `delegations_name` index.
+fn delegations(reader: &Reader, resolutions: &[Resolution]) -> Result<Delegations, ReadError> {
+    let mut found = Delegations::new();
+    if !reader.has_delegations() {
+        return Ok(found);
+    }
+    let mut stmt = reader.connection().prepare_cached(
+        "SELECT resolver_process_id, qtype, client_process_id, upstream + cached, \
+                first_ns, last_ns \
+         FROM delegations WHERE qname_id = ?1 AND hour = ?2",
+    )?;
+    for r in resolutions {
+        let Entry::Vacant(entry) = found.entry((r.qname_id, r.hour)) else {
+            continue;
+        };
+        let rows = stmt
+            .query_map((r.qname_id, r.hour), |row| {
+                Ok(Delegation {
+                    resolver: row.get(0)?,
+                    qtype: row.get(1)?,
+                    client: row.get(2)?,
+                    queries: row.get(3)?,
+                    first_ns: row.get(4)?,
+                    last_ns: row.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        entry.insert(rows);
+    }
+    Ok(found)
+}
+
+/// The rows to show: each resolution with the resolver its process asked
+/// (`via`), and for a local resolver's resolution, the clients it resolved for
+/// (in its row's `clients`, and as rows of their own when their own answer
+/// was not seen).
+fn through_resolvers(
+    reader: &Reader,
+    identities: &mut Identities,
+    resolutions: &[Resolution],
+    delegations: &Delegations,
+) -> Result<HashMap<Key, Seen>, ReadError> {
+    let fits = |d: &Delegation, rtype: i64| d.qtype == rtype || d.qtype == TYPE_ANY;
+    let none: &[Delegation] = &[];
+    // The processes seen receiving the answer themselves: no inferred rows.
+    let mut own: HashSet<(i64, i64, i64, Rc<Identity>)> = HashSet::new();
+    for r in resolutions {
+        if let Some(identity) = identities.get(reader, r.process_id)? {
+            own.insert((r.qname_id, r.name_id, r.rtype, identity));
+        }
+    }
+    let mut seen: HashMap<Key, Seen> = HashMap::new();
+    for r in resolutions {
+        let here = delegations
+            .get(&(r.qname_id, r.hour))
+            .map_or(none, Vec::as_slice);
+        let identity = identities.get(reader, r.process_id)?;
+        // The resolver this process asked: the one it asked most.
+        let via = match here
+            .iter()
+            .filter(|d| d.client == r.process_id && d.resolver != r.process_id && fits(d, r.rtype))
+            .max_by_key(|d| (d.queries, d.last_ns))
+        {
+            Some(d) => identities.get(reader, d.resolver)?,
+            None => None,
+        };
+        let key = Key {
+            qname_id: r.qname_id,
+            name_id: r.name_id,
+            rtype: r.rtype,
+            identity: identity.clone(),
+            via,
+            server: r.server,
+        };
+        seen.entry(key.clone())
+            .or_default()
+            .add(r.first_ns, r.last_ns, r.count);
+
+        // A local resolver: the clients behind it, and theirs (bounded, and
+        // each resolver once: delegations can loop).
+        let mut visited: HashSet<i64> = HashSet::from([r.process_id]);
+        let mut queue: VecDeque<(i64, Key, usize)> = VecDeque::from([(r.process_id, key, 0)]);
+        while let Some((resolver, resolver_key, depth)) = queue.pop_front() {
+            let clients: Vec<&Delegation> = here
+                .iter()
+                .filter(|d| d.resolver == resolver && d.client != resolver && fits(d, r.rtype))
+                .collect();
+            if clients.is_empty() || depth >= MAX_RESOLVER_DEPTH {
+                continue;
+            }
+            let resolver_identity = resolver_key.identity.clone();
+            for d in clients {
+                let client = identities.get(reader, d.client)?;
+                if let Some(entry) = seen.get_mut(&resolver_key) {
+                    entry.clients.insert(client.clone());
+                }
+                // Its own answer is shown in its own row.
+                if client
+                    .as_ref()
+                    .is_some_and(|c| own.contains(&(r.qname_id, r.name_id, r.rtype, c.clone())))
+                {
+                    continue;
+                }
+                let key = Key {
+                    identity: client,
+                    via: resolver_identity.clone(),
+                    ..resolver_key.clone()
+                };
+                let entry = seen.entry(key.clone()).or_default();
+                entry.add(d.first_ns, d.last_ns, d.queries);
+                entry.inferred = true;
+                if visited.insert(d.client) {
+                    queue.push_back((d.client, key, depth + 1));
+                }
+            }
+        }
+    }
+    Ok(seen)
 }
 
 /// The names from `qname_id` to `name_id` through `cnames`, and whether the

@@ -246,7 +246,7 @@ fn export_csv_reads_back_with_its_header_and_hostile_cells() {
         header.join(","),
         "time,time_ns,direction,transport,src,sport,dst,dport,pid,tid,uid,gid,comm,exe,cgroup,\
          attribution,id,qr,opcode,rcode,qname,qtype,qclass,answers,ttl_min,latency_ms,\
-         message_len,captured_len,malformed_error"
+         message_len,captured_len,malformed_error,unit,container,via_pid,via_comm,for_pid,for_comm"
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a record")).collect();
     assert_eq!(rows.len(), 14, "the old pair is outside the window");

@@ -145,6 +145,11 @@ fn export_streams_a_large_history_in_constant_memory() {
         vec!["top", "processes"],
         vec!["tail", "-n", "100"],
         vec!["stats"],
+        // Filtered by the cgroup's owner: a third of everything.
+        vec!["export", "--format", "csv", "--unit", "nginx.service"],
+        vec!["top", "domains", "--unit", "nginx"],
+        vec!["name", "*.example.com", "--limit", "20", "--unit", "nginx*"],
+        vec!["stats", "--unit", "dnsmasq.service"],
     ] {
         let started = Instant::now();
         let (lines, code, _) = run_counting(&db, &args);

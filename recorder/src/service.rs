@@ -54,6 +54,8 @@ pub struct Container {
 
 /// Hex digits of a shortened container id (as `docker ps` shows).
 const SHORT_ID: usize = 12;
+/// Characters of a shortened pod UID (its first group).
+const SHORT_UID: usize = 8;
 
 impl Container {
     /// The id as `docker ps` shows it: the first 12 hex digits (names and pod
@@ -66,19 +68,28 @@ impl Container {
         }
     }
 
+    /// The pod UID's first group (`1234abcd` of `1234abcd-56ef-…`), when in a
+    /// pod.
+    pub fn short_pod_uid(&self) -> Option<&str> {
+        let uid = self.pod_uid.as_deref()?;
+        // UIDs are ASCII (checked when parsed); `get` keeps any other string whole.
+        Some(uid.get(..SHORT_UID).unwrap_or(uid))
+    }
+
     /// A pod's own cgroup (no container id of its own).
     pub fn is_pod(&self) -> bool {
         self.pod_uid.as_deref() == Some(self.id.as_str())
     }
 
-    /// [`Display`](fmt::Display) with the full id: `docker:<64 hex>`,
-    /// `k8s pod <uid> containerd:<64 hex>`.
+    /// The container with its full ids: `docker:<64 hex>`,
+    /// `k8s pod <uid> containerd:<64 hex>`, `k8s pod <uid>` (a pod's own
+    /// cgroup).
     pub fn full(&self) -> String {
-        self.text(&self.id)
+        self.text(self.pod_uid.as_deref(), &self.id)
     }
 
-    fn text(&self, id: &str) -> String {
-        match &self.pod_uid {
+    fn text(&self, uid: Option<&str>, id: &str) -> String {
+        match uid {
             Some(uid) if self.is_pod() => format!("k8s pod {uid}"),
             Some(uid) if self.runtime == "kubernetes" => format!("k8s pod {uid} {id}"),
             Some(uid) => format!("k8s pod {uid} {}:{id}", self.runtime),
@@ -121,11 +132,17 @@ impl Container {
     }
 }
 
-/// `docker:3f2a1b4c5d6e`, `lxc:web`, `k8s pod 1234abcd-… containerd:3f2a1b4c5d6e`,
-/// `k8s pod 1234abcd-…` (a pod's own cgroup).
+/// Short ids, as tables show them: `docker:3f2a1b4c5d6e`, `lxc:web`,
+/// `k8s pod 1234abcd containerd:3f2a1b4c5d6e`, `k8s pod 1234abcd` (a pod's own
+/// cgroup). [`Container::full`] has the whole ids.
 impl fmt::Display for Container {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text(self.short()))
+        let id = if self.is_pod() {
+            self.short_pod_uid().unwrap_or(&self.id)
+        } else {
+            self.short()
+        };
+        f.write_str(&self.text(self.short_pod_uid(), id))
     }
 }
 
@@ -539,10 +556,9 @@ mod tests {
             id: ID.into(),
             pod_uid: Some(UID.into()),
         };
-        assert_eq!(
-            pod.to_string(),
-            format!("k8s pod {UID} containerd:3f2a1b4c5d6e")
-        );
+        assert_eq!(pod.to_string(), "k8s pod 1234abcd containerd:3f2a1b4c5d6e");
+        assert_eq!(pod.full(), format!("k8s pod {UID} containerd:{ID}"));
+        assert_eq!(pod.short_pod_uid(), Some("1234abcd"));
         assert!(pod.matches(UID));
         assert!(pod.matches("1234abcd"));
         assert!(pod.matches(&UID.replace('-', "_")));
@@ -553,7 +569,8 @@ mod tests {
             pod_uid: Some(UID.into()),
         };
         assert!(own.is_pod());
-        assert_eq!(own.to_string(), format!("k8s pod {UID}"));
+        assert_eq!(own.to_string(), "k8s pod 1234abcd");
+        assert_eq!(own.full(), format!("k8s pod {UID}"));
         assert_eq!(own.short(), UID);
         let lxc = Container {
             runtime: "lxc",
@@ -561,6 +578,13 @@ mod tests {
             pod_uid: None,
         };
         assert_eq!(lxc.to_string(), "lxc:a-very-long-container-name");
+        let cgroupfs = Container {
+            runtime: "kubernetes",
+            id: ID.into(),
+            pod_uid: Some(UID.into()),
+        };
+        assert_eq!(cgroupfs.to_string(), "k8s pod 1234abcd 3f2a1b4c5d6e");
+        assert_eq!(cgroupfs.full(), format!("k8s pod {UID} {ID}"));
         assert!(lxc.matches("a-very"));
         // Multi-byte names: no prefix cut inside a character.
         let odd = Container {

@@ -131,7 +131,7 @@ pub fn ip(text: &str) -> IpAddr {
 pub const CLIENT_IP: &str = "192.0.2.7";
 pub const SERVER_IP: &str = "198.18.0.1";
 
-fn process(p: &Proc) -> ProcessInfo {
+pub fn process(p: &Proc) -> ProcessInfo {
     ProcessInfo {
         attribution: Some(Attribution::Socket),
         pid: Some(p.pid),

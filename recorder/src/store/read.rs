@@ -15,9 +15,9 @@
 //! Schema 2 and 3 stores are both read. What schema 3 added — the `delegations`
 //! facts and the messages' resolver links (`via`, `on_behalf_of`) — is simply
 //! absent from a schema 2 store: see [`Reader::has_delegations`]. The store keeps
-//! one process of `on_behalf_of` (the first), neither its nor `via`'s
-//! attribution, nor `from_cache` (all absent when read back; the `delegations`
-//! facts count what was answered from a resolver's cache).
+//! one process of `on_behalf_of` (the first), and neither its nor `via`'s
+//! attribution (`None` when read back), nor `from_cache` (absent; the
+//! `delegations` facts count what was answered from a resolver's cache).
 
 use std::{
     cell::RefCell,
@@ -31,6 +31,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use self::{cache::Caches, open::Features};
 use super::schema::{self, NS_PER_MINUTE};
+use crate::service::{CgroupOwner, owner_of_cgroup};
 
 mod cache;
 mod open;
@@ -162,6 +163,8 @@ pub struct StoredProcess {
     pub cgroup_id: Option<u64>,
     pub cgroup: Option<String>,
     pub netns: Option<u64>,
+    /// The unit and container `cgroup` names (worked out once per row read).
+    pub owner: CgroupOwner,
 }
 
 /// A row of `endpoints`.
@@ -382,6 +385,7 @@ impl Reader {
                      FROM processes WHERE id = ?1",
                 )?
                 .query_row([id], |row| {
+                    let cgroup: Option<String> = row.get(7)?;
                     Ok(StoredProcess {
                         pid: row.get(0)?,
                         tid: row.get(1)?,
@@ -392,7 +396,8 @@ impl Reader {
                         thread: row.get(9)?,
                         exe: row.get(5)?,
                         cgroup_id: row.get::<_, Option<i64>>(6)?.map(|v| v as u64),
-                        cgroup: row.get(7)?,
+                        owner: cgroup.as_deref().map(owner_of_cgroup).unwrap_or_default(),
+                        cgroup,
                         netns: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
                     })
                 })

@@ -13,6 +13,7 @@ use crate::{
         Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
         ProcessInfo, Question, ResourceRecord, Transport,
     },
+    service::Container,
     store::schema::{self, flags},
 };
 
@@ -383,10 +384,10 @@ fn process_info(p: &StoredProcess, attribution: Option<Attribution>) -> ProcessI
         cgroup_id: p.cgroup_id,
         cgroup: p.cgroup.clone(),
         netns: p.netns,
-        unit: None,
-        container: None,
+        // As `ProcessInfo::with_owner` would, from the row's cached owner.
+        unit: p.owner.unit.clone(),
+        container: p.owner.container.as_ref().map(Container::full),
     }
-    .with_owner()
 }
 
 /// The integer columns of one `messages` row.

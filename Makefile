@@ -130,3 +130,29 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# `make bench` (root): the benchmarks of BENCHMARKS.md. Installs what the harness
+# needs, builds, then bench/run.py measures (dnsperf against dnsmasq in a network
+# namespace it creates, with and without the recorder; a generated 10-million-message
+# history, cached in target/dnsq-bench/history), prints a table and rewrites
+# BENCHMARKS.md. About 13 minutes on 2 cores when the history must be generated.
+BENCH_APT_PACKAGES ?= dnsperf tshark iperf3 hyperfine bpftool dnsmasq-base dnsutils iproute2 python3 procps
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: setup-rust
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make bench needs root (BPF programs, network namespaces)" >&2; exit 1; fi
+	@started=$$(date +%s); \
+	missing=""; \
+	for pkg in $(BENCH_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi; \
+	$(MAKE) --no-print-directory build && \
+	$(CARGO) build --release -p dnsq-bench && \
+	BENCH_STARTED=$$started timeout --signal=TERM --kill-after=60 2400 python3 bench/run.py $(BENCH_ARGS)

@@ -14,7 +14,7 @@ pub fn run(cli: &Cli) -> ExitCode {
     let mut findings = checks::survey();
     let ready = !findings.iter().any(|f| f.status == Status::Missing);
     if ready {
-        findings.push(try_attach(cli));
+        findings.extend(try_attach(cli));
     } else {
         findings.push(Finding {
             what: "probes".into(),
@@ -44,17 +44,18 @@ pub fn run(cli: &Cli) -> ExitCode {
     }
 }
 
-/// Loads and attaches every probe once, as the recorder would, then detaches.
-fn try_attach(cli: &Cli) -> Finding {
+/// Loads and attaches every probe once, as the recorder would, then detaches:
+/// the probes, then the libc lookup uprobes.
+fn try_attach(cli: &Cli) -> Vec<Finding> {
     let cgroup_root = match checks::cgroup2_mount() {
         Ok(path) => path,
         Err(error) => {
-            return Finding {
+            return vec![Finding {
                 what: "probes".into(),
                 status: Status::Missing,
                 detail: error.to_string(),
                 fix: None,
-            };
+            }];
         }
     };
     let config = ProbeConfig {
@@ -72,13 +73,17 @@ fn try_attach(cli: &Cli) -> Finding {
                 probes.attached.join(", "),
                 method
             );
+            let libc = libc_finding(&probes);
             drop(probes);
-            Finding {
-                what: "probes".into(),
-                status: Status::Ok,
-                detail,
-                fix: None,
-            }
+            vec![
+                Finding {
+                    what: "probes".into(),
+                    status: Status::Ok,
+                    detail,
+                    fix: None,
+                },
+                libc,
+            ]
         }
         Err(error) => {
             let mut detail = format!("{error:#}");
@@ -86,12 +91,55 @@ fn try_attach(cli: &Cli) -> Finding {
                 detail.push_str("\nverifier log:\n");
                 detail.push_str(&log);
             }
-            Finding {
+            vec![Finding {
                 what: "probes".into(),
                 status: Status::Missing,
                 detail,
                 fix: Some("report this with the output above".into()),
-            }
+            }]
+        }
+    }
+}
+
+/// The libc files found and the lookup uprobes on each. Optional: without them
+/// the packets are still seen, only processes behind a resolver daemon are not.
+fn libc_finding(probes: &Probes) -> Finding {
+    let files: Vec<String> = probes
+        .libcs
+        .iter()
+        .map(|libc| {
+            let functions = if libc.functions.is_empty() {
+                "nothing probed".to_owned()
+            } else {
+                libc.functions.join(", ")
+            };
+            format!("\n  {}: {functions}", libc.file.describe())
+        })
+        .collect();
+    let probed = probes.libcs.iter().filter(|libc| !libc.functions.is_empty()).count();
+    let detail = format!(
+        "{} uprobes attached on {probed} of {} libc files, then detached:{}",
+        probes.uprobes(),
+        probes.libcs.len(),
+        files.concat()
+    );
+    if probed == 0 {
+        Finding {
+            what: "libc lookups".into(),
+            status: Status::Degraded,
+            detail,
+            fix: Some(
+                "processes that resolve through a resolver daemon (nss-resolve, nscd) will \
+                 show as that daemon only; the log (--log debug) says why each failed"
+                    .into(),
+            ),
+        }
+    } else {
+        Finding {
+            what: "libc lookups".into(),
+            status: Status::Ok,
+            detail,
+            fix: None,
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dnsq_common::{PacketHeader, SockOwner, direction, family, proto};
+use dnsq_common::{
+    LOOKUP_HEADER_LEN, LookupEvent, MAX_LOOKUP_NAME, PacketHeader, SockOwner, direction, family,
+    proto,
+};
 
 use crate::record::{Direction, Transport};
 
@@ -112,6 +115,61 @@ pub fn parse(record: &[u8]) -> Result<Packet, EventError> {
     })
 }
 
+/// A call of a libc resolver entry point, as the uprobes saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub boot_ns: u64,
+    /// A `dnsq_common::lookup_fn` value.
+    pub function: u32,
+    /// The caller, in the same shape as a socket's owner (`hook` unknown).
+    pub caller: SockOwner,
+    /// The name as the application passed it (at most `MAX_LOOKUP_NAME - 1` bytes).
+    pub name: Vec<u8>,
+}
+
+/// Parses one record of the lookup ring buffer: a [`LookupEvent`] cut after its
+/// name.
+pub fn parse_lookup(record: &[u8]) -> Result<Lookup, EventError> {
+    if record.len() < LOOKUP_HEADER_LEN {
+        return Err(EventError::Short(record.len()));
+    }
+    let mut bytes = [0u8; size_of::<LookupEvent>()];
+    let present = record.len().min(bytes.len());
+    bytes[..present].copy_from_slice(&record[..present]);
+    // SAFETY: LookupEvent is plain integers and byte arrays (any bit pattern is
+    // valid) and `bytes` is exactly its size; the read tolerates any alignment.
+    let event: LookupEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let len = event.name_len as usize;
+    if len >= MAX_LOOKUP_NAME || LOOKUP_HEADER_LEN + len > record.len() {
+        return Err(EventError::Length {
+            claimed: len,
+            present: record.len() - LOOKUP_HEADER_LEN,
+        });
+    }
+    if dnsq_common::lookup_fn::name(event.function).is_none() {
+        return Err(EventError::Field {
+            field: "function",
+            value: event.function.min(255) as u8,
+        });
+    }
+    let mut caller = SockOwner::zeroed();
+    caller.pid = event.pid;
+    caller.tid = event.tid;
+    caller.uid = event.uid;
+    caller.gid = event.gid;
+    caller.cgroup_id = event.cgroup_id;
+    caller.seen_boot_ns = event.boot_ns;
+    caller.comm = event.comm;
+    caller.process_comm = event.process_comm;
+    caller.netns = event.netns;
+    Ok(Lookup {
+        boot_ns: event.boot_ns,
+        function: event.function,
+        caller,
+        name: event.name[..len].to_vec(),
+    })
+}
+
 /// Converts `CLOCK_BOOTTIME` stamps (what BPF has) into Unix time. The offset is
 /// re-read now and then so clock steps (NTP) are followed.
 #[derive(Debug, Clone, Copy)]
@@ -214,6 +272,58 @@ mod tests {
             parse(&bytes(&h, &[1, 2, 3])),
             Err(EventError::Field { field: "family", .. })
         ));
+    }
+
+    fn lookup_bytes(name: &[u8], function: u32) -> Vec<u8> {
+        let mut event = LookupEvent {
+            boot_ns: 9,
+            cgroup_id: 1,
+            pid: 42,
+            tid: 43,
+            uid: 1000,
+            gid: 1000,
+            netns: 4026531840,
+            function,
+            name_len: name.len() as u32,
+            _pad: 0,
+            comm: *b"worker\0\0\0\0\0\0\0\0\0\0",
+            process_comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+            name: [0; MAX_LOOKUP_NAME],
+        };
+        event.name[..name.len()].copy_from_slice(name);
+        // SAFETY: reading the event's own bytes.
+        let raw = unsafe {
+            std::slice::from_raw_parts(
+                (&event as *const LookupEvent).cast::<u8>(),
+                size_of::<LookupEvent>(),
+            )
+        };
+        raw[..LOOKUP_HEADER_LEN + name.len()].to_vec()
+    }
+
+    #[test]
+    fn parses_lookups() {
+        let lookup = parse_lookup(&lookup_bytes(b"www.example.test", 1)).unwrap();
+        assert_eq!(lookup.name, b"www.example.test");
+        assert_eq!(lookup.function, 1);
+        assert_eq!((lookup.caller.pid, lookup.caller.tid), (42, 43));
+        assert_eq!(&lookup.caller.process_comm[..4], b"curl");
+        assert_eq!(lookup.boot_ns, 9);
+    }
+
+    #[test]
+    fn rejects_lying_lookups() {
+        assert!(matches!(parse_lookup(&[0; 10]), Err(EventError::Short(10))));
+        let mut bytes = lookup_bytes(b"abc", 1);
+        bytes.truncate(bytes.len() - 1);
+        assert!(matches!(parse_lookup(&bytes), Err(EventError::Length { claimed: 3, .. })));
+        assert!(matches!(
+            parse_lookup(&lookup_bytes(b"abc", 77)),
+            Err(EventError::Field { field: "function", .. })
+        ));
+        let mut bytes = lookup_bytes(b"abc", 1);
+        bytes[40..44].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert!(parse_lookup(&bytes).is_err());
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Loads the eBPF object, configures it (ports, payload cap, ring size) and attaches
 //! every program. Dropping [`Probes`] detaches everything: the programs are attached
 //! through BPF links, which the kernel also releases if the recorder dies.
+//!
+//! The libc lookup uprobes are optional: each is put on every libc file
+//! [`crate::libcs::find`] found, a file or function that cannot be probed is
+//! skipped, and attaching to no libc at all is a warning (packet capture works
+//! without them).
 
 use std::{fs::File, path::PathBuf};
 
@@ -9,10 +14,13 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock,
-        CgroupSockAddr, ProgramError,
+        CgroupSockAddr, ProgramError, UProbe,
+        uprobe::{UProbeError, UProbeScope},
     },
 };
-use dnsq_common::{PORT_BITMAP_WORDS, SockOwner, counter, names};
+use dnsq_common::{LookupEvent, PORT_BITMAP_WORDS, SockOwner, counter, lookup_fn, names};
+
+use crate::libcs::{self, LibcFile};
 
 /// The compiled probes, built by build.rs.
 static PROBES_ELF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dnsq-probes"));
@@ -63,6 +71,23 @@ impl LoadError {
 pub struct Probes {
     ebpf: Ebpf,
     pub attached: Vec<&'static str>,
+    /// The libc files the lookup uprobes went on, and which functions in each.
+    pub libcs: Vec<LibcProbes>,
+}
+
+/// The lookup uprobes attached to one libc file.
+#[derive(Debug, Clone)]
+pub struct LibcProbes {
+    pub file: LibcFile,
+    /// The functions probed in it (libc symbol names), in `lookup_fn::ALL` order.
+    pub functions: Vec<&'static str>,
+}
+
+impl Probes {
+    /// Lookup uprobes attached, over every libc file.
+    pub fn uprobes(&self) -> usize {
+        self.libcs.iter().map(|libc| libc.functions.len()).sum()
+    }
 }
 
 /// The probes and how each attaches. Owner hooks go first so that sockets get owners
@@ -151,7 +176,31 @@ impl Probes {
                 .map_err(program_error(name))?;
             attached.push(name);
         }
-        Ok(Self { ebpf, attached })
+        let libcs = attach_lookups(&mut ebpf, libcs::find());
+        for (_, _, program) in lookup_fn::ALL {
+            if libcs.iter().any(|libc| !libc.functions.is_empty())
+                && ebpf.program(program).is_some()
+            {
+                attached.push(program);
+            }
+        }
+        Ok(Self {
+            ebpf,
+            attached,
+            libcs,
+        })
+    }
+
+    /// The libc lookup ring buffer; can be taken once.
+    pub fn take_lookups(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self.ebpf.take_map(names::LOOKUPS).ok_or(LoadError::Map {
+            map: names::LOOKUPS,
+            detail: "missing (already taken?)".into(),
+        })?;
+        RingBuf::try_from(map).map_err(|e| LoadError::Map {
+            map: names::LOOKUPS,
+            detail: e.to_string(),
+        })
     }
 
     /// The event ring buffer; can be taken once.
@@ -188,6 +237,78 @@ impl Probes {
             map: names::COUNTERS,
             detail: e.to_string(),
         })
+    }
+}
+
+/// Loads the lookup uprobes and attaches each to each libc file. Nothing here is
+/// fatal: what cannot be attached is logged and skipped.
+fn attach_lookups(ebpf: &mut Ebpf, files: Vec<LibcFile>) -> Vec<LibcProbes> {
+    let mut loaded = Vec::new();
+    for (_, symbol, name) in lookup_fn::ALL {
+        let result = program::<UProbe>(ebpf, name)
+            .and_then(|prog| prog.load().map_err(program_error(name)));
+        match result {
+            Ok(()) => loaded.push((symbol, name)),
+            Err(error) => {
+                let log = error.verifier_log().unwrap_or_default();
+                tracing::warn!(%error, program = name, "{symbol} will not be probed\n{log}");
+            }
+        }
+    }
+    let mut libcs = Vec::new();
+    for file in files {
+        let mut functions = Vec::new();
+        for &(symbol, name) in &loaded {
+            let Some(Ok(prog)) = ebpf.program_mut(name).map(<&mut UProbe>::try_from) else {
+                continue;
+            };
+            match prog.attach(symbol, &file.open_path, UProbeScope::AllProcesses) {
+                Ok(_) => functions.push(symbol),
+                Err(ProgramError::UProbeError(UProbeError::SymbolError { .. })) => {
+                    tracing::debug!(file = %file.describe(), symbol, "no such function in this libc");
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = %ErrorChain(&error),
+                        file = %file.describe(),
+                        symbol,
+                        "could not probe a libc function"
+                    );
+                }
+            }
+        }
+        if functions.is_empty() {
+            tracing::warn!(file = %file.describe(), "no lookup function of this libc could be probed");
+        } else {
+            tracing::info!(
+                file = %file.describe(),
+                functions = %functions.join(", "),
+                "libc lookups probed"
+            );
+        }
+        libcs.push(LibcProbes { file, functions });
+    }
+    if !libcs.iter().any(|libc| !libc.functions.is_empty()) {
+        tracing::warn!(
+            "no libc lookup function is probed: processes that resolve through a local \
+             resolver daemon (nss-resolve, nscd) will show as that daemon only"
+        );
+    }
+    libcs
+}
+
+/// An error with its sources, `a: b: c`.
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
     }
 }
 
@@ -234,10 +355,14 @@ pub struct KernelCounters {
     pub owner_unknown: u64,
     pub owner_updates: u64,
     pub owner_update_failed: u64,
+    /// Libc lookup events delivered / lost (ring buffer full, name unreadable).
+    pub lookups_delivered: u64,
+    pub lookups_lost: u64,
 }
 
 impl KernelCounters {
-    /// Events the kernel could not deliver, whatever the reason.
+    /// Packet events the kernel could not deliver, whatever the reason (lost
+    /// lookup events are `lookups_lost`).
     pub fn lost(&self) -> u64 {
         self.lost_ringbuf_full + self.lost_load_failed + self.lost_parse_failed
     }
@@ -258,6 +383,8 @@ pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> std::io::Result<KernelC
         owner_unknown: sum(counter::OWNER_UNKNOWN)?,
         owner_updates: sum(counter::OWNER_UPDATES)?,
         owner_update_failed: sum(counter::OWNER_UPDATE_FAILED)?,
+        lookups_delivered: sum(counter::LOOKUPS_DELIVERED)?,
+        lookups_lost: sum(counter::LOOKUPS_LOST)?,
     })
 }
 
@@ -265,4 +392,5 @@ pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> std::io::Result<KernelC
 const _: fn() = || {
     fn assert_pod<T: Pod>() {}
     assert_pod::<SockOwner>();
+    assert_pod::<LookupEvent>();
 };

@@ -21,7 +21,7 @@ use dnsq_recorder::{
     output::JsonLines,
     pipeline::{Pipeline, PipelineStats, Sink},
     procinfo::ProcInfo,
-    record::MessageRecord,
+    record::{LookupRecord, MessageRecord},
     store::{self, Store, StoreOptions, StoreStats},
 };
 
@@ -67,6 +67,13 @@ impl<W: std::io::Write> Sink for Output<W> {
         match self {
             Output::Print(json) => json.write(record),
             Output::Store(store) => store.write(record),
+        }
+    }
+
+    fn write_lookup(&mut self, record: LookupRecord) -> anyhow::Result<()> {
+        match self {
+            Output::Print(json) => json.write_lookup(record),
+            Output::Store(store) => store.write_lookup(record),
         }
     }
 
@@ -119,13 +126,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    // Before anything else, so that a bad path fails fast.
+    // What the machine lacks comes first (no database is created for a recorder
+    // that cannot run); then the database, before the slow probe loading, so that a
+    // bad path fails fast.
+    let cgroup_root = checks::preflight()?;
     let store = if cli.print {
         None
     } else {
         Some(open_store(&cli)?)
     };
-    let cgroup_root = checks::preflight()?;
     let config = ProbeConfig {
         ports: cli.port.clone(),
         payload_cap: cli.payload_cap,
@@ -149,10 +158,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let mut events = probes.take_events()?;
+    let mut lookups = probes.take_lookups()?;
     let owners = probes.take_owners()?;
     let counters = probes.take_counters()?;
     tracing::info!(
         programs = probes.attached.len(),
+        libc_files = probes.libcs.iter().filter(|libc| !libc.functions.is_empty()).count(),
+        uprobes = probes.uprobes(),
         ports = ?config.ports,
         cgroup = %cgroup_root.display(),
         "probes attached"
@@ -184,6 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let result = capture(
         &mut pipeline,
         &mut events,
+        &mut lookups,
         &counters,
         &stop,
         &mut reported,
@@ -197,6 +210,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             delivered = kernel.delivered,
             lost = kernel.lost(),
             messages = stats.messages,
+            lookups = stats.lookups,
+            lookups_lost = kernel.lookups_lost,
             "stopped"
         );
     };
@@ -216,6 +231,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Output::Store(store) => {
             let kernel = kernel.unwrap_or(reported);
             stopped(&kernel);
+            // The last counters row must count the records still in memory as
+            // committed (or, if the database fails, as pending), not as waiting.
+            store.commit_all();
             store.record_counters(&Counters {
                 kernel,
                 pipeline: stats,
@@ -247,15 +265,21 @@ fn capture<W: std::io::Write>(
         Output<W>,
     >,
     events: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    lookups: &mut aya::maps::RingBuf<aya::maps::MapData>,
     counters: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     stop: &AtomicBool,
     reported: &mut KernelCounters,
     probes: Probes,
 ) -> anyhow::Result<()> {
     let mut last_report = Instant::now();
-    let fd = events.as_raw_fd();
+    let fds = [events.as_raw_fd(), lookups.as_raw_fd()];
     while !stop.load(Ordering::Relaxed) && !pipeline.sink_mut().closed() {
-        wait_readable(fd, Duration::from_millis(100));
+        wait_readable(&fds, Duration::from_millis(100));
+        // Lookups first: a lookup precedes the queries made for it, and both
+        // queues meet in the pipeline's time order anyway.
+        while let Some(item) = lookups.next() {
+            pipeline.handle_lookup_event(&item)?;
+        }
         while let Some(item) = events.next() {
             pipeline.handle_event(&item)?;
         }
@@ -277,6 +301,9 @@ fn capture<W: std::io::Write>(
 
     // Detach first so nothing new arrives, then drain what is already queued.
     drop(probes);
+    while let Some(item) = lookups.next() {
+        pipeline.handle_lookup_event(&item)?;
+    }
     while let Some(item) = events.next() {
         pipeline.handle_event(&item)?;
     }
@@ -325,6 +352,13 @@ fn report_losses(
 ) -> KernelCounters {
     match loader::read_counters(counters) {
         Ok(now) => {
+            if now.lookups_lost > previous.lookups_lost {
+                tracing::warn!(
+                    lost = now.lookups_lost - previous.lookups_lost,
+                    total_lost = now.lookups_lost,
+                    "the kernel could not deliver some libc lookup events"
+                );
+            }
             if now.lost() > previous.lost() {
                 tracing::warn!(
                     ring_buffer_full = now.lost_ringbuf_full - previous.lost_ringbuf_full,
@@ -343,14 +377,22 @@ fn report_losses(
     }
 }
 
-fn wait_readable(fd: i32, timeout: Duration) {
-    let mut pollfd = libc::pollfd {
+/// Waits until one of `fds` is readable (or the timeout passes).
+fn wait_readable(fds: &[i32; 2], timeout: Duration) {
+    let mut pollfds = fds.map(|fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
+    });
+    // SAFETY: valid pollfds, their count given; an interrupted or failed poll just
+    // ends the wait.
+    unsafe {
+        libc::poll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            timeout.as_millis() as libc::c_int,
+        )
     };
-    // SAFETY: one valid pollfd; an interrupted or failed poll just ends the wait.
-    unsafe { libc::poll(&mut pollfd, 1, timeout.as_millis() as libc::c_int) };
 }
 
 /// Tells systemd (or a test harness) that every probe is attached: `READY=1` to

@@ -3,8 +3,14 @@
 //!
 //! Messages whose socket owner the kernel did not know yet wait briefly (see
 //! [`crate::attribution`]) before they go to the sink; everything else goes at once.
+//!
+//! Libc lookups (the uprobes' events, a ring buffer of their own) join the same
+//! time-ordered queue before the resolver linker, which joins them to the DNS
+//! queries a resolver daemon sends for them.
 
 use std::{collections::VecDeque, time::Instant};
+
+use dnsq_common::lookup_fn;
 
 use crate::{
     attribution::{Attributor, Owner, OwnerMap, SocketId},
@@ -13,7 +19,7 @@ use crate::{
     pairing::{Pairer, QueryKey},
     procinfo::ProcInfo,
     resolvers::ResolverLinker,
-    record::{Attribution, MessageRecord, Malformed, ProcessInfo, Transport},
+    record::{Attribution, LookupRecord, MessageRecord, Malformed, ProcessInfo, Transport},
     tcp::{Reassembler, Segment, StreamKey, StreamOutput},
 };
 
@@ -31,10 +37,21 @@ const MAX_PENDING_QUERIES: usize = 65_536;
 const MAX_DEFERRED: usize = 65_536;
 /// How often the boot-time → wall-clock offset is re-read.
 const CLOCK_REFRESH_SECS: u64 = 10;
+/// libc calls its own probed functions: `gethostbyname` calls `gethostbyname_r`,
+/// `gethostbyname2` calls `gethostbyname2_r`, `getaddrinfo` calls
+/// `gethostbyname2_r` in some paths (the internal call goes to the exported
+/// function's address, so its uprobe fires too). A `_r` call by the same thread
+/// for the same name this soon after one of the others is such an inner call,
+/// not a lookup of its own. (Uprobes on entry cannot see the outer call return.)
+const NESTED_CALL_NS: u64 = 1_000_000_000;
+/// Recent outer calls remembered for that.
+const MAX_OUTER_CALLS: usize = 256;
 
 /// Where finished records go: stdout JSON (`--print`) or the store.
 pub trait Sink {
     fn write(&mut self, record: MessageRecord) -> anyhow::Result<()>;
+    /// A libc lookup. Every sink keeps them: the store has a table for them.
+    fn write_lookup(&mut self, record: LookupRecord) -> anyhow::Result<()>;
     fn flush(&mut self) -> anyhow::Result<()>;
 }
 
@@ -52,12 +69,48 @@ pub struct PipelineStats {
     pub unanswered_queries: u64,
     /// Messages linked to the local resolver or the clients behind them.
     pub resolver_links: u64,
+    /// Libc lookup events received from the kernel.
+    pub lookup_events: u64,
+    /// Libc lookups handed to the sink.
+    pub lookups: u64,
+    /// Lookup events not handed on: libc's own inner call of another probed
+    /// function (`gethostbyname` → `gethostbyname_r`), or a numeric address
+    /// (`getaddrinfo("192.0.2.1", …)` asks nobody).
+    pub lookups_skipped: u64,
 }
 
 struct Waiting {
     record: MessageRecord,
     socket: SocketId,
     due_boot_ns: u64,
+}
+
+/// A record in the time-ordered queue before the resolver linker.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "messages are nearly every item (the queue held them alone before); boxing them would cost an allocation each"
+)]
+enum Linked {
+    Message(MessageRecord),
+    Lookup(LookupRecord),
+}
+
+impl Linked {
+    fn time_ns(&self) -> i64 {
+        match self {
+            Self::Message(record) => record.time_ns,
+            Self::Lookup(record) => record.time_ns,
+        }
+    }
+}
+
+/// A `getaddrinfo`/`gethostbyname`/`gethostbyname2` call, whose inner `_r` calls
+/// are skipped.
+struct OuterCall {
+    tid: u32,
+    pid: u32,
+    name: Vec<u8>,
+    boot_ns: u64,
 }
 
 pub struct Pipeline<M, S> {
@@ -69,8 +122,9 @@ pub struct Pipeline<M, S> {
     stream_output: Vec<(Packet, StreamOutput)>,
     pairer: Pairer,
     resolvers: ResolverLinker,
-    /// Attributed records waiting for `LINK_DELAY_NS`, ordered by time.
-    linking: VecDeque<MessageRecord>,
+    /// Attributed records and lookups waiting for `LINK_DELAY_NS`, ordered by time.
+    linking: VecDeque<Linked>,
+    outer_calls: VecDeque<OuterCall>,
     attributor: Attributor<M>,
     procinfo: ProcInfo,
     waiting: VecDeque<Waiting>,
@@ -88,6 +142,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             pairer: Pairer::new(QUERY_TIMEOUT_NS, MAX_PENDING_QUERIES),
             resolvers: ResolverLinker::default(),
             linking: VecDeque::new(),
+            outer_calls: VecDeque::new(),
             attributor,
             procinfo,
             waiting: VecDeque::new(),
@@ -117,6 +172,67 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
                 self.stats.bad_events += 1;
                 tracing::warn!(%error, "dropping an event the recorder cannot read");
                 Ok(())
+            }
+        }
+    }
+
+    /// One record of the lookup ring buffer.
+    pub fn handle_lookup_event(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stats.lookup_events += 1;
+        let lookup = match event::parse_lookup(bytes) {
+            Ok(lookup) => lookup,
+            Err(error) => {
+                self.stats.bad_events += 1;
+                tracing::warn!(%error, "dropping a lookup event the recorder cannot read");
+                return Ok(());
+            }
+        };
+        if self.nested(&lookup) || numeric(&lookup.name) {
+            self.stats.lookups_skipped += 1;
+            return Ok(());
+        }
+        let time_ns = self.clock.to_unix_ns(lookup.boot_ns);
+        let (_, owner) = Owner::from_kernel(&lookup.caller);
+        let mut process = self.process_info(Attribution::Socket, Some(owner));
+        // The kernel saw the caller itself: no socket, no attribution.
+        process.attribution = None;
+        let record = LookupRecord {
+            kind: "lookup".into(),
+            time: event::rfc3339(time_ns),
+            time_ns,
+            function: lookup_fn::name(lookup.function).unwrap_or("unknown").into(),
+            name: LookupRecord::escape_name(&lookup.name),
+            process,
+        };
+        self.enqueue(Linked::Lookup(record))
+    }
+
+    /// Whether `lookup` is libc's inner `_r` call of an outer call just seen on
+    /// the same thread for the same name; remembers outer calls (the latest of
+    /// each thread).
+    fn nested(&mut self, lookup: &event::Lookup) -> bool {
+        let (pid, tid) = (lookup.caller.pid, lookup.caller.tid);
+        match lookup.function {
+            lookup_fn::GETHOSTBYNAME_R | lookup_fn::GETHOSTBYNAME2_R => {
+                self.outer_calls.iter().any(|call| {
+                    call.tid == tid
+                        && call.pid == pid
+                        && call.name.eq_ignore_ascii_case(&lookup.name)
+                        && lookup.boot_ns.saturating_sub(call.boot_ns) <= NESTED_CALL_NS
+                })
+            }
+            _ => {
+                self.outer_calls.retain(|call| call.tid != tid || call.pid != pid);
+                if self.outer_calls.len() >= MAX_OUTER_CALLS {
+                    self.outer_calls.pop_front();
+                }
+                self.outer_calls.push_back(OuterCall {
+                    tid,
+                    pid,
+                    name: lookup.name.clone(),
+                    boot_ns: lookup.boot_ns,
+                });
+                false
             }
         }
     }
@@ -288,8 +404,14 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         if attribution == Attribution::Unknown {
             self.stats.unattributed += 1;
         }
-        let at = self.linking.partition_point(|held| held.time_ns <= record.time_ns);
-        self.linking.insert(at, record);
+        self.enqueue(Linked::Message(record))
+    }
+
+    /// Into the time-ordered queue before the linker.
+    fn enqueue(&mut self, item: Linked) -> anyhow::Result<()> {
+        let time_ns = item.time_ns();
+        let at = self.linking.partition_point(|held| held.time_ns() <= time_ns);
+        self.linking.insert(at, item);
         if self.linking.len() > MAX_DEFERRED {
             self.release_linked(1)?;
         }
@@ -301,18 +423,25 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
     fn release_linked_until(&mut self, unix_now: i64) -> anyhow::Result<()> {
         let due = self
             .linking
-            .partition_point(|held| held.time_ns.saturating_add(LINK_DELAY_NS) <= unix_now);
+            .partition_point(|held| held.time_ns().saturating_add(LINK_DELAY_NS) <= unix_now);
         self.release_linked(due)
     }
 
     fn release_linked(&mut self, most: usize) -> anyhow::Result<()> {
         for _ in 0..most {
-            let Some(mut record) = self.linking.pop_front() else {
-                break;
-            };
-            self.resolvers.annotate(&mut record);
-            self.stats.messages += 1;
-            self.sink.write(record)?;
+            match self.linking.pop_front() {
+                None => break,
+                Some(Linked::Message(mut record)) => {
+                    self.resolvers.annotate(&mut record);
+                    self.stats.messages += 1;
+                    self.sink.write(record)?;
+                }
+                Some(Linked::Lookup(record)) => {
+                    self.resolvers.lookup(&record);
+                    self.stats.lookups += 1;
+                    self.sink.write_lookup(record)?;
+                }
+            }
         }
         Ok(())
     }
@@ -392,6 +521,16 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         self.release_linked(usize::MAX)?;
         self.sink.flush()
     }
+}
+
+/// An IPv4 or IPv6 address (with an optional `%zone`): libc resolves it without
+/// asking anyone.
+fn numeric(name: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(name) else {
+        return false;
+    };
+    let address = text.split_once('%').map_or(text, |(address, _)| address);
+    address.parse::<std::net::IpAddr>().is_ok()
 }
 
 fn malformed(error: String, bytes: &[u8]) -> Malformed {

@@ -1,6 +1,6 @@
-//! What the recorder produces for each DNS message: the JSON that `--print` writes
-//! (one object per line) and what the store keeps. Field names here are a public,
-//! stable interface: add fields, never rename them.
+//! What the recorder produces for each DNS message and each libc lookup: the JSON
+//! that `--print` writes (one object per line) and what the store keeps. Field
+//! names here are a public, stable interface: add fields, never rename them.
 
 use std::net::IpAddr;
 
@@ -57,6 +57,55 @@ pub struct MessageRecord {
     pub from_cache: Option<bool>,
 }
 
+/// A process called a libc resolver entry point (`getaddrinfo`, `gethostbyname`,
+/// `gethostbyname2`, `gethostbyname_r`, `gethostbyname2_r`) for a name: seen by a
+/// uprobe, so also when the process sends no DNS packet itself (it asks
+/// systemd-resolved or nscd over a Unix socket). The resolver's queries for the
+/// name then carry this process in `on_behalf_of`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupRecord {
+    /// Always `"lookup"`.
+    pub kind: String,
+    /// Wall-clock time of the call, RFC 3339 in UTC, nanoseconds.
+    pub time: String,
+    pub time_ns: i64,
+    /// The libc function called.
+    pub function: String,
+    /// The name as the application passed it (no trailing dot added), bytes that
+    /// are not printable ASCII escaped as `\DDD`. Cut at 255 bytes.
+    pub name: String,
+    /// The calling process and thread. `attribution` is absent: no socket is
+    /// involved, the kernel saw the caller itself.
+    pub process: ProcessInfo,
+}
+
+impl LookupRecord {
+    /// A name from an application, as text: printable ASCII as it is (the
+    /// application's text is already in presentation format: `\.` is a dot
+    /// inside a label), anything else as `\DDD` like DNS names.
+    pub fn escape_name(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len());
+        for &b in bytes {
+            match b {
+                0x21..=0x7e => out.push(char::from(b)),
+                _ => {
+                    out.push('\\');
+                    out.push(char::from(b'0' + b / 100));
+                    out.push(char::from(b'0' + b / 10 % 10));
+                    out.push(char::from(b'0' + b % 10));
+                }
+            }
+        }
+        out
+    }
+
+    /// The name as a DNS question name is compared: lower-case, no trailing dot.
+    pub fn match_key(name: &str) -> String {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        name.to_ascii_lowercase()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
@@ -89,6 +138,12 @@ pub enum Attribution {
 }
 
 impl ProcessInfo {
+    /// A process known from its call of a libc resolver function rather than
+    /// from a socket (see [`LookupRecord`]).
+    pub fn from_libc_call(&self) -> bool {
+        self.attribution.is_none() && self.pid.is_some()
+    }
+
     /// Fills `unit` and `container` from `cgroup`.
     pub fn with_owner(mut self) -> Self {
         let owner = self
@@ -105,6 +160,10 @@ impl ProcessInfo {
 /// The process that sent or received a message. Fields are absent when unknown.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
+    /// How the process behind a socket was found. Absent for a process seen
+    /// calling a libc resolver function (a `lookup`, or an `on_behalf_of` entry
+    /// that came from one): the kernel saw that process itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution: Option<Attribution>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
@@ -210,4 +269,55 @@ pub struct Pairing {
     /// When the query passed, Unix nanoseconds.
     pub query_time_ns: i64,
     pub latency_ns: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_names_are_escaped_like_dns_names() {
+        assert_eq!(
+            LookupRecord::escape_name(b"www.Example.test"),
+            "www.Example.test"
+        );
+        assert_eq!(
+            LookupRecord::escape_name(b"a b\x1b[31m\xff"),
+            "a\\032b\\027[31m\\255"
+        );
+        assert_eq!(LookupRecord::escape_name(br"a\.b"), r"a\.b");
+        assert_eq!(
+            LookupRecord::match_key("WWW.Example.Test."),
+            "www.example.test"
+        );
+        assert_eq!(
+            LookupRecord::match_key("www.example.test"),
+            "www.example.test"
+        );
+    }
+
+    #[test]
+    fn lookup_json_shape() {
+        let record = LookupRecord {
+            kind: "lookup".into(),
+            time: "2026-11-25T14:49:51.828114591Z".into(),
+            time_ns: 1_795_618_191_828_114_591,
+            function: "getaddrinfo".into(),
+            name: "www.example.test".into(),
+            process: ProcessInfo {
+                pid: Some(7),
+                comm: Some("curl".into()),
+                ..ProcessInfo::default()
+            },
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            json,
+            "{\"kind\":\"lookup\",\"time\":\"2026-11-25T14:49:51.828114591Z\",\
+             \"time_ns\":1795618191828114591,\"function\":\"getaddrinfo\",\
+             \"name\":\"www.example.test\",\"process\":{\"pid\":7,\"comm\":\"curl\"}}"
+        );
+        let back: LookupRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, record);
+    }
 }

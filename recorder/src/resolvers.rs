@@ -14,13 +14,24 @@
 //!
 //! Only exchanges whose two ends are on this host can be linked: a remote client
 //! of a local resolver has no process here.
+//!
+//! Applications that send no DNS packet at all (glibc with nss-resolve asks
+//! systemd-resolved over a Unix socket; nscd) are seen calling libc's resolver
+//! functions (a [`LookupRecord`], from the lookup uprobes). When process A called
+//! one for name N, and within [`LINK_WINDOW_NS`] another process sends a DNS query
+//! for N (case-insensitive, trailing dot ignored) while A has sent none for N
+//! itself, that query and its answer were made on behalf of A. When A's own query
+//! for N comes first, the lookup is A's own business and links nothing. (A query
+//! for N by an unrelated process inside the window is linked too: the packets
+//! cannot tell it apart. A name the resolver expands with a search domain is not
+//! matched.)
 
 use std::{
     collections::{HashMap, VecDeque},
     net::IpAddr,
 };
 
-use crate::record::{Direction, MessageRecord, ProcessInfo, Transport};
+use crate::record::{Direction, LookupRecord, MessageRecord, ProcessInfo, Transport};
 
 /// How long after a client's query a resolver's upstream query for the same
 /// question counts as caused by it.
@@ -30,6 +41,11 @@ const EXCHANGE_TTL_NS: i64 = 30_000_000_000;
 /// Bounds on what is remembered.
 const MAX_EXCHANGES: usize = 65_536;
 const MAX_UPSTREAM: usize = 65_536;
+const MAX_LIBC_CALLS: usize = 65_536;
+/// How long a libc call is remembered: longer than the window, because records
+/// reach the linker a little after their time (the pipeline's delay) while
+/// expiry goes by the clock.
+const LIBC_CALL_TTL_NS: i64 = 2 * LINK_WINDOW_NS;
 
 /// One client ↔ resolver exchange: client address/port, resolver address/port,
 /// DNS id and the question.
@@ -54,6 +70,17 @@ struct Exchange {
 /// A resolver's upstream query: resolver pid, question, DNS id.
 type UpstreamKey = (u32, (String, String), u16);
 
+/// A process's call of a libc resolver function, waiting to see who sends the
+/// DNS query for its name.
+#[derive(Debug)]
+struct LibcCall {
+    process: ProcessInfo,
+    pid: u32,
+    time_ns: i64,
+    /// The caller sent a query for the name itself.
+    own_query: bool,
+}
+
 #[derive(Default)]
 pub struct ResolverLinker {
     exchanges: HashMap<ExchangeKey, Exchange>,
@@ -63,11 +90,67 @@ pub struct ResolverLinker {
     asks: HashMap<(u32, (String, String)), Vec<ExchangeKey>>,
     upstream: HashMap<UpstreamKey, (i64, Vec<ProcessInfo>)>,
     upstream_order: VecDeque<(i64, UpstreamKey)>,
+    /// Recent libc calls by name ([`LookupRecord::match_key`]), oldest first.
+    libc_calls: HashMap<String, VecDeque<LibcCall>>,
+    libc_order: VecDeque<(i64, String)>,
     /// Messages given `via` or `on_behalf_of`.
     pub linked: u64,
 }
 
 impl ResolverLinker {
+    /// Remembers a libc lookup, for the queries that follow it. Lookups must come
+    /// in time order with the messages (the pipeline's delay sees to it).
+    pub fn lookup(&mut self, record: &LookupRecord) {
+        let Some(pid) = record.process.pid else {
+            return;
+        };
+        let key = LookupRecord::match_key(&record.name);
+        if key.is_empty() {
+            return;
+        }
+        let now = record.time_ns;
+        self.expire(now);
+        if self.libc_order.len() >= MAX_LIBC_CALLS
+            && let Some((_, oldest)) = self.libc_order.pop_front()
+        {
+            forget_oldest_call(&mut self.libc_calls, &oldest);
+        }
+        self.libc_order.push_back((now, key.clone()));
+        self.libc_calls.entry(key).or_default().push_back(LibcCall {
+            process: record.process.clone(),
+            pid,
+            time_ns: now,
+            own_query: false,
+        });
+    }
+
+    /// The processes whose libc calls for `name` (a question name) the query that
+    /// `pid` sends now was made for: callers other than `pid`, within the window,
+    /// that have sent no query for it themselves. A query of a caller's own marks
+    /// its calls as answered by itself.
+    fn libc_callers(&mut self, pid: u32, name: &str, now: i64) -> Vec<ProcessInfo> {
+        let Some(calls) = self.libc_calls.get_mut(&LookupRecord::match_key(name)) else {
+            return Vec::new();
+        };
+        let recent = |call: &LibcCall| call.time_ns <= now && now - call.time_ns <= LINK_WINDOW_NS;
+        for call in calls.iter_mut() {
+            if call.pid == pid && recent(call) {
+                call.own_query = true;
+            }
+        }
+        let mut callers: Vec<ProcessInfo> = Vec::new();
+        for call in calls.iter() {
+            if call.pid != pid
+                && !call.own_query
+                && recent(call)
+                && !callers.iter().any(|known| known.pid == Some(call.pid))
+            {
+                callers.push(call.process.clone());
+            }
+        }
+        callers
+    }
+
     /// Adds `via`, `on_behalf_of` and `from_cache` to `record` where it can.
     pub fn annotate(&mut self, record: &mut MessageRecord) {
         let Some(dns) = record.dns.as_ref() else {
@@ -105,7 +188,12 @@ impl ResolverLinker {
             // resolver going upstream for its own clients.
             (true, false) => {
                 self.note(key, now, |exchange| exchange.client = Some(record.process.clone()));
-                let clients = self.take_asks(pid, &question, now);
+                let mut clients = self.take_asks(pid, &question, now);
+                for caller in self.libc_callers(pid, &question.0, now) {
+                    if !clients.iter().any(|known| known.pid == caller.pid) {
+                        clients.push(caller);
+                    }
+                }
                 if !clients.is_empty() {
                     record.on_behalf_of = clients.clone();
                     self.remember_upstream((pid, question, id), now, clients);
@@ -223,11 +311,30 @@ impl ResolverLinker {
                 self.upstream.remove(&key);
             }
         }
+        while let Some((time, _)) = self.libc_order.front() {
+            if now - time <= LIBC_CALL_TTL_NS {
+                break;
+            }
+            if let Some((_, key)) = self.libc_order.pop_front() {
+                forget_oldest_call(&mut self.libc_calls, &key);
+            }
+        }
         let exchanges = &self.exchanges;
         self.asks.retain(|_, keys| {
             keys.retain(|key| exchanges.get(key).is_some_and(|e| now - e.time_ns <= LINK_WINDOW_NS));
             !keys.is_empty()
         });
+    }
+}
+
+/// Drops the oldest call remembered for `key` (calls are kept in time order, per
+/// name and overall, so the oldest overall is the oldest of its name).
+fn forget_oldest_call(calls: &mut HashMap<String, VecDeque<LibcCall>>, key: &str) {
+    if let Some(queue) = calls.get_mut(key) {
+        queue.pop_front();
+        if queue.is_empty() {
+            calls.remove(key);
+        }
     }
 }
 
@@ -360,6 +467,93 @@ mod tests {
         );
         linker.annotate(&mut upstream);
         assert!(upstream.on_behalf_of.is_empty());
+    }
+
+    const CALLER: u32 = 4242;
+    const RESOLVED: u32 = 150;
+
+    fn lookup(time_ns: i64, pid: u32, name: &str) -> LookupRecord {
+        LookupRecord {
+            kind: "lookup".into(),
+            time: String::new(),
+            time_ns,
+            function: "getaddrinfo".into(),
+            name: name.into(),
+            process: ProcessInfo {
+                pid: Some(pid),
+                comm: Some("python3".into()),
+                ..ProcessInfo::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_daemon_query_after_a_libc_call_is_for_the_caller() {
+        let mut linker = ResolverLinker::default();
+        // The name as the application wrote it; the question is "GitHub.com.".
+        linker.lookup(&lookup(1_000, CALLER, "github.COM"));
+        let mut query =
+            message(2_000, RESOLVED, Direction::Sent, false, RESOLVER_OUT, UPSTREAM_SOCKET, 5);
+        linker.annotate(&mut query);
+        let behalf: Vec<_> = query.on_behalf_of.iter().map(|p| p.pid).collect();
+        assert_eq!(behalf, [Some(CALLER)]);
+        // Its AAAA twin too, and the answers.
+        let mut twin =
+            message(2_100, RESOLVED, Direction::Sent, false, RESOLVER_OUT, UPSTREAM_SOCKET, 6);
+        twin.dns.as_mut().unwrap().questions[0].qtype = "AAAA".into();
+        linker.annotate(&mut twin);
+        assert_eq!(twin.on_behalf_of.first().and_then(|p| p.pid), Some(CALLER));
+        let mut answer =
+            message(3_000, RESOLVED, Direction::Received, true, RESOLVER_OUT, UPSTREAM_SOCKET, 5);
+        linker.annotate(&mut answer);
+        assert_eq!(answer.on_behalf_of.first().and_then(|p| p.pid), Some(CALLER));
+        assert!(answer.on_behalf_of[0].from_libc_call());
+    }
+
+    #[test]
+    fn a_caller_that_sends_its_own_query_is_linked_to_nobody() {
+        let mut linker = ResolverLinker::default();
+        linker.lookup(&lookup(1_000, CALLER, "github.com"));
+        let mut own = message(1_500, CALLER, Direction::Sent, false, APP_SOCKET, UPSTREAM_SOCKET, 5);
+        linker.annotate(&mut own);
+        assert!(own.on_behalf_of.is_empty());
+        // A forwarder then asking upstream for it is not linked through the lookup.
+        let mut upstream =
+            message(2_000, RESOLVER, Direction::Sent, false, RESOLVER_OUT, UPSTREAM_SOCKET, 6);
+        linker.annotate(&mut upstream);
+        assert!(upstream.on_behalf_of.is_empty());
+    }
+
+    #[test]
+    fn libc_calls_outside_the_window_or_for_other_names_link_nothing() {
+        let mut linker = ResolverLinker::default();
+        linker.lookup(&lookup(1_000, CALLER, "github.com"));
+        linker.lookup(&lookup(1_000 + LINK_WINDOW_NS, CALLER + 1, "example.com"));
+        let mut late = message(
+            1_000 + LINK_WINDOW_NS + 10,
+            RESOLVED,
+            Direction::Sent,
+            false,
+            RESOLVER_OUT,
+            UPSTREAM_SOCKET,
+            5,
+        );
+        linker.annotate(&mut late);
+        assert!(late.on_behalf_of.is_empty());
+        linker.expire(1_000 + LIBC_CALL_TTL_NS + 1);
+        assert!(!linker.libc_calls.contains_key("github.com"));
+        assert!(linker.libc_calls.contains_key("example.com"));
+    }
+
+    #[test]
+    fn libc_calls_are_bounded() {
+        let mut linker = ResolverLinker::default();
+        for i in 0..(MAX_LIBC_CALLS as i64 + 100) {
+            linker.lookup(&lookup(i, CALLER, &format!("n{}.test", i % 1000)));
+        }
+        let held: usize = linker.libc_calls.values().map(VecDeque::len).sum();
+        assert!(held <= MAX_LIBC_CALLS, "{held}");
+        assert_eq!(held, linker.libc_order.len());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub mod names {
     pub const TASK_GROUP_LEADER_OFFSET: &str = "TASK_GROUP_LEADER_OFFSET";
     pub const TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
     pub const NETNS_OFFSETS: &str = "NETNS_OFFSETS";
+    pub const LOOKUPS: &str = "LOOKUPS";
+    pub const LOOKUP_SCRATCH: &str = "LOOKUP_SCRATCH";
 }
 
 /// Which hook last recorded a socket's owner. Sent as a `u32` (no `Pod` on enums).
@@ -189,6 +191,86 @@ const _: () = assert!(size_of::<PacketEvent>() == 168 + MAX_PAYLOAD);
 // The kernel refuses per-CPU map values over 32 KiB.
 const _: () = assert!(size_of::<PacketEvent>() <= 32 * 1024);
 
+/// Size of the `LOOKUPS` ring buffer (a power of two, a multiple of the page size).
+pub const LOOKUP_RING_BYTES: u32 = 256 * 1024;
+
+/// Bytes of a looked-up name a [`LookupEvent`] can hold, its terminating NUL
+/// included: names are cut at `MAX_LOOKUP_NAME - 1` bytes (no DNS name in
+/// presentation format is longer than 254).
+pub const MAX_LOOKUP_NAME: usize = 256;
+
+/// The libc resolver entry points the uprobes watch, as `LookupEvent::function`.
+/// Every one takes the name as its first argument.
+pub mod lookup_fn {
+    pub const GETADDRINFO: u32 = 1;
+    pub const GETHOSTBYNAME: u32 = 2;
+    pub const GETHOSTBYNAME2: u32 = 3;
+    pub const GETHOSTBYNAME_R: u32 = 4;
+    pub const GETHOSTBYNAME2_R: u32 = 5;
+
+    /// (function id, libc symbol, uprobe program), in attach order.
+    pub const ALL: [(u32, &str, &str); 5] = [
+        (GETADDRINFO, "getaddrinfo", "dnsq_getaddrinfo"),
+        (GETHOSTBYNAME, "gethostbyname", "dnsq_gethostbyname"),
+        (GETHOSTBYNAME2, "gethostbyname2", "dnsq_gethostbyname2"),
+        (GETHOSTBYNAME_R, "gethostbyname_r", "dnsq_gethostbyname_r"),
+        (
+            GETHOSTBYNAME2_R,
+            "gethostbyname2_r",
+            "dnsq_gethostbyname2_r",
+        ),
+    ];
+
+    /// The symbol's name for a function id.
+    pub const fn name(id: u32) -> Option<&'static str> {
+        match id {
+            GETADDRINFO => Some("getaddrinfo"),
+            GETHOSTBYNAME => Some("gethostbyname"),
+            GETHOSTBYNAME2 => Some("gethostbyname2"),
+            GETHOSTBYNAME_R => Some("gethostbyname_r"),
+            GETHOSTBYNAME2_R => Some("gethostbyname2_r"),
+            _ => None,
+        }
+    }
+}
+
+/// A call of a libc resolver entry point (`getaddrinfo`, `gethostbyname*`), as the
+/// uprobes send it on the `LOOKUPS` ring buffer: who called, and for which name.
+/// Everything comes from the calling task ("current" is the caller in a uprobe).
+/// Only the first `LOOKUP_HEADER_LEN + name_len` bytes are sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LookupEvent {
+    /// `bpf_ktime_get_boot_ns()` at the call.
+    pub boot_ns: u64,
+    /// cgroup v2 id of the calling task.
+    pub cgroup_id: u64,
+    /// Thread group id (the pid) and task id (the thread) of the caller.
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Inode number of the caller's network namespace, 0 if unknown.
+    pub netns: u32,
+    /// A [`lookup_fn`] value.
+    pub function: u32,
+    /// Bytes of `name` that are the name (no NUL), ≤ `MAX_LOOKUP_NAME - 1`.
+    pub name_len: u32,
+    pub _pad: u32,
+    /// Name of the calling thread.
+    pub comm: [u8; 16],
+    /// Name of its process (`current->group_leader->comm`); all zero when the
+    /// loader could not find `task_struct`'s layout.
+    pub process_comm: [u8; 16],
+    /// The name as the application passed it (NUL-terminated C string bytes).
+    pub name: [u8; MAX_LOOKUP_NAME],
+}
+/// Bytes of a [`LookupEvent`] before `name`.
+pub const LOOKUP_HEADER_LEN: usize = 80;
+const _: () = assert!(core::mem::offset_of!(LookupEvent, name) == LOOKUP_HEADER_LEN);
+const _: () = assert!(size_of::<LookupEvent>() == LOOKUP_HEADER_LEN + MAX_LOOKUP_NAME);
+const _: () = assert!(size_of::<LookupEvent>() == 336);
+
 /// Indexes into the `COUNTERS` per-CPU array.
 pub mod counter {
     /// Events written to the ring buffer.
@@ -205,7 +287,12 @@ pub mod counter {
     pub const OWNER_UPDATE_FAILED: u32 = 5;
     /// Packets that matched a DNS port but whose headers could not be parsed.
     pub const LOST_PARSE_FAILED: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// Libc lookup events written to the `LOOKUPS` ring buffer.
+    pub const LOOKUPS_DELIVERED: u32 = 7;
+    /// Libc lookup events lost: the ring buffer was full, or the name could not
+    /// be read from the caller's memory.
+    pub const LOOKUPS_LOST: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 #[cfg(feature = "user")]
@@ -216,4 +303,6 @@ mod user {
     unsafe impl aya::Pod for SockOwner {}
     // SAFETY: as above.
     unsafe impl aya::Pod for PacketHeader {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for LookupEvent {}
 }

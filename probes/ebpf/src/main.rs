@@ -8,9 +8,13 @@
 //!   `sock_send_length`/`sock_recv_length` tracepoints) that record which task uses a
 //!   DNS socket, keyed by socket cookie. A packet program must never use "current":
 //!   the receive path often runs in the sender's or a softirq's context.
+//! - [`lookup`]: uprobes on libc's resolver entry points (`getaddrinfo`,
+//!   `gethostbyname*`), which see the name an application asks for even when it
+//!   never sends a DNS packet itself (nss-resolve, nscd). Sent on `LOOKUPS`.
 #![no_std]
 #![no_main]
 
+mod lookup;
 mod maps;
 mod owner;
 mod packet;

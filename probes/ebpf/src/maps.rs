@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use dnsq_common::{
-    DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, PORT_BITMAP_WORDS, PacketEvent, SOCK_OWNERS_CAPACITY,
-    SockOwner, counter,
+    DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, LOOKUP_RING_BYTES, LookupEvent, PORT_BITMAP_WORDS,
+    PacketEvent, SOCK_OWNERS_CAPACITY, SockOwner, counter,
 };
 
 /// Packet events for user space. Its size is set by the loader (`--ring-buffer-size`).
@@ -29,6 +29,15 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 /// Where a packet event is assembled (too big for the 512-byte stack).
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Libc lookup events for user space: a ring of their own, so that packet events
+/// keep their format and a burst of one kind cannot crowd out the other.
+#[map(name = "LOOKUPS")]
+pub static LOOKUPS: RingBuf = RingBuf::with_byte_size(LOOKUP_RING_BYTES, 0);
+
+/// Where a lookup event is assembled (the name alone is half the BPF stack).
+#[map(name = "LOOKUP_SCRATCH")]
+pub static LOOKUP_SCRATCH: PerCpuArray<LookupEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Payload bytes copied per event; set by the loader (`--payload-cap`).
 #[unsafe(no_mangle)]

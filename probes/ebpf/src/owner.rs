@@ -30,7 +30,7 @@ use crate::maps::{SOCK_OWNERS, bump, is_dns_port, netns_offsets, task_offsets};
 /// (`bpf_get_current_comm`) is a worker's in threaded programs (`isc-net-0000` for
 /// dig), and short-lived processes are gone before user space can ask /proc.
 #[inline(always)]
-fn process_comm() -> [u8; 16] {
+pub(crate) fn process_comm() -> [u8; 16] {
     let (leader_offset, comm_offset) = task_offsets();
     if leader_offset == 0 || comm_offset == 0 {
         return [0; 16];
@@ -52,7 +52,7 @@ fn process_comm() -> [u8; 16] {
 /// `current->nsproxy->net_ns->ns.inum`: the process's network namespace, which
 /// /proc can no longer tell once a short-lived client has exited.
 #[inline(always)]
-fn netns_inum() -> u32 {
+pub(crate) fn netns_inum() -> u32 {
     let [nsproxy_offset, net_ns_offset, inum_offset] = netns_offsets();
     if nsproxy_offset == 0 || net_ns_offset == 0 {
         return 0;

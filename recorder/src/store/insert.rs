@@ -1,6 +1,7 @@
 //! One batch of records → rows, inside the writer's transaction: a `messages`
-//! row per record (with its `malformed` and `extra_questions` rows), the batch's
-//! `time_index` minutes, and its facts, gathered for the writer to upsert.
+//! row per record (with its `malformed` and `extra_questions` rows), a
+//! `libc_lookups` row per libc lookup, the batch's `time_index` minutes, and its
+//! facts, gathered for the writer to upsert.
 
 use std::collections::HashMap;
 
@@ -9,11 +10,13 @@ use rusqlite::{CachedStatement, Connection, params};
 use super::{
     facts::{Facts, DelegationKey, LookupKey, ResolutionKey},
     intern::{Caches, Interner},
-    schema::{self, attribution, flags, role, section},
+    schema::{self, attribution, flags, libc_function, role, section},
 };
 use crate::{
     dns::{class_code, opcode_code, rcode_code, type_code},
-    record::{Attribution, Direction, DnsMessage, MessageRecord, ResourceRecord, Transport},
+    record::{
+        Attribution, Direction, DnsMessage, LookupRecord, MessageRecord, ResourceRecord, Transport,
+    },
 };
 
 const CNAME: i64 = 5;
@@ -24,6 +27,7 @@ pub(super) struct Batch<'a> {
     insert_message: CachedStatement<'a>,
     insert_malformed: CachedStatement<'a>,
     insert_extra_question: CachedStatement<'a>,
+    insert_lookup: CachedStatement<'a>,
     upsert_minute: CachedStatement<'a>,
     last_insert_rowid: &'a Connection,
     run_id: i64,
@@ -66,6 +70,10 @@ impl<'a> Batch<'a> {
             )?,
             insert_extra_question: tx.prepare_cached(
                 "INSERT INTO extra_questions (message_id, position, qname_id, qtype, qclass) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            insert_lookup: tx.prepare_cached(
+                "INSERT INTO libc_lookups (time_ns, run_id, process_id, qname_id, function) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?,
             upsert_minute: tx.prepare_cached(
@@ -170,6 +178,32 @@ impl<'a> Batch<'a> {
             self.extra_questions(id, dns)?;
             self.add_facts(record, dns, &columns, process_id, endpoint_id, latency_ns)?;
         }
+        Ok(())
+    }
+
+    /// A libc lookup: one `libc_lookups` row. Lookups without a process or a name
+    /// (neither comes from the kernel) are not kept.
+    pub fn lookup(&mut self, record: &LookupRecord) -> rusqlite::Result<()> {
+        let Some(process_id) = self.intern.process(&record.process)? else {
+            return Ok(());
+        };
+        if record.name.is_empty() {
+            return Ok(());
+        }
+        // As a question name: with its trailing dot (`names` lower-cases).
+        let qname_id = if record.name.ends_with('.') {
+            self.intern.name(&record.name)?
+        } else {
+            self.intern.name(&format!("{}.", record.name))?
+        };
+        let function = libc_function::code(&record.function).unwrap_or(0);
+        self.insert_lookup.execute(params![
+            record.time_ns,
+            self.run_id,
+            process_id,
+            qname_id,
+            function
+        ])?;
         Ok(())
     }
 
@@ -298,6 +332,23 @@ impl<'a> Batch<'a> {
             }
         }
         if !dns.response {
+            // A resolver daemon's query for a name that processes had asked libc
+            // for (they sent no query of their own): a delegation to each.
+            if !received && let Some(qname_id) = columns.qname_id {
+                for client in record.on_behalf_of.iter().filter(|p| p.from_libc_call()) {
+                    let Some(client_process_id) = self.intern.process(client)? else {
+                        continue;
+                    };
+                    let key = DelegationKey {
+                        resolver_process_id: process_id,
+                        hour,
+                        qname_id,
+                        qtype: columns.qtype.unwrap_or(0),
+                        client_process_id,
+                    };
+                    self.facts.delegation(key, time_ns, false);
+                }
+            }
             return Ok(());
         }
         // A local resolver's answer to a local client it could name.
@@ -396,6 +447,115 @@ fn header_bits(dns: &DnsMessage) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use crate::{
+        pipeline::Sink,
+        record::{
+            Attribution, Direction, DnsMessage, LookupRecord, MessageRecord, ProcessInfo,
+            Question, Transport,
+        },
+    };
+
+    fn process(pid: u32, comm: &str, attribution: Option<Attribution>) -> ProcessInfo {
+        ProcessInfo {
+            attribution,
+            pid: Some(pid),
+            tid: Some(pid),
+            uid: Some(0),
+            gid: Some(0),
+            comm: Some(comm.to_owned()),
+            ..ProcessInfo::default()
+        }
+    }
+
+    /// systemd-resolved's upstream query for `name`, on behalf of `clients`.
+    fn upstream_query(time_ns: i64, name: &str, clients: Vec<ProcessInfo>) -> MessageRecord {
+        MessageRecord {
+            kind: "message".into(),
+            time: String::new(),
+            time_ns,
+            direction: Direction::Sent,
+            transport: Transport::Udp,
+            src: "198.18.0.1".parse().unwrap(),
+            sport: 40_000,
+            dst: "198.18.0.2".parse().unwrap(),
+            dport: 53,
+            ifindex: 2,
+            interface: None,
+            socket_cookie: 7,
+            socket_cgroup_id: 1,
+            process: process(150, "systemd-resolve", Some(Attribution::Socket)),
+            message_len: 40,
+            captured_len: 40,
+            dns: Some(DnsMessage {
+                id: 9,
+                questions: vec![Question {
+                    name: name.to_owned(),
+                    qtype: "A".to_owned(),
+                    class: "IN".to_owned(),
+                }],
+                ..DnsMessage::default()
+            }),
+            malformed: None,
+            pair: None,
+            via: None,
+            on_behalf_of: clients,
+            from_cache: None,
+        }
+    }
+
+    #[test]
+    fn libc_lookups_and_their_delegations_are_stored() {
+        let dir = std::env::temp_dir().join(format!("dnsq-insert-libc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = dir.join("dnsq.db");
+        let mut store = crate::store::open_for_writing(&db).unwrap();
+        let now = super::super::writer::now_ns();
+        let app = process(812, "curl", None);
+        store
+            .write_lookup(LookupRecord {
+                kind: "lookup".into(),
+                time: String::new(),
+                time_ns: now,
+                function: "gethostbyname2_r".into(),
+                name: "GitHub.com".into(),
+                process: app.clone(),
+            })
+            .unwrap();
+        // Linked through the lookup: a delegation. Linked through a local
+        // exchange (a client with an attribution): counted on the resolver's
+        // answer to that client instead, not here.
+        store.write(upstream_query(now + 1_000, "github.com.", vec![app])).unwrap();
+        let socket_client = process(813, "dig", Some(Attribution::Socket));
+        store.write(upstream_query(now + 2_000, "example.com.", vec![socket_client])).unwrap();
+        store.finish("test").unwrap();
+        drop(store);
+
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let row: (String, i64, i64) = conn
+            .query_row(
+                "SELECT n.name, l.function, p.pid FROM libc_lookups l \
+                 JOIN names n ON n.id = l.qname_id JOIN processes p ON p.id = l.process_id",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("github.com.".to_owned(), 5, 812));
+        let delegations: Vec<(i64, i64, String, i64, i64)> = conn
+            .prepare(
+                "SELECT r.pid, c.pid, n.name, d.upstream, d.cached FROM delegations d \
+                 JOIN processes r ON r.id = d.resolver_process_id \
+                 JOIN processes c ON c.id = d.client_process_id \
+                 JOIN names n ON n.id = d.qname_id",
+            )
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(delegations, [(150, 812, "github.com.".to_owned(), 1, 0)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn integers_as_text() {
         for value in [0, 7, 10, 65_535, -1, i64::MAX, i64::MIN] {

@@ -36,6 +36,7 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/0001_initial.sql")),
     M::up(include_str!("../../../migrations/0002_identity.sql")),
     M::up(include_str!("../../../migrations/0003_resolvers.sql")),
+    M::up(include_str!("../../../migrations/0004_libc_lookups.sql")),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of
@@ -52,7 +53,7 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the database file {path}")]
+    #[error("cannot open {path}")]
     File {
         path: PathBuf,
         source: std::io::Error,

@@ -114,6 +114,7 @@ impl Retention {
         if let Some(fact_cut_ns) = fact_cut_ns {
             let hour = fact_cut_ns.div_euclid(NS_PER_HOUR);
             step.facts += delete_old_facts(&tx, "lookups", LOOKUPS_KEY, hour, chunk)?;
+            step.facts += delete_old_libc_lookups(&tx, fact_cut_ns, chunk)?;
             step.facts += delete_old_facts(&tx, "resolutions", RESOLUTIONS_KEY, hour, chunk)?;
             if over_size || self.cnames_swept_hour != Some(hour) {
                 step.facts +=
@@ -160,6 +161,19 @@ fn delete_old_facts(
          (SELECT {key} FROM {table} WHERE hour < ?1 ORDER BY hour LIMIT ?2)"
     );
     Ok(tx.prepare_cached(&sql)?.execute([hour, chunk])? as u64)
+}
+
+/// Deletes at most `chunk` of the oldest `libc_lookups` rows older than
+/// `cut_ns`. The table is in arrival order (rowid ≈ time order) with no index on
+/// time: the oldest rowids are looked at, nothing else.
+fn delete_old_libc_lookups(tx: &Connection, cut_ns: i64, chunk: i64) -> rusqlite::Result<u64> {
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM libc_lookups WHERE id IN \
+             (SELECT id FROM libc_lookups ORDER BY id LIMIT ?2) AND time_ns < ?1",
+        )?
+        .execute([cut_ns, chunk])?;
+    Ok(deleted as u64)
 }
 
 fn oldest_fact_ns(tx: &Connection) -> rusqlite::Result<Option<i64>> {

@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -76,6 +76,40 @@ pub const UNKNOWN_PROCESS: i64 = 0;
 pub const NS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
 /// `time_index.minute = time_ns / NS_PER_MINUTE`.
 pub const NS_PER_MINUTE: i64 = 60 * 1_000_000_000;
+
+/// `libc_lookups.function`: the libc resolver function called (the same numbers
+/// as the probes' `dnsq_common::lookup_fn`).
+pub mod libc_function {
+    pub const GETADDRINFO: i64 = 1;
+    pub const GETHOSTBYNAME: i64 = 2;
+    pub const GETHOSTBYNAME2: i64 = 3;
+    pub const GETHOSTBYNAME_R: i64 = 4;
+    pub const GETHOSTBYNAME2_R: i64 = 5;
+
+    /// The code of a function name (`LookupRecord::function`).
+    pub fn code(name: &str) -> Option<i64> {
+        NAMES
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map(|(code, _)| *code)
+    }
+
+    /// The function name of a code.
+    pub fn name(code: i64) -> Option<&'static str> {
+        NAMES
+            .iter()
+            .find(|(known, _)| *known == code)
+            .map(|(_, name)| *name)
+    }
+
+    const NAMES: [(i64, &str); 5] = [
+        (GETADDRINFO, "getaddrinfo"),
+        (GETHOSTBYNAME, "gethostbyname"),
+        (GETHOSTBYNAME2, "gethostbyname2"),
+        (GETHOSTBYNAME_R, "gethostbyname_r"),
+        (GETHOSTBYNAME2_R, "gethostbyname2_r"),
+    ];
+}
 
 /// `answer_sets.records` sections.
 pub mod section {

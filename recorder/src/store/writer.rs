@@ -24,7 +24,10 @@ use super::{
     intern::Caches,
     retention::{self, Limits, Retention},
 };
-use crate::{pipeline::Sink, record::MessageRecord};
+use crate::{
+    pipeline::Sink,
+    record::{LookupRecord, MessageRecord},
+};
 
 /// How long one flush (or write) may spend committing a backlog.
 const COMMIT_BUDGET: Duration = Duration::from_millis(250);
@@ -83,6 +86,8 @@ pub struct Store {
     options: StoreOptions,
     run_id: Option<i64>,
     pending: VecDeque<MessageRecord>,
+    /// Libc lookups waiting; every commit writes all of them.
+    pending_lookups: VecDeque<LookupRecord>,
     /// (time_ns, JSON) samples waiting for the next commit.
     pending_counters: VecDeque<(i64, String)>,
     /// When the oldest record of the current batch arrived.
@@ -111,6 +116,7 @@ impl Store {
             options,
             run_id: None,
             pending: VecDeque::new(),
+            pending_lookups: VecDeque::new(),
             pending_counters: VecDeque::new(),
             batch_since: None,
             caches: Caches::default(),
@@ -156,7 +162,7 @@ impl Store {
 
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            pending: self.pending.len() as u64,
+            pending: (self.pending.len() + self.pending_lookups.len()) as u64,
             ..self.stats
         }
     }
@@ -203,7 +209,7 @@ impl Store {
     /// or count as dropped). At shutdown, before the last counters row.
     pub fn commit_all(&mut self) {
         // commit_pending itself does not wait for the back-off.
-        while !self.pending.is_empty() {
+        while !self.pending.is_empty() || !self.pending_lookups.is_empty() {
             if self.commit_pending(Instant::now(), true).is_err() {
                 return;
             }
@@ -248,9 +254,10 @@ impl Store {
             None => Ok(()),
         };
         if let Some(source) = failure {
-            let count = self.pending.len();
+            let count = self.pending.len() + self.pending_lookups.len();
             self.stats.dropped += count as u64;
             self.pending.clear();
+            self.pending_lookups.clear();
             self.pending_counters.clear();
             return Err(StoreError::Unwritten { count, source });
         }
@@ -308,11 +315,36 @@ impl Store {
         }
     }
 
+    fn push_lookup(&mut self, record: LookupRecord) {
+        if self.pending.is_empty() && self.pending_lookups.is_empty() {
+            self.batch_since = Some(Instant::now());
+        }
+        self.pending_lookups.push_back(record);
+        if self.pending_lookups.len() > self.options.max_pending {
+            self.pending_lookups.pop_front();
+            self.stats.dropped += 1;
+            if self.should_warn("backlog full") {
+                tracing::warn!(
+                    dropped = self.stats.dropped,
+                    pending = self.pending_lookups.len(),
+                    "the store's backlog is full: dropping the oldest libc lookups"
+                );
+            }
+        }
+        if self.pending_lookups.len() >= self.options.batch_size {
+            let now = Instant::now();
+            if self.may_try(now) {
+                let _ = self.commit_pending(now, false);
+            }
+        }
+    }
+
     /// Periodic work: a due batch, then a retention step.
     fn tick(&mut self, now: Instant) {
         let due = !self.pending_counters.is_empty()
             || self.facts.due(&self.options, now, None)
             || self.pending.len() >= self.options.batch_size
+            || self.pending_lookups.len() >= self.options.batch_size
             || self.batch_since.is_some_and(|since| {
                 now.saturating_duration_since(since) >= self.options.batch_window
             });
@@ -331,7 +363,10 @@ impl Store {
         loop {
             let count = self.pending.len().min(self.options.batch_size);
             let full = count == self.options.batch_size;
+            let lookups_due = !self.pending_lookups.is_empty()
+                && (partial || self.pending_lookups.len() >= self.options.batch_size);
             if (count == 0 || !(full || partial))
+                && !lookups_due
                 && self.pending_counters.is_empty()
                 && !self.facts.due(&self.options, now, None)
             {
@@ -369,6 +404,9 @@ impl Store {
         for record in self.pending.iter().take(count) {
             batch.message(record)?;
         }
+        for lookup in &self.pending_lookups {
+            batch.lookup(lookup)?;
+        }
         let facts = batch.finish()?;
         let flush_facts = self.facts.due(&self.options, Instant::now(), Some(&facts));
         if flush_facts {
@@ -382,6 +420,7 @@ impl Store {
             .execute(params![run_id, time_ns, values])?;
         }
         tx.commit()?;
+        self.pending_lookups.clear();
         self.run_id = Some(run_id);
         if flush_facts {
             self.facts.held = Facts::default();
@@ -394,7 +433,10 @@ impl Store {
     }
 
     fn nothing_waits(&self) -> bool {
-        self.pending.is_empty() && self.pending_counters.is_empty() && self.facts.held.is_empty()
+        self.pending.is_empty()
+            && self.pending_lookups.is_empty()
+            && self.pending_counters.is_empty()
+            && self.facts.held.is_empty()
     }
 
     fn committed(&mut self, count: usize) {
@@ -485,6 +527,11 @@ impl Store {
 impl Sink for Store {
     fn write(&mut self, record: MessageRecord) -> anyhow::Result<()> {
         self.push(record);
+        Ok(())
+    }
+
+    fn write_lookup(&mut self, record: LookupRecord) -> anyhow::Result<()> {
+        self.push_lookup(record);
         Ok(())
     }
 

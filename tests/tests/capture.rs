@@ -201,7 +201,7 @@ fn tcp_segmented_answer_split_query_and_pipelining() -> anyhow::Result<()> {
     link(&client_ns, &server_ns, 1280)?;
     let big = name("big");
     let chunk = "x".repeat(250);
-    let txt = format!("--txt-record={},{}", big.trim_end_matches('.'), vec![chunk.as_str(); 12].join(","));
+    let txt = format!("--txt-record={},{}", big.trim_end_matches('.'), [chunk.as_str(); 12].join(","));
     let dnsmasq = Dnsmasq::start(&server_ns, &["198.18.0.2"], 53, &[txt])?;
     let recorder = Recorder::start(&[])?;
 

@@ -531,7 +531,7 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     ),
     (
         "query/src/owner.rs",
-        "\" AND {column} IN ({})\", id_list(&self.0.process_ids)",
+        "\" AND {column} IN ({})\", id_list(&self.processes.process_ids)",
         "Matching::sql: column is a constant column name given by its callers \
          (process_id, l.process_id); id_list joins i64 process ids: digits, '-' and ','",
     ),

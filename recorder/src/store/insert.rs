@@ -176,7 +176,8 @@ impl<'a> Batch<'a> {
         }
         if let Some(dns) = &record.dns {
             self.extra_questions(id, dns)?;
-            self.add_facts(record, dns, &columns, process_id, endpoint_id, latency_ns)?;
+            let fact_process_id = self.intern.fact_process(process_id, &record.process)?;
+            self.add_facts(record, dns, &columns, fact_process_id, endpoint_id, latency_ns)?;
         }
         Ok(())
     }
@@ -336,7 +337,9 @@ impl<'a> Batch<'a> {
             // for (they sent no query of their own): a delegation to each.
             if !received && let Some(qname_id) = columns.qname_id {
                 for client in record.on_behalf_of.iter().filter(|p| p.from_libc_call()) {
-                    let Some(client_process_id) = self.intern.process(client)? else {
+                    let client_id = self.intern.process(client)?;
+                    let Some(client_process_id) = self.intern.fact_process(client_id, client)?
+                    else {
                         continue;
                     };
                     let key = DelegationKey {
@@ -355,7 +358,8 @@ impl<'a> Batch<'a> {
         if let (Some(from_cache), Some(client), Some(qname_id)) =
             (record.from_cache, record.on_behalf_of.first(), columns.qname_id)
             && !received
-            && let Some(client_process_id) = self.intern.process(client)?
+            && let client_id = self.intern.process(client)?
+            && let Some(client_process_id) = self.intern.fact_process(client_id, client)?
         {
             let key = DelegationKey {
                 resolver_process_id: process_id,

@@ -37,6 +37,8 @@ pub(super) struct Caches {
     /// them spares building their key.
     recent_processes: VecDeque<(ProcessInfo, i64)>,
     endpoints: HashMap<(IpAddr, IpAddr, u32), Interfaces>,
+    /// Process row → the same process without its thread (see `fact_process`).
+    thread_less: HashMap<i64, i64>,
 }
 
 impl Caches {
@@ -132,6 +134,38 @@ impl<'a> Interner<'a> {
     }
 
     /// `None` when the process is unknown (no pid).
+    /// The process as the fact tables count it: without the thread. A resolving
+    /// library's worker threads would otherwise multiply every fact row (and the
+    /// time `dnsq by-process` takes to add them up).
+    pub fn fact_process(
+        &mut self,
+        id: Option<i64>,
+        process: &ProcessInfo,
+    ) -> rusqlite::Result<Option<i64>> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        if process.tid.is_none() && process.thread.is_none() {
+            return Ok(Some(id));
+        }
+        if let Some(&fact) = self.caches.thread_less.get(&id) {
+            return Ok(Some(fact));
+        }
+        let whole = ProcessInfo {
+            tid: None,
+            thread: None,
+            ..process.clone()
+        };
+        let fact = self.process(&whole)?;
+        if let Some(fact) = fact {
+            if self.caches.thread_less.len() >= 65_536 {
+                self.caches.thread_less.clear();
+            }
+            self.caches.thread_less.insert(id, fact);
+        }
+        Ok(fact)
+    }
+
     pub fn process(&mut self, process: &ProcessInfo) -> rusqlite::Result<Option<i64>> {
         let Some(pid) = process.pid else {
             return Ok(None);

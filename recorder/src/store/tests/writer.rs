@@ -351,7 +351,9 @@ fn nxdomain_malformed_unknown_process_and_server_side() {
         ),
         0
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM processes"), 2);
+    // Each process twice: as messages name it (with its thread) and as the fact
+    // tables count it (without).
+    assert_eq!(count(&db, "SELECT count(*) FROM processes"), 4);
 }
 
 #[test]
@@ -389,7 +391,17 @@ fn repeated_strings_are_stored_once() {
     // edge.example.net., e1.cdn.example., two addresses.
     assert_eq!(count(&db, "SELECT count(*) FROM rdata"), 4);
     assert_eq!(count(&db, "SELECT count(*) FROM answer_sets"), 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM processes"), 1);
+    // The process with its thread (messages) and without (facts).
+    assert_eq!(count(&db, "SELECT count(*) FROM processes"), 2);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(DISTINCT l.process_id) FROM lookups l JOIN processes p \
+             ON p.id = l.process_id WHERE p.tid IS NULL AND p.thread IS NULL"
+        ),
+        1
+    );
+    assert_eq!(count(&db, "SELECT count(DISTINCT process_id) FROM lookups"), 1);
     assert_eq!(count(&db, "SELECT count(*) FROM endpoints"), 1);
     assert_eq!(count(&db, "SELECT count(*) FROM cnames"), 2);
     assert_eq!(

@@ -147,10 +147,12 @@ impl<'w> Generator<'w> {
         self.last_ns
     }
 
-    /// Appends up to `max` messages; false once the history is complete.
+    /// Appends about `max` more messages (whole lookups); false once the history
+    /// is complete.
     pub fn fill(&mut self, out: &mut Vec<MessageRecord>, max: usize) -> bool {
         let mut lookup = Vec::new();
-        while out.len() < max && self.emitted < self.target {
+        let limit = out.len().saturating_add(max);
+        while out.len() < limit && self.emitted < self.target {
             lookup.clear();
             self.lookup(&mut lookup);
             for mut record in lookup.drain(..) {
@@ -236,13 +238,9 @@ impl<'w> Generator<'w> {
         let rng = &mut self.rng;
         let name = match program.class {
             Class::Browser => world.popularity.sample(rng),
-            Class::Service | Class::Batch => {
-                program.workset[program.workset_choice.sample(rng)]
-            }
+            Class::Service | Class::Batch => program.workset[program.workset_choice.sample(rng)],
             Class::Crawler => rng.below(world.names.len()),
-            Class::Mail | Class::TxtChecker => {
-                world.apexes[world.apex_popularity.sample(rng)]
-            }
+            Class::Mail | Class::TxtChecker => world.apexes[world.apex_popularity.sample(rng)],
         };
         let qtypes: &'static [&'static str] = match program.class {
             Class::Mail => &["MX", "A"],
@@ -356,7 +354,10 @@ impl<'w> Generator<'w> {
         let (t_answer, remaining) = if fresh {
             let expires = self.stub_cache[&(name, qtype)];
             let t_answer = t_in + self.rng.between(20_000, 150_000) as i64;
-            (t_answer, Some(((expires - t_answer) / NS_PER_SEC).max(1) as u32))
+            (
+                t_answer,
+                Some(((expires - t_answer) / NS_PER_SEC).max(1) as u32),
+            )
         } else {
             self.tally.cache_misses += 1;
             let upstream_id = self.rng.next_u64() as u16;
@@ -408,7 +409,10 @@ impl<'w> Generator<'w> {
             out.push(response_in.record(&stub));
             self.stub_cache
                 .insert((name, qtype), t_up + latency + i64::from(ttl) * NS_PER_SEC);
-            (t_up + latency + self.rng.between(20_000, 80_000) as i64, None)
+            (
+                t_up + latency + self.rng.between(20_000, 80_000) as i64,
+                None,
+            )
         };
         let response = self.response(&query, name, qtype, remaining);
         self.count_answers(&response);
@@ -632,7 +636,7 @@ impl<'w> Generator<'w> {
                         3_600,
                         format!("\"v=spf1 include:_spf.{domain} ~all\""),
                     ));
-                    if entry.domain % 3 == 0 {
+                    if entry.domain.is_multiple_of(3) {
                         answers.push(rr(
                             &entry.name,
                             "TXT",
@@ -705,6 +709,10 @@ fn rotate<T>(items: &[T], by: usize) -> impl Iterator<Item = &T> {
     (0..n).map(move |i| &items[(i + by) % n.max(1)])
 }
 
+#[allow(
+    clippy::needless_update,
+    reason = "fields the recorder adds later stay at their defaults"
+)]
 fn identity(
     program: &Program,
     pid: u32,
@@ -724,6 +732,21 @@ fn identity(
         cgroup_id: Some(program.cgroup_id),
         cgroup: Some(program.cgroup.clone()),
         netns: Some(program.netns),
+        // As the recorder names them from the cgroup path.
+        unit: program
+            .cgroup
+            .rsplit('/')
+            .next()
+            .filter(|unit| unit.ends_with(".service") || unit.ends_with(".scope"))
+            .map(str::to_owned),
+        container: program
+            .cgroup
+            .rsplit('/')
+            .next()
+            .and_then(|unit| unit.strip_prefix("docker-"))
+            .and_then(|id| id.strip_suffix(".scope"))
+            .map(|id| format!("docker:{id}")),
+        ..ProcessInfo::default()
     }
 }
 
@@ -835,7 +858,11 @@ mod tests {
         let mut generator = Generator::new(&world, 9, 50_000, 0, 1);
         let mut all = Vec::new();
         while generator.fill(&mut all, 5_000) {}
-        let responses = || all.iter().filter_map(|m| m.dns.as_ref()).filter(|d| d.response);
+        let responses = || {
+            all.iter()
+                .filter_map(|m| m.dns.as_ref())
+                .filter(|d| d.response)
+        };
         let has = |rtype: &str| responses().any(|d| d.answers.iter().any(|a| a.rtype == rtype));
         for rtype in ["A", "AAAA", "CNAME", "TXT", "MX"] {
             assert!(has(rtype), "no {rtype} answer");
@@ -856,7 +883,10 @@ mod tests {
         while generator.fill(&mut all, 5_000) {}
         let stub = |p: &ProcessInfo| p.comm.as_deref() == Some("systemd-resolve");
         assert!(all.iter().any(|m| m.via.as_ref().is_some_and(stub)));
-        assert!(all.iter().any(|m| stub(&m.process) && !m.on_behalf_of.is_empty()));
+        assert!(
+            all.iter()
+                .any(|m| stub(&m.process) && !m.on_behalf_of.is_empty())
+        );
         assert!(all.iter().any(|m| m.from_cache == Some(true)));
         assert!(all.iter().any(|m| m.from_cache == Some(false)));
     }

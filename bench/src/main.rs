@@ -30,7 +30,7 @@ use crate::{history::Generator, rng::Rng, world::World};
 /// Bump whenever the generated history changes for the same arguments: the
 /// harness reuses a cached database only when this (and the store's schema and
 /// source) still match.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 
 #[derive(Debug, Parser)]
 #[command(name = "dnsq-bench", version)]
@@ -66,6 +66,10 @@ enum Command {
         /// Messages a store transaction commits.
         #[arg(long, default_value_t = 5_000)]
         batch_size: usize,
+        /// Stop after this many seconds even if fewer messages were written (the
+        /// manifest then says so); 0: no limit.
+        #[arg(long, default_value_t = 0)]
+        deadline_secs: u64,
     },
     /// Print the generator version (the harness's cache key).
     Version,
@@ -86,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             end,
             seed,
             batch_size,
+            deadline_secs,
         } => {
             if db.exists() {
                 bail!("{} exists; generate into a new file", db.display());
@@ -98,6 +103,7 @@ fn main() -> anyhow::Result<()> {
                 end,
                 seed,
                 batch_size,
+                deadline: (deadline_secs > 0).then(|| Duration::from_secs(deadline_secs)),
             };
             let manifest = generate(&db, &args)?;
             println!("{}", serde_json::to_string_pretty(&manifest)?);
@@ -114,6 +120,7 @@ struct Args {
     end: jiff::Timestamp,
     seed: u64,
     batch_size: usize,
+    deadline: Option<Duration>,
 }
 
 /// Messages handed from the generating thread to the writing one at a time.
@@ -166,6 +173,13 @@ fn generate(db: &std::path::Path, args: &Args) -> anyhow::Result<serde_json::Val
             for record in chunk {
                 store.write(record)?;
                 written += 1;
+            }
+            if args
+                .deadline
+                .is_some_and(|deadline| started.elapsed() >= deadline)
+            {
+                eprintln!("dnsq-bench: deadline reached after {written} messages");
+                break;
             }
             if last_report.elapsed() >= Duration::from_secs(10) {
                 last_report = Instant::now();
@@ -230,6 +244,8 @@ fn generate(db: &std::path::Path, args: &Args) -> anyhow::Result<serde_json::Val
         "generator_version": GENERATOR_VERSION,
         "schema_version": store::schema::SCHEMA_VERSION,
         "messages": written,
+        "messages_asked": args.messages,
+        "complete": written == args.messages,
         "seed": args.seed,
         "names": world.names.len(),
         "domains": world.domains.len(),

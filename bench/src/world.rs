@@ -102,15 +102,44 @@ pub struct World {
 const HOST_NETNS: u64 = 4_026_531_840;
 
 const SYLLABLES: &[&str] = &[
-    "ka", "lo", "mi", "ne", "tor", "sa", "vi", "ra", "den", "po", "lux", "qua", "zen", "fi",
-    "mo", "tech", "net", "io", "bit", "data", "go", "sky", "sun", "ar", "el", "ex", "om", "ul",
-    "cor", "vel", "nix", "pix", "tri", "bo", "za", "ri",
+    "ka", "lo", "mi", "ne", "tor", "sa", "vi", "ra", "den", "po", "lux", "qua", "zen", "fi", "mo",
+    "tech", "net", "io", "bit", "data", "go", "sky", "sun", "ar", "el", "ex", "om", "ul", "cor",
+    "vel", "nix", "pix", "tri", "bo", "za", "ri",
 ];
-const TLDS: &[&str] = &["com", "net", "org", "io", "de", "co.uk", "fr", "dev", "app", "cloud"];
+const TLDS: &[&str] = &[
+    "com", "net", "org", "io", "de", "co.uk", "fr", "dev", "app", "cloud",
+];
 const HOST_LABELS: &[&str] = &[
-    "api", "cdn", "static", "img", "mail", "login", "auth", "m", "app", "assets", "media",
-    "telemetry", "update", "downloads", "docs", "status", "accounts", "ws", "push", "edge",
-    "metrics", "events", "s3", "registry", "git", "vpn", "shop", "blog", "news", "video",
+    "api",
+    "cdn",
+    "static",
+    "img",
+    "mail",
+    "login",
+    "auth",
+    "m",
+    "app",
+    "assets",
+    "media",
+    "telemetry",
+    "update",
+    "downloads",
+    "docs",
+    "status",
+    "accounts",
+    "ws",
+    "push",
+    "edge",
+    "metrics",
+    "events",
+    "s3",
+    "registry",
+    "git",
+    "vpn",
+    "shop",
+    "blog",
+    "news",
+    "video",
 ];
 
 fn domain_name(rng: &mut Rng, taken: &mut HashSet<String>) -> String {
@@ -118,13 +147,13 @@ fn domain_name(rng: &mut Rng, taken: &mut HashSet<String>) -> String {
         let parts = rng.between(2, 3);
         let mut name = String::new();
         for _ in 0..parts {
-            name.push_str(*rng.pick(SYLLABLES));
+            name.push_str(SYLLABLES[rng.below(SYLLABLES.len())]);
         }
         if rng.chance(0.3) {
             name.push_str(&rng.between(1, 99).to_string());
         }
         name.push('.');
-        name.push_str(*rng.pick(TLDS));
+        name.push_str(TLDS[rng.below(TLDS.len())]);
         name.push('.');
         if taken.insert(name.clone()) {
             return name;
@@ -170,9 +199,8 @@ impl Addresses {
 impl World {
     pub fn build(rng: &mut Rng, names: usize, domains: usize) -> Self {
         let mut taken = HashSet::new();
-        let domain_names: Vec<String> = (0..domains)
-            .map(|_| domain_name(rng, &mut taken))
-            .collect();
+        let domain_names: Vec<String> =
+            (0..domains).map(|_| domain_name(rng, &mut taken)).collect();
         let edges = build_edges(rng, (names / 20).max(10));
         let mut addresses = Addresses {
             next_v4: Addresses::V4_START,
@@ -274,7 +302,10 @@ fn alias(rng: &mut Rng, name: &str, edges: usize) -> Kind {
         _ => 3,
     };
     for k in 1..len {
-        hops.push(format!("h{k}-{}.cdn-route.example-cdn.net.", rng.below(20_000)));
+        hops.push(format!(
+            "h{k}-{}.cdn-route.example-cdn.net.",
+            rng.below(20_000)
+        ));
     }
     Kind::Alias {
         hops,
@@ -330,6 +361,7 @@ type Spec = (
     bool,
 );
 
+#[rustfmt::skip]
 const PROGRAMS: &[Spec] = &[
     ("firefox", "/usr/lib/firefox/firefox", 1000, Class::Browser, 14.0, 8, &["DNS Resolver #1", "DNS Resolver #2", "DNS Resolver #3", "DNS Resolver #4"], 0, false),
     ("chrome", "/opt/google/chrome/chrome", 1000, Class::Browser, 10.0, 5, &["ThreadPoolForeg", "NetworkService"], 0, false),

@@ -1,0 +1,842 @@
+#!/usr/bin/env python3
+"""dnsq benchmarks (`make bench`): measures the figures of BENCHMARKS.md, prints
+a table and writes BENCHMARKS.md at the repository root.
+
+Live figures run dnsperf against dnsmasq inside a network namespace this script
+creates (loopback only, 127.0.0.1), with and without dnsq-recorder, interleaved
+and repeated; the history figures use a generated 10-million-message store
+(bench/src, `dnsq-bench generate`), cached between runs. One function per figure;
+see BENCHMARKS.md for what each measures and how.
+
+Run as root from the repository root after `make build` and
+`cargo build --release -p dnsq-bench`; `make bench` does all of it.
+Options: --only NAME[,NAME] runs some figures (loss, cpu, rate, iperf, history);
+--no-report skips writing BENCHMARKS.md.
+"""
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+WORK = Path(os.environ.get("BENCH_DIR", ROOT / "target" / "dnsq-bench"))
+# The harness runs copies, so that a rebuild in target/release during the run
+# cannot swap a binary between two measurements.
+BIN = WORK / "bin"
+RECORDER = BIN / "dnsq-recorder"
+DNSQ = BIN / "dnsq"
+GENERATOR = BIN / "dnsq-bench"
+REPORT = ROOT / "BENCHMARKS.md"
+
+# Knobs (environment variables of the same name override them).
+REPEATS = int(os.environ.get("BENCH_REPEATS", 3))
+LOSS_QPS, LOSS_SECONDS = 50_000, int(os.environ.get("BENCH_LOSS_SECONDS", 30))
+CPU_QPS, CPU_SECONDS = 20_000, int(os.environ.get("BENCH_CPU_SECONDS", 10))
+RATE_SECONDS = int(os.environ.get("BENCH_RATE_SECONDS", 10))
+IPERF_SECONDS = int(os.environ.get("BENCH_IPERF_SECONDS", 10))
+HISTORY_MESSAGES = int(os.environ.get("BENCH_HISTORY_MESSAGES", 10_000_000))
+# The first (uncached) generation stops here and the history figures are taken at
+# whatever size it reached, which the report then says.
+HISTORY_BUDGET_SECONDS = int(os.environ.get("BENCH_HISTORY_BUDGET_SECONDS", 420))
+QUERY_RUNS = int(os.environ.get("BENCH_QUERY_RUNS", 30))
+# A recorder that has not exited this long after SIGINT is killed (and reported).
+STOP_SECONDS = int(os.environ.get("BENCH_STOP_SECONDS", 30))
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Every command run, by figure, for the report (placeholders for temporary paths).
+COMMANDS: dict[str, list[str]] = {}
+# Processes this script started and has not yet seen exit.
+STARTED: dict[int, subprocess.Popen] = {}
+
+
+def log(*args):
+    print(f"[{time.strftime('%H:%M:%S')}]", *args, file=sys.stderr, flush=True)
+
+
+def note_command(figure, argv):
+    text = " ".join(shlex.quote(str(a)) for a in argv)
+    text = text.replace(str(WORK), "$BENCH_DIR").replace(str(ROOT) + "/", "")
+    text = re.sub(r"dnsqbench\d+", "$NETNS", text)
+    text = re.sub(r"r[0-9a-f]{8}\.dnsq-bench\.test", "$ZONE", text)
+    listed = COMMANDS.setdefault(figure, [])
+    if text not in listed:
+        listed.append(text)
+
+
+def start(figure, argv, **kwargs):
+    note_command(figure, argv)
+    proc = subprocess.Popen([str(a) for a in argv], **kwargs)
+    STARTED[proc.pid] = proc
+    return proc
+
+
+def finish(proc, timeout, sig=signal.SIGINT):
+    """Stops a process this script started: `sig`, then SIGKILL after `timeout`
+    seconds. Returns its exit code and leaves its resource usage in `proc.usage`
+    (getrusage of the reaped child: everything it used, children it waited for
+    included)."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, sig)  # not proc.send_signal: it may reap the child
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                log(f"pid {proc.pid} ignored {sig.name} for {timeout} s: killing it")
+                os.kill(proc.pid, signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.usage = usage
+    STARTED.pop(proc.pid, None)
+    return proc.returncode
+
+
+def total_cpu(proc):
+    """utime + stime of a finished process, from its rusage."""
+    return proc.usage.ru_utime + proc.usage.ru_stime
+
+
+def run(figure, argv, timeout, **kwargs):
+    note_command(figure, argv)
+    return subprocess.run([str(a) for a in argv], timeout=timeout, check=True, **kwargs)
+
+
+def cleanup_processes():
+    for proc in list(STARTED.values()):
+        for child in children(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            finish(proc, 10, signal.SIGTERM)
+
+
+# --- /proc --------------------------------------------------------------------
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads), seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children(pid):
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+    return found
+
+
+def status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def bpf_prog_ids(pid):
+    """The BPF programs a process holds open (from /proc/PID/fdinfo)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+    return ids
+
+
+def bpf_run_time(figure, prog_ids):
+    """(run_time_ns, run_cnt) summed over programs, from bpftool."""
+    argv = ["bpftool", "prog", "show", "-j"]
+    note_command(figure, argv)
+    progs = json.loads(subprocess.run(argv, capture_output=True, check=True, timeout=30).stdout)
+    ns = cnt = 0
+    for prog in progs:
+        if prog.get("id") in prog_ids:
+            ns += prog.get("run_time_ns", 0)
+            cnt += prog.get("run_cnt", 0)
+    return ns, cnt
+
+
+@contextlib.contextmanager
+def bpf_stats_enabled():
+    path = Path("/proc/sys/kernel/bpf_stats_enabled")
+    before = path.read_text().strip()
+    note_command("cpu", ["sysctl", "-w", "kernel.bpf_stats_enabled=1"])
+    path.write_text("1\n")
+    try:
+        yield
+    finally:
+        path.write_text(before + "\n")
+
+
+# --- the test host: a network namespace with dnsmasq -----------------------
+
+
+class Host:
+    """A network namespace (loopback only) running dnsmasq on 127.0.0.1:53 with a
+    zone that mixes names, types, CNAME chains and NXDOMAIN."""
+
+    def __init__(self):
+        self.netns = f"dnsqbench{os.getpid()}"
+        self.zone = f"r{random.getrandbits(32):08x}.dnsq-bench.test"
+        self.dir = Path(tempfile.mkdtemp(prefix="dnsq-bench-", dir=WORK))
+        self.queries = self.dir / "queries.txt"
+        self.dnsmasq = None
+
+    def __enter__(self):
+        run("setup", ["ip", "netns", "add", self.netns], 30)
+        try:
+            run("setup", ["ip", "-n", self.netns, "link", "set", "lo", "up"], 30)
+            self.start_dnsmasq()
+            self.write_queries()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.dnsmasq is not None:
+            finish(self.dnsmasq, 10, signal.SIGTERM)
+        cleanup_processes()
+        subprocess.run(["ip", "netns", "delete", self.netns], check=False, timeout=30)
+        for path in self.dir.glob("*"):
+            path.unlink()
+        self.dir.rmdir()
+
+    def exec(self, argv):
+        return ["ip", "netns", "exec", self.netns, *argv]
+
+    def records(self):
+        """dnsmasq arguments for the zone; returns (args, query list)."""
+        z = self.zone
+        args, queries = [f"--local=/{z}/"], []
+        for i in range(200):
+            v4 = f"198.18.{i // 200}.{i % 200 + 10}"
+            if i % 3 == 0:  # A only: AAAA queries get NOERROR without data
+                args.append(f"--host-record=h{i}.{z},{v4}")
+            else:
+                args.append(f"--host-record=h{i}.{z},{v4},fd00::18:{i:x}")
+            queries += [(f"h{i}.{z}", "A")] * 4 + [(f"h{i}.{z}", "AAAA")] * 3
+        for i in range(60):
+            args.append(f"--cname=c{i}.{z},h{i * 3 % 200}.{z}")
+            queries += [(f"c{i}.{z}", "A")] * 3 + [(f"c{i}.{z}", "AAAA")] * 2
+        for i in range(30):  # chains: cc -> c -> h
+            args.append(f"--cname=cc{i}.{z},c{i}.{z}")
+            queries += [(f"cc{i}.{z}", "A")] * 3
+        for i in range(40):
+            args.append(f"--txt-record=t{i}.{z},\"v=spf1 include:_spf.{z} ~all\",\"id={i}\"")
+            queries += [(f"t{i}.{z}", "TXT")] * 3
+        for i in range(30):
+            args.append(f"--mx-host=m{i}.{z},mx{i % 3}.{z},{10 + i % 3}")
+            queries += [(f"m{i}.{z}", "MX")] * 3
+        for i in range(150):  # not in the zone: NXDOMAIN
+            queries.append((f"nx{i}.{z}", random.choice(["A", "AAAA"])))
+        return args, queries
+
+    def start_dnsmasq(self):
+        args, self._queries = self.records()
+        argv = self.exec([
+            "dnsmasq", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+            "--keep-in-foreground", "--bind-interfaces", "--listen-address=127.0.0.1",
+            "--port=53", "--user=root", "--pid-file=", "--log-facility=-",
+            "--dns-forward-max=10000", *args])
+        self.dnsmasq = start("setup", argv, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            probe = subprocess.run(self.exec(["dig", "+short", "+tries=1", "+time=1",
+                                              "@127.0.0.1", f"h1.{self.zone}", "A"]),
+                                   capture_output=True, text=True, timeout=10)
+            if probe.stdout.strip():
+                return
+            time.sleep(0.1)
+        raise RuntimeError("dnsmasq did not answer in the namespace")
+
+    def write_queries(self):
+        rng = random.Random(20261124)
+        queries = list(self._queries)
+        rng.shuffle(queries)
+        self.queries.write_text("".join(f"{n} {t}\n" for n, t in queries))
+        kinds = {}
+        for name, qtype in queries:
+            kind = "NXDOMAIN" if name.startswith("nx") else (
+                "CNAME" if name.startswith("c") else qtype)
+            kinds[kind] = kinds.get(kind, 0) + 1
+        self.mix = {k: round(100 * v / len(queries), 1) for k, v in sorted(kinds.items())}
+        self.mix_size = len(queries)
+
+    def dnsperf(self, figure, seconds, qps=None):
+        """Runs dnsperf for `seconds`; returns its figures."""
+        argv = ["dnsperf", "-s", "127.0.0.1", "-d", self.queries, "-l", seconds,
+                "-c", 4, "-q", 100, "-t", 2]
+        if qps:
+            argv += ["-Q", qps]
+        out = run(figure, self.exec(argv), seconds + 60, capture_output=True, text=True).stdout
+        def number(label):
+            m = re.search(rf"{label}:\s+([\d.]+)", out)
+            if not m:
+                raise RuntimeError(f"dnsperf printed no '{label}':\n{out}")
+            return float(m.group(1))
+        return {"sent": int(number("Queries sent")),
+                "completed": int(number("Queries completed")),
+                "lost": int(number("Queries lost")),
+                "qps": number("Queries per second")}
+
+
+# --- the recorder -------------------------------------------------------------
+
+
+class Recorder:
+    """dnsq-recorder writing to a fresh database, started and stopped here."""
+
+    def __init__(self, figure, host):
+        self.figure = figure
+        self.db = host.dir / f"live-{time.time_ns()}.db"
+        self.stderr = host.dir / "recorder.log"
+        self.proc = None
+        self.trouble = None
+
+    def __enter__(self):
+        notify = self.db.with_suffix(".notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(notify))
+        sock.settimeout(60)
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify))
+        with open(self.stderr, "w") as err:
+            self.proc = start(self.figure, [RECORDER, "--db", self.db], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            while sock.recv(4096).strip() != b"READY=1":
+                pass
+        except socket.timeout:
+            self.stop()
+            raise RuntimeError(f"the recorder was not ready:\n{self.stderr.read_text()}")
+        finally:
+            sock.close()
+            notify.unlink()
+        self.pid = self.proc.pid
+        self.prog_ids = bpf_prog_ids(self.pid)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.db) + suffix).unlink(missing_ok=True)
+
+    def stop(self):
+        """SIGINT, then SIGKILL after STOP_SECONDS. A recorder that had to be killed
+        (or failed) is noted in `self.trouble` and in the report, not raised: its
+        database still holds what it committed."""
+        if self.proc is not None and self.proc.returncode is None:
+            code = finish(self.proc, STOP_SECONDS)
+            if code != 0:
+                self.trouble = (f"exit {code}" + (f" (did not stop within {STOP_SECONDS} s "
+                                "of SIGINT; killed)" if code == -signal.SIGKILL else ""))
+                log(f"recorder: {self.trouble}; last log lines:\n"
+                    + "\n".join(self.stderr.read_text().splitlines()[-5:]))
+
+    def counted(self, zone):
+        """Messages of the benchmark's zone in the database, and the run's last
+        counters row (kernel, pipeline and store counters)."""
+        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        try:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM names WHERE name LIKE ?", (f"%.{zone}.",))]
+            marks = ",".join("?" * len(ids))
+            count = db.execute(
+                f"SELECT count(*) FROM messages WHERE qname_id IN ({marks})", ids).fetchone()[0]
+            total = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+            row = db.execute(
+                'SELECT "values" FROM counters ORDER BY time_ns DESC LIMIT 1').fetchone()
+            counters = json.loads(row[0]) if row else {}
+        finally:
+            db.close()
+        return count, total, counters
+
+
+class Sampler(threading.Thread):
+    """Samples a process's VmRSS every 250 ms."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.samples, self.done = pid, [], threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.25):
+            with contextlib.suppress(OSError, TypeError):
+                self.samples.append((time.monotonic(), status_kib(self.pid, "VmRSS")))
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+# --- figures ------------------------------------------------------------------
+
+
+def figure_loss(host):
+    """Messages in the database / messages sent at 50k queries/s for 30 s, the
+    recorder's loss counters, and its resident memory during the run."""
+    runs = []
+    for rep in range(REPEATS):
+        with Recorder("loss", host) as rec:
+            sampler = Sampler(rec.pid)
+            sampler.start()
+            t0 = time.monotonic()
+            perf = host.dnsperf("loss", LOSS_SECONDS, LOSS_QPS)
+            t1 = time.monotonic()
+            time.sleep(3)  # pairing/attribution wait and the batch window
+            hwm = status_kib(rec.pid, "VmHWM")
+            sampler.done.set()
+            rec.stop()
+            count, total, counters = rec.counted(host.zone)
+        expected = 2 * perf["sent"] + 2 * perf["completed"]
+        steady = [kib for t, kib in sampler.samples if t0 + (t1 - t0) / 3 <= t <= t1]
+        runs.append({
+            "recorder_trouble": rec.trouble,
+            "perf": perf, "expected": expected, "stored": count, "all_stored": total,
+            "ratio": count / expected, "counters": counters,
+            "rss_steady_mib": median(steady) / 1024, "rss_max_mib":
+                max(kib for _, kib in sampler.samples) / 1024, "hwm_mib": hwm / 1024,
+        })
+        log(f"loss {rep + 1}/{REPEATS}: {count}/{expected} messages "
+            f"({100 * count / expected:.3f} %), dnsperf {perf}, "
+            f"RSS {runs[-1]['rss_steady_mib']:.1f} MiB, counters {counters}")
+    return runs
+
+
+def figure_cpu(host):
+    """CPU per DNS message at 20k queries/s: kernel programs (bpf_stats) plus the
+    recorder's utime+stime, against tshark decoding the same traffic to a file."""
+    runs = {"recorder": [], "tshark": []}
+    with bpf_stats_enabled():
+        for rep in range(REPEATS):
+            order = ["recorder", "tshark"] if rep % 2 == 0 else ["tshark", "recorder"]
+            for who in order:
+                result = cpu_recorder(host) if who == "recorder" else cpu_tshark(host)
+                runs[who].append(result)
+                log(f"cpu {rep + 1}/{REPEATS} {who}: {result}")
+    return runs
+
+
+def cpu_recorder(host):
+    with Recorder("cpu", host) as rec:
+        time.sleep(1)
+        k0, c0 = bpf_run_time("cpu", rec.prog_ids)
+        u0 = cpu_seconds(rec.pid)
+        perf = host.dnsperf("cpu", CPU_SECONDS, CPU_QPS)
+        time.sleep(3)
+        k1, c1 = bpf_run_time("cpu", rec.prog_ids)
+        # Up to its exit: a recorder that fell behind spends the rest draining.
+        rec.stop()
+        u1 = total_cpu(rec.proc)
+        count, _, counters = rec.counted(host.zone)
+    kernel_s, user_s = (k1 - k0) / 1e9, u1 - u0
+    return {"recorder_trouble": rec.trouble,
+            "messages": count, "queries": perf["completed"], "kernel_s": kernel_s,
+            "user_s": user_s, "prog_runs": c1 - c0,
+            "us_per_message": 1e6 * (kernel_s + user_s) / count,
+            "us_per_query": 1e6 * (kernel_s + user_s) / perf["completed"],
+            "lost": counters.get("lost_ringbuf_full", 0)}
+
+
+TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "udp.srcport", "udp.dstport",
+                 "dns.id", "dns.flags.response", "dns.qry.name", "dns.qry.type",
+                 "dns.flags.rcode", "dns.a", "dns.aaaa", "dns.cname", "dns.txt",
+                 "dns.mx.mail_exchange"]
+
+
+def cpu_tshark(host):
+    out = host.dir / "tshark.txt"
+    err = host.dir / "tshark.err"
+    argv = ["tshark", "-i", "lo", "-n", "-f", "port 53", "-T", "fields"]
+    for field in TSHARK_FIELDS:
+        argv += ["-e", field]
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = start("cpu", host.exec(argv), stdin=subprocess.DEVNULL, stdout=stdout,
+                     stderr=stderr)
+    try:
+        deadline = time.time() + 60
+        while "Capturing on" not in err.read_text():
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"tshark did not start:\n{err.read_text()}")
+            time.sleep(0.1)
+        time.sleep(1)
+        pids = [proc.pid, *children(proc.pid)]
+        u0 = sum(cpu_seconds(p) for p in pids)
+        perf = host.dnsperf("cpu", CPU_SECONDS, CPU_QPS)
+        time.sleep(3)
+        hwm_mib = sum(status_kib(p, "VmHWM") for p in pids) / 1024
+    finally:
+        # Up to its exit, dumpcap included: the packets counted are all it wrote.
+        finish(proc, 60)
+    u1 = total_cpu(proc)
+    packets = sum(1 for line in open(out) if line.strip())
+    return {"packets": packets, "queries": perf["completed"], "cpu_s": u1 - u0,
+            "us_per_message": 1e6 * (u1 - u0) / packets,
+            "us_per_query": 1e6 * (u1 - u0) / perf["completed"], "hwm_mib": hwm_mib}
+
+
+def figure_rate(host):
+    """dnsperf's highest rate (unlimited, 10 s) with the recorder running and
+    without, interleaved."""
+    runs = {"with": [], "without": []}
+    for rep in range(REPEATS):
+        order = ["without", "with"] if rep % 2 == 0 else ["with", "without"]
+        for which in order:
+            if which == "with":
+                with Recorder("rate", host) as rec:
+                    perf = host.dnsperf("rate", RATE_SECONDS)
+                    time.sleep(2)
+                    rec.stop()
+                    _, _, counters = rec.counted(host.zone)
+                perf["lost_events"] = (counters.get("lost_ringbuf_full", 0)
+                                       + counters.get("store_dropped", 0))
+                perf["recorder_trouble"] = rec.trouble
+            else:
+                perf = host.dnsperf("rate", RATE_SECONDS)
+            runs[which].append(perf)
+            log(f"rate {rep + 1}/{REPEATS} {which} recorder: {perf}")
+    return runs
+
+
+def figure_iperf(host):
+    """Loopback TCP throughput (iperf3, 10 s) with the probes attached and
+    without, interleaved."""
+    runs = {"with": [], "without": []}
+    for rep in range(REPEATS):
+        order = ["without", "with"] if rep % 2 == 0 else ["with", "without"]
+        for which in order:
+            if which == "with":
+                with Recorder("iperf", host):
+                    bps = iperf(host)
+            else:
+                bps = iperf(host)
+            runs[which].append(bps)
+            log(f"iperf {rep + 1}/{REPEATS} {which} probes: {bps / 1e9:.2f} Gbit/s")
+    return runs
+
+
+def iperf(host):
+    server = start("iperf", host.exec(["iperf3", "-s", "-1", "-p", "5201"]),
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            ss = subprocess.run(host.exec(["ss", "-Hltn", "sport = :5201"]),
+                                capture_output=True, text=True, timeout=10).stdout
+            if ss.strip():
+                break
+            time.sleep(0.05)
+        out = run("iperf", host.exec(["iperf3", "-c", "127.0.0.1", "-p", "5201", "-t",
+                                      IPERF_SECONDS, "-J"]),
+                  IPERF_SECONDS + 60, capture_output=True, text=True).stdout
+    finally:
+        finish(server, 10, signal.SIGTERM)
+    return json.loads(out)["end"]["sum_received"]["bits_per_second"]
+
+
+# --- the 10-million-message history -------------------------------------------
+
+
+def history_key():
+    """What the cached history depends on: the generator, its size, and the
+    store's writer and schema (a change there changes the disk figures)."""
+    digest = hashlib.sha256()
+    sources = sorted((ROOT / "recorder" / "src" / "store").glob("*.rs"))
+    sources += sorted((ROOT / "migrations").glob("*.sql"))
+    sources += sorted((ROOT / "bench" / "src").glob("*.rs"))
+    for path in sources:
+        digest.update(path.relative_to(ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    version = subprocess.run([GENERATOR, "version"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    return {"generator_version": version, "messages": HISTORY_MESSAGES,
+            "sources_sha256": digest.hexdigest()}
+
+
+def figure_history():
+    """Generates (or reuses) the history; returns its manifest."""
+    cache = WORK / "history"
+    db, manifest_path = cache / "history.db", cache / "manifest.json"
+    key = history_key()
+    if manifest_path.exists() and db.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("cache_key") == key:
+            log(f"history: reusing {db} ({manifest['messages']} messages)")
+            manifest["reused"] = True
+            return db, manifest
+    log(f"history: generating {HISTORY_MESSAGES} messages (cache key changed or missing)")
+    cache.mkdir(parents=True, exist_ok=True)
+    for path in cache.glob("history.db*"):
+        path.unlink()
+    manifest_path.unlink(missing_ok=True)
+    argv = [GENERATOR, "generate", "--db", db, "--messages", HISTORY_MESSAGES,
+            "--deadline-secs", HISTORY_BUDGET_SECONDS]
+    started = time.monotonic()
+    out = run("history", argv, HISTORY_BUDGET_SECONDS + 600, capture_output=True,
+              text=True).stdout
+    manifest = json.loads(out)
+    manifest["generation_wall_s"] = time.monotonic() - started
+    manifest["cache_key"] = key
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    manifest["reused"] = False
+    return db, manifest
+
+
+def hyperfine(figure, argv, runs):
+    """Median, min and max wall time (ms) of a command over `runs` runs."""
+    export = WORK / "hyperfine.json"
+    command = " ".join(shlex.quote(str(a)) for a in argv)
+    hf = ["hyperfine", "-N", "--warmup", "2", "--min-runs", 5, "--max-runs", runs,
+          "--export-json", export, "--style", "none", command]
+    run(figure, hf, 600, capture_output=True)
+    result = json.loads(export.read_text())["results"][0]
+    export.unlink()
+    return {"median_ms": 1e3 * result["median"], "min_ms": 1e3 * result["min"],
+            "max_ms": 1e3 * result["max"], "runs": len(result["times"])}
+
+
+def figure_queries(db, manifest):
+    """`dnsq who`, `by-process`, `name` on the history, each timed by hyperfine
+    (warm page cache), for the busiest address, command and name."""
+    targets = [
+        ("who", ["who", manifest["busiest_address"]["ip"]]),
+        ("by-process", ["by-process", manifest["busiest_command"]["comm"]]),
+        ("name", ["name", manifest["busiest_name"]["name"]]),
+    ]
+    results = {}
+    for label, args in targets:
+        argv = [DNSQ, "--db", db, *args]
+        check = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
+                               timeout=600)
+        rows = max(0, len(check.stdout.splitlines()) - 1)
+        results[label] = {"args": args, "rows": rows, "exit": check.returncode,
+                          **hyperfine("queries", argv, QUERY_RUNS)}
+        log(f"query {label}: {results[label]}")
+    return results
+
+
+def ns_text(ns):
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    stamp = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:09d}Z"
+
+
+def newest_since(db, newest):
+    """The time from which the history holds exactly its `newest` last messages."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT time_ns FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?",
+                           (newest - 1,)).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else None
+
+
+def figure_export(db):
+    """`dnsq export --format csv` of the newest 1,000,000 and 100,000 messages:
+    wall time and peak RSS (getrusage of the child), interleaved."""
+    results = {}
+    for rep in range(REPEATS):
+        for newest in (1_000_000, 100_000):
+            since = newest_since(db, newest)
+            if since is None:
+                continue
+            out = WORK / "export.csv"
+            argv = [DNSQ, "--db", db, "export", "--format", "csv", "--utc",
+                    "--since", ns_text(since)]
+            note_command("export", argv)
+            COMMANDS["export"][-1] += " > $BENCH_DIR/export.csv"
+            with open(out, "w") as f:
+                t0 = time.monotonic()
+                proc = subprocess.Popen([str(a) for a in argv], stdout=f,
+                                        stderr=subprocess.PIPE)
+                STARTED[proc.pid] = proc
+                _, status, usage = os.wait4(proc.pid, 0)
+                wall = time.monotonic() - t0
+                STARTED.pop(proc.pid, None)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+            with open(out, "rb") as f:
+                rows = sum(1 for _ in f) - 1
+            out.unlink()
+            entry = results.setdefault(newest, {"wall_s": [], "rss_mib": [], "rows": rows,
+                                                 "exit": proc.returncode})
+            entry["wall_s"].append(wall)
+            entry["rss_mib"].append(usage.ru_maxrss / 1024)
+            log(f"export {rep + 1}/{REPEATS} newest {newest}: {rows} rows, {wall:.2f} s, "
+                f"{usage.ru_maxrss / 1024:.1f} MiB")
+    return results
+
+
+def figure_disk(db, manifest):
+    """Bytes on disk per message: database file plus WAL, over messages."""
+    sizes = {suffix or "db": os.path.getsize(str(db) + suffix)
+             for suffix in ("", "-wal") if os.path.exists(str(db) + suffix)}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        tables = conn.execute(
+            "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("names", "processes", "resolutions", "lookups", "cnames",
+                            "answer_sets", "rdata")}
+    finally:
+        conn.close()
+    return {"sizes": sizes, "messages": messages,
+            "bytes_per_message": sum(sizes.values()) / messages,
+            "tables": tables, "counts": counts}
+
+
+# --- the machine and the report -------------------------------------------
+
+
+def dnsperf_version():
+    out = subprocess.run(["dnsperf", "-h"], capture_output=True, text=True, timeout=30)
+    m = re.search(r"Version ([\w.]+)", out.stdout + out.stderr)
+    return f"dnsperf {m.group(1)}" if m else "?"
+
+
+def background_busy(seconds=2.0):
+    """Share of the machine's CPU time that was busy over `seconds` while this
+    script ran nothing: other users' load, which the live figures share."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]
+        return sum(values[:8]), idle
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return round(100 * (1 - (idle1 - idle0) / max(1, total1 - total0)), 1)
+
+
+def machine():
+    def first(path, prefix):
+        with open(path) as f:
+            for line in f:
+                if line.startswith(prefix):
+                    return line.split(":", 1)[1].strip()
+        return "?"
+
+    def version(argv):
+        with contextlib.suppress(Exception):
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            return (out.stdout + out.stderr).strip().splitlines()[0]
+        return "?"
+
+    git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": first("/proc/cpuinfo", "model name"),
+        "kernel": platform.release(),
+        "memory": first("/proc/meminfo", "MemTotal"),
+        "os": next((line.split("=", 1)[1].strip().strip('"')
+                    for line in open("/etc/os-release") if line.startswith("PRETTY_NAME=")),
+                   "?"),
+        "loadavg": open("/proc/loadavg").read().split()[:3],
+        "git": git,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "tools": {
+            "dnsperf": dnsperf_version(),
+            "dnsmasq": version(["dnsmasq", "--version"]),
+            "tshark": version(["tshark", "--version"]),
+            "iperf3": version(["iperf3", "--version"]),
+            "hyperfine": version(["hyperfine", "--version"]),
+            "bpftool": version(["bpftool", "--version"]),
+        },
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="loss,cpu,rate,iperf,history")
+    parser.add_argument("--no-report", action="store_true")
+    options = parser.parse_args()
+    only = set(options.only.split(","))
+    if os.geteuid() != 0:
+        sys.exit("run.py needs root (BPF programs, network namespaces)")
+    BIN.mkdir(parents=True, exist_ok=True)
+    for binary in (RECORDER, DNSQ, GENERATOR):
+        built = RELEASE / binary.name
+        if not built.exists():
+            sys.exit(f"{built} is missing: run `make build` and "
+                     "`cargo build --release -p dnsq-bench` first")
+        shutil.copy2(built, binary)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    started = time.monotonic()
+    results = {"machine": machine(), "background_busy_pct": {"start": background_busy()},
+               "config": {"repeats": REPEATS, "loss_seconds": LOSS_SECONDS,
+                          "cpu_seconds": CPU_SECONDS, "rate_seconds": RATE_SECONDS,
+                          "iperf_seconds": IPERF_SECONDS, "history_messages": HISTORY_MESSAGES,
+                          "stop_seconds": STOP_SECONDS}}
+    log("machine:", results["machine"], "background CPU busy %:",
+        results["background_busy_pct"])
+    try:
+        if only & {"loss", "cpu", "rate", "iperf"}:
+            with Host() as host:
+                results["mix"] = {"share_pct": host.mix, "lines": host.mix_size}
+                for name, figure in (("loss", figure_loss), ("cpu", figure_cpu),
+                                     ("rate", figure_rate), ("iperf", figure_iperf)):
+                    if name in only:
+                        results["background_busy_pct"][name] = background_busy(1)
+                        results[name] = figure(host)
+        if "history" in only:
+            db, manifest = figure_history()
+            results["history"] = manifest
+            results["queries"] = figure_queries(db, manifest)
+            results["export"] = figure_export(db)
+            results["disk"] = figure_disk(db, manifest)
+    finally:
+        cleanup_processes()
+    results["background_busy_pct"]["end"] = background_busy()
+    results["elapsed_s"] = time.monotonic() - started
+    if os.environ.get("BENCH_STARTED"):  # set by `make bench`: includes set-up and build
+        results["make_bench_s"] = time.time() - int(os.environ["BENCH_STARTED"])
+    results["commands"] = COMMANDS
+    (WORK / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    log(f"wrote {WORK / 'results.json'}")
+    if not options.no_report:
+        import report  # bench/report.py: the table and BENCHMARKS.md
+
+        table = report.table(results)
+        print(table)
+        REPORT.write_text(report.markdown(results, table))
+        log(f"wrote {REPORT}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()

@@ -6,18 +6,7 @@
 
 use std::{borrow::Cow, fmt::Write as _, io};
 
-/// Characters never written raw: C0 controls (ESC among them), DEL, C1 controls,
-/// the line and paragraph separators and the bidirectional overrides and
-/// isolates that reorder what a terminal shows ("Trojan Source").
-pub fn is_unsafe(c: char) -> bool {
-    matches!(c,
-        '\u{0}'..='\u{1f}'
-        | '\u{7f}'..='\u{9f}'
-        | '\u{2028}' | '\u{2029}'
-        | '\u{200e}' | '\u{200f}'
-        | '\u{202a}'..='\u{202e}'
-        | '\u{2066}'..='\u{2069}')
-}
+pub use dnsq_recorder::output::{TerminalSafe as JsonFormatter, is_unsafe};
 
 /// `s` with every [unsafe](is_unsafe) character written as `\xNN` (below U+0080)
 /// or `\u{NNNN}`.
@@ -36,33 +25,6 @@ pub fn safe(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
-}
-
-/// serde_json's compact output, with DEL, C1 controls and the characters above
-/// escaped as `\uNNNN` too (serde_json escapes only C0): still valid JSON that
-/// decodes to the same strings, and safe to print to a terminal.
-pub struct JsonFormatter;
-
-impl serde_json::ser::Formatter for JsonFormatter {
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        // Every character to escape here is DEL or above.
-        if !fragment.bytes().any(|b| b >= 0x7f) {
-            return writer.write_all(fragment.as_bytes());
-        }
-        let mut start = 0;
-        for (index, c) in fragment.char_indices() {
-            if is_unsafe(c) {
-                writer.write_all(&fragment.as_bytes()[start..index])?;
-                write!(writer, "\\u{:04x}", c as u32)?;
-                start = index + c.len_utf8();
-            }
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
-    }
 }
 
 /// Writes `value` as one line of JSON.

@@ -1191,20 +1191,7 @@ mod tests {
         assert_eq!(opcode_code("16"), None);
     }
 
-    /// xorshift64: enough randomness for mutation, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use crate::test_rng::Rng;
 
     fn printable(text: &str) -> bool {
         text.chars().all(|c| c >= ' ' && c != '\x7f')

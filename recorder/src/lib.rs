@@ -23,3 +23,5 @@ pub mod resolvers;
 pub mod service;
 pub mod store;
 pub mod tcp;
+#[cfg(test)]
+mod test_rng;

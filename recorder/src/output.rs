@@ -64,20 +64,24 @@ impl<W: Write> Sink for JsonLines<W> {
     }
 }
 
-/// serde_json's compact output with DEL, the C1 controls, the line and paragraph
-/// separators and the bidirectional overrides and isolates written as `\uNNNN` too
-/// (serde_json escapes only C0): the same JSON value, safe on a terminal. The set
-/// is `dnsq`'s (query/src/escape.rs).
-struct TerminalSafe;
-
-fn is_unsafe(c: char) -> bool {
+/// Characters never written raw: C0 controls (ESC among them), DEL, C1 controls,
+/// the line and paragraph separators and the bidirectional overrides and
+/// isolates that reorder what a terminal shows ("Trojan Source"). `dnsq` escapes
+/// the same set in its tables.
+pub fn is_unsafe(c: char) -> bool {
     matches!(c,
-        '\u{7f}'..='\u{9f}'
+        '\u{0}'..='\u{1f}'
+        | '\u{7f}'..='\u{9f}'
         | '\u{2028}' | '\u{2029}'
         | '\u{200e}' | '\u{200f}'
         | '\u{202a}'..='\u{202e}'
         | '\u{2066}'..='\u{2069}')
 }
+
+/// serde_json's compact output with every [unsafe](is_unsafe) character written as
+/// `\uNNNN` (serde_json itself escapes only C0): the same JSON value, safe on a
+/// terminal. Used by `--print` and by `dnsq --json`.
+pub struct TerminalSafe;
 
 impl serde_json::ser::Formatter for TerminalSafe {
     fn write_string_fragment<W: ?Sized + Write>(

@@ -1034,20 +1034,7 @@ mod tests {
         assert_eq!(t.r.stats(), TcpStats::default());
     }
 
-    /// xorshift64: enough randomness for shuffling, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use crate::test_rng::Rng;
 
     #[test]
     fn random_splits_duplicates_and_reordering() {

@@ -415,7 +415,16 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         if self.linking.len() > MAX_DEFERRED {
             self.release_linked(1)?;
         }
-        Ok(())
+        // Only a message still waiting for its owner can come out of time order:
+        // everything older than the oldest of those can go on now (all of it when
+        // none waits), which keeps this queue short under load.
+        match self.waiting.front().map(|waiting| waiting.record.time_ns) {
+            None => self.release_linked(usize::MAX),
+            Some(oldest) => {
+                let due = self.linking.partition_point(|held| held.time_ns() < oldest);
+                self.release_linked(due)
+            }
+        }
     }
 
     /// Sends on the records whose delay is over (at most `most`), oldest first, after

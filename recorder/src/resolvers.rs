@@ -109,7 +109,7 @@ impl ResolverLinker {
             return;
         }
         let now = record.time_ns;
-        self.expire(now);
+        self.expire_oldest(now);
         if self.libc_order.len() >= MAX_LIBC_CALLS
             && let Some((_, oldest)) = self.libc_order.pop_front()
         {
@@ -213,6 +213,14 @@ impl ResolverLinker {
                     record.from_cache = Some(!exchange.upstream);
                     self.linked += 1;
                 }
+                // Answered: no later upstream query can be for this exchange.
+                let ask = (pid, key.question.clone());
+                if let Some(keys) = self.asks.get_mut(&ask) {
+                    keys.retain(|waiting| *waiting != key);
+                    if keys.is_empty() {
+                        self.asks.remove(&ask);
+                    }
+                }
             }
             // A process receives an answer: from upstream for its clients, or from
             // a local resolver.
@@ -234,7 +242,7 @@ impl ResolverLinker {
     /// resolver to go upstream.
     fn note(&mut self, key: ExchangeKey, now: i64, update: impl FnOnce(&mut Exchange)) {
         if !self.exchanges.contains_key(&key) {
-            self.expire(now);
+            self.expire_oldest(now);
             if self.exchanges.len() >= MAX_EXCHANGES
                 && let Some((_, oldest)) = self.exchange_order.pop_front()
             {
@@ -294,7 +302,20 @@ impl ResolverLinker {
     }
 
     /// Forgets exchanges and upstream queries older than the TTL.
+    /// Forgets everything older than its TTL, and the asks no upstream query came
+    /// for in time (a walk over all of them: from `tick`, not per message).
     pub fn expire(&mut self, now: i64) {
+        self.expire_oldest(now);
+        let exchanges = &self.exchanges;
+        self.asks.retain(|_, keys| {
+            keys.retain(|key| exchanges.get(key).is_some_and(|e| now - e.time_ns <= LINK_WINDOW_NS));
+            !keys.is_empty()
+        });
+    }
+
+    /// Pops what is past its TTL from the fronts of the time-ordered queues: cheap
+    /// enough for every message.
+    fn expire_oldest(&mut self, now: i64) {
         while let Some((time, _)) = self.exchange_order.front() {
             if now - time <= EXCHANGE_TTL_NS {
                 break;
@@ -319,11 +340,6 @@ impl ResolverLinker {
                 forget_oldest_call(&mut self.libc_calls, &key);
             }
         }
-        let exchanges = &self.exchanges;
-        self.asks.retain(|_, keys| {
-            keys.retain(|key| exchanges.get(key).is_some_and(|e| now - e.time_ns <= LINK_WINDOW_NS));
-            !keys.is_empty()
-        });
     }
 }
 

@@ -59,7 +59,7 @@ HISTORY_MESSAGES = int(os.environ.get("BENCH_HISTORY_MESSAGES", 10_000_000))
 HISTORY_BUDGET_SECONDS = int(os.environ.get("BENCH_HISTORY_BUDGET_SECONDS", 420))
 QUERY_RUNS = int(os.environ.get("BENCH_QUERY_RUNS", 30))
 # A recorder that has not exited this long after SIGINT is killed (and reported).
-STOP_SECONDS = int(os.environ.get("BENCH_STOP_SECONDS", 30))
+STOP_SECONDS = int(os.environ.get("BENCH_STOP_SECONDS", 20))
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -73,9 +73,13 @@ def log(*args):
     print(f"[{time.strftime('%H:%M:%S')}]", *args, file=sys.stderr, flush=True)
 
 
-def note_command(figure, argv):
-    text = " ".join(shlex.quote(str(a)) for a in argv)
+def note_command(figure, argv, redirect=""):
+    """Records a command for the report (`redirect`: where its output went)."""
+    text = " ".join(shlex.quote(str(a)) for a in argv) + (f" > {redirect}" if redirect else "")
     text = text.replace(str(WORK), "$BENCH_DIR").replace(str(ROOT) + "/", "")
+    text = re.sub(r"\$BENCH_DIR/dnsq-bench-[^/ ]+/", "$TMP/", text)
+    text = re.sub(r"live-\d+\.db", "live.db", text)
+    text = re.sub(r"/dev/shm/dnsq-bench-history-[^/ ]+/", "$SHM/", text)
     text = re.sub(r"dnsqbench\d+", "$NETNS", text)
     text = re.sub(r"r[0-9a-f]{8}\.dnsq-bench\.test", "$ZONE", text)
     listed = COMMANDS.setdefault(figure, [])
@@ -83,8 +87,8 @@ def note_command(figure, argv):
         listed.append(text)
 
 
-def start(figure, argv, **kwargs):
-    note_command(figure, argv)
+def start(figure, argv, redirect="", **kwargs):
+    note_command(figure, argv, redirect)
     proc = subprocess.Popen([str(a) for a in argv], **kwargs)
     STARTED[proc.pid] = proc
     return proc
@@ -188,17 +192,31 @@ def bpf_run_time(figure, prog_ids):
 
 @contextlib.contextmanager
 def bpf_stats_enabled():
-    path = Path("/proc/sys/kernel/bpf_stats_enabled")
-    before = path.read_text().strip()
-    note_command("cpu", ["sysctl", "-w", "kernel.bpf_stats_enabled=1"])
-    path.write_text("1\n")
+    """kernel.bpf_stats_enabled=1 for the duration (it costs two clock reads per
+    program run, so only the CPU figure has it); the old value afterwards."""
+    before = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
+    run("cpu", ["sysctl", "-q", "-w", "kernel.bpf_stats_enabled=1"], 30)
     try:
         yield
     finally:
-        path.write_text(before + "\n")
+        run("cpu", ["sysctl", "-q", "-w", f"kernel.bpf_stats_enabled={before}"], 30)
 
 
 # --- the test host: a network namespace with dnsmasq -----------------------
+
+
+def remove_leftovers():
+    """Namespaces and scratch directories of earlier runs of this harness that
+    were killed before they could clean up (their pid is gone)."""
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                           timeout=30).stdout.split()
+    for name in names:
+        m = re.fullmatch(r"dnsqbench(\d+)", name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            log(f"removing the namespace {name} left by an earlier run")
+            subprocess.run(["ip", "netns", "delete", name], check=False, timeout=30)
+    for path in [*WORK.glob("dnsq-bench-*"), *Path("/dev/shm").glob("dnsq-bench-history-*")]:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Host:
@@ -482,8 +500,8 @@ def cpu_tshark(host):
     for field in TSHARK_FIELDS:
         argv += ["-e", field]
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc = start("cpu", host.exec(argv), stdin=subprocess.DEVNULL, stdout=stdout,
-                     stderr=stderr)
+        proc = start("cpu", host.exec(argv), redirect=out, stdin=subprocess.DEVNULL,
+                     stdout=stdout, stderr=stderr)
     try:
         deadline = time.time() + 60
         while "Capturing on" not in err.read_text():
@@ -600,17 +618,41 @@ def figure_history():
     for path in cache.glob("history.db*"):
         path.unlink()
     manifest_path.unlink(missing_ok=True)
-    argv = [GENERATOR, "generate", "--db", db, "--messages", HISTORY_MESSAGES,
-            "--deadline-secs", HISTORY_BUDGET_SECONDS]
-    started = time.monotonic()
-    out = run("history", argv, HISTORY_BUDGET_SECONDS + 600, capture_output=True,
-              text=True).stdout
-    manifest = json.loads(out)
-    manifest["generation_wall_s"] = time.monotonic() - started
+    # Generated in memory (tmpfs) when there is room, then moved: the same file,
+    # without waiting on the disk's syncs (about 1.5 times faster here).
+    where = generation_dir()
+    try:
+        target = where / "history.db"
+        argv = [GENERATOR, "generate", "--db", target, "--messages", HISTORY_MESSAGES,
+                "--deadline-secs", HISTORY_BUDGET_SECONDS]
+        started = time.monotonic()
+        out = run("history", argv, HISTORY_BUDGET_SECONDS + 600, capture_output=True,
+                  text=True).stdout
+        manifest = json.loads(out)
+        for suffix in ("", "-wal"):
+            if os.path.exists(f"{target}{suffix}") and where != cache:
+                note_command("history", ["mv", f"{target}{suffix}", f"{db}{suffix}"])
+                shutil.move(f"{target}{suffix}", f"{db}{suffix}")
+        manifest["generation_wall_s"] = time.monotonic() - started
+    finally:
+        if where != cache:
+            shutil.rmtree(where, ignore_errors=True)
+    manifest["generated_in"] = "tmpfs" if where != cache else "the cache directory"
     manifest["cache_key"] = key
     manifest_path.write_text(json.dumps(manifest, indent=2))
     manifest["reused"] = False
     return db, manifest
+
+
+def generation_dir():
+    """A fresh directory on /dev/shm if it has room for the history (about 200
+    bytes a message, doubled), else the cache directory itself."""
+    shm = Path("/dev/shm")
+    with contextlib.suppress(OSError):
+        stats = os.statvfs(shm)
+        if stats.f_bavail * stats.f_frsize > 400 * HISTORY_MESSAGES:
+            return Path(tempfile.mkdtemp(prefix="dnsq-bench-history-", dir=shm))
+    return WORK / "history"
 
 
 def hyperfine(figure, argv, runs):
@@ -675,8 +717,7 @@ def figure_export(db):
             out = WORK / "export.csv"
             argv = [DNSQ, "--db", db, "export", "--format", "csv", "--utc",
                     "--since", ns_text(since)]
-            note_command("export", argv)
-            COMMANDS["export"][-1] += " > $BENCH_DIR/export.csv"
+            note_command("export", argv, redirect=out)
             with open(out, "w") as f:
                 t0 = time.monotonic()
                 proc = subprocess.Popen([str(a) for a in argv], stdout=f,
@@ -796,6 +837,7 @@ def main():
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
+    remove_leftovers()
     started = time.monotonic()
     results = {"machine": machine(), "background_busy_pct": {"start": background_busy()},
                "config": {"repeats": REPEATS, "loss_seconds": LOSS_SECONDS,

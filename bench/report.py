@@ -284,58 +284,64 @@ def history(r):
     return lines
 
 
+def user_us(r):
+    """The recorder's user-space µs a message in this run's CPU figure, if any."""
+    runs = r.get("cpu", {}).get("recorder", [])
+    return median([1e6 * x["user_s"] / x["messages"] for x in runs]) if runs else None
+
+
 ANALYSIS = {
-    # Written from the investigation done with this harness on 2026-11-25 (callgrind,
-    # bpf_stats per program, massif, malloc_stats); re-check when the code changes.
-    "loss": (
-        "The kernel dropped events because the ring buffer filled (`lost_ringbuf_full`): "
-        "user space processes a message in ~4–5 µs of CPU, so at 50k q/s (200k "
-        "messages/s) the recorder needs about a whole core while dnsperf and dnsmasq need "
-        "the rest of the 2-core machine; the recorder falls behind and the 16 MiB ring "
-        "overflows. The CPU taken also slows dnsperf (it does not reach 50k q/s). Fix: "
-        "make the per-message path cheaper (see the CPU row) and batch ring-buffer "
-        "wakeups; a larger ring (`--ring-buffer-size`) only delays the overflow at a "
-        "sustained rate the consumer cannot keep. (On the 14:35 tree, one 10 s run at "
-        "50k q/s: 85.3 % stored, dnsperf reached 37.6k q/s, 221,240 events lost with the "
-        "ring buffer full, none dropped by the store.)"),
+    # From the investigation done with this harness on 2026-11-25 (callgrind,
+    # bpf_stats per program, massif, malloc_stats), last on the tree of 16:20;
+    # re-check when the code changes. Values that are callables read this run.
+    "loss": lambda r: (
+        "The kernel dropped events because the ring buffer filled (`lost_ringbuf_full` "
+        "above); the store dropped nothing. User space spends "
+        + (f"{user_us(r):.1f}" if user_us(r) else "several")
+        + " µs of CPU a message (the CPU row), so 200k messages/s (4 a query at 50k q/s) "
+        "would need "
+        + (f"{0.2 * user_us(r):.1f}" if user_us(r) else "more than one")
+        + " cores of a 2-core machine that also runs dnsperf and dnsmasq: the recorder "
+        "falls behind and the 16 MiB ring overflows. Fix: a cheaper per-message path "
+        "(see the CPU row) and batched ring-buffer wakeups; a larger ring "
+        "(`--ring-buffer-size`) only delays the overflow at a sustained rate the consumer "
+        "cannot keep."),
     "memory": (
-        "Memory grows with the message rate, not with time: massif at 300 q/s shows a "
-        "~11 MB heap (mostly SQLite's page cache), but at 20k q/s VmRSS climbs ~8 MB/s "
-        "for 30 s and settles ~300 MB. `malloc_stats()` on the live process showed "
-        "~200 MB in use, one allocation of 96 MiB. The cause is `Pairer` "
-        "(recorder/src/pairing.rs): every query is pushed onto `order` (a VecDeque of "
-        "(time, generation, QueryKey), the key holding two Strings) for expiry, and "
-        "answered queries are removed from `pending` but stay in `order` until they are "
-        "30 s old (QUERY_TIMEOUT_NS); at 2 queries a dnsperf query that is ~1–2 million "
-        "entries. `ResolverLinker` keeps a similar 30 s `exchange_order`. Add to that "
-        "the 16 MiB ring buffer mapped twice (32 MB RSS), the 32 MiB SQLite page cache "
+        "Memory grows with the message rate until entries expire, not with the "
+        "configuration: at 20k q/s VmRSS went from 61 MB idle to 371 MB after 40 s "
+        "(`malloc_stats()` on the live process: 321 MB in use, 237 MB of it in three "
+        "large blocks). massif at 300 q/s names the largest heap user: `Pairer` "
+        "(recorder/src/pairing.rs:68), which pushes every query onto `order` (a VecDeque "
+        "of (time, generation, QueryKey), the key holding two Strings) for expiry; "
+        "answered queries leave `pending` but stay in `order` until they are 30 s old "
+        "(QUERY_TIMEOUT_NS) — at 2 queries a dnsperf query, 1–3 million entries. Next are "
+        "`ResolverLinker`'s exchanges, each holding cloned `ProcessInfo`s (~8 Strings). "
+        "Add the 16 MiB ring buffer mapped twice (32 MB RSS), SQLite's 32 MiB page cache "
         "and ~40 MB of the binary's pages. Fix: drop answered queries from the expiry "
-        "queue (an intrusive list or a generation-keyed BTreeMap), key it by a hash "
-        "rather than owned strings, shorten the timeout, and bound it by memory; consider "
-        "a smaller page cache."),
+        "queue (an intrusive list or a generation-keyed BTreeMap), key it by a hash rather "
+        "than owned strings, shorten the timeout and bound it by memory; share process "
+        "identities (`Rc`/ids) instead of cloning them; a smaller page cache."),
     "cpu": (
         "Kernel side: `dnsq_egress` costs far more per run than `dnsq_ingress` when the "
-        "recorder keeps up (per run: 13 µs vs 0.7 µs at 5k q/s, 2.1–2.7 µs vs 0.4–0.5 µs "
-        "at 20k q/s, 0.7 µs vs 0.3 µs at ~40k q/s when the consumer lags). Each "
-        "`bpf_ringbuf_output` that finds the consumer caught up wakes it (irq_work, then "
-        "a cross-CPU wakeup, a VM exit on this Firecracker guest), and the egress event "
-        "is the first after each drain. Fix: `BPF_RB_NO_WAKEUP` and wake only when "
+        "recorder keeps up (per run, bpf_stats: 13.3 µs vs 1.2 µs at 5k q/s, 1.7 µs vs "
+        "0.7 µs at 20k q/s, 0.7 µs vs 0.3 µs at ~40k q/s when the consumer lags). Each "
+        "`bpf_ringbuf_output` that finds the consumer caught up wakes it (irq_work, then a "
+        "cross-CPU wakeup, a VM exit on this Firecracker guest), and the egress event is "
+        "the first after each drain. Fix: `BPF_RB_NO_WAKEUP`, waking only when "
         "`bpf_ringbuf_query(RING_AVAIL_DATA)` passes a threshold, with the reader also "
-        "polling on a short timer. User side (callgrind, ~39k instructions a message at "
-        "300 q/s): the store ~70 % (the `messages` INSERT ~35 %, fact upserts ~28 %), DNS "
-        "decoding to owned Strings ~23 %, malloc/free ~15 % of the whole; utime ~4.9 µs "
-        "and stime ~0.7 µs a message at 20k q/s (64k voluntary context switches in "
-        "10 s). Fix: fewer allocations per message (decode into borrowed or interned "
-        "data instead of ~15 Strings per `MessageRecord`), fewer/cheaper fact upserts, "
-        "and larger reads per wakeup. (On the 14:35 tree, one run: 8.1 µs a message, "
-        "kernel 2.3 + user 5.8, against tshark's 25.9 µs a packet: 0.31 ×; per query "
-        "0.63 ×.)"),
-    "rate": (
-        "On 2 cores the recorder competes with dnsperf and dnsmasq for CPU: at "
-        "saturation it needs ~4–5 µs a message × 4 messages a query, so every query "
-        "dnsperf completes costs ~20 µs of recorder CPU that dnsperf and dnsmasq no "
-        "longer have. Fix: the CPU-per-message work above; the ratio follows it. (On the "
-        "14:35 tree, one pair of runs: 43.3k / 58.1k q/s = 0.75.)"),
+        "polling on a short timer. User side (callgrind at 300 q/s, ~48k instructions a "
+        "message): the store ~64 % (the `messages` INSERT ~31 %, fact upserts ~28 %), DNS "
+        "decoding to owned Strings ~18 %, resolver linking ~11 %; malloc/free ~20 % spread "
+        "across them. Fix: fewer allocations per message (decode into borrowed or interned "
+        "data instead of ~15 Strings per `MessageRecord`, no `ProcessInfo` clones), "
+        "fewer/cheaper fact upserts, larger reads per wakeup."),
+    "rate": lambda r: (
+        "On 2 cores the recorder competes with dnsperf and dnsmasq for CPU: each query "
+        "dnsperf completes is 4 messages, about "
+        + (f"{4 * user_us(r):.0f}" if user_us(r) else "tens of")
+        + " µs of recorder CPU that dnsperf and dnsmasq no longer have (and the recorder "
+        "still cannot keep up: see the events lost). Fix: the CPU-per-message work above; "
+        "the ratio follows it."),
     "queries": (
         "callgrind on each command against this history: `dnsq name` spends 93 % of its "
         "instructions in `lookups::delegations` (query/src/lookups.rs), one query per "
@@ -364,16 +370,21 @@ ANALYSIS = {
         "`MessageRecord` of owned strings, then formatting it (core::fmt ~15 %, csv ~8 %). "
         "Memory is constant. Fix: the two subqueries; write CSV straight from the "
         "interned rows (itoa for integers, no intermediate `MessageRecord`)."),
-    "disk": (
-        "The `messages` row alone is ~62 bytes (23 columns: the record header is ~23 "
-        "bytes, `time_ns` 8, the `ttls` JSON text ~4, ports, cookie, id, latency…). The "
-        "hourly fact tables add more than that: `lookups` (~0.6 rows a message on this "
-        "history) and `resolutions` (~0.3) with two and three secondary indexes. Fix: "
-        "store time as an offset within the `time_index` minute, TTLs as one integer "
-        "(min) or not at all when equal to the answer set's, pack ports/flags, and make "
-        "the fact tables coarser (per day for old hours) with fewer indexes (`lookups_hour` "
-        "and `resolutions_hour` exist only for retention, which could walk the primary "
-        "key instead)."),
+    "disk": lambda r: (
+        "The `messages` row alone is "
+        + f"{dict(r['disk']['tables']).get('messages', 0) / r['disk']['messages']:.0f}"
+        + " bytes (23 columns: the record header ~23 bytes, `time_ns` 8, the `ttls` JSON "
+        "text ~4, ports, cookie, id, latency…). The hourly fact tables add more than "
+        "that: `lookups` ("
+        + f"{r['disk']['counts']['lookups'] / r['disk']['messages']:.2f}"
+        + " rows a message on this history) and `resolutions` ("
+        + f"{r['disk']['counts']['resolutions'] / r['disk']['messages']:.2f}"
+        + "), with two and three secondary indexes, and `delegations` with two. Fix: "
+        "store time as an offset within the `time_index` minute, TTLs as one integer (or "
+        "nothing when they equal the answer set's), pack ports and flags; make old fact "
+        "hours coarser (per day); fewer secondary indexes (`resolutions_hour` serves only "
+        "retention; `lookups_hour` serves `top` and `stats`, which a small per-hour "
+        "roll-up could serve instead)."),
 }
 
 
@@ -397,11 +408,12 @@ def rows_and_sections(r):
         sections.append((title, lines))
         if any("missed" in x[3] for x in new_rows) and key in ANALYSIS:
             text = ANALYSIS[key]
+            if callable(text):
+                text = text(r)
             if any(run.get("recorder_trouble") for run in recorder_runs(r, key)):
                 text = ("In this run the figure is dominated by the recorder falling "
-                        "behind for good (see *The recorder did not stop*). What follows "
-                        "was found on the tree before that regression (2026-11-25 14:35, "
-                        "schema 2); the code it points at is unchanged since. " + text)
+                        "behind for good (see *The recorder did not stop*); what follows "
+                        "was found on a recorder that kept running. " + text)
             missed.append((title, text))
     return rows, sections, missed
 

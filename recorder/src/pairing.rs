@@ -59,13 +59,30 @@ impl Pairer {
         let generation = self.generation;
         if self
             .pending
-            .insert(key.clone(), Pending { unix_ns, generation })
+            .insert(
+                key.clone(),
+                Pending {
+                    unix_ns,
+                    generation,
+                },
+            )
             .is_some()
         {
             // A retransmission with the same id: the older copy goes unanswered.
             self.unanswered += 1;
         }
         self.order.push_back((unix_ns, generation, key));
+        // Answered queries leave `pending` at once but stay in `order` until they
+        // would have expired; compact now and then so `order` stays bounded by the
+        // queries in flight, not by the query rate × timeout.
+        if self.order.len() > 2 * self.capacity.max(1) {
+            let pending = &self.pending;
+            self.order.retain(|(_, generation, key)| {
+                pending
+                    .get(key)
+                    .is_some_and(|p| p.generation == *generation)
+            });
+        }
     }
 
     /// The pairing for a response, if its query was seen.
@@ -166,5 +183,16 @@ mod tests {
         p.expire(10_000);
         assert_eq!(p.unanswered, 2, "answered queries are not counted");
         assert!(p.order.is_empty());
+    }
+
+    #[test]
+    fn answered_queries_do_not_pile_up() {
+        let mut p = Pairer::new(30_000_000_000, 10);
+        for id in 0..1_000 {
+            p.query(key(id), i64::from(id));
+            assert!(p.response(&key(id), i64::from(id) + 1).is_some());
+        }
+        assert!(p.order.len() <= 20, "{} entries kept", p.order.len());
+        assert_eq!(p.unanswered, 0);
     }
 }

@@ -277,7 +277,11 @@ impl Reader {
     ) -> Result<Option<IdRange>, ReadError> {
         let (min_id, max_id): (Option<i64>, Option<i64>) = self
             .conn
-            .prepare_cached("SELECT MIN(id), MAX(id) FROM messages")?
+            // Two subqueries: each is one rowid b-tree lookup, where the combined form
+            // scans the whole table.
+            .prepare_cached(
+                "SELECT (SELECT MIN(id) FROM messages), (SELECT MAX(id) FROM messages)",
+            )?
             .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         let (Some(min_id), Some(max_id)) = (min_id, max_id) else {
             return Ok(None);

@@ -18,8 +18,8 @@ use crate::{
     event::{self, Packet, WallClock},
     pairing::{Pairer, QueryKey},
     procinfo::ProcInfo,
+    record::{Attribution, LookupRecord, Malformed, MessageRecord, ProcessInfo, Transport},
     resolvers::ResolverLinker,
-    record::{Attribution, LookupRecord, MessageRecord, Malformed, ProcessInfo, Transport},
     tcp::{Reassembler, Segment, StreamKey, StreamOutput},
 };
 
@@ -46,6 +46,11 @@ const CLOCK_REFRESH_SECS: u64 = 10;
 const NESTED_CALL_NS: u64 = 1_000_000_000;
 /// Recent outer calls remembered for that.
 const MAX_OUTER_CALLS: usize = 256;
+/// While events keep coming (a consumer behind never finds the ring empty, so
+/// the capture loop's tick never runs), the periodic work runs from the event
+/// path this often: every this many events, if the last tick is this old.
+const TICK_CHECK_EVENTS: u64 = 256;
+const TICK_EVERY_NS: u64 = 20_000_000;
 
 /// Where finished records go: stdout JSON (`--print`) or the store.
 pub trait Sink {
@@ -130,6 +135,8 @@ pub struct Pipeline<M, S> {
     waiting: VecDeque<Waiting>,
     sink: S,
     stats: PipelineStats,
+    /// Boot time of the last [`Self::tick`].
+    last_tick_ns: u64,
 }
 
 impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
@@ -148,6 +155,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             waiting: VecDeque::new(),
             sink,
             stats: PipelineStats::default(),
+            last_tick_ns: WallClock::boot_now_ns(),
         }
     }
 
@@ -166,6 +174,11 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
     /// One ring-buffer record.
     pub fn handle_event(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stats.events += 1;
+        if self.stats.events.is_multiple_of(TICK_CHECK_EVENTS)
+            && WallClock::boot_now_ns().saturating_sub(self.last_tick_ns) >= TICK_EVERY_NS
+        {
+            self.tick()?;
+        }
         match event::parse(bytes) {
             Ok(packet) => self.handle_packet(packet),
             Err(error) => {
@@ -222,7 +235,8 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
                 })
             }
             _ => {
-                self.outer_calls.retain(|call| call.tid != tid || call.pid != pid);
+                self.outer_calls
+                    .retain(|call| call.tid != tid || call.pid != pid);
                 if self.outer_calls.len() >= MAX_OUTER_CALLS {
                     self.outer_calls.pop_front();
                 }
@@ -400,7 +414,9 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         owner: Option<Owner>,
     ) -> anyhow::Result<()> {
         record.process = self.process_info(attribution, owner);
-        record.interface = self.procinfo.interface(record.ifindex, record.process.netns);
+        record.interface = self
+            .procinfo
+            .interface(record.ifindex, record.process.netns);
         if attribution == Attribution::Unknown {
             self.stats.unattributed += 1;
         }
@@ -410,8 +426,20 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
     /// Into the time-ordered queue before the linker.
     fn enqueue(&mut self, item: Linked) -> anyhow::Result<()> {
         let time_ns = item.time_ns();
-        let at = self.linking.partition_point(|held| held.time_ns() <= time_ns);
-        self.linking.insert(at, item);
+        // Nearly every item is the newest: append without searching (a binary
+        // search over a long queue of large records is a cache miss a step).
+        if self
+            .linking
+            .back()
+            .is_none_or(|newest| newest.time_ns() <= time_ns)
+        {
+            self.linking.push_back(item);
+        } else {
+            let at = self
+                .linking
+                .partition_point(|held| held.time_ns() <= time_ns);
+            self.linking.insert(at, item);
+        }
         if self.linking.len() > MAX_DEFERRED {
             self.release_linked(1)?;
         }
@@ -420,20 +448,22 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         // none waits), which keeps this queue short under load.
         match self.waiting.front().map(|waiting| waiting.record.time_ns) {
             None => self.release_linked(usize::MAX),
-            Some(oldest) => {
-                let due = self.linking.partition_point(|held| held.time_ns() < oldest);
-                self.release_linked(due)
-            }
+            Some(oldest) => self.release_linked_while(|held| held.time_ns() < oldest),
         }
+    }
+
+    /// Sends on the records at the front of the queue while `due` holds for them.
+    fn release_linked_while(&mut self, due: impl Fn(&Linked) -> bool) -> anyhow::Result<()> {
+        while self.linking.front().is_some_and(&due) {
+            self.release_linked(1)?;
+        }
+        Ok(())
     }
 
     /// Sends on the records whose delay is over (at most `most`), oldest first, after
     /// the resolver linker has seen them.
     fn release_linked_until(&mut self, unix_now: i64) -> anyhow::Result<()> {
-        let due = self
-            .linking
-            .partition_point(|held| held.time_ns().saturating_add(LINK_DELAY_NS) <= unix_now);
-        self.release_linked(due)
+        self.release_linked_while(|held| held.time_ns().saturating_add(LINK_DELAY_NS) <= unix_now)
     }
 
     fn release_linked(&mut self, most: usize) -> anyhow::Result<()> {
@@ -506,6 +536,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
     /// Periodic work: due attributions, idle TCP streams, stale queries, the clock.
     pub fn tick(&mut self) -> anyhow::Result<()> {
         let now = WallClock::boot_now_ns();
+        self.last_tick_ns = now;
         self.release_waiting(now)?;
         self.expire_streams(now)?;
         self.release_linked_until(self.clock.to_unix_ns(now))?;

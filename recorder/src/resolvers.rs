@@ -29,6 +29,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     net::IpAddr,
+    sync::Arc,
 };
 
 use crate::record::{Direction, LookupRecord, MessageRecord, ProcessInfo, Transport};
@@ -51,6 +52,10 @@ const MAX_LIBC_CALLS: usize = 65_536;
 /// expiry goes by the clock.
 const LIBC_CALL_TTL_NS: i64 = 2 * LINK_WINDOW_NS;
 
+/// A question: the name lower-cased (ASCII) and the type. Shared by the keys of
+/// one message (and the queues that repeat them), so copying a key copies no text.
+type QuestionKey = Arc<(String, String)>;
+
 /// One client ↔ resolver exchange: client address/port, resolver address/port,
 /// DNS id and the question.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,7 +64,7 @@ struct ExchangeKey {
     client: (IpAddr, u16),
     server: (IpAddr, u16),
     id: u16,
-    question: (String, String),
+    question: QuestionKey,
 }
 
 #[derive(Debug, Default)]
@@ -72,7 +77,7 @@ struct Exchange {
 }
 
 /// A resolver's upstream query: resolver pid, question, DNS id.
-type UpstreamKey = (u32, (String, String), u16);
+type UpstreamKey = (u32, QuestionKey, u16);
 
 /// A process's call of a libc resolver function, waiting to see who sends the
 /// DNS query for its name.
@@ -91,7 +96,7 @@ pub struct ResolverLinker {
     exchange_order: VecDeque<(i64, ExchangeKey)>,
     /// Local exchanges waiting for the resolver to go upstream, by resolver pid and
     /// question.
-    asks: HashMap<(u32, (String, String)), Vec<ExchangeKey>>,
+    asks: HashMap<(u32, QuestionKey), Vec<ExchangeKey>>,
     upstream: HashMap<UpstreamKey, (i64, Vec<ProcessInfo>)>,
     upstream_order: VecDeque<(i64, UpstreamKey)>,
     /// Recent libc calls by name ([`LookupRecord::match_key`]), oldest first.
@@ -163,7 +168,8 @@ impl ResolverLinker {
         let (Some(question), Some(pid)) = (dns.questions.first(), record.process.pid) else {
             return;
         };
-        let question = (question.name.to_ascii_lowercase(), question.qtype.clone());
+        let question: QuestionKey =
+            Arc::new((question.name.to_ascii_lowercase(), question.qtype.clone()));
         let response = dns.response;
         let id = dns.id;
         let now = record.time_ns;
@@ -191,7 +197,9 @@ impl ResolverLinker {
             // A process sends a query: it is a client of someone, and perhaps a
             // resolver going upstream for its own clients.
             (true, false) => {
-                self.note(key, now, |exchange| exchange.client = Some(record.process.clone()));
+                self.note(key, now, |exchange| {
+                    exchange.client = Some(record.process.clone())
+                });
                 let mut clients = self.take_asks(pid, &question, now);
                 for caller in self.libc_callers(pid, &question.0, now) {
                     if !clients.iter().any(|known| known.pid == caller.pid) {
@@ -206,7 +214,9 @@ impl ResolverLinker {
             }
             // A resolver receives a query from a client.
             (false, false) => {
-                self.note(key, now, |exchange| exchange.resolver = Some(record.process.clone()));
+                self.note(key, now, |exchange| {
+                    exchange.resolver = Some(record.process.clone())
+                });
             }
             // A resolver answers a client.
             (false, true) => {
@@ -254,10 +264,13 @@ impl ResolverLinker {
             }
             self.exchange_order.push_back((now, key.clone()));
         }
-        let exchange = self.exchanges.entry(key.clone()).or_insert_with(|| Exchange {
-            time_ns: now,
-            ..Exchange::default()
-        });
+        let exchange = self
+            .exchanges
+            .entry(key.clone())
+            .or_insert_with(|| Exchange {
+                time_ns: now,
+                ..Exchange::default()
+            });
         let had_both = exchange.client.is_some() && exchange.resolver.is_some();
         update(exchange);
         if !had_both
@@ -273,7 +286,7 @@ impl ResolverLinker {
 
     /// The clients whose recent queries for `question` the resolver `pid` has not
     /// yet gone upstream for; marks their exchanges as sent upstream.
-    fn take_asks(&mut self, pid: u32, question: &(String, String), now: i64) -> Vec<ProcessInfo> {
+    fn take_asks(&mut self, pid: u32, question: &QuestionKey, now: i64) -> Vec<ProcessInfo> {
         let Some(keys) = self.asks.remove(&(pid, question.clone())) else {
             return Vec::new();
         };
@@ -312,7 +325,11 @@ impl ResolverLinker {
         self.expire_oldest(now);
         let exchanges = &self.exchanges;
         self.asks.retain(|_, keys| {
-            keys.retain(|key| exchanges.get(key).is_some_and(|e| now - e.time_ns <= LINK_WINDOW_NS));
+            keys.retain(|key| {
+                exchanges
+                    .get(key)
+                    .is_some_and(|e| now - e.time_ns <= LINK_WINDOW_NS)
+            });
             !keys.is_empty()
         });
     }
@@ -431,9 +448,24 @@ mod tests {
     const RESOLVER_OUT: (&str, u16) = ("198.18.0.1", 50000);
 
     fn client_exchange(linker: &mut ResolverLinker, t: i64, id: u16) {
-        let mut sent = message(t, APP, Direction::Sent, false, APP_SOCKET, RESOLVER_SOCKET, id);
-        let mut received =
-            message(t + 1, RESOLVER, Direction::Received, false, RESOLVER_SOCKET, APP_SOCKET, id);
+        let mut sent = message(
+            t,
+            APP,
+            Direction::Sent,
+            false,
+            APP_SOCKET,
+            RESOLVER_SOCKET,
+            id,
+        );
+        let mut received = message(
+            t + 1,
+            RESOLVER,
+            Direction::Received,
+            false,
+            RESOLVER_SOCKET,
+            APP_SOCKET,
+            id,
+        );
         linker.annotate(&mut sent);
         linker.annotate(&mut received);
     }
@@ -442,21 +474,49 @@ mod tests {
     fn an_upstream_query_is_linked_to_the_client_behind_it() {
         let mut linker = ResolverLinker::default();
         client_exchange(&mut linker, 1_000, 7);
-        let mut upstream =
-            message(2_000, RESOLVER, Direction::Sent, false, RESOLVER_OUT, UPSTREAM_SOCKET, 99);
+        let mut upstream = message(
+            2_000,
+            RESOLVER,
+            Direction::Sent,
+            false,
+            RESOLVER_OUT,
+            UPSTREAM_SOCKET,
+            99,
+        );
         linker.annotate(&mut upstream);
         assert_eq!(upstream.on_behalf_of, [process(APP, "curl")]);
-        let mut answer =
-            message(3_000, RESOLVER, Direction::Received, true, RESOLVER_OUT, UPSTREAM_SOCKET, 99);
+        let mut answer = message(
+            3_000,
+            RESOLVER,
+            Direction::Received,
+            true,
+            RESOLVER_OUT,
+            UPSTREAM_SOCKET,
+            99,
+        );
         linker.annotate(&mut answer);
         assert_eq!(answer.on_behalf_of, [process(APP, "curl")]);
-        let mut to_client =
-            message(4_000, RESOLVER, Direction::Sent, true, RESOLVER_SOCKET, APP_SOCKET, 7);
+        let mut to_client = message(
+            4_000,
+            RESOLVER,
+            Direction::Sent,
+            true,
+            RESOLVER_SOCKET,
+            APP_SOCKET,
+            7,
+        );
         linker.annotate(&mut to_client);
         assert_eq!(to_client.from_cache, Some(false));
         assert_eq!(to_client.on_behalf_of, [process(APP, "curl")]);
-        let mut at_client =
-            message(5_000, APP, Direction::Received, true, APP_SOCKET, RESOLVER_SOCKET, 7);
+        let mut at_client = message(
+            5_000,
+            APP,
+            Direction::Received,
+            true,
+            APP_SOCKET,
+            RESOLVER_SOCKET,
+            7,
+        );
         linker.annotate(&mut at_client);
         assert_eq!(at_client.via, Some(process(RESOLVER, "dnsmasq")));
         assert!(at_client.on_behalf_of.is_empty());
@@ -466,8 +526,15 @@ mod tests {
     fn an_answer_without_an_upstream_query_is_from_the_cache() {
         let mut linker = ResolverLinker::default();
         client_exchange(&mut linker, 1_000, 8);
-        let mut to_client =
-            message(2_000, RESOLVER, Direction::Sent, true, RESOLVER_SOCKET, APP_SOCKET, 8);
+        let mut to_client = message(
+            2_000,
+            RESOLVER,
+            Direction::Sent,
+            true,
+            RESOLVER_SOCKET,
+            APP_SOCKET,
+            8,
+        );
         linker.annotate(&mut to_client);
         assert_eq!(to_client.from_cache, Some(true));
     }
@@ -512,21 +579,45 @@ mod tests {
         let mut linker = ResolverLinker::default();
         // The name as the application wrote it; the question is "GitHub.com.".
         linker.lookup(&lookup(1_000, CALLER, "github.COM"));
-        let mut query =
-            message(2_000, RESOLVED, Direction::Sent, false, RESOLVER_OUT, UPSTREAM_SOCKET, 5);
+        let mut query = message(
+            2_000,
+            RESOLVED,
+            Direction::Sent,
+            false,
+            RESOLVER_OUT,
+            UPSTREAM_SOCKET,
+            5,
+        );
         linker.annotate(&mut query);
         let behalf: Vec<_> = query.on_behalf_of.iter().map(|p| p.pid).collect();
         assert_eq!(behalf, [Some(CALLER)]);
         // Its AAAA twin too, and the answers.
-        let mut twin =
-            message(2_100, RESOLVED, Direction::Sent, false, RESOLVER_OUT, UPSTREAM_SOCKET, 6);
+        let mut twin = message(
+            2_100,
+            RESOLVED,
+            Direction::Sent,
+            false,
+            RESOLVER_OUT,
+            UPSTREAM_SOCKET,
+            6,
+        );
         twin.dns.as_mut().unwrap().questions[0].qtype = "AAAA".into();
         linker.annotate(&mut twin);
         assert_eq!(twin.on_behalf_of.first().and_then(|p| p.pid), Some(CALLER));
-        let mut answer =
-            message(3_000, RESOLVED, Direction::Received, true, RESOLVER_OUT, UPSTREAM_SOCKET, 5);
+        let mut answer = message(
+            3_000,
+            RESOLVED,
+            Direction::Received,
+            true,
+            RESOLVER_OUT,
+            UPSTREAM_SOCKET,
+            5,
+        );
         linker.annotate(&mut answer);
-        assert_eq!(answer.on_behalf_of.first().and_then(|p| p.pid), Some(CALLER));
+        assert_eq!(
+            answer.on_behalf_of.first().and_then(|p| p.pid),
+            Some(CALLER)
+        );
         assert!(answer.on_behalf_of[0].from_libc_call());
     }
 
@@ -534,12 +625,27 @@ mod tests {
     fn a_caller_that_sends_its_own_query_is_linked_to_nobody() {
         let mut linker = ResolverLinker::default();
         linker.lookup(&lookup(1_000, CALLER, "github.com"));
-        let mut own = message(1_500, CALLER, Direction::Sent, false, APP_SOCKET, UPSTREAM_SOCKET, 5);
+        let mut own = message(
+            1_500,
+            CALLER,
+            Direction::Sent,
+            false,
+            APP_SOCKET,
+            UPSTREAM_SOCKET,
+            5,
+        );
         linker.annotate(&mut own);
         assert!(own.on_behalf_of.is_empty());
         // A forwarder then asking upstream for it is not linked through the lookup.
-        let mut upstream =
-            message(2_000, RESOLVER, Direction::Sent, false, RESOLVER_OUT, UPSTREAM_SOCKET, 6);
+        let mut upstream = message(
+            2_000,
+            RESOLVER,
+            Direction::Sent,
+            false,
+            RESOLVER_OUT,
+            UPSTREAM_SOCKET,
+            6,
+        );
         linker.annotate(&mut upstream);
         assert!(upstream.on_behalf_of.is_empty());
     }
@@ -580,7 +686,15 @@ mod tests {
     fn memory_is_bounded() {
         let mut linker = ResolverLinker::default();
         for i in 0..(MAX_EXCHANGES as i64 + 1_000) {
-            let mut sent = message(i, APP, Direction::Sent, false, APP_SOCKET, RESOLVER_SOCKET, i as u16);
+            let mut sent = message(
+                i,
+                APP,
+                Direction::Sent,
+                false,
+                APP_SOCKET,
+                RESOLVER_SOCKET,
+                i as u16,
+            );
             sent.sport = (i % 60_000) as u16;
             linker.annotate(&mut sent);
         }

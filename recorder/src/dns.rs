@@ -46,6 +46,8 @@ const HEADER_LEN: usize = 12;
 /// labels, so more hops than that means pointers to pointers.
 const MAX_POINTER_HOPS: u16 = 128;
 const TYPE_OPT: u16 = 41;
+const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 const TYPE_DNAME: u16 = 39;
 
 /// Why bytes are not a DNS message.
@@ -309,6 +311,19 @@ fn rdata_text(message: &[u8], start: usize, rtype: u16, raw: &[u8]) -> String {
 
 fn known_rdata(message: &[u8], start: usize, rtype: u16, raw: &[u8]) -> Option<String> {
     let length = u16::try_from(raw.len()).ok()?;
+    // The commonest answers, formatted straight from their bytes (the same text
+    // as through hickory's RData: std's address formatting).
+    match (rtype, raw.len()) {
+        (TYPE_A, 4) => {
+            let octets: [u8; 4] = raw.try_into().ok()?;
+            return Some(std::net::Ipv4Addr::from(octets).to_string());
+        }
+        (TYPE_AAAA, 16) => {
+            let octets: [u8; 16] = raw.try_into().ok()?;
+            return Some(std::net::Ipv6Addr::from(octets).to_string());
+        }
+        _ => {}
+    }
     // Names in record data may point back into the message, so decode in place.
     let mut decoder = BinDecoder::new(message);
     decoder.read_slice(start).ok()?;
@@ -492,7 +507,8 @@ fn svc_key_name(key: u16) -> String {
 
 /// A domain name in presentation format: fully qualified, case kept, root is `.`.
 fn format_name(name: &Name) -> String {
-    let mut out = String::new();
+    // The presentation length, plus room for a few escapes.
+    let mut out = String::with_capacity(name.len() + 8);
     push_name(&mut out, name);
     out
 }
@@ -513,6 +529,13 @@ fn push_name(out: &mut String, name: &Name) {
 /// something in a name or zone file, `\DDD` (decimal) for anything not printable
 /// ASCII, including space.
 fn push_label(out: &mut String, label: &[u8]) {
+    // Nearly every label needs no escape: copy it whole.
+    if label.iter().all(|&b| plain(b))
+        && let Ok(text) = std::str::from_utf8(label)
+    {
+        out.push_str(text);
+        return;
+    }
     for &b in label {
         match b {
             b'.' | b'\\' | b'"' | b';' | b'(' | b')' => {
@@ -523,6 +546,12 @@ fn push_label(out: &mut String, label: &[u8]) {
             _ => push_decimal(out, b),
         }
     }
+}
+
+/// A byte that stands for itself in a label: printable ASCII other than the
+/// characters [`push_label`] escapes.
+fn plain(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e) && !matches!(b, b'.' | b'\\' | b'"' | b';' | b'(' | b')')
 }
 
 /// A `<character-string>` in double quotes: `"` and `\` escaped, unprintable bytes

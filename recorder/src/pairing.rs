@@ -6,6 +6,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     net::IpAddr,
+    sync::Arc,
 };
 
 use crate::record::Pairing;
@@ -28,10 +29,11 @@ struct Pending {
 
 /// Queries still waiting for an answer, bounded in number and age.
 pub struct Pairer {
-    pending: HashMap<QueryKey, Pending>,
+    /// The key is shared with `order`: one copy of its strings per query.
+    pending: HashMap<Arc<QueryKey>, Pending>,
     /// Insertion order, for expiry; entries whose generation no longer matches
     /// were answered or replaced and are skipped.
-    order: VecDeque<(i64, u64, QueryKey)>,
+    order: VecDeque<(i64, u64, Arc<QueryKey>)>,
     generation: u64,
     timeout_ns: i64,
     capacity: usize,
@@ -57,6 +59,7 @@ impl Pairer {
         }
         self.generation += 1;
         let generation = self.generation;
+        let key = Arc::new(key);
         if self
             .pending
             .insert(

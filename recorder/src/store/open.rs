@@ -25,7 +25,7 @@ const FILE_MODE: u32 = 0o640;
 /// How long opening waits for another writer (migrations take the write lock).
 const OPEN_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// SQLite's page cache for the writer's connection, in KiB.
-const CACHE_KIB: i64 = 32 * 1024;
+const CACHE_KIB: i64 = 8 * 1024;
 /// The WAL file is truncated back to this size after a checkpoint.
 const WAL_SIZE_LIMIT: i64 = 64 << 20;
 
@@ -191,7 +191,10 @@ fn keep_wal_files(conn: &Connection) {
         )
     };
     if rc != rusqlite::ffi::SQLITE_OK {
-        tracing::warn!(rc, "could not keep the WAL files: readers may need write access to the directory");
+        tracing::warn!(
+            rc,
+            "could not keep the WAL files: readers may need write access to the directory"
+        );
     }
 }
 

@@ -15,14 +15,14 @@ use anyhow::Context;
 use cli::{Cli, Command};
 use dnsq_recorder::{
     attribution::Attributor,
-    privileges,
     checks,
     loader::{self, KernelCounters, ProbeConfig, Probes},
     output::JsonLines,
     pipeline::{Pipeline, PipelineStats, Sink},
+    privileges,
     procinfo::ProcInfo,
     record::{LookupRecord, MessageRecord},
-    store::{self, Store, StoreOptions, StoreStats},
+    store::{self, Background, Store, StoreOptions, StoreStats},
 };
 
 /// How often counters are logged (losses) and stored.
@@ -52,7 +52,7 @@ struct Counters {
 /// Where records go: stdout (`--print`) or the store.
 enum Output<W: std::io::Write> {
     Print(JsonLines<W>),
-    Store(Box<Store>),
+    Store(Box<Background>),
 }
 
 impl<W: std::io::Write> Output<W> {
@@ -181,6 +181,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .start_run(&run_config(&cli, &config).to_string())
                 .context("recording the run's start in the database")?;
             tracing::info!(db = %store.path().display(), run, "storing messages");
+            // Committing runs on a thread of its own, beside the capture loop.
+            let store = Background::spawn(store).context("starting the store's thread")?;
             Output::Store(Box::new(store))
         }
     };
@@ -234,10 +236,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // The last counters row must count the records still in memory as
             // committed (or, if the database fails, as pending), not as waiting.
             store.commit_all();
+            let store_stats = store.stats();
             store.record_counters(&Counters {
                 kernel,
                 pipeline: stats,
-                store: store.stats(),
+                store: store_stats,
             });
             let reason = match &result {
                 Ok(()) => "signal".to_owned(),

@@ -7,6 +7,7 @@
 //! and committed in one transaction per batch; a failing disk or a locked
 //! database never stops the pipeline (see [`Store`]).
 
+mod background;
 mod facts;
 mod insert;
 mod intern;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 use rusqlite_migration::{M, Migrations};
 
+pub use background::Background;
 pub use open::{open_for_writing, verify};
 pub use options::{StoreOptions, StoreStats};
 pub use retention::{parse_duration, parse_retain, parse_size};
@@ -91,6 +93,8 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    #[error("the store's thread ended before the store finished")]
+    Thread,
     #[error("{count} records (and the facts held in memory) could not be written to the store")]
     Unwritten {
         count: usize,

@@ -1,5 +1,6 @@
 //! Tests of the store: each opens its own database in a temporary directory.
 
+mod background;
 mod failures;
 mod fixtures;
 mod migrations;

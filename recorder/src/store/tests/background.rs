@@ -1,0 +1,122 @@
+//! The store on its own thread: the same rows and the same counts as the store
+//! called directly.
+
+use std::time::Duration;
+
+use super::fixtures::*;
+use crate::{
+    pipeline::Sink,
+    record::{LookupRecord, ProcessInfo},
+    store::{Background, Store, StoreOptions, open_for_writing},
+};
+
+fn spawn(path: &std::path::Path, batch_size: usize, max_pending: usize) -> Background {
+    let mut store = open_for_writing(path)
+        .unwrap()
+        .with_options(StoreOptions {
+            batch_size,
+            max_pending,
+            batch_window: Duration::from_secs(3_600),
+            retain: None,
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    store.start_run("{}").unwrap();
+    Background::spawn(store).unwrap()
+}
+
+fn lookup(time_ns: i64) -> LookupRecord {
+    LookupRecord {
+        kind: "lookup".into(),
+        time: String::new(),
+        time_ns,
+        function: "getaddrinfo".into(),
+        name: "example.com".into(),
+        process: ProcessInfo {
+            pid: Some(7),
+            comm: Some("curl".into()),
+            ..ProcessInfo::default()
+        },
+    }
+}
+
+fn open(path: &std::path::Path, batch_size: usize) -> Store {
+    let mut store = open_for_writing(path)
+        .unwrap()
+        .with_options(StoreOptions {
+            batch_size,
+            batch_window: Duration::from_secs(3_600),
+            retain: None,
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    store.start_run("{}").unwrap();
+    store
+}
+
+/// Hands the same records to `sink`; `stats` reads its counts.
+fn feed(sink: &mut impl Sink) {
+    for i in 0..1_000u16 {
+        let time = t0() + i64::from(i) * 1_000;
+        sink.write(query(time, "www.example.com.", "A", i)).unwrap();
+        if i % 100 == 0 {
+            sink.write_lookup(lookup(time)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_same_rows_and_counts_as_the_store_itself() {
+    let direct_dir = TempDir::new("direct");
+    let mut direct = open(&direct_dir.db(), 64);
+    feed(&mut direct);
+    let dir = TempDir::new("background");
+    let mut background = Background::spawn(open(&dir.db(), 64)).unwrap();
+    feed(&mut background);
+    // Exact at once: everything handed over has reached the store.
+    assert_eq!(background.stats(), direct.stats());
+    assert!(background.stats().committed > 0);
+
+    background.record_counters(&serde_json::json!({"marker": 1}));
+    background.commit_all();
+    direct.commit_all();
+    assert_eq!(background.stats(), direct.stats());
+    let stats = background.finish("signal").unwrap();
+    assert_eq!(stats, direct.finish("signal").unwrap());
+    assert_eq!((stats.pending, stats.dropped), (0, 0));
+    let db = inspect(&dir.db());
+    assert_eq!(count(&db, "SELECT count(*) FROM messages"), 1_000);
+    assert_eq!(count(&db, "SELECT count(*) FROM libc_lookups"), 10);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM counters WHERE \"values\" LIKE '%marker%'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM runs WHERE stop_reason = 'signal'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_dropped_handle_stops_the_thread_and_keeps_what_it_had() {
+    let dir = TempDir::new("background-drop");
+    {
+        let mut store = spawn(&dir.db(), 1_000_000, 100_000);
+        for i in 0..5u16 {
+            store
+                .write(query(t0() + i64::from(i), "a.example.", "A", i))
+                .unwrap();
+        }
+        store.flush().unwrap();
+    }
+    assert_eq!(
+        count(&inspect(&dir.db()), "SELECT count(*) FROM messages"),
+        5
+    );
+}

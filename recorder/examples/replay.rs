@@ -4,7 +4,10 @@
 //! (`valgrind --tool=callgrind`, user CPU of one process). Not part of the
 //! recorder.
 //!
-//! usage: replay DB QUERIES
+//! usage: replay DB QUERIES [thread]
+//!
+//! With `thread`, the store runs on its own thread (as in the recorder) and the
+//! pipeline thread's own CPU is shown apart.
 
 use std::{path::PathBuf, time::Instant};
 
@@ -167,15 +170,21 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let db = PathBuf::from(args.next().expect("DB"));
     let queries: u32 = args.next().expect("QUERIES").parse()?;
+    let threaded = args.next().as_deref() == Some("thread");
     let me = std::process::id();
     let client = owner(me, "dnsperf", OwnerHook::Connect);
     let server = owner(me, "dnsmasq", OwnerHook::PostBind);
     let mut store = store::open_for_writing(&db)?;
     store.start_run("{}")?;
+    let sink = if threaded {
+        Sink::Background(Box::new(store::Background::spawn(store)?))
+    } else {
+        Sink::Direct(Box::new(store))
+    };
     let mut pipeline = Pipeline::new(
         Attributor::new(NoMap, PathBuf::from("/sys/fs/cgroup")),
         ProcInfo::new(PathBuf::from("/sys/fs/cgroup")),
-        store,
+        sink,
     );
     let zone = "r1234abcd.dnsq-bench.test.";
     let t0 = WallClock::boot_now_ns();
@@ -212,27 +221,73 @@ fn main() -> anyhow::Result<()> {
         }
     }
     pipeline.finish()?;
+    let own = cpu_of(libc::RUSAGE_THREAD);
     let stats = pipeline.stats();
-    let store = pipeline.sink_mut();
-    store.commit_all();
-    let stored = store.finish("replay")?;
+    let stored = match pipeline.sink_mut() {
+        Sink::Direct(store) => {
+            store.commit_all();
+            store.finish("replay")?
+        }
+        Sink::Background(store) => {
+            store.commit_all();
+            store.finish("replay")?
+        }
+    };
     let cpu1 = cpu();
+    let per = |seconds: f64| 1e6 * seconds / stats.messages as f64;
     eprintln!(
-        "messages {} committed {} in {:.2} s, user {:.2} µs/message, sys {:.2} µs/message, maxrss {} KiB",
+        "messages {} committed {} in {:.2} s, user {:.2} µs/message, sys {:.2} µs/message \
+         (pipeline thread until its last record: user {:.2}, sys {:.2}), maxrss {} KiB",
         stats.messages,
         stored.committed,
         started.elapsed().as_secs_f64(),
-        1e6 * (cpu1.0 - cpu0.0) / stats.messages as f64,
-        1e6 * (cpu1.1 - cpu0.1) / stats.messages as f64,
+        per(cpu1.0 - cpu0.0),
+        per(cpu1.1 - cpu0.1),
+        per(own.0 - cpu0.0),
+        per(own.1 - cpu0.1),
         cpu1.2
     );
     Ok(())
 }
 
+/// The recorder's two ways of storing.
+enum Sink {
+    Direct(Box<store::Store>),
+    Background(Box<store::Background>),
+}
+
+impl dnsq_recorder::pipeline::Sink for Sink {
+    fn write(&mut self, record: dnsq_recorder::record::MessageRecord) -> anyhow::Result<()> {
+        match self {
+            Sink::Direct(store) => store.write(record),
+            Sink::Background(store) => store.write(record),
+        }
+    }
+
+    fn write_lookup(&mut self, record: dnsq_recorder::record::LookupRecord) -> anyhow::Result<()> {
+        match self {
+            Sink::Direct(store) => store.write_lookup(record),
+            Sink::Background(store) => store.write_lookup(record),
+        }
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        match self {
+            Sink::Direct(store) => store.flush(),
+            Sink::Background(store) => store.flush(),
+        }
+    }
+}
+
 fn cpu() -> (f64, f64, i64) {
+    cpu_of(libc::RUSAGE_SELF)
+}
+
+/// (user s, system s, max RSS KiB) of the process or the calling thread.
+fn cpu_of(who: libc::c_int) -> (f64, f64, i64) {
     // SAFETY: getrusage fills the struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    unsafe { libc::getrusage(who, &mut usage) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (secs(usage.ru_utime), secs(usage.ru_stime), usage.ru_maxrss)
 }

@@ -11,6 +11,10 @@ use std::{
 
 use crate::record::Pairing;
 
+/// Entries `order` may hold beyond twice the queries in flight before it is
+/// compacted.
+const ORDER_SLACK: usize = 4_096;
+
 /// Identifies a query in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct QueryKey {
@@ -78,7 +82,10 @@ impl Pairer {
         // Answered queries leave `pending` at once but stay in `order` until they
         // would have expired; compact now and then so `order` stays bounded by the
         // queries in flight, not by the query rate × timeout.
-        if self.order.len() > 2 * self.capacity.max(1) {
+        // Compacting when `order` is twice the queries in flight (plus some
+        // slack) keeps it near that size at any rate, at an amortized cost of
+        // O(1) a query: each compaction removes at least half of it.
+        if self.order.len() > 2 * self.pending.len() + ORDER_SLACK.min(self.capacity) {
             let pending = &self.pending;
             self.order.retain(|(_, generation, key)| {
                 pending

@@ -69,8 +69,10 @@ struct ExchangeKey {
 
 #[derive(Debug, Default)]
 struct Exchange {
-    client: Option<ProcessInfo>,
-    resolver: Option<ProcessInfo>,
+    // Behind an Arc: the map's buckets stay small (a ProcessInfo is ~260 bytes
+    // inline, and the table keeps room for twice its entries).
+    client: Option<Arc<ProcessInfo>>,
+    resolver: Option<Arc<ProcessInfo>>,
     /// The resolver asked upstream for it.
     upstream: bool,
     time_ns: i64,
@@ -198,7 +200,7 @@ impl ResolverLinker {
             // resolver going upstream for its own clients.
             (true, false) => {
                 self.note(key, now, |exchange| {
-                    exchange.client = Some(record.process.clone())
+                    exchange.client = Some(Arc::new(record.process.clone()))
                 });
                 let mut clients = self.take_asks(pid, &question, now);
                 for caller in self.libc_callers(pid, &question.0, now) {
@@ -215,7 +217,7 @@ impl ResolverLinker {
             // A resolver receives a query from a client.
             (false, false) => {
                 self.note(key, now, |exchange| {
-                    exchange.resolver = Some(record.process.clone())
+                    exchange.resolver = Some(Arc::new(record.process.clone()))
                 });
             }
             // A resolver answers a client.
@@ -223,7 +225,7 @@ impl ResolverLinker {
                 if let Some(exchange) = self.exchanges.get(&key)
                     && let Some(client) = &exchange.client
                 {
-                    record.on_behalf_of = vec![client.clone()];
+                    record.on_behalf_of = vec![ProcessInfo::clone(client)];
                     record.from_cache = Some(!exchange.upstream);
                     self.linked += 1;
                 }
@@ -245,7 +247,7 @@ impl ResolverLinker {
                 } else if let Some(exchange) = self.exchanges.get(&key)
                     && let Some(resolver) = &exchange.resolver
                 {
-                    record.via = Some(resolver.clone());
+                    record.via = Some(ProcessInfo::clone(resolver));
                     self.linked += 1;
                 }
             }
@@ -302,7 +304,7 @@ impl ResolverLinker {
             if let Some(client) = &exchange.client
                 && !clients.iter().any(|known| known.pid == client.pid)
             {
-                clients.push(client.clone());
+                clients.push(ProcessInfo::clone(client));
             }
         }
         clients

@@ -26,7 +26,7 @@ use crate::{
 /// Records handed over at once.
 const BATCH: usize = 256;
 /// Batches (and commands) the channel holds before handing over waits.
-const QUEUED_BATCHES: usize = 64;
+const QUEUED_BATCHES: usize = 16;
 
 #[expect(
     clippy::large_enum_variant,

@@ -3,18 +3,22 @@
 //! columns or as the recorder's JSON lines.
 
 use std::{
-    fmt::Write as _,
+    collections::HashMap,
     fs::File,
     io::{self, BufWriter, Write},
     net::IpAddr,
     ops::ControlFlow,
     path::{Path, PathBuf},
+    rc::Rc,
 };
 
 use anyhow::{Context, Result};
 use dnsq_recorder::{
-    record::{Attribution, Direction, MessageRecord, Transport},
-    store::read::{MessageQuery, ReadError, Reader},
+    record::{Attribution, Direction, Transport},
+    store::read::{
+        MessageQuery, MessageRow, ReadError, Reader, StoredProcess, class_name, opcode_name,
+        rcode_name, type_name,
+    },
 };
 
 use crate::{
@@ -175,24 +179,14 @@ fn write<W: Write>(
             writer.flush()?;
         }
         ExportFormat::Csv => {
-            let mut csv = csv_writer(writer);
-            csv.write_record(COLUMNS)?;
-            let mut cells: [String; COLUMNS.len()] = std::array::from_fn(|_| String::new());
-            reader.messages(&query, |record| -> Result<_, Error> {
-                fill(&mut cells, &record, clock);
-                for cell in &mut cells {
-                    if !options.raw_csv && cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-                        cell.insert(0, '\'');
-                    }
-                    if escape_controls && let std::borrow::Cow::Owned(safe) = escape::safe(cell) {
-                        *cell = safe;
-                    }
-                }
-                csv.write_record(&cells)?;
+            let mut csv = CsvRows::new(writer, !options.raw_csv, escape_controls, clock);
+            csv.header()?;
+            reader.message_rows(&query, |row| -> Result<_, Error> {
+                csv.row(row)?;
                 rows += 1;
                 Ok(ControlFlow::Continue(()))
             })?;
-            csv.flush()?;
+            csv.finish()?;
         }
     }
     Ok(rows)
@@ -242,128 +236,388 @@ impl From<Error> for anyhow::Error {
     }
 }
 
-/// One CSV row, in [`COLUMNS`] order, into reused strings.
-fn fill(cells: &mut [String; COLUMNS.len()], r: &MessageRecord, clock: &Clock) {
-    for cell in cells.iter_mut() {
-        cell.clear();
+/// Writes CSV rows straight from the stored rows: each cell is appended to one
+/// line buffer (integers without `fmt`, names and processes borrowed from the
+/// reader's caches), then guarded and quoted in place as the `csv` crate would
+/// (RFC 4180: quoted when it holds `,` `"` CR or LF, quotes doubled; CRLF line
+/// ends).
+struct CsvRows<'w, 'c, W: Write> {
+    writer: &'w mut W,
+    /// Whole lines waiting to be written.
+    buffer: Vec<u8>,
+    /// Prefix cells that a spreadsheet would read as a formula with `'`.
+    guard_formulas: bool,
+    escape_controls: bool,
+    clock: &'c Clock,
+    /// The second last formatted: its `YYYY-MM-DDTHH:MM:SS` and its offset.
+    second: Option<(i64, String, String)>,
+    /// Where the current cell starts in `buffer`.
+    cell: usize,
+    codes: CodeNames,
+}
+
+const FLUSH_AT: usize = 64 * 1024;
+
+impl<'w, 'c, W: Write> CsvRows<'w, 'c, W> {
+    fn new(writer: &'w mut W, guard_formulas: bool, escape_controls: bool, clock: &'c Clock) -> Self {
+        Self {
+            writer,
+            buffer: Vec::with_capacity(FLUSH_AT + 4096),
+            guard_formulas,
+            escape_controls,
+            clock,
+            second: None,
+            cell: 0,
+            codes: CodeNames::default(),
+        }
     }
-    let [
-        time,
-        time_ns,
-        direction,
-        transport,
-        src,
-        sport,
-        dst,
-        dport,
-        pid,
-        tid,
-        uid,
-        gid,
-        comm,
-        exe,
-        cgroup,
-        attribution,
-        id,
-        qr,
-        opcode,
-        rcode,
-        qname,
-        qtype,
-        qclass,
-        answers,
-        ttl_min,
-        latency_ms,
-        message_len,
-        captured_len,
-        malformed_error,
-        unit,
-        container,
-        via_pid,
-        via_comm,
-        for_pid,
-        for_comm,
-    ] = cells;
-    time.push_str(&clock.rfc3339(r.time_ns));
-    let _ = write!(time_ns, "{}", r.time_ns);
-    direction.push_str(match r.direction {
-        Direction::Sent => "sent",
-        Direction::Received => "received",
-    });
-    transport.push_str(match r.transport {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    });
-    ip(src, r.src);
-    let _ = write!(sport, "{}", r.sport);
-    ip(dst, r.dst);
-    let _ = write!(dport, "{}", r.dport);
-    let p = &r.process;
-    let number = |cell: &mut String, value: Option<u32>| {
-        if let Some(v) = value {
-            let _ = write!(cell, "{v}");
+
+    fn header(&mut self) -> io::Result<()> {
+        self.buffer.extend_from_slice(COLUMNS.join(",").as_bytes());
+        self.buffer.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.writer.write_all(&self.buffer)?;
+        self.buffer.clear();
+        self.writer.flush()
+    }
+
+    /// Starts a cell (after the first of a line: a comma).
+    fn start(&mut self, first: bool) {
+        if !first {
+            self.buffer.push(b',');
         }
-    };
-    number(pid, p.pid);
-    number(tid, p.tid);
-    number(uid, p.uid);
-    number(gid, p.gid);
-    comm.push_str(p.comm.as_deref().unwrap_or(""));
-    exe.push_str(p.exe.as_deref().unwrap_or(""));
-    cgroup.push_str(p.cgroup.as_deref().unwrap_or(""));
-    attribution.push_str(match p.attribution {
-        Some(Attribution::Socket) => "socket",
-        Some(Attribution::SocketLate) => "socket-late",
-        Some(Attribution::Procfs) => "procfs",
-        Some(Attribution::Unknown) | None => "unknown",
-    });
-    if let Some(dns) = &r.dns {
-        let _ = write!(id, "{}", dns.id);
-        qr.push_str(if dns.response { "response" } else { "query" });
-        opcode.push_str(&dns.opcode);
-        rcode.push_str(&dns.rcode);
-        if let Some(q) = dns.questions.first() {
-            qname.push_str(&q.name);
-            qtype.push_str(&q.qtype);
-            qclass.push_str(&q.class);
+        self.cell = self.buffer.len();
+    }
+
+    /// Guards, escapes and quotes the current cell in place.
+    fn end(&mut self) {
+        let start = self.cell;
+        let Some(&first) = self.buffer.get(start) else {
+            return;
+        };
+        if self.guard_formulas && matches!(first, b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') {
+            self.buffer.insert(start, b'\'');
         }
-        for (index, a) in dns.answers.iter().enumerate() {
-            if index > 0 {
-                answers.push(';');
+        if self.escape_controls {
+            let text = String::from_utf8_lossy(&self.buffer[start..]).into_owned();
+            if let std::borrow::Cow::Owned(safe) = escape::safe(&text) {
+                self.buffer.truncate(start);
+                self.buffer.extend_from_slice(safe.as_bytes());
             }
-            let _ = write!(answers, "{} {}", a.rtype, a.data);
         }
-        if let Some(min) = dns.answers.iter().map(|a| a.ttl).min() {
-            let _ = write!(ttl_min, "{min}");
+        if self.buffer[start..].iter().any(|&b| QUOTED[usize::from(b)]) {
+            let cell = self.buffer.split_off(start);
+            self.buffer.push(b'"');
+            for &b in &cell {
+                if b == b'"' {
+                    self.buffer.push(b'"');
+                }
+                self.buffer.push(b);
+            }
+            self.buffer.push(b'"');
         }
     }
-    if let Some(pair) = r.pair {
-        // Exact decimal: nanoseconds are whole millionths of a millisecond.
-        let ns = pair.latency_ns;
-        let _ = write!(latency_ms, "{}.{:06}", ns / 1_000_000, ns % 1_000_000);
+
+    /// A cell whose text needs neither a guard nor quotes (a constant word).
+    fn word(&mut self, word: &str) {
+        self.buffer.push(b',');
+        self.buffer.extend_from_slice(word.as_bytes());
     }
-    let _ = write!(message_len, "{}", r.message_len);
-    let _ = write!(captured_len, "{}", r.captured_len);
-    if let Some(bad) = &r.malformed {
-        malformed_error.push_str(&bad.error);
+
+    fn text(&mut self, first: bool, text: &str) {
+        self.start(first);
+        self.buffer.extend_from_slice(text.as_bytes());
+        self.end();
     }
-    unit.push_str(p.unit.as_deref().unwrap_or(""));
-    container.push_str(p.container.as_deref().unwrap_or(""));
-    if let Some(via) = &r.via {
-        number(via_pid, via.pid);
-        via_comm.push_str(via.comm.as_deref().unwrap_or(""));
-    }
-    // The store keeps one client; `;` between several.
-    for (index, client) in r.on_behalf_of.iter().enumerate() {
-        if index > 0 {
-            for_pid.push(';');
-            for_comm.push(';');
+
+    /// A cell of digits only needs no guard or quotes.
+    fn number(&mut self, value: Option<u64>) {
+        self.buffer.push(b',');
+        if let Some(value) = value {
+            push_u64(&mut self.buffer, value);
         }
-        number(for_pid, client.pid);
-        for_comm.push_str(client.comm.as_deref().unwrap_or(""));
+    }
+
+    fn time(&mut self, ns: i64) {
+        let (second, fraction) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+        if self.second.as_ref().is_none_or(|(cached, ..)| *cached != second) {
+            // `…T12:00:00.000000000Z` / `+01:00`: the whole second, split at its
+            // fraction.
+            let whole = self.clock.rfc3339(second.saturating_mul(1_000_000_000));
+            match whole.split_once('.') {
+                Some((time, rest)) if rest.len() >= 9 && second.checked_mul(1_000_000_000).is_some() => {
+                    self.second = Some((second, time.to_owned(), rest[9..].to_owned()));
+                }
+                _ => {
+                    self.second = None;
+                    let text = self.clock.rfc3339(ns);
+                    return self.text(true, &text);
+                }
+            }
+        }
+        let Some((_, time, offset)) = &self.second else {
+            return;
+        };
+        self.cell = self.buffer.len();
+        self.buffer.extend_from_slice(time.as_bytes());
+        self.buffer.push(b'.');
+        push_padded(&mut self.buffer, fraction as u64, 9);
+        self.buffer.extend_from_slice(offset.as_bytes());
+        self.end();
+    }
+
+    fn ip(&mut self, ip: IpAddr) {
+        self.start(false);
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.buffer.push(b'.');
+                    }
+                    push_u64(&mut self.buffer, u64::from(octet));
+                }
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(self.buffer, "{v6}");
+            }
+        }
+        self.end();
+    }
+
+    fn process_cells(&mut self, p: Option<&StoredProcess>) {
+        self.number(p.map(|p| u64::from(p.pid)));
+        self.number(p.and_then(|p| p.tid).map(u64::from));
+        self.number(p.and_then(|p| p.uid).map(u64::from));
+        self.number(p.and_then(|p| p.gid).map(u64::from));
+        self.text(false, p.map_or("", |p| p.comm.as_str()));
+        self.text(false, p.and_then(|p| p.exe.as_deref()).unwrap_or(""));
+        self.text(false, p.and_then(|p| p.cgroup.as_deref()).unwrap_or(""));
+    }
+
+    /// One message, in [`COLUMNS`] order.
+    fn row(&mut self, r: &MessageRow<'_>) -> io::Result<()> {
+        self.time(r.time_ns());
+        match u64::try_from(r.time_ns()) {
+            Ok(ns) => self.number(Some(ns)),
+            // Never recorded, but possible: as `fmt` writes it, guarded.
+            Err(_) => self.text(false, &r.time_ns().to_string()),
+        }
+        self.word(
+            match r.direction() {
+                Direction::Sent => "sent",
+                Direction::Received => "received",
+            },
+        );
+        self.word(
+            match r.transport() {
+                Transport::Udp => "udp",
+                Transport::Tcp => "tcp",
+            },
+        );
+        let ((src, sport), (dst, dport)) = r.src_dst();
+        self.ip(src);
+        self.number(Some(u64::from(sport)));
+        self.ip(dst);
+        self.number(Some(u64::from(dport)));
+        let p = r.process();
+        self.process_cells(p);
+        self.word(
+            match r.attribution() {
+                Attribution::Socket => "socket",
+                Attribution::SocketLate => "socket-late",
+                Attribution::Procfs => "procfs",
+                Attribution::Unknown => "unknown",
+            },
+        );
+        if r.is_dns() {
+            self.number(Some(u64::from(r.dns_id())));
+            self.word(if r.is_response() { "response" } else { "query" });
+            let opcode = self.codes.opcode(r.opcode());
+            self.text(false, &opcode);
+            let rcode = self.codes.rcode(r.rcode());
+            self.text(false, &rcode);
+            match r.questions().next() {
+                Some(q) => {
+                    self.text(false, q.name);
+                    let qtype = self.codes.rtype(q.qtype);
+                    self.text(false, &qtype);
+                    let qclass = self.codes.class(q.qclass);
+                    self.text(false, &qclass);
+                }
+                None => self.buffer.extend_from_slice(b",,,"),
+            }
+            self.start(false);
+            let mut ttl_min: Option<u32> = None;
+            for (index, a) in r.answers().enumerate() {
+                if index > 0 {
+                    self.buffer.push(b';');
+                }
+                self.buffer.extend_from_slice(a.rtype.as_bytes());
+                self.buffer.push(b' ');
+                self.buffer.extend_from_slice(a.data.as_bytes());
+                ttl_min = Some(ttl_min.map_or(a.ttl, |min| min.min(a.ttl)));
+            }
+            self.end();
+            self.number(ttl_min.map(u64::from));
+        } else {
+            self.buffer.extend_from_slice(b",,,,,,,,,");
+        }
+        self.buffer.push(b',');
+        if let Some(ns) = r.latency_ns() {
+            // Exact decimal: nanoseconds are whole millionths of a millisecond.
+            push_u64(&mut self.buffer, ns / 1_000_000);
+            self.buffer.push(b'.');
+            push_padded(&mut self.buffer, ns % 1_000_000, 6);
+        }
+        self.number(Some(u64::from(r.message_len())));
+        self.number(Some(u64::from(r.captured_len())));
+        self.text(false, r.malformed().map_or("", |(error, _)| error));
+        self.text(false, p.and_then(|p| p.owner.unit.as_deref()).unwrap_or(""));
+        self.text(false, p.and_then(|p| p.container.as_deref()).unwrap_or(""));
+        let via = r.via();
+        self.number(via.map(|p| u64::from(p.pid)));
+        self.text(false, via.map_or("", |p| p.comm.as_str()));
+        // The store keeps one client.
+        let client = r.on_behalf_of();
+        self.number(client.map(|p| u64::from(p.pid)));
+        self.text(false, client.map_or("", |p| p.comm.as_str()));
+        self.buffer.extend_from_slice(b"\r\n");
+        if self.buffer.len() >= FLUSH_AT {
+            self.writer.write_all(&self.buffer)?;
+            self.buffer.clear();
+        }
+        Ok(())
     }
 }
 
-fn ip(cell: &mut String, ip: IpAddr) {
-    let _ = write!(cell, "{ip}");
+/// The names of DNS codes, each made once.
+#[derive(Default)]
+struct CodeNames {
+    types: HashMap<u16, Rc<str>>,
+    classes: HashMap<u16, Rc<str>>,
+    rcodes: HashMap<u16, Rc<str>>,
+    opcodes: HashMap<u8, Rc<str>>,
+}
+
+impl CodeNames {
+    fn rtype(&mut self, code: u16) -> Rc<str> {
+        self.types.entry(code).or_insert_with(|| type_name(code).into()).clone()
+    }
+
+    fn class(&mut self, code: u16) -> Rc<str> {
+        self.classes.entry(code).or_insert_with(|| class_name(code).into()).clone()
+    }
+
+    fn rcode(&mut self, code: u16) -> Rc<str> {
+        self.rcodes.entry(code).or_insert_with(|| rcode_name(code).into()).clone()
+    }
+
+    fn opcode(&mut self, code: u8) -> Rc<str> {
+        self.opcodes.entry(code).or_insert_with(|| opcode_name(code).into()).clone()
+    }
+}
+
+/// The bytes that make a cell quoted (as the `csv` crate's writer decides).
+const QUOTED: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b',' as usize] = true;
+    table[b'"' as usize] = true;
+    table[b'\r' as usize] = true;
+    table[b'\n' as usize] = true;
+    table
+};
+
+/// "00" to "99".
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// Decimal digits of `value`, two at a time.
+fn push_u64(out: &mut Vec<u8>, value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    while rest >= 100 {
+        let pair = (rest % 100) as usize * 2;
+        rest /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if rest >= 10 {
+        let pair = rest as usize * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        at -= 1;
+        digits[at] = b'0' + rest as u8;
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `value` in exactly `width` digits, zeros first (`value` < 10^width).
+fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    while rest > 0 && at > digits.len() - width {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&digits[digits.len() - width..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_as_text() {
+        for value in [0, 7, 9, 10, 99, 100, 101, 65_535, 1_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, value);
+            assert_eq!(out, value.to_string().as_bytes());
+        }
+        for (value, width) in [(0, 9), (7, 6), (123_456, 6), (999_999_999, 9), (1, 1)] {
+            let mut out = Vec::new();
+            push_padded(&mut out, value, width);
+            assert_eq!(out, format!("{value:0width$}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn cells_are_guarded_and_quoted_as_the_csv_crate_does() {
+        let clock = Clock::new(true);
+        for (guard, cells) in [
+            (true, ["a,b", "=1+2", "say \"hi\"", "-x", "", "line\nbreak", "\ttab", "plain"]),
+            (false, ["a,b", "=1+2", "say \"hi\"", "-x", "", "line\nbreak", "\ttab", "plain"]),
+        ] {
+            let mut ours = Vec::new();
+            let mut rows = CsvRows::new(&mut ours, guard, false, &clock);
+            for (i, cell) in cells.iter().enumerate() {
+                rows.text(i == 0, cell);
+            }
+            rows.buffer.extend_from_slice(b"\r\n");
+            rows.finish().unwrap();
+            let mut theirs = csv_writer(Vec::new());
+            let guarded: Vec<String> = cells
+                .iter()
+                .map(|c| {
+                    if guard && c.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                        format!("'{c}")
+                    } else {
+                        (*c).to_owned()
+                    }
+                })
+                .collect();
+            theirs.write_record(&guarded).unwrap();
+            let theirs = theirs.into_inner().unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+        }
+    }
 }

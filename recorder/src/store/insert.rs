@@ -5,12 +5,15 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{CachedStatement, Connection, params};
+use rusqlite::{
+    CachedStatement, Connection, params,
+    types::{ToSqlOutput, Value, ValueRef},
+};
 
 use super::{
     facts::{Facts, DelegationKey, LookupKey, ResolutionKey},
     intern::{Caches, Interner},
-    schema::{self, attribution, flags, libc_function, role, section},
+    schema::{self, attribution, flags, libc_function, packed, role, section},
 };
 use crate::{
     dns::{class_code, opcode_code, rcode_code, type_code},
@@ -40,6 +43,8 @@ pub(super) struct Batch<'a> {
     /// The current message's answer set and TTLs, as JSON.
     records: String,
     ttls: String,
+    /// The TTL every record of the current message has, if they all have one.
+    same_ttl: Option<Option<u32>>,
 }
 
 /// The columns that come from the decoded message.
@@ -59,11 +64,11 @@ impl<'a> Batch<'a> {
         Ok(Self {
             intern: Interner::new(tx, caches)?,
             insert_message: tx.prepare_cached(
-                "INSERT INTO messages (time_ns, run_id, flags, process_id, endpoint_id, \
-                 local_port, remote_port, socket_cookie, dns_id, qname_id, qtype, qclass, rcode, \
-                 answer_set_id, ttls, edns_udp_size, message_len, captured_len, latency_ns, \
-                 socket_cgroup_id, for_process_id, via_process_id) VALUES (?1, ?2, ?3, ?4, ?5, \
-                 ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                "INSERT INTO messages (time_ns, run_id, bits, process_id, endpoint_id, \
+                 socket_cookie, ports, qname_id, qtype, answer_set_id, ttls, edns_udp_size, \
+                 message_len, captured_len, latency_ns, socket_cgroup_id, for_process_id, \
+                 via_process_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                 ?13, ?14, ?15, ?16, ?17, ?18)",
             )?,
             insert_malformed: tx.prepare_cached(
                 "INSERT INTO malformed (message_id, error, raw) VALUES (?1, ?2, ?3)",
@@ -88,6 +93,7 @@ impl<'a> Batch<'a> {
             answers: Vec::new(),
             records: String::new(),
             ttls: String::new(),
+            same_ttl: None,
         })
     }
 
@@ -125,6 +131,7 @@ impl<'a> Batch<'a> {
         let mut columns = DnsColumns::default();
         self.answers.clear();
         self.ttls.clear();
+        self.same_ttl = None;
         if let Some(dns) = &record.dns {
             bits |= header_bits(dns);
             columns = self.dns_columns(dns)?;
@@ -136,21 +143,31 @@ impl<'a> Batch<'a> {
             .filter(|id| *id != 0 && Some(*id) != record.process.cgroup_id)
             .map(|id| id as i64);
         let captured_len = Some(record.captured_len).filter(|len| *len != record.message_len);
-        let ttls = Some(self.ttls.as_str()).filter(|ttls| !ttls.is_empty());
+        // Every TTL the same: that one integer; otherwise the JSON array.
+        let ttls = match self.same_ttl {
+            _ if self.ttls.is_empty() => None,
+            Some(Some(ttl)) => Some(ToSqlOutput::Owned(Value::Integer(i64::from(ttl)))),
+            _ => Some(ToSqlOutput::Borrowed(ValueRef::Text(self.ttls.as_bytes()))),
+        };
+        let (port_bits, ports) =
+            pack_ports(local_port, remote_port, columns.dns_id.unwrap_or(0) as u16);
+        // The first question stays in the row only when it is class IN.
+        let (qname_id, qtype) = if columns.qclass.unwrap_or(1) == 1 {
+            (columns.qname_id, columns.qtype)
+        } else {
+            (None, None)
+        };
+        let rcode_bits = (columns.rcode.unwrap_or(0) & 0xfff) << packed::RCODE_SHIFT;
         self.insert_message.execute(params![
             record.time_ns,
             self.run_id,
-            bits,
+            bits | port_bits | rcode_bits,
             process_id,
             endpoint_id,
-            local_port,
-            remote_port,
             record.socket_cookie as i64,
-            columns.dns_id,
-            columns.qname_id,
-            columns.qtype,
-            columns.qclass,
-            columns.rcode,
+            ports,
+            qname_id,
+            qtype,
             columns.answer_set_id,
             ttls,
             columns.edns_udp_size,
@@ -249,6 +266,11 @@ impl<'a> Batch<'a> {
                     push_int(&mut self.records, value);
                 }
                 self.records.push(']');
+                self.same_ttl = match (self.ttls.is_empty(), self.same_ttl) {
+                    (true, _) => Some(Some(rr.ttl)),
+                    (false, Some(Some(ttl))) if ttl == rr.ttl => Some(Some(ttl)),
+                    _ => Some(None),
+                };
                 self.ttls.push(if self.ttls.is_empty() { '[' } else { ',' });
                 push_int(&mut self.ttls, i64::from(rr.ttl));
                 if section == section::ANSWER {
@@ -273,7 +295,13 @@ impl<'a> Batch<'a> {
     }
 
     fn extra_questions(&mut self, id: i64, dns: &DnsMessage) -> rusqlite::Result<()> {
-        for (position, question) in dns.questions.iter().enumerate().skip(1) {
+        // A first question of another class than IN is kept here too (the
+        // `messages` row has no class column).
+        let skip = match dns.questions.first() {
+            Some(first) if class_code(&first.class).map_or(1, i64::from) != 1 => 0,
+            _ => 1,
+        };
+        for (position, question) in dns.questions.iter().enumerate().skip(skip) {
             let qname_id = self.intern.name(&question.name)?;
             let qtype = type_code(&question.qtype).map_or(0, i64::from);
             let qclass = class_code(&question.class).map_or(0, i64::from);
@@ -389,6 +417,20 @@ impl<'a> Batch<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The `bits` that say where port 53 is and the `ports` column (schema.rs
+/// [`packed`]): the DNS id as a signed 16-bit number on top keeps the value in
+/// 4 bytes when one port is 53, in 6 otherwise.
+pub(super) fn pack_ports(local: u16, remote: u16, dns_id: u16) -> (i64, i64) {
+    let id = i64::from(dns_id as i16);
+    if remote == 53 {
+        (packed::REMOTE_PORT_53, (id << 16) | i64::from(local))
+    } else if local == 53 {
+        (packed::LOCAL_PORT_53, (id << 16) | i64::from(remote))
+    } else {
+        (0, (id << 32) | (i64::from(local) << 16) | i64::from(remote))
     }
 }
 

@@ -31,11 +31,13 @@ use rusqlite::{Connection, OptionalExtension};
 
 use self::{cache::Caches, open::Features};
 use super::schema::{self, NS_PER_MINUTE};
-use crate::service::{CgroupOwner, owner_of_cgroup};
+use crate::service::{CgroupOwner, Container, owner_of_cgroup};
 
 mod cache;
 mod open;
 mod rebuild;
+
+pub use rebuild::{MessageRow, QuestionRef, RecordRef};
 
 /// The names of DNS codes, exactly as the decoder writes them.
 pub use crate::dns::{class_name, opcode_name, rcode_name, type_name};
@@ -165,6 +167,8 @@ pub struct StoredProcess {
     pub netns: Option<u64>,
     /// The unit and container `cgroup` names (worked out once per row read).
     pub owner: CgroupOwner,
+    /// `owner.container` in full ([`crate::service::Container::full`]), made once.
+    pub container: Option<String>,
 }
 
 /// A row of `endpoints`.
@@ -390,6 +394,9 @@ impl Reader {
                 )?
                 .query_row([id], |row| {
                     let cgroup: Option<String> = row.get(7)?;
+                    let owner: CgroupOwner =
+                        cgroup.as_deref().map(owner_of_cgroup).unwrap_or_default();
+                    let container = owner.container.as_ref().map(Container::full);
                     Ok(StoredProcess {
                         pid: row.get(0)?,
                         tid: row.get(1)?,
@@ -400,7 +407,8 @@ impl Reader {
                         thread: row.get(9)?,
                         exe: row.get(5)?,
                         cgroup_id: row.get::<_, Option<i64>>(6)?.map(|v| v as u64),
-                        owner: cgroup.as_deref().map(owner_of_cgroup).unwrap_or_default(),
+                        owner,
+                        container,
                         cgroup,
                         netns: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
                     })

@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -41,6 +41,21 @@ pub mod flags {
     /// Bits 20–27: EDNS version.
     pub const EDNS_VERSION_SHIFT: u32 = 20;
     pub const EDNS_VERSION_MASK: i64 = 0xff << EDNS_VERSION_SHIFT;
+}
+
+/// Schema 6 (`migrations/0006_compact_messages.sql`): the stored
+/// `messages.bits` is `flags` plus where port 53 is and the rcode; `ports`
+/// packs the ports and the DNS id.
+pub mod packed {
+    /// The remote port is 53 and not in `ports`.
+    pub const REMOTE_PORT_53: i64 = 1 << 14;
+    /// The local port is 53 and not in `ports` (only when the remote port is not).
+    pub const LOCAL_PORT_53: i64 = 1 << 15;
+    /// Bits 28–39: the DNS rcode.
+    pub const RCODE_SHIFT: u32 = 28;
+    pub const RCODE_MASK: i64 = 0xfff << RCODE_SHIFT;
+    /// The bits of `bits` that are `flags`.
+    pub const FLAGS_MASK: i64 = 0x0fff_3fff;
 }
 
 /// Values of the attribution bits in `messages.flags`.

@@ -21,7 +21,7 @@ impl Caches {
             rdata: SlotCache::new(1 << 14),
             processes: SlotCache::new(1 << 12),
             endpoints: SlotCache::new(1 << 10),
-            sets: SlotCache::new(1 << 12),
+            sets: SlotCache::new(1 << 13),
         }
     }
 }

@@ -43,6 +43,9 @@ pub(super) struct Features {
     pub delegations: bool,
     /// `messages.via_process_id` and `for_process_id` (schema 3).
     pub message_peers: bool,
+    /// The compact `messages` row (`migrations/0006_compact_messages.sql`):
+    /// `bits`, `ports`, TTLs as one integer when all equal.
+    pub compact_messages: bool,
 }
 
 /// Checks `PRAGMA application_id` and `user_version` against [`schema`]: any
@@ -95,6 +98,8 @@ pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<Features, R
              WHERE type = 'table' AND name = 'delegations')")?,
         message_peers: has("SELECT COUNT(*) = 2 FROM pragma_table_info('messages') \
              WHERE name IN ('via_process_id', 'for_process_id')")?,
+        compact_messages: has("SELECT COUNT(*) = 2 FROM pragma_table_info('messages') \
+             WHERE name IN ('bits', 'ports')")?,
     })
 }
 

@@ -63,7 +63,7 @@ fn query_and_response_with_a_cname_chain() {
     );
     let rows: Vec<Row> = db
         .prepare(
-            "SELECT flags, qname_id, qtype, rcode, answer_set_id, ttls, latency_ns \
+            "SELECT flags, qname_id, qtype, (bits >> 28) & 4095, answer_set_id, ttls, latency_ns \
              FROM messages ORDER BY id",
         )
         .unwrap()
@@ -115,7 +115,9 @@ fn query_and_response_with_a_cname_chain() {
     // Identity: ports, endpoint, process and run.
     let (local_port, remote_port, cookie, dns_id): (i64, i64, i64, i64) = db
         .query_row(
-            "SELECT local_port, remote_port, socket_cookie, dns_id FROM messages WHERE id = 2",
+            "SELECT CASE WHEN bits & 32768 THEN 53 ELSE (ports >> (CASE WHEN bits & 16384 THEN 0 ELSE 16 END)) & 65535 END, \
+             CASE WHEN bits & 16384 THEN 53 ELSE ports & 65535 END, socket_cookie, (ports >> (CASE WHEN bits & 49152 THEN 16 ELSE 32 END)) & 65535 \
+             FROM messages WHERE id = 2",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
@@ -247,7 +249,7 @@ fn nxdomain_malformed_unknown_process_and_server_side() {
         count(
             &db,
             &format!(
-                "SELECT rcode FROM messages WHERE qname_id = {nope} AND flags & {} != 0",
+                "SELECT (bits >> 28) & 4095 FROM messages WHERE qname_id = {nope} AND flags & {} != 0",
                 flags::RESPONSE
             )
         ),
@@ -291,7 +293,7 @@ fn nxdomain_malformed_unknown_process_and_server_side() {
         count(
             &db,
             &format!(
-                "SELECT count(*) FROM messages WHERE flags & {} != 0 AND qname_id IS NULL AND dns_id IS NULL",
+                "SELECT count(*) FROM messages WHERE flags & {} != 0 AND qname_id IS NULL AND ports >> 16 = 0",
                 flags::MALFORMED
             )
         ),

@@ -7,7 +7,7 @@
 //! skipped, and attaching to no libc at all is a warning (packet capture works
 //! without them).
 
-use std::{fs::File, path::PathBuf};
+use std::{fs::File, path::PathBuf, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader, Pod,
@@ -18,12 +18,20 @@ use aya::{
         uprobe::{UProbeError, UProbeScope},
     },
 };
-use dnsq_common::{LookupEvent, PORT_BITMAP_WORDS, SockOwner, counter, lookup_fn, names};
+use dnsq_common::{
+    LookupEvent, PORT_BITMAP_WORDS, SockOwner, WAKEUP_FRACTION, counter, lookup_fn, names,
+};
 
 use crate::libcs::{self, LibcFile};
 
 /// The compiled probes, built by build.rs.
 static PROBES_ELF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dnsq-probes"));
+
+/// How often the capture loop reads the ring buffers when the probes do not wake
+/// it (see [`Probes::load`]): the most an event waits, at low rates, before it is
+/// read. Measured: at 5k queries/s it cut the recorder's wakeups from ~2,600–5,300
+/// a second to ~50; 10, 20 and 50 ms cost the same CPU within the noise.
+pub const POLL_EVERY: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
@@ -135,8 +143,15 @@ impl Probes {
             tracing::warn!(%error, "network namespaces will come from /proc only");
             [0; 3]
         });
+        // The packet programs wake the reader only when the ring fills past a
+        // fraction of its size or for a process new on its socket; the capture
+        // loop reads every POLL_EVERY for the rest.
+        let events_wakeup = config.ring_bytes / WAKEUP_FRACTION;
+        let new_owner_ns = POLL_EVERY.as_nanos() as u64;
         let mut ebpf = EbpfLoader::new()
             .override_global(names::PAYLOAD_CAP, &config.payload_cap, true)
+            .override_global(names::EVENTS_WAKEUP_BYTES, &events_wakeup, true)
+            .override_global(names::NEW_OWNER_NS, &new_owner_ns, true)
             .override_global(names::TASK_GROUP_LEADER_OFFSET, &leader_offset, true)
             .override_global(names::TASK_COMM_OFFSET, &comm_offset, true)
             .override_global(names::NETNS_OFFSETS, &netns_offsets, true)

@@ -1,7 +1,7 @@
 //! `dnsq-recorder`: records every DNS message on the host with the process behind it.
 
 use std::{
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, FromRawFd},
     path::PathBuf,
     process::ExitCode,
     sync::{
@@ -274,10 +274,30 @@ fn capture<W: std::io::Write>(
     reported: &mut KernelCounters,
     probes: Probes,
 ) -> anyhow::Result<()> {
+    // The packet probes wake us only when their ring fills past a fraction of its
+    // size or for a process new on its socket (loader.rs); otherwise the rings are
+    // read every POLL_EVERY. Edge-triggered, so that data already queued does not
+    // end the wait at once: each wait reads a batch of events, not one.
+    // SAFETY: epoll_create1 takes no pointer; a descriptor it returns is ours.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if epoll < 0 {
+        return Err(std::io::Error::last_os_error()).context("creating an epoll descriptor");
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let epoll = unsafe { std::os::fd::OwnedFd::from_raw_fd(epoll) };
+    for fd in [events.as_raw_fd(), lookups.as_raw_fd()] {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: valid descriptors and a valid event.
+        if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("watching the ring buffers");
+        }
+    }
     let mut last_report = Instant::now();
-    let fds = [events.as_raw_fd(), lookups.as_raw_fd()];
     while !stop.load(Ordering::Relaxed) && !pipeline.sink_mut().closed() {
-        wait_readable(&fds, Duration::from_millis(100));
+        wait_readable(&epoll, loader::POLL_EVERY);
         // Lookups first: a lookup precedes the queries made for it, and both
         // queues meet in the pipeline's time order anyway.
         while let Some(item) = lookups.next() {
@@ -380,19 +400,16 @@ fn report_losses(
     }
 }
 
-/// Waits until one of `fds` is readable (or the timeout passes).
-fn wait_readable(fds: &[i32; 2], timeout: Duration) {
-    let mut pollfds = fds.map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    // SAFETY: valid pollfds, their count given; an interrupted or failed poll just
-    // ends the wait.
+/// Waits until the kernel wakes a ring buffer in `epoll` (or the timeout passes).
+fn wait_readable(epoll: &std::os::fd::OwnedFd, timeout: Duration) {
+    let mut ready = [libc::epoll_event { events: 0, u64: 0 }; 2];
+    // SAFETY: a valid epoll descriptor and buffer, its length given; an
+    // interrupted or failed wait just ends the wait.
     unsafe {
-        libc::poll(
-            pollfds.as_mut_ptr(),
-            pollfds.len() as libc::nfds_t,
+        libc::epoll_wait(
+            epoll.as_raw_fd(),
+            ready.as_mut_ptr(),
+            ready.len() as libc::c_int,
             timeout.as_millis() as libc::c_int,
         )
     };

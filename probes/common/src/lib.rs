@@ -36,7 +36,15 @@ pub mod names {
     pub const NETNS_OFFSETS: &str = "NETNS_OFFSETS";
     pub const LOOKUPS: &str = "LOOKUPS";
     pub const LOOKUP_SCRATCH: &str = "LOOKUP_SCRATCH";
+    pub const EVENTS_WAKEUP_BYTES: &str = "EVENTS_WAKEUP_BYTES";
+    pub const NEW_OWNER_NS: &str = "NEW_OWNER_NS";
 }
+
+/// The packet programs do not wake the reader for each event (a wakeup is an
+/// irq_work and a cross-CPU wakeup, a VM exit on a guest) but when the unread data
+/// in `EVENTS` passes a multiple of `ring size / WAKEUP_FRACTION`, or for a process
+/// new on its socket; the reader also polls on a short timer.
+pub const WAKEUP_FRACTION: u32 = 8;
 
 /// Which hook last recorded a socket's owner. Sent as a `u32` (no `Pod` on enums).
 #[repr(u32)]
@@ -79,7 +87,7 @@ pub struct SockOwner {
     pub gid: u32,
     /// cgroup v2 id of the task (the inode number of its cgroup directory).
     pub cgroup_id: u64,
-    /// `bpf_ktime_get_boot_ns` when this was recorded.
+    /// `bpf_ktime_get_boot_ns` when this process (pid) was first seen on the socket.
     pub seen_boot_ns: u64,
     /// Name of the thread that used the socket.
     pub comm: [u8; 16],

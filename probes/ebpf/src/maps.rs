@@ -1,12 +1,13 @@
 //! Maps and small helpers shared by both probe families.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use dnsq_common::{
     DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, LOOKUP_RING_BYTES, LookupEvent, PORT_BITMAP_WORDS,
-    PacketEvent, SOCK_OWNERS_CAPACITY, SockOwner, counter,
+    PacketEvent, SOCK_OWNERS_CAPACITY, SockOwner, WAKEUP_FRACTION, counter,
 };
 
 /// Packet events for user space. Its size is set by the loader (`--ring-buffer-size`).
@@ -48,6 +49,52 @@ pub fn payload_cap() -> u32 {
     // SAFETY: a plain read of a global the loader rewrites before load; volatile so the
     // compiler does not fold in the default.
     unsafe { core::ptr::read_volatile(&PAYLOAD_CAP) }
+}
+
+/// Unread bytes in `EVENTS` at which the reader is woken (at every multiple of
+/// it); set by the loader to the ring's size / `WAKEUP_FRACTION`. 0: the kernel's
+/// default for every event, a wakeup whenever the reader has caught up.
+#[unsafe(no_mangle)]
+static EVENTS_WAKEUP_BYTES: u32 = DEFAULT_RING_BYTES / WAKEUP_FRACTION;
+
+/// A packet on a socket whose process was first seen on it less than this long
+/// ago (ns) wakes a reader that has caught up, as the kernel does by default: the
+/// reader reads /proc for a new process, and a short-lived client (dig, getent)
+/// may be gone after one poll interval. Set by the loader to that interval.
+#[unsafe(no_mangle)]
+static NEW_OWNER_NS: u64 = 20_000_000;
+
+#[inline(always)]
+pub fn new_owner_ns() -> u64 {
+    // SAFETY: as for payload_cap.
+    unsafe { core::ptr::read_volatile(&NEW_OWNER_NS) }
+}
+
+/// Copies an event to `EVENTS`. The reader polls the ring on a timer, so most
+/// events wake nobody (a wakeup is an irq_work and a cross-CPU wakeup, a VM exit
+/// on a guest, costlier than the rest of the program): an event wakes the reader
+/// when the unread data crosses a multiple of `EVENTS_WAKEUP_BYTES` (so that a
+/// ring filling up is read before it overflows), and, with `new_owner`, when the
+/// reader has caught up (the kernel's default).
+#[inline(always)]
+pub fn output_event(bytes: &[u8], new_owner: bool) -> Result<(), i32> {
+    // SAFETY: as for payload_cap.
+    let threshold = u64::from(unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) });
+    let flags = if threshold == 0 {
+        0
+    } else {
+        let before = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
+        // A record takes an 8-byte header and is padded to 8 bytes.
+        let after = before + ((bytes.len() as u64 + 8 + 7) & !7);
+        if before / threshold != after / threshold {
+            u64::from(BPF_RB_FORCE_WAKEUP)
+        } else if new_owner {
+            0
+        } else {
+            u64::from(BPF_RB_NO_WAKEUP)
+        }
+    };
+    EVENTS.output::<[u8]>(bytes, flags)
 }
 
 /// Offsets of `group_leader` and `comm` in the kernel's `task_struct`, read from

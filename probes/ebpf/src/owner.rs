@@ -94,6 +94,15 @@ fn record_owner(cookie: u64, hook: OwnerHook) {
         return;
     }
     let first_hook = known.map_or(hook as u32, |known| known.first_hook);
+    // Another thread of the same process keeps the time the process was first
+    // seen here: a packet wakes the reader only for a process new on its socket
+    // (maps.rs `output_event`), not for threads taking turns (dnsperf's sender and
+    // receiver).
+    let seen_boot_ns = match known {
+        Some(known) if known.pid == pid => known.seen_boot_ns,
+        // SAFETY: a helper call without pointer arguments.
+        _ => unsafe { bpf_ktime_get_boot_ns() },
+    };
     let uid_gid = bpf_get_current_uid_gid();
     let owner = SockOwner {
         pid,
@@ -102,7 +111,7 @@ fn record_owner(cookie: u64, hook: OwnerHook) {
         gid: (uid_gid >> 32) as u32,
         // SAFETY: helper calls without pointer arguments.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        seen_boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        seen_boot_ns,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         process_comm: process_comm(),
         netns: netns_inum(),

@@ -19,7 +19,9 @@ use dnsq_common::{
     MAX_PAYLOAD, PacketHeader, SockOwner, counter, direction, family, proto, tcp_flags,
 };
 
-use crate::maps::{EVENTS, SCRATCH, SOCK_OWNERS, bump, is_dns_port, payload_cap};
+use crate::maps::{
+    SCRATCH, SOCK_OWNERS, bump, is_dns_port, new_owner_ns, output_event, payload_cap,
+};
 
 const ALLOW: i32 = 1;
 const ETH_P_IP: u16 = 0x0800;
@@ -240,7 +242,10 @@ fn send_event(
     let total = HEADER_LEN + captured as usize;
     // SAFETY: `total` ≤ size_of::<PacketEvent>(), and the scratch value is that big.
     let bytes = unsafe { core::slice::from_raw_parts((event as *const _) as *const u8, total) };
-    match EVENTS.output::<[u8]>(bytes, 0) {
+    // A process new on this socket may be short-lived: see `output_event`.
+    let new_owner = event.header.owner_found == 1
+        && event.header.boot_ns.saturating_sub(event.header.owner.seen_boot_ns) < new_owner_ns();
+    match output_event(bytes, new_owner) {
         Ok(()) => bump(counter::DELIVERED),
         Err(_) => bump(counter::LOST_RINGBUF_FULL),
     }

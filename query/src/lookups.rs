@@ -1,9 +1,10 @@
 //! `dnsq by-process NAME|PID` and `dnsq name PATTERN`: one row per process,
 //! role, question name and type, with the queries, the rcodes of the answers, the
-//! answer data and the latency. Reads `lookups` and `resolutions` (through their
-//! process and name indexes), and on schema 3 stores `delegations` (the local
-//! resolver a row's process asked: `via`; the clients a resolver's row was for:
-//! `for`), never `messages`.
+//! answer data and the latency. Reads `lookups` and `resolutions`, and on
+//! schema 3 stores `delegations` (the local resolver a row's process asked:
+//! `via`; the clients a resolver's row was for: `for`), never `messages`. On
+//! schema 5 stores, whose `lookups` and `delegations` are keyed by name, only the
+//! rows shown are added up (see [`newest_of_processes`], [`newest_of_names`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},

@@ -1,9 +1,10 @@
 //! `dnsq by-process NAME|PID` and `dnsq name PATTERN`: one row per process,
 //! role, question name and type, with the queries, the rcodes of the answers, the
-//! answer data and the latency. Reads `lookups` and `resolutions` (through their
-//! process and name indexes), and on schema 3 stores `delegations` (the local
-//! resolver a row's process asked: `via`; the clients a resolver's row was for:
-//! `for`), never `messages`.
+//! answer data and the latency. Reads `lookups` and `resolutions`, and on
+//! schema 3 stores `delegations` (the local resolver a row's process asked:
+//! `via`; the clients a resolver's row was for: `for`), never `messages`. On
+//! schema 5 stores, whose `lookups` and `delegations` are keyed by name, only the
+//! rows shown are added up (see [`newest_of_processes`], [`newest_of_names`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -16,7 +17,7 @@ use dnsq_recorder::store::{
     read::{Reader, rcode_name, type_name},
     schema::{RCODE_QUERY, role},
 };
-use rusqlite::ToSql;
+use rusqlite::{OptionalExtension, ToSql};
 use serde::Serialize;
 
 use crate::{
@@ -57,6 +58,8 @@ struct Selection {
     fact_column: &'static str,
     condition: &'static str,
     params: Vec<String>,
+    /// The ids of the subject's rows, with `params` as ?1, ?2, ….
+    ids: &'static str,
     /// For "nothing found": what was looked for.
     what: String,
 }
@@ -65,18 +68,27 @@ fn select(subject: &Subject) -> Selection {
     match subject {
         Subject::Process(arg) => {
             let what = format!("process `{}`", escape::safe(arg));
-            let process = |condition, params| Selection {
+            let process = |condition, ids, params| Selection {
                 table: "processes p",
                 id: "p.id",
                 fact_column: "process_id",
                 condition,
                 params,
+                ids,
                 what: what.clone(),
             };
             if let Ok(pid) = arg.parse::<u32>() {
-                process("p.pid = ?3", vec![pid.to_string()])
+                process(
+                    "p.pid = ?3",
+                    "SELECT id FROM processes WHERE pid = ?1",
+                    vec![pid.to_string()],
+                )
             } else if arg.contains('/') {
-                process("p.exe = ?3", vec![arg.clone()])
+                process(
+                    "p.exe = ?3",
+                    "SELECT id FROM processes WHERE exe = ?1",
+                    vec![arg.clone()],
+                )
             } else {
                 let mut end = arg.len().min(COMM_LEN);
                 while !arg.is_char_boundary(end) {
@@ -84,6 +96,7 @@ fn select(subject: &Subject) -> Selection {
                 }
                 process(
                     "(p.comm = ?3 OR p.comm = ?4 OR p.exe GLOB ?5)",
+                    "SELECT id FROM processes WHERE comm = ?1 OR comm = ?2 OR exe GLOB ?3",
                     vec![
                         arg.clone(),
                         arg[..end].to_owned(),
@@ -98,11 +111,15 @@ fn select(subject: &Subject) -> Selection {
                 name.push('.');
             }
             let what = format!("name `{}`", escape::safe(&name));
-            let (condition, param) = if name.contains(['*', '?']) {
+            let (condition, ids, param) = if name.contains(['*', '?']) {
                 // Only * and ? are wildcards; a [ in a name is itself.
-                ("n.name GLOB ?3", name.replace('[', "[[]"))
+                (
+                    "n.name GLOB ?3",
+                    "SELECT id FROM names WHERE name GLOB ?1",
+                    name.replace('[', "[[]"),
+                )
             } else {
-                ("n.name = ?3", name)
+                ("n.name = ?3", "SELECT id FROM names WHERE name = ?1", name)
             };
             Selection {
                 table: "names n",
@@ -110,6 +127,7 @@ fn select(subject: &Subject) -> Selection {
                 fact_column: "qname_id",
                 condition,
                 params: vec![param],
+                ids,
                 what,
             }
         }
@@ -203,61 +221,33 @@ pub fn run(
     let mut params: Vec<&dyn ToSql> = vec![&first_hour, &last_hour];
     params.extend(sel.params.iter().map(|p| p as &dyn ToSql));
 
-    // CROSS JOIN keeps SQLite from starting with the (much larger) fact table.
-    let mut stmt = conn.prepare(&format!(
-        "SELECT l.process_id, l.role, l.qname_id, l.qtype, l.rcode, SUM(l.count), \
-                SUM(l.paired), SUM(l.latency_sum_ns), MAX(l.latency_max_ns), \
-                MIN(l.first_ns), MAX(l.last_ns) \
-         FROM {table} CROSS JOIN lookups l ON l.{col} = {id} \
-         WHERE {cond} AND l.hour BETWEEN ?1 AND ?2{filtered} \
-         GROUP BY l.process_id, l.role, l.qname_id, l.qtype, l.rcode",
-        table = sel.table,
-        col = sel.fact_column,
-        id = sel.id,
-        cond = sel.condition,
-    ))?;
-    let mut rows = stmt.query(params.as_slice())?;
     let mut identities = Identities::default();
-    let mut groups: HashMap<Key, Agg> = HashMap::new();
-    while let Some(row) = rows.next()? {
-        let process_id: i64 = row.get(0)?;
-        let key = Key {
-            identity: identities.get(reader, process_id)?,
-            role: row.get(1)?,
-            qname_id: row.get(2)?,
-            qtype: row.get(3)?,
-        };
-        let rcode: i64 = row.get(4)?;
-        let count: i64 = row.get(5)?;
-        let (first_ns, last_ns): (i64, i64) = (row.get(9)?, row.get(10)?);
-        let agg = groups.entry(key).or_insert(Agg {
-            process_ids: BTreeSet::new(),
-            queries: 0,
-            answered: 0,
-            responses: 0,
-            rcodes: BTreeMap::new(),
-            paired: 0,
-            latency_sum: 0,
-            latency_max: 0,
-            first_ns,
-            last_ns,
-        });
-        if rcode == RCODE_QUERY {
-            agg.queries += count;
-            agg.answered += row.get::<_, i64>(6)?;
-        } else {
-            agg.responses += count;
-            *agg.rcodes.entry(rcode).or_default() += count;
-            agg.paired += row.get::<_, i64>(6)?;
-            agg.latency_sum += row.get::<_, i64>(7)?;
-            agg.latency_max = agg.latency_max.max(row.get(8)?);
+    // Schema 5 keys `lookups` and `delegations` by name, and indexes `lookups`
+    // by (process, hour): only the rows shown are added up. Without a limit
+    // every row is shown, and older stores lack those indexes: the whole window
+    // is added up in one query.
+    let newest = limit != 0 && reader.schema_version() >= 5;
+    // The subject's processes, when its answers are read by process.
+    let mut process_ids = None;
+    let (mut found, total) = if newest {
+        let hours = (first_hour, last_hour);
+        let mut ids = subject_ids(reader, &sel)?;
+        match subject {
+            Subject::Process(_) => {
+                if let Some(only) = only {
+                    ids.retain(|pid| only.matching.processes.process_ids.contains(pid));
+                }
+                process_ids = Some(ids.clone());
+                newest_of_processes(reader, &mut identities, ids, hours, limit)?
+            }
+            Subject::Name(_) => newest_of_names(reader, &mut identities, &ids, only, hours, limit)?,
         }
-        agg.process_ids.insert(process_id);
-        agg.first_ns = agg.first_ns.min(first_ns);
-        agg.last_ns = agg.last_ns.max(last_ns);
-    }
-    drop(rows);
-    if groups.is_empty() {
+    } else {
+        let found = all_groups(reader, &mut identities, &sel, &filtered, &params)?;
+        let total = Total::Exactly(found.len());
+        (found, total)
+    };
+    if found.is_empty() {
         let exists: bool = conn.query_row(
             &format!(
                 "SELECT EXISTS (SELECT 1 FROM {} WHERE {} AND ?1 <= ?2)",
@@ -306,14 +296,17 @@ pub fn run(
         .into());
     }
 
-    let mut found: Vec<(Key, Agg)> = groups.into_iter().collect();
-    found.sort_by(|a, b| {
-        b.1.last_ns
-            .cmp(&a.1.last_ns)
-            .then(a.0.qname_id.cmp(&b.0.qname_id))
-            .then(a.0.qtype.cmp(&b.0.qtype))
-    });
-    facts::apply_limit(&mut found, limit);
+    if newest {
+        total.note(limit, found.len());
+    } else {
+        found.sort_by(|a, b| {
+            b.1.last_ns
+                .cmp(&a.1.last_ns)
+                .then(a.0.qname_id.cmp(&b.0.qname_id))
+                .then(a.0.qtype.cmp(&b.0.qtype))
+        });
+        facts::apply_limit(&mut found, limit);
+    }
 
     // The answers of the rows shown: resolutions of the same name to the same
     // process (client side only), by the `resolutions_qname` index.
@@ -322,31 +315,74 @@ pub fn run(
         .filter(|(key, _)| key.role == role::CLIENT)
         .map(|(key, _)| (key.identity.clone(), key.qname_id))
         .collect();
-    let qnames: BTreeSet<i64> = wanted.iter().map(|(_, qname_id)| *qname_id).collect();
     let mut answers: Answers = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT process_id, rtype, rdata_id FROM resolutions \
-         WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 GROUP BY process_id, rtype, rdata_id",
-    )?;
-    for qname_id in qnames {
-        let mut rows = stmt.query((qname_id, first_hour, last_hour))?;
-        while let Some(row) = rows.next()? {
-            let key = (identities.get(reader, row.get(0)?)?, qname_id);
-            if !wanted.contains(&key) {
-                continue;
+    let mut add_answer = |key, rtype: i64, rdata_id: i64| {
+        let (set, more) = answers.entry(key).or_default();
+        if set.len() < MAX_ANSWERS {
+            set.insert((rtype, rdata_id));
+        } else {
+            *more += 1;
+        }
+    };
+    if newest {
+        // The rows' own processes' resolutions (by `resolutions_process`, which
+        // covers them), not every process's resolutions of each name: for a
+        // process, the subject's processes of the row's identity; for a name, the
+        // processes of the rows.
+        let mut pids: BTreeMap<(i64, Option<Rc<Identity>>), BTreeSet<i64>> = BTreeMap::new();
+        for (key, agg) in found.iter().filter(|(key, _)| key.role == role::CLIENT) {
+            pids.entry((key.qname_id, key.identity.clone()))
+                .or_default()
+                .extend(&agg.process_ids);
+        }
+        if let Some(subject_pids) = &process_ids {
+            for &pid in subject_pids {
+                let identity = identities.get(reader, pid)?;
+                for ((_, of), pids) in pids.iter_mut() {
+                    if *of == identity {
+                        pids.insert(pid);
+                    }
+                }
             }
-            let (set, more) = answers.entry(key).or_default();
-            if set.len() < MAX_ANSWERS {
-                set.insert((row.get(1)?, row.get(2)?));
-            } else {
-                *more += 1;
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT rtype, rdata_id FROM resolutions \
+             WHERE process_id = ?1 AND qname_id = ?2 AND hour BETWEEN ?3 AND ?4 \
+             GROUP BY rtype, rdata_id",
+        )?;
+        for ((qname_id, identity), pids) in pids {
+            for pid in pids {
+                let mut rows = stmt.query((pid, qname_id, first_hour, last_hour))?;
+                while let Some(row) = rows.next()? {
+                    add_answer((identity.clone(), qname_id), row.get(0)?, row.get(1)?);
+                }
+            }
+        }
+    } else {
+        let qnames: BTreeSet<i64> = wanted.iter().map(|(_, qname_id)| *qname_id).collect();
+        let mut stmt = conn.prepare_cached(
+            "SELECT process_id, rtype, rdata_id FROM resolutions \
+             WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 GROUP BY process_id, rtype, rdata_id",
+        )?;
+        for qname_id in qnames {
+            let mut rows = stmt.query((qname_id, first_hour, last_hour))?;
+            while let Some(row) = rows.next()? {
+                let key = (identities.get(reader, row.get(0)?)?, qname_id);
+                if wanted.contains(&key) {
+                    add_answer(key, row.get(1)?, row.get(2)?);
+                }
             }
         }
     }
 
     let mut peers = Vec::with_capacity(found.len());
+    let mut resolvers = Resolvers::default();
     for (key, agg) in &found {
-        peers.push(delegations(reader, &mut identities, key, agg, window)?);
+        peers.push(if reader.schema_version() >= 5 {
+            delegations_by_name(reader, &mut identities, &mut resolvers, key, agg, window)?
+        } else {
+            delegations(reader, &mut identities, key, agg, window)?
+        });
     }
 
     let mut table = out.table(&[
@@ -485,6 +521,302 @@ pub fn run(
     Ok(())
 }
 
+/// How many rows there were to show.
+enum Total {
+    Exactly(usize),
+    /// More than the limit (the newest hours were enough to find the rows shown).
+    MoreThanShown,
+}
+
+impl Total {
+    /// Says on stderr that rows were left out, like [`facts::apply_limit`].
+    fn note(&self, limit: usize, shown: usize) {
+        match *self {
+            Total::Exactly(total) if total > shown => {
+                eprintln!("dnsq: showing {shown} of {total} rows (--limit 0 shows all)")
+            }
+            Total::Exactly(_) => {}
+            Total::MoreThanShown => eprintln!(
+                "dnsq: showing the {limit} most recent rows; there are more (--limit 0 shows all)"
+            ),
+        }
+    }
+}
+
+impl Agg {
+    fn new() -> Self {
+        Self {
+            process_ids: BTreeSet::new(),
+            queries: 0,
+            answered: 0,
+            responses: 0,
+            rcodes: BTreeMap::new(),
+            paired: 0,
+            latency_sum: 0,
+            latency_max: 0,
+            first_ns: i64::MAX,
+            last_ns: i64::MIN,
+        }
+    }
+
+    /// Adds a process's (`lookups` columns) sums for one rcode: count, paired,
+    /// latency_sum_ns, latency_max_ns, first_ns, last_ns.
+    fn add(&mut self, process_id: i64, rcode: i64, sums: [i64; 6]) {
+        let [count, paired, latency_sum, latency_max, first_ns, last_ns] = sums;
+        if rcode == RCODE_QUERY {
+            self.queries += count;
+            self.answered += paired;
+        } else {
+            self.responses += count;
+            *self.rcodes.entry(rcode).or_default() += count;
+            self.paired += paired;
+            self.latency_sum += latency_sum;
+            self.latency_max = self.latency_max.max(latency_max);
+        }
+        self.process_ids.insert(process_id);
+        self.first_ns = self.first_ns.min(first_ns);
+        self.last_ns = self.last_ns.max(last_ns);
+    }
+}
+
+/// Every row of the window, added up in one query (stores before schema 5, and
+/// `--limit 0`).
+fn all_groups(
+    reader: &Reader,
+    identities: &mut Identities,
+    sel: &Selection,
+    filtered: &str,
+    params: &[&dyn ToSql],
+) -> Result<Vec<(Key, Agg)>> {
+    // CROSS JOIN keeps SQLite from starting with the (much larger) fact table.
+    let mut stmt = reader.connection().prepare(&format!(
+        "SELECT l.process_id, l.role, l.qname_id, l.qtype, l.rcode, SUM(l.count), \
+                SUM(l.paired), SUM(l.latency_sum_ns), MAX(l.latency_max_ns), \
+                MIN(l.first_ns), MAX(l.last_ns) \
+         FROM {table} CROSS JOIN lookups l ON l.{col} = {id} \
+         WHERE {cond} AND l.hour BETWEEN ?1 AND ?2{filtered} \
+         GROUP BY l.process_id, l.role, l.qname_id, l.qtype, l.rcode",
+        table = sel.table,
+        col = sel.fact_column,
+        id = sel.id,
+        cond = sel.condition,
+    ))?;
+    let mut rows = stmt.query(params)?;
+    let mut groups: HashMap<Key, Agg> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let process_id: i64 = row.get(0)?;
+        let key = Key {
+            identity: identities.get(reader, process_id)?,
+            role: row.get(1)?,
+            qname_id: row.get(2)?,
+            qtype: row.get(3)?,
+        };
+        let sums = [
+            row.get(5)?,
+            row.get(6)?,
+            row.get(7)?,
+            row.get(8)?,
+            row.get(9)?,
+            row.get(10)?,
+        ];
+        groups
+            .entry(key)
+            .or_insert_with(Agg::new)
+            .add(process_id, row.get(4)?, sums);
+    }
+    Ok(groups.into_iter().collect())
+}
+
+/// The ids of the subject's `processes` or `names` rows.
+fn subject_ids(reader: &Reader, sel: &Selection) -> Result<Vec<i64>> {
+    let mut stmt = reader.connection().prepare_cached(sel.ids)?;
+    let params: Vec<&dyn ToSql> = sel.params.iter().map(|p| p as &dyn ToSql).collect();
+    let ids = stmt
+        .query_map(params.as_slice(), |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(ids)
+}
+
+/// Orders rows newest first (then by name id and type) and keeps `limit`.
+fn newest_first<T>(rows: &mut Vec<(Key, T)>, last_ns: impl Fn(&T) -> i64, limit: usize) {
+    rows.sort_by(|a, b| {
+        last_ns(&b.1)
+            .cmp(&last_ns(&a.1))
+            .then(a.0.qname_id.cmp(&b.0.qname_id))
+            .then(a.0.qtype.cmp(&b.0.qtype))
+    });
+    if limit != 0 {
+        rows.truncate(limit);
+    }
+}
+
+/// The rows of a process, newest first: its `lookups` rows are walked an hour
+/// at a time from the newest (`lookups_process`), until the hours seen hold
+/// more than `limit` rows. A row's last query is in the newest hour it has, so
+/// the rows not met yet are all older than those met. Only the rows kept are
+/// then added up over the window.
+fn newest_of_processes(
+    reader: &Reader,
+    identities: &mut Identities,
+    pids: Vec<i64>,
+    (first_hour, last_hour): (i64, i64),
+    limit: usize,
+) -> Result<(Vec<(Key, Agg)>, Total)> {
+    let conn = reader.connection();
+    let mut statements = Vec::with_capacity(pids.len());
+    for _ in &pids {
+        statements.push(conn.prepare(
+            "SELECT hour, role, qname_id, qtype, last_ns FROM lookups INDEXED BY lookups_process \
+             WHERE process_id = ?1 AND hour BETWEEN ?2 AND ?3 ORDER BY hour DESC",
+        )?);
+    }
+    type Head = (i64, i64, i64, i64, i64);
+    let next = |rows: &mut rusqlite::Rows<'_>| -> rusqlite::Result<Option<Head>> {
+        match rows.next()? {
+            Some(row) => Ok(Some((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))),
+            None => Ok(None),
+        }
+    };
+    let mut cursors = Vec::with_capacity(pids.len());
+    for (statement, &pid) in statements.iter_mut().zip(&pids) {
+        let mut rows = statement.query((pid, first_hour, last_hour))?;
+        let head = next(&mut rows)?;
+        cursors.push((pid, rows, head));
+    }
+    let mut newest: HashMap<Key, i64> = HashMap::new();
+    let total = loop {
+        if newest.len() > limit {
+            break Total::MoreThanShown;
+        }
+        let Some(hour) = cursors
+            .iter()
+            .filter_map(|(_, _, head)| head.map(|h| h.0))
+            .max()
+        else {
+            break Total::Exactly(newest.len());
+        };
+        for (pid, rows, head) in &mut cursors {
+            while let Some((h, role, qname_id, qtype, last_ns)) = *head
+                && h == hour
+            {
+                let key = Key {
+                    identity: identities.get(reader, *pid)?,
+                    role,
+                    qname_id,
+                    qtype,
+                };
+                let newest = newest.entry(key).or_insert(i64::MIN);
+                *newest = (*newest).max(last_ns);
+                *head = next(rows)?;
+            }
+        }
+    };
+    drop(cursors);
+    let mut rows: Vec<(Key, i64)> = newest.into_iter().collect();
+    newest_first(&mut rows, |last_ns| *last_ns, limit);
+
+    let mut of_identity: HashMap<Option<Rc<Identity>>, Vec<i64>> = HashMap::new();
+    for &pid in &pids {
+        of_identity
+            .entry(identities.get(reader, pid)?)
+            .or_default()
+            .push(pid);
+    }
+    let mut found = Vec::with_capacity(rows.len());
+    for (key, _) in rows {
+        let pids = of_identity
+            .get(&key.identity)
+            .map_or(&[][..], Vec::as_slice);
+        let agg = aggregate(reader, &key, pids, (first_hour, last_hour))?;
+        found.push((key, agg));
+    }
+    Ok((found, total))
+}
+
+/// The rows of names, newest first: each name's rows are one range of
+/// `lookups` (its primary key starts with the name, then process, role, type and
+/// rcode), added up as they come.
+fn newest_of_names(
+    reader: &Reader,
+    identities: &mut Identities,
+    qname_ids: &[i64],
+    only: Option<&Only>,
+    (first_hour, last_hour): (i64, i64),
+    limit: usize,
+) -> Result<(Vec<(Key, Agg)>, Total)> {
+    let mut stmt = reader.connection().prepare_cached(
+        "SELECT process_id, role, qtype, rcode, SUM(count), SUM(paired), SUM(latency_sum_ns), \
+                MAX(latency_max_ns), MIN(first_ns), MAX(last_ns) FROM lookups \
+         WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 \
+         GROUP BY process_id, role, qtype, rcode",
+    )?;
+    let mut groups: HashMap<Key, Agg> = HashMap::new();
+    for &qname_id in qname_ids {
+        let mut rows = stmt.query((qname_id, first_hour, last_hour))?;
+        while let Some(row) = rows.next()? {
+            let pid: i64 = row.get(0)?;
+            if only.is_some_and(|o| !o.matching.processes.process_ids.contains(&pid)) {
+                continue;
+            }
+            let key = Key {
+                identity: identities.get(reader, pid)?,
+                role: row.get(1)?,
+                qname_id,
+                qtype: row.get(2)?,
+            };
+            let sums = [
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+                row.get(8)?,
+                row.get(9)?,
+            ];
+            groups
+                .entry(key)
+                .or_insert_with(Agg::new)
+                .add(pid, row.get(3)?, sums);
+        }
+    }
+    let total = Total::Exactly(groups.len());
+    let mut found: Vec<(Key, Agg)> = groups.into_iter().collect();
+    newest_first(&mut found, |agg| agg.last_ns, limit);
+    Ok((found, total))
+}
+
+/// A row's sums over the window: its processes' `lookups` rows, a range of
+/// the primary key each.
+fn aggregate(reader: &Reader, key: &Key, pids: &[i64], (first, last): (i64, i64)) -> Result<Agg> {
+    let mut stmt = reader.connection().prepare_cached(
+        "SELECT rcode, SUM(count), SUM(paired), SUM(latency_sum_ns), MAX(latency_max_ns), \
+                MIN(first_ns), MAX(last_ns) FROM lookups \
+         WHERE qname_id = ?1 AND process_id = ?2 AND role = ?3 AND qtype = ?4 \
+         AND hour BETWEEN ?5 AND ?6 GROUP BY rcode",
+    )?;
+    let mut agg = Agg::new();
+    for &pid in pids {
+        let mut rows = stmt.query((key.qname_id, pid, key.role, key.qtype, first, last))?;
+        while let Some(row) = rows.next()? {
+            let sums = [
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ];
+            agg.add(pid, row.get(0)?, sums);
+        }
+    }
+    Ok(agg)
+}
+
 /// The resolver a row's process asked, and the clients it resolved for, from
 /// `delegations` (by its two indexes; nothing on stores without it).
 fn delegations(
@@ -533,6 +865,109 @@ fn delegations(
     )?;
     for &process_id in &agg.process_ids {
         let mut rows = stmt.query((process_id, first_hour, last_hour, key.qname_id, key.qtype))?;
+        while let Some(row) = rows.next()? {
+            let (client, upstream, cached): (i64, i64, i64) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            let counts = if key.role == role::CLIENT {
+                upstream
+            } else {
+                upstream + cached
+            };
+            if counts > 0 && !agg.process_ids.contains(&client) {
+                peers.clients.insert(identities.get(reader, client)?);
+            }
+        }
+    }
+    Ok(peers)
+}
+
+/// The local resolvers that have `delegations` rows for a name, by name id.
+#[derive(Default)]
+struct Resolvers(HashMap<i64, Vec<i64>>);
+
+impl Resolvers {
+    /// One primary-key seek a resolver (a name has a handful).
+    fn of(&mut self, reader: &Reader, qname_id: i64) -> Result<&[i64]> {
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.0.entry(qname_id) {
+            let mut stmt = reader.connection().prepare_cached(
+                "SELECT resolver_process_id FROM delegations \
+                 WHERE qname_id = ?1 AND resolver_process_id > ?2 \
+                 ORDER BY resolver_process_id LIMIT 1",
+            )?;
+            let mut found = Vec::new();
+            let mut after = i64::MIN;
+            while let Some(resolver) = stmt
+                .query_row((qname_id, after), |row| row.get::<_, i64>(0))
+                .optional()?
+            {
+                found.push(resolver);
+                after = resolver;
+            }
+            entry.insert(found);
+        }
+        Ok(&self.0[&qname_id])
+    }
+}
+
+/// [`delegations`] on schema 5 stores, whose `delegations` are keyed by
+/// (name, resolver, type, client, hour): a client's resolver is one range per
+/// resolver of the name, a resolver's clients one range.
+fn delegations_by_name(
+    reader: &Reader,
+    identities: &mut Identities,
+    resolvers: &mut Resolvers,
+    key: &Key,
+    agg: &Agg,
+    window: &Window,
+) -> Result<Peers> {
+    let mut peers = Peers::default();
+    let conn = reader.connection();
+    let (first_hour, last_hour) = window.hours();
+    let resolvers = resolvers.of(reader, key.qname_id)?.to_vec();
+    if key.role == role::CLIENT {
+        let mut stmt = conn.prepare_cached(
+            "SELECT SUM(upstream + cached), MAX(last_ns) FROM delegations \
+             WHERE qname_id = ?1 AND resolver_process_id = ?2 AND qtype = ?3 \
+             AND client_process_id = ?4 AND hour BETWEEN ?5 AND ?6",
+        )?;
+        let mut best: Option<(i64, i64, i64)> = None;
+        for &process_id in &agg.process_ids {
+            for &resolver in &resolvers {
+                if agg.process_ids.contains(&resolver) {
+                    continue;
+                }
+                let (queries, last_ns): (Option<i64>, Option<i64>) = stmt.query_row(
+                    (
+                        key.qname_id,
+                        resolver,
+                        key.qtype,
+                        process_id,
+                        first_hour,
+                        last_hour,
+                    ),
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?;
+                if let (Some(queries), Some(last_ns)) = (queries, last_ns)
+                    && best.is_none_or(|(_, q, l)| (queries, last_ns) > (q, l))
+                {
+                    best = Some((resolver, queries, last_ns));
+                }
+            }
+        }
+        if let Some((resolver, _, _)) = best {
+            peers.via = identities.get(reader, resolver)?;
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT client_process_id, SUM(upstream), SUM(cached) FROM delegations \
+         WHERE qname_id = ?1 AND resolver_process_id = ?2 AND qtype = ?3 \
+         AND hour BETWEEN ?4 AND ?5 GROUP BY client_process_id",
+    )?;
+    for &process_id in &agg.process_ids {
+        if !resolvers.contains(&process_id) {
+            continue;
+        }
+        let mut rows = stmt.query((key.qname_id, process_id, key.qtype, first_hour, last_hour))?;
         while let Some(row) = rows.next()? {
             let (client, upstream, cached): (i64, i64, i64) =
                 (row.get(0)?, row.get(1)?, row.get(2)?);

@@ -173,10 +173,11 @@ pub fn run(
     };
     let (first_hour, last_hour) = window.hours();
     let mut stmt = conn.prepare_cached(
+        // The primary key is (rdata_id, hour, rtype, name_id, qname_id,
+        // process_id, endpoint_id): a row per group already, in key order.
         "SELECT hour, qname_id, name_id, rtype, process_id, endpoint_id, \
-                MIN(first_ns), MAX(last_ns), SUM(count) \
-         FROM resolutions WHERE rdata_id = ?1 AND hour BETWEEN ?2 AND ?3 \
-         GROUP BY hour, qname_id, name_id, rtype, process_id, endpoint_id",
+                first_ns, last_ns, count \
+         FROM resolutions WHERE rdata_id = ?1 AND hour BETWEEN ?2 AND ?3",
     )?;
     let mut rows = stmt.query((rdata_id, first_hour, last_hour))?;
     let mut resolutions = Vec::new();
@@ -347,6 +348,9 @@ fn delegations(reader: &Reader, resolutions: &[Resolution]) -> Result<Delegation
     if !reader.has_delegations() {
         return Ok(found);
     }
+    if reader.schema_version() >= 5 {
+        return delegations_by_name(reader, resolutions);
+    }
     let mut stmt = reader.connection().prepare_cached(
         "SELECT resolver_process_id, qtype, client_process_id, upstream + cached, \
                 first_ns, last_ns \
@@ -369,6 +373,64 @@ fn delegations(reader: &Reader, resolutions: &[Resolution]) -> Result<Delegation
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         entry.insert(rows);
+    }
+    Ok(found)
+}
+
+/// [`delegations`] on schema 5 stores, whose `delegations` are keyed by name
+/// first: each name's rows are one range, read once for all its hours (in the
+/// order the old index gave within an hour: resolver, type, client).
+fn delegations_by_name(
+    reader: &Reader,
+    resolutions: &[Resolution],
+) -> Result<Delegations, ReadError> {
+    // Name → its hours, and its record types (a delegation for another type
+    // than the answer's, or ANY, is no link to it).
+    let mut hours: HashMap<i64, (BTreeSet<i64>, BTreeSet<i64>)> = HashMap::new();
+    for r in resolutions {
+        let (of_name, types) = hours.entry(r.qname_id).or_default();
+        of_name.insert(r.hour);
+        types.insert(r.rtype);
+    }
+    let conn = reader.connection();
+    let mut of_type = conn.prepare_cached(
+        "SELECT hour, resolver_process_id, qtype, client_process_id, upstream + cached, \
+                first_ns, last_ns \
+         FROM delegations WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 \
+         AND (qtype = ?4 OR qtype = ?5)",
+    )?;
+    let mut all = conn.prepare_cached(
+        "SELECT hour, resolver_process_id, qtype, client_process_id, upstream + cached, \
+                first_ns, last_ns \
+         FROM delegations WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3",
+    )?;
+    let mut found = Delegations::new();
+    for (qname_id, (wanted, types)) in hours {
+        let (Some(&first), Some(&last)) = (wanted.first(), wanted.last()) else {
+            continue;
+        };
+        for &hour in &wanted {
+            found.insert((qname_id, hour), Vec::new());
+        }
+        let mut rows = match types.first() {
+            Some(&rtype) if types.len() == 1 => {
+                of_type.query((qname_id, first, last, rtype, TYPE_ANY))?
+            }
+            _ => all.query((qname_id, first, last))?,
+        };
+        while let Some(row) = rows.next()? {
+            let hour: i64 = row.get(0)?;
+            if let Some(here) = found.get_mut(&(qname_id, hour)) {
+                here.push(Delegation {
+                    resolver: row.get(1)?,
+                    qtype: row.get(2)?,
+                    client: row.get(3)?,
+                    queries: row.get(4)?,
+                    first_ns: row.get(5)?,
+                    last_ns: row.get(6)?,
+                });
+            }
+        }
     }
     Ok(found)
 }
@@ -421,6 +483,9 @@ fn through_resolvers(
 
         // A local resolver: the clients behind it, and theirs (bounded, and
         // each resolver once: delegations can loop).
+        if !here.iter().any(|d| d.resolver == r.process_id) {
+            continue;
+        }
         let mut visited: HashSet<i64> = HashSet::from([r.process_id]);
         let mut queue: VecDeque<(i64, Key, usize)> = VecDeque::from([(r.process_id, key, 0)]);
         while let Some((resolver, resolver_key, depth)) = queue.pop_front() {

@@ -28,21 +28,21 @@ pub(super) struct ResolutionKey {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct LookupKey {
-    pub process_id: i64,
-    pub hour: i64,
-    pub role: i64,
     pub qname_id: i64,
+    pub process_id: i64,
+    pub role: i64,
     pub qtype: i64,
     pub rcode: i64,
+    pub hour: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct DelegationKey {
-    pub resolver_process_id: i64,
-    pub hour: i64,
     pub qname_id: i64,
+    pub resolver_process_id: i64,
     pub qtype: i64,
     pub client_process_id: i64,
+    pub hour: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -286,7 +286,7 @@ impl Facts {
             "INSERT INTO lookups (process_id, hour, role, qname_id, qtype, rcode, count, paired, \
              latency_sum_ns, latency_max_ns, first_ns, last_ns) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT (process_id, hour, role, qname_id, qtype, rcode) \
+             ON CONFLICT (qname_id, process_id, role, qtype, rcode, hour) \
              DO UPDATE SET count = count + excluded.count, paired = paired + excluded.paired, \
              latency_sum_ns = latency_sum_ns + excluded.latency_sum_ns, \
              latency_max_ns = max(latency_max_ns, excluded.latency_max_ns), \
@@ -318,7 +318,7 @@ impl Facts {
             "INSERT INTO delegations (resolver_process_id, hour, qname_id, qtype, \
              client_process_id, upstream, cached, first_ns, last_ns) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (resolver_process_id, hour, qname_id, qtype, client_process_id) \
+             ON CONFLICT (qname_id, resolver_process_id, qtype, client_process_id, hour) \
              DO UPDATE SET upstream = upstream + excluded.upstream, \
              cached = cached + excluded.cached, first_ns = min(first_ns, excluded.first_ns), \
              last_ns = max(last_ns, excluded.last_ns)",

@@ -39,6 +39,7 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/0002_identity.sql")),
     M::up(include_str!("../../../migrations/0003_resolvers.sql")),
     M::up(include_str!("../../../migrations/0004_libc_lookups.sql")),
+    M::up(include_str!("../../../migrations/0005_fact_access.sql")),
     M::up(include_str!("../../../migrations/0006_compact_messages.sql")),
 ];
 

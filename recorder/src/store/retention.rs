@@ -131,7 +131,7 @@ impl Retention {
     }
 }
 
-const LOOKUPS_KEY: &str = "process_id, hour, role, qname_id, qtype, rcode";
+const LOOKUPS_KEY: &str = "qname_id, process_id, role, qtype, rcode, hour";
 const RESOLUTIONS_KEY: &str = "rdata_id, hour, rtype, name_id, qname_id, process_id, endpoint_id";
 
 /// Deletes messages with ids up to `cut` and everything hanging off them.

@@ -38,8 +38,9 @@ pub(super) struct Step {
 pub(super) struct Retention {
     last: Option<Instant>,
     behind: bool,
-    /// `cnames` has no index on time: it is swept once an hour of cut-off.
-    cnames_swept_hour: Option<i64>,
+    /// `cnames` and `delegations` (keyed by name since schema 5) have no index on
+    /// time: they are small, and swept whole once an hour of cut-off.
+    swept_hour: Option<i64>,
 }
 
 impl Retention {
@@ -116,10 +117,11 @@ impl Retention {
             step.facts += delete_old_facts(&tx, "lookups", LOOKUPS_KEY, hour, chunk)?;
             step.facts += delete_old_libc_lookups(&tx, fact_cut_ns, chunk)?;
             step.facts += delete_old_facts(&tx, "resolutions", RESOLUTIONS_KEY, hour, chunk)?;
-            if over_size || self.cnames_swept_hour != Some(hour) {
+            if over_size || self.swept_hour != Some(hour) {
                 step.facts +=
                     tx.execute("DELETE FROM cnames WHERE last_ns < ?1", [fact_cut_ns])? as u64;
-                self.cnames_swept_hour = Some(hour);
+                step.facts += tx.execute("DELETE FROM delegations WHERE hour < ?1", [hour])? as u64;
+                self.swept_hour = Some(hour);
             }
         }
         tx.commit()?;

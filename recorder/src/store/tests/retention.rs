@@ -92,6 +92,18 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
         &format!("SELECT count(*) FROM messages WHERE time_ns < {cutoff}"),
     );
     assert!(old > 2_000, "{old} of {written}");
+    // Delegations (client → local resolver links) of an old and a recent hour.
+    let old_hour = cutoff.div_euclid(NS_PER_HOUR) - 2;
+    let new_hour = now_ns().div_euclid(NS_PER_HOUR);
+    for hour in [old_hour, new_hour] {
+        db.execute(
+            "INSERT INTO delegations (resolver_process_id, hour, qname_id, qtype, \
+             client_process_id, upstream, cached, first_ns, last_ns) \
+             VALUES (1, ?1, 1, 1, 2, 1, 0, ?2, ?2)",
+            [hour, hour * NS_PER_HOUR],
+        )
+        .unwrap();
+    }
 
     let mut store = open_for_writing(dir.db())
         .unwrap()
@@ -160,6 +172,14 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
         0
     );
     assert!(count(&db, "SELECT count(*) FROM cnames") > 0);
+    let delegation_hours: Vec<i64> = db
+        .prepare("SELECT hour FROM delegations")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(delegation_hours, vec![new_hour]);
     consistent(&db);
 
     // The step also runs from flush(), at its own pace.

@@ -189,6 +189,18 @@ impl Window {
         )
     }
 
+    /// How a fact query should name the `hour` column: `hour` lets SQLite range
+    /// over a table's index on hour; `+hour` (the same value) keeps it from doing
+    /// so. Without any bound every row is read anyway, and a scan of the table in
+    /// key order beats a detour through the hour index for each row.
+    pub fn hour_column(&self) -> &'static str {
+        if self.since_ns.is_none() && self.until_ns.is_none() {
+            "+hour"
+        } else {
+            "hour"
+        }
+    }
+
     /// "in the recorded history", "since …", "between … and …".
     pub fn describe(&self, clock: &Clock) -> String {
         match (self.since_ns, self.until_ns) {

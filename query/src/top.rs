@@ -80,13 +80,14 @@ fn names(
 ) -> Result<()> {
     let conn = reader.connection();
     let (first_hour, last_hour) = window.hours();
+    let hour = window.hour_column();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT qname_id, \
                 SUM(CASE WHEN rcode = ?3 THEN count ELSE 0 END) AS ranked, \
                 SUM(CASE WHEN rcode = -1 THEN count ELSE 0 END), \
                 SUM(CASE WHEN rcode = 3 THEN count ELSE 0 END), \
                 MAX(CASE WHEN rcode = ?3 THEN last_ns END) \
-         FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?4{filtered} \
+         FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role = ?4{filtered} \
          GROUP BY qname_id HAVING ranked > 0 \
          ORDER BY ranked DESC, qname_id LIMIT ?5",
     ))?;
@@ -224,10 +225,12 @@ fn processes(
 ) -> Result<()> {
     let conn = reader.connection();
     let (first_hour, last_hour) = window.hours();
+    let hour = window.hour_column();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT process_id, SUM(CASE WHEN rcode = -1 THEN count ELSE 0 END), \
                 SUM(CASE WHEN rcode = 3 THEN count ELSE 0 END), MAX(last_ns) \
-         FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?3{filtered} GROUP BY process_id",
+         FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role = ?3{filtered} \
+         GROUP BY process_id",
     ))?;
     let mut rows = stmt.query((first_hour, last_hour, role::CLIENT))?;
     let mut identities = Identities::default();

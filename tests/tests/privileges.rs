@@ -542,8 +542,9 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     ),
     (
         "query/src/top.rs",
-        "FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?4{filtered} \\",
-        "filtered is Matching::sql (above); everything else is bound",
+        "FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role = ?4{filtered} \\",
+        "filtered is Matching::sql (above); hour is Window::hour_column, `hour` or \
+         `+hour`; everything else is bound",
     ),
     (
         "query/src/top.rs",
@@ -552,8 +553,9 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     ),
     (
         "query/src/top.rs",
-        "FROM lookups WHERE hour BETWEEN ?1 AND ?2 AND role = ?3{filtered} GROUP BY process_id",
-        "filtered is Matching::sql (above); everything else is bound",
+        "FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role = ?3{filtered} \\",
+        "filtered is Matching::sql (above); hour is Window::hour_column, `hour` or \
+         `+hour`; everything else is bound",
     ),
     (
         "query/src/top.rs",

@@ -34,6 +34,9 @@ pub(super) struct Batch<'a> {
     facts: Facts,
     /// minute → (first id, last id) seen in this batch.
     minutes: HashMap<i64, (i64, i64)>,
+    /// The minute of the previous message and its (first id, last id) so far:
+    /// consecutive messages mostly share it, and spare the map.
+    minute: Option<(i64, i64, i64)>,
     /// Answer-section records of the current message: (name id, type, rdata id,
     /// index in the section).
     answers: Vec<(i64, i64, i64, usize)>,
@@ -139,6 +142,7 @@ impl<'a> Batch<'a> {
             run_id,
             facts: Facts::default(),
             minutes: HashMap::new(),
+            minute: None,
             answers: Vec::new(),
             records: String::new(),
             ttls: String::new(),
@@ -245,9 +249,16 @@ impl<'a> Batch<'a> {
         let id = self.last_insert_rowid.last_insert_rowid();
 
         let minute = record.time_ns.div_euclid(schema::NS_PER_MINUTE);
-        let range = self.minutes.entry(minute).or_insert((id, id));
-        range.0 = range.0.min(id);
-        range.1 = range.1.max(id);
+        match &mut self.minute {
+            Some((current, first, last)) if *current == minute => {
+                *first = (*first).min(id);
+                *last = (*last).max(id);
+            }
+            _ => {
+                self.close_minute();
+                self.minute = Some((minute, id, id));
+            }
+        }
 
         if let Some(malformed) = &record.malformed {
             let raw = hex::decode(&malformed.raw_hex)
@@ -291,10 +302,20 @@ impl<'a> Batch<'a> {
 
     /// Upserts the batch's time-index minutes; returns its facts.
     pub fn finish(mut self) -> rusqlite::Result<Facts> {
+        self.close_minute();
         for (minute, (first, last)) in &self.minutes {
             self.upsert_minute.execute(params![minute, first, last])?;
         }
         Ok(self.facts)
+    }
+
+    /// Moves the current minute's range into `minutes`.
+    fn close_minute(&mut self) {
+        if let Some((minute, first, last)) = self.minute.take() {
+            let range = self.minutes.entry(minute).or_insert((first, last));
+            range.0 = range.0.min(first);
+            range.1 = range.1.max(last);
+        }
     }
 
     fn dns_columns(&mut self, dns: &DnsMessage) -> rusqlite::Result<DnsColumns> {

@@ -44,6 +44,52 @@ pub(super) struct Caches {
     last_rdata: Last,
     last_answer_set: Last,
     last_thread_less: Option<(i64, i64)>,
+    last_endpoint: LastEndpoint,
+}
+
+/// The last endpoint looked up: (local, remote, ifindex, row) and interface.
+#[derive(Default)]
+struct LastEndpoint {
+    key: Option<(IpAddr, IpAddr, u32, i64)>,
+    interface: Option<String>,
+}
+
+impl LastEndpoint {
+    fn get(
+        &self,
+        local: IpAddr,
+        remote: IpAddr,
+        ifindex: u32,
+        interface: Option<&str>,
+    ) -> Option<i64> {
+        match self.key {
+            Some((l, r, i, id))
+                if (l, r, i) == (local, remote, ifindex)
+                    && self.interface.as_deref() == interface =>
+            {
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    fn set(
+        &mut self,
+        local: IpAddr,
+        remote: IpAddr,
+        ifindex: u32,
+        interface: Option<&str>,
+        id: i64,
+    ) {
+        self.key = Some((local, remote, ifindex, id));
+        match (interface, &mut self.interface) {
+            (Some(name), Some(kept)) => {
+                kept.clear();
+                kept.push_str(name);
+            }
+            (name, kept) => *kept = name.map(str::to_owned),
+        }
+    }
 }
 
 /// The last value looked up in one cache and its id. A response's answers
@@ -297,10 +343,20 @@ impl<'a> Interner<'a> {
         ifindex: u32,
         interface: Option<&str>,
     ) -> rusqlite::Result<i64> {
+        if let Some(id) = self
+            .caches
+            .last_endpoint
+            .get(local, remote, ifindex, interface)
+        {
+            return Ok(id);
+        }
         let known = self.caches.endpoints.get(&(local, remote, ifindex));
         if let Some(&(_, id)) =
             known.and_then(|seen| seen.iter().find(|(name, _)| name.as_deref() == interface))
         {
+            self.caches
+                .last_endpoint
+                .set(local, remote, ifindex, interface, id);
             return Ok(id);
         }
         let (local_ip, remote_ip) = (ip_bytes(local), ip_bytes(remote));
@@ -326,6 +382,9 @@ impl<'a> Interner<'a> {
             .entry((local, remote, ifindex))
             .or_default()
             .push((interface.map(str::to_owned), id));
+        self.caches
+            .last_endpoint
+            .set(local, remote, ifindex, interface, id);
         Ok(id)
     }
 }

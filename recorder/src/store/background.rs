@@ -49,6 +49,11 @@ enum Command {
 /// A [`Store`] running on its own thread; the same calls as the store.
 pub struct Background {
     commands: SyncSender<Command>,
+    /// Emptied batches back from the store's thread, to be filled again: a
+    /// batch's buffer (`BATCH` items, some 150 KiB) allocated on one thread and
+    /// freed on the other cost the allocator a consolidation of its free lists
+    /// each time.
+    emptied: Receiver<Vec<Item>>,
     thread: Option<JoinHandle<()>>,
     batch: Vec<Item>,
     path: PathBuf,
@@ -59,11 +64,13 @@ impl Background {
     pub fn spawn(store: Store) -> std::io::Result<Self> {
         let path = store.path().to_owned();
         let (commands, receiver) = mpsc::sync_channel(QUEUED_BATCHES);
+        let (give_back, emptied) = mpsc::sync_channel(QUEUED_BATCHES);
         let thread = std::thread::Builder::new()
             .name("dnsq-store".into())
-            .spawn(move || serve(store, receiver))?;
+            .spawn(move || serve(store, receiver, give_back))?;
         Ok(Self {
             commands,
+            emptied,
             thread: Some(thread),
             batch: Vec::with_capacity(BATCH),
             path,
@@ -127,7 +134,11 @@ impl Background {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let empty = self
+            .emptied
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let batch = std::mem::replace(&mut self.batch, empty);
         self.send(Command::Items(batch))
     }
 
@@ -170,17 +181,19 @@ impl Sink for Background {
 
 /// The store's thread: the commands in order, until `Finish` or the channel
 /// closes.
-fn serve(mut store: Store, commands: Receiver<Command>) {
+fn serve(mut store: Store, commands: Receiver<Command>, give_back: SyncSender<Vec<Item>>) {
     while let Ok(command) = commands.recv() {
         match command {
-            Command::Items(items) => {
-                for item in items {
+            Command::Items(mut items) => {
+                for item in items.drain(..) {
                     // The store never fails a write: it keeps, retries or counts.
                     let _ = match item {
                         Item::Message(record) => store.write(record),
                         Item::Lookup(record) => store.write_lookup(record),
                     };
                 }
+                // Dropped here (with the error) when the pipeline has enough.
+                let _ = give_back.try_send(items);
             }
             Command::Flush => {
                 let _ = store.flush();

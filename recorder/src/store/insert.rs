@@ -5,10 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{
-    CachedStatement, Connection, params,
-    types::{ToSqlOutput, Value, ValueRef},
-};
+use rusqlite::{CachedStatement, Connection, params};
 
 use super::{
     facts::{Facts, DelegationKey, LookupKey, ResolutionKey},
@@ -37,6 +34,9 @@ pub(super) struct Batch<'a> {
     facts: Facts,
     /// minute → (first id, last id) seen in this batch.
     minutes: HashMap<i64, (i64, i64)>,
+    /// The minute of the previous message and its (first id, last id) so far:
+    /// consecutive messages mostly share it, and spare the map.
+    minute: Option<(i64, i64, i64)>,
     /// Answer-section records of the current message: (name id, type, rdata id,
     /// index in the section).
     answers: Vec<(i64, i64, i64, usize)>,
@@ -45,6 +45,58 @@ pub(super) struct Batch<'a> {
     ttls: String,
     /// The TTL every record of the current message has, if they all have one.
     same_ttl: Option<Option<u32>>,
+    /// What `insert_message`'s parameters hold.
+    bound: Bound,
+}
+
+/// The `ttls` parameter of the messages INSERT (0-based).
+const TTLS: usize = 10;
+/// Parameters of the messages INSERT.
+const MESSAGE_PARAMETERS: usize = 18;
+
+/// The `ttls` column of one message: none, one TTL for all, or the JSON array
+/// in `Batch::ttls`.
+enum Ttls {
+    Same(i64),
+    Text,
+}
+
+/// What one parameter of a statement holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Slot {
+    Integer(Option<i64>),
+    /// Something else (text), bound again every time.
+    Other,
+}
+
+/// The values bound to the messages INSERT. SQLite keeps a statement's bindings
+/// from one execution to the next (rusqlite clears them when the statement goes
+/// back to its cache, and a new statement has all NULL), so only the values that
+/// changed since the previous message are bound: most of a row (run, process,
+/// endpoint, the NULL columns) repeats.
+struct Bound([Slot; MESSAGE_PARAMETERS]);
+
+impl Bound {
+    fn new() -> Self {
+        Self([Slot::Integer(None); MESSAGE_PARAMETERS])
+    }
+
+    /// Binds `value` to the parameter at `at` (0-based) unless it holds it.
+    fn set(
+        &mut self,
+        statement: &mut CachedStatement<'_>,
+        at: usize,
+        value: Option<i64>,
+    ) -> rusqlite::Result<()> {
+        let slot = Slot::Integer(value);
+        if self.0[at] != slot {
+            // Not known to hold anything if binding fails.
+            self.0[at] = Slot::Other;
+            statement.raw_bind_parameter(at + 1, value)?;
+            self.0[at] = slot;
+        }
+        Ok(())
+    }
 }
 
 /// The columns that come from the decoded message.
@@ -90,10 +142,12 @@ impl<'a> Batch<'a> {
             run_id,
             facts: Facts::default(),
             minutes: HashMap::new(),
+            minute: None,
             answers: Vec::new(),
             records: String::new(),
             ttls: String::new(),
             same_ttl: None,
+            bound: Bound::new(),
         })
     }
 
@@ -146,8 +200,8 @@ impl<'a> Batch<'a> {
         // Every TTL the same: that one integer; otherwise the JSON array.
         let ttls = match self.same_ttl {
             _ if self.ttls.is_empty() => None,
-            Some(Some(ttl)) => Some(ToSqlOutput::Owned(Value::Integer(i64::from(ttl)))),
-            _ => Some(ToSqlOutput::Borrowed(ValueRef::Text(self.ttls.as_bytes()))),
+            Some(Some(ttl)) => Some(Ttls::Same(i64::from(ttl))),
+            _ => Some(Ttls::Text),
         };
         let (port_bits, ports) =
             pack_ports(local_port, remote_port, columns.dns_id.unwrap_or(0) as u16);
@@ -158,32 +212,53 @@ impl<'a> Batch<'a> {
             (None, None)
         };
         let rcode_bits = (columns.rcode.unwrap_or(0) & 0xfff) << packed::RCODE_SHIFT;
-        self.insert_message.execute(params![
-            record.time_ns,
-            self.run_id,
-            bits | port_bits | rcode_bits,
+        let values = [
+            Some(record.time_ns),
+            Some(self.run_id),
+            Some(bits | port_bits | rcode_bits),
             process_id,
-            endpoint_id,
-            record.socket_cookie as i64,
-            ports,
+            Some(endpoint_id),
+            Some(record.socket_cookie as i64),
+            Some(ports),
             qname_id,
             qtype,
             columns.answer_set_id,
-            ttls,
+            None, // ttls, bound below
             columns.edns_udp_size,
-            record.message_len,
-            captured_len,
+            Some(i64::from(record.message_len)),
+            captured_len.map(i64::from),
             latency_ns,
             socket_cgroup_id,
             for_process_id,
             via_process_id,
-        ])?;
+        ];
+        for (at, value) in values.into_iter().enumerate() {
+            if at != TTLS {
+                self.bound.set(&mut self.insert_message, at, value)?;
+            }
+        }
+        match ttls {
+            None => self.bound.set(&mut self.insert_message, TTLS, None)?,
+            Some(Ttls::Same(ttl)) => self.bound.set(&mut self.insert_message, TTLS, Some(ttl))?,
+            Some(Ttls::Text) => {
+                self.insert_message.raw_bind_parameter(TTLS + 1, self.ttls.as_str())?;
+                self.bound.0[TTLS] = Slot::Other;
+            }
+        }
+        self.insert_message.raw_execute()?;
         let id = self.last_insert_rowid.last_insert_rowid();
 
         let minute = record.time_ns.div_euclid(schema::NS_PER_MINUTE);
-        let range = self.minutes.entry(minute).or_insert((id, id));
-        range.0 = range.0.min(id);
-        range.1 = range.1.max(id);
+        match &mut self.minute {
+            Some((current, first, last)) if *current == minute => {
+                *first = (*first).min(id);
+                *last = (*last).max(id);
+            }
+            _ => {
+                self.close_minute();
+                self.minute = Some((minute, id, id));
+            }
+        }
 
         if let Some(malformed) = &record.malformed {
             let raw = hex::decode(&malformed.raw_hex)
@@ -227,10 +302,20 @@ impl<'a> Batch<'a> {
 
     /// Upserts the batch's time-index minutes; returns its facts.
     pub fn finish(mut self) -> rusqlite::Result<Facts> {
+        self.close_minute();
         for (minute, (first, last)) in &self.minutes {
             self.upsert_minute.execute(params![minute, first, last])?;
         }
         Ok(self.facts)
+    }
+
+    /// Moves the current minute's range into `minutes`.
+    fn close_minute(&mut self) {
+        if let Some((minute, first, last)) = self.minute.take() {
+            let range = self.minutes.entry(minute).or_insert((first, last));
+            range.0 = range.0.min(first);
+            range.1 = range.1.max(last);
+        }
     }
 
     fn dns_columns(&mut self, dns: &DnsMessage) -> rusqlite::Result<DnsColumns> {

@@ -39,6 +39,79 @@ pub(super) struct Caches {
     endpoints: HashMap<(IpAddr, IpAddr, u32), Interfaces>,
     /// Process row → the same process without its thread (see `fact_process`).
     thread_less: HashMap<i64, i64>,
+    /// The last value of each kind, compared before hashing.
+    last_name: Last,
+    last_rdata: Last,
+    last_answer_set: Last,
+    last_thread_less: Option<(i64, i64)>,
+    last_endpoint: LastEndpoint,
+}
+
+/// The last endpoint looked up: (local, remote, ifindex, row) and interface.
+#[derive(Default)]
+struct LastEndpoint {
+    key: Option<(IpAddr, IpAddr, u32, i64)>,
+    interface: Option<String>,
+}
+
+impl LastEndpoint {
+    fn get(
+        &self,
+        local: IpAddr,
+        remote: IpAddr,
+        ifindex: u32,
+        interface: Option<&str>,
+    ) -> Option<i64> {
+        match self.key {
+            Some((l, r, i, id))
+                if (l, r, i) == (local, remote, ifindex)
+                    && self.interface.as_deref() == interface =>
+            {
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    fn set(
+        &mut self,
+        local: IpAddr,
+        remote: IpAddr,
+        ifindex: u32,
+        interface: Option<&str>,
+        id: i64,
+    ) {
+        self.key = Some((local, remote, ifindex, id));
+        match (interface, &mut self.interface) {
+            (Some(name), Some(kept)) => {
+                kept.clear();
+                kept.push_str(name);
+            }
+            (name, kept) => *kept = name.map(str::to_owned),
+        }
+    }
+}
+
+/// The last value looked up in one cache and its id. A response's answers
+/// repeat its question's name, and the messages of one exchange (query and
+/// answer, on both sides of a local resolver) follow each other: a comparison
+/// spares hashing the value again.
+#[derive(Default)]
+struct Last {
+    value: String,
+    id: Option<i64>,
+}
+
+impl Last {
+    fn get(&self, value: &str) -> Option<i64> {
+        self.id.filter(|_| self.value == value)
+    }
+
+    fn set(&mut self, value: &str, id: i64) {
+        self.value.clear();
+        self.value.push_str(value);
+        self.id = Some(id);
+    }
 }
 
 impl Caches {
@@ -103,33 +176,54 @@ impl<'a> Interner<'a> {
     /// RFC 4343).
     pub fn name(&mut self, name: &str) -> rusqlite::Result<i64> {
         let name = lower(name);
-        if let Some(&id) = self.caches.names.get(name.as_ref()) {
+        if let Some(id) = self.caches.last_name.get(&name) {
             return Ok(id);
         }
-        let id = intern(&mut self.insert_name, &mut self.select_name, &name)?;
-        remember(&mut self.caches.names, name.into_owned(), id);
+        let id = match self.caches.names.get(name.as_ref()) {
+            Some(&id) => id,
+            None => {
+                let id = intern(&mut self.insert_name, &mut self.select_name, &name)?;
+                remember(&mut self.caches.names, name.as_ref().to_owned(), id);
+                id
+            }
+        };
+        self.caches.last_name.set(&name, id);
         Ok(id)
     }
 
     pub fn rdata(&mut self, data: &str) -> rusqlite::Result<i64> {
-        if let Some(&id) = self.caches.rdata.get(data) {
+        if let Some(id) = self.caches.last_rdata.get(data) {
             return Ok(id);
         }
-        let id = intern(&mut self.insert_rdata, &mut self.select_rdata, data)?;
-        remember(&mut self.caches.rdata, data.to_owned(), id);
+        let id = match self.caches.rdata.get(data) {
+            Some(&id) => id,
+            None => {
+                let id = intern(&mut self.insert_rdata, &mut self.select_rdata, data)?;
+                remember(&mut self.caches.rdata, data.to_owned(), id);
+                id
+            }
+        };
+        self.caches.last_rdata.set(data, id);
         Ok(id)
     }
 
     pub fn answer_set(&mut self, records: &str) -> rusqlite::Result<i64> {
-        if let Some(&id) = self.caches.answer_sets.get(records) {
+        if let Some(id) = self.caches.last_answer_set.get(records) {
             return Ok(id);
         }
-        let id = intern(
-            &mut self.insert_answer_set,
-            &mut self.select_answer_set,
-            records,
-        )?;
-        remember(&mut self.caches.answer_sets, records.to_owned(), id);
+        let id = match self.caches.answer_sets.get(records) {
+            Some(&id) => id,
+            None => {
+                let id = intern(
+                    &mut self.insert_answer_set,
+                    &mut self.select_answer_set,
+                    records,
+                )?;
+                remember(&mut self.caches.answer_sets, records.to_owned(), id);
+                id
+            }
+        };
+        self.caches.last_answer_set.set(records, id);
         Ok(id)
     }
 
@@ -148,7 +242,12 @@ impl<'a> Interner<'a> {
         if process.tid.is_none() && process.thread.is_none() {
             return Ok(Some(id));
         }
+        match self.caches.last_thread_less {
+            Some((last, fact)) if last == id => return Ok(Some(fact)),
+            _ => {}
+        }
         if let Some(&fact) = self.caches.thread_less.get(&id) {
+            self.caches.last_thread_less = Some((id, fact));
             return Ok(Some(fact));
         }
         let whole = ProcessInfo {
@@ -162,6 +261,7 @@ impl<'a> Interner<'a> {
                 self.caches.thread_less.clear();
             }
             self.caches.thread_less.insert(id, fact);
+            self.caches.last_thread_less = Some((id, fact));
         }
         Ok(fact)
     }
@@ -173,9 +273,10 @@ impl<'a> Interner<'a> {
         let recent = &mut self.caches.recent_processes;
         if let Some(at) = recent.iter().position(|(seen, _)| seen == process) {
             let id = recent[at].1;
+            // One step to the front (a swap, not a shift): the processes in use
+            // gather there.
             if at > 0 {
-                let entry = recent.remove(at).expect("the position is in range");
-                recent.push_front(entry);
+                recent.swap(at - 1, at);
             }
             return Ok(Some(id));
         }
@@ -242,10 +343,20 @@ impl<'a> Interner<'a> {
         ifindex: u32,
         interface: Option<&str>,
     ) -> rusqlite::Result<i64> {
+        if let Some(id) = self
+            .caches
+            .last_endpoint
+            .get(local, remote, ifindex, interface)
+        {
+            return Ok(id);
+        }
         let known = self.caches.endpoints.get(&(local, remote, ifindex));
         if let Some(&(_, id)) =
             known.and_then(|seen| seen.iter().find(|(name, _)| name.as_deref() == interface))
         {
+            self.caches
+                .last_endpoint
+                .set(local, remote, ifindex, interface, id);
             return Ok(id);
         }
         let (local_ip, remote_ip) = (ip_bytes(local), ip_bytes(remote));
@@ -271,6 +382,9 @@ impl<'a> Interner<'a> {
             .entry((local, remote, ifindex))
             .or_default()
             .push((interface.map(str::to_owned), id));
+        self.caches
+            .last_endpoint
+            .set(local, remote, ifindex, interface, id);
         Ok(id)
     }
 }

@@ -1,5 +1,11 @@
 //! `dnsq-recorder`: records every DNS message on the host with the process behind it.
 
+/// The capture thread allocates each record's strings and the store thread frees
+/// them. glibc's malloc handles such cross-thread frees through the allocating
+/// arena's lock; mimalloc queues them to their page without a lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     os::fd::{AsRawFd, FromRawFd},
     path::PathBuf,

@@ -291,100 +291,86 @@ def user_us(r):
 
 
 ANALYSIS = {
-    # From the investigation done with this harness on 2026-11-25 (callgrind,
-    # bpf_stats per program, massif, malloc_stats), last on the tree of 16:20;
-    # re-check when the code changes. Values that are callables read this run.
+    # From the investigation done with this harness on 2026-11-25 (callgrind on
+    # recorder/examples/replay.rs, bpf_stats per program, heaptrack, smaps, strace),
+    # last on the tree of 18:20; re-check when the code changes. Values that are
+    # callables read this run.
     "loss": lambda r: (
-        "The kernel dropped events because the ring buffer filled (`lost_ringbuf_full` "
-        "above); the store dropped nothing. User space spends "
-        + (f"{user_us(r):.1f}" if user_us(r) else "several")
-        + " µs of CPU a message (the CPU row), so 200k messages/s (4 a query at 50k q/s) "
-        "would need "
-        + (f"{0.2 * user_us(r):.1f}" if user_us(r) else "more than one")
-        + " cores of a 2-core machine that also runs dnsperf and dnsmasq: the recorder "
-        "falls behind and the 16 MiB ring overflows. Fix: a cheaper per-message path "
-        "(see the CPU row) and batched ring-buffer wakeups; a larger ring "
-        "(`--ring-buffer-size`) only delays the overflow at a sustained rate the consumer "
-        "cannot keep."),
+        "Every loss was counted by the kernel (`lost_ringbuf_full` above); the store "
+        "dropped nothing. The recorder decodes on one thread and writes SQLite on "
+        "another (`dnsq-store`); per message they execute about 20k and 13k "
+        "instructions (callgrind, replay) plus fact upserts, so 200k messages/s (4 a "
+        "query at 50k q/s) keeps both busy on a 2-core machine that also runs dnsperf "
+        "and dnsmasq, and a scheduling gap longer than the 16 MiB ring holds (about "
+        "0.3 s at this rate) loses events. Before the allocator change (mimalloc: the "
+        "capture thread allocates each record's strings, the store thread frees them, "
+        "and glibc serialised that on the arena lock) the same build stored 65 % in a "
+        "15 s run against 99.9 % after. Fix: fewer messages to decode — on loopback each "
+        "packet is seen twice, at the sender's egress and the receiver's ingress, with "
+        "the same bytes, so the second copy could reuse the first one's decode — and a "
+        "record of borrowed or interned data instead of ~15 owned Strings."),
     "memory": (
-        "Memory grows with the message rate until entries expire, not with the "
-        "configuration: at 20k q/s VmRSS went from 61 MB idle to 371 MB after 40 s "
-        "(`malloc_stats()` on the live process: 321 MB in use, 237 MB of it in three "
-        "large blocks). massif at 300 q/s names the largest heap user: `Pairer` "
-        "(recorder/src/pairing.rs:68), which pushes every query onto `order` (a VecDeque "
-        "of (time, generation, QueryKey), the key holding two Strings) for expiry; "
-        "answered queries leave `pending` but stay in `order` until they are 30 s old "
-        "(QUERY_TIMEOUT_NS) — at 2 queries a dnsperf query, 1–3 million entries. Next are "
-        "`ResolverLinker`'s exchanges, each holding cloned `ProcessInfo`s (~8 Strings). "
-        "Add the 16 MiB ring buffer mapped twice (32 MB RSS), SQLite's 32 MiB page cache "
-        "and ~40 MB of the binary's pages. Fix: drop answered queries from the expiry "
-        "queue (an intrusive list or a generation-keyed BTreeMap), key it by a hash rather "
-        "than owned strings, shorten the timeout and bound it by memory; share process "
-        "identities (`Rc`/ids) instead of cloning them; a smaller page cache."),
+        "smaps of the recorder 12 s into a 50k q/s run (tree of 18:20): 33 MB is the "
+        "event ring buffer (`anon_inode:bpf-map`: 16 MiB of data mapped twice so that "
+        "records never wrap, which every page touched counts), 6 MB the binary, 68 MB "
+        "heap. The heap holds SQLite's 8 MiB page cache, up to 16 batches of 256 records "
+        "queued for the store thread, the pairer's queries in flight (and for 30 s "
+        "those whose answer was lost), the resolver linker's exchanges (at most 16k) "
+        "and the allocator's retained pages. Fix: a smaller ring trades directly "
+        "against burst losses (see the loss row), so it stays 16 MiB by default "
+        "(`--ring-buffer-size`); compact records (ids instead of strings) would shrink "
+        "the queue and the pairer; a shorter timeout for unanswered queries."),
     "cpu": (
-        "Kernel side: `dnsq_egress` costs far more per run than `dnsq_ingress` when the "
-        "recorder keeps up (per run, bpf_stats: 13.3 µs vs 1.2 µs at 5k q/s, 1.7 µs vs "
-        "0.7 µs at 20k q/s, 0.7 µs vs 0.3 µs at ~40k q/s when the consumer lags). Each "
-        "`bpf_ringbuf_output` that finds the consumer caught up wakes it (irq_work, then a "
-        "cross-CPU wakeup, a VM exit on this Firecracker guest), and the egress event is "
-        "the first after each drain. Fix: `BPF_RB_NO_WAKEUP`, waking only when "
-        "`bpf_ringbuf_query(RING_AVAIL_DATA)` passes a threshold, with the reader also "
-        "polling on a short timer. User side (callgrind at 300 q/s, ~48k instructions a "
-        "message): the store ~64 % (the `messages` INSERT ~31 %, fact upserts ~28 %), DNS "
-        "decoding to owned Strings ~18 %, resolver linking ~11 %; malloc/free ~20 % spread "
-        "across them. Fix: fewer allocations per message (decode into borrowed or interned "
-        "data instead of ~15 Strings per `MessageRecord`, no `ProcessInfo` clones), "
-        "fewer/cheaper fact upserts, larger reads per wakeup."),
+        "Kernel side the packet programs no longer wake the reader per event "
+        "(`BPF_RB_NO_WAKEUP` unless a 2 MiB threshold is crossed or the socket's "
+        "process is new; the reader polls every 20 ms): `dnsq_egress` went from "
+        "6.3–8.5 µs to 0.5–0.7 µs a run at 5k q/s. User side (callgrind on "
+        "recorder/examples/replay.rs, dnsperf-like traffic): capture thread ~20k "
+        "instructions a message — DNS decoding ~8k (hickory's name reader and ~15 "
+        "owned Strings per record), resolver linking ~4k, building the process record "
+        "2–3k, malloc ~20 %; store thread ~12.5k — SQLite's insert of the messages row "
+        "~4.3k, freeing the record ~2.2k — plus fact upserts at ~17k instructions a "
+        "distinct fact row. Fix: a record of borrowed or interned data (codes instead "
+        "of type/class/rcode strings, process ids instead of process structs), decode "
+        "once for both loopback copies of a packet, cache the built process record "
+        "per socket owner."),
     "rate": lambda r: (
         "On 2 cores the recorder competes with dnsperf and dnsmasq for CPU: each query "
         "dnsperf completes is 4 messages, about "
         + (f"{4 * user_us(r):.0f}" if user_us(r) else "tens of")
-        + " µs of recorder CPU that dnsperf and dnsmasq no longer have (and the recorder "
-        "still cannot keep up: see the events lost). Fix: the CPU-per-message work above; "
-        "the ratio follows it."),
+        + " µs of recorder CPU that dnsperf and dnsmasq no longer have. Fix: the "
+        "CPU-per-message work above; the ratio follows it."),
+    "iperf": (
+        "For non-DNS traffic every packet passes the two cgroup_skb programs and every "
+        "send/receive call the two sock_*_length tracepoints, each of which reads the "
+        "ports and returns; nothing is copied. iperf3 runs vary by several percent from "
+        "run to run on this shared machine (see the runs above, some above 1.0), so a "
+        "median just under the goal is within the noise of three runs; more repeats "
+        "(`BENCH_REPEATS`) would tell."),
     "queries": (
-        "callgrind on each command against this history: `dnsq name` spends 93 % of its "
-        "instructions in `lookups::delegations` (query/src/lookups.rs), one query per "
-        "result row with `WHERE resolver_process_id = ? AND hour BETWEEN ? AND ? AND "
-        "qname_id = ? AND qtype = ?`; the primary key (resolver_process_id, hour, "
-        "qname_id, …) makes SQLite walk every hour of the stub resolver's 30 days for each "
-        "row. The aggregate over the name's `lookups` rows (57k) takes 0.16–0.26 s in "
-        "sqlite3 alone. `by-process firefox` adds up firefox's 489k `lookups` rows (8 "
-        "restarts; a row per name, type, rcode and hour) into 252k groups, 0.5 s in "
-        "sqlite3 alone (76 % of its instructions are in SQLite), hashing `Identity` values "
-        "~10 %, `delegations` ~6 %. "
-        "`who` spends ~45 % in `through_resolvers`/`delegations` and ~28 % hashing "
-        "`Identity`; the `resolutions` read itself is fast. (callgrind on the tree of "
-        "2026-11-25 15:50.) Fix: an index on delegations "
-        "(resolver_process_id, qname_id, qtype, hour) or one batched delegations query per "
-        "command instead of one per row; roll-ups per day for windows longer than a day, "
-        "so a month is 30 rows per subject rather than 720; `--limit` pushed into SQL."),
+        "Schema 5 keys `lookups` and `delegations` by name and `by-process`/`name`/`who` "
+        "read only the rows they show (newest hours first, stopping at `--limit`); the "
+        "remaining cost of `name` is SQLite adding up the name's hourly `lookups` rows "
+        "(57k for the busiest name). Fix: per-day roll-ups for windows longer than a "
+        "day."),
     "export": (
-        "callgrind of a 100k-row export: 63 % of its instructions are "
-        "`Reader::id_range`'s `SELECT MIN(id), MAX(id) FROM messages` "
-        "(recorder/src/store/read.rs): with two aggregates in one SELECT SQLite cannot use "
-        "its min/max optimisation and scans the whole table (10 M rows, 2.5 s cold in "
-        "sqlite3; `SELECT (SELECT MIN(id) FROM messages), (SELECT MAX(id) FROM "
-        "messages)` takes 3 ms). It runs before the first row is written, for every "
-        "export, tail and stats. The rest is ~4 µs a row: rebuilding each message as a "
-        "`MessageRecord` of owned strings, then formatting it (core::fmt ~15 %, csv ~8 %). "
-        "Memory is constant. Fix: the two subqueries; write CSV straight from the "
-        "interned rows (itoa for integers, no intermediate `MessageRecord`)."),
+        "CSV is written straight from the stored rows (no `MessageRecord` per row); "
+        "what is left is SQLite's row decoding and the cached lookups of names, "
+        "processes and answer sets."),
     "disk": lambda r: (
-        "The `messages` row alone is "
+        "The `messages` row is "
         + f"{dict(r['disk']['tables']).get('messages', 0) / r['disk']['messages']:.0f}"
-        + " bytes (23 columns: the record header ~23 bytes, `time_ns` 8, the `ttls` JSON "
-        "text ~4, ports, cookie, id, latency…). The hourly fact tables add more than "
-        "that: `lookups` ("
+        + " bytes (schema 6 packs ports, id, rcode and flags; TTLs are one integer "
+        "when equal). The hourly fact tables add more than that: `lookups` ("
         + f"{r['disk']['counts']['lookups'] / r['disk']['messages']:.2f}"
         + " rows a message on this history) and `resolutions` ("
         + f"{r['disk']['counts']['resolutions'] / r['disk']['messages']:.2f}"
-        + "), with two and three secondary indexes, and `delegations` with two. Fix: "
-        "store time as an offset within the `time_index` minute, TTLs as one integer (or "
-        "nothing when they equal the answer set's), pack ports and flags; make old fact "
-        "hours coarser (per day); fewer secondary indexes (`resolutions_hour` serves only "
-        "retention; `lookups_hour` serves `top` and `stats`, which a small per-hour "
-        "roll-up could serve instead)."),
+        + "), each with secondary indexes — on a month with 50,000 names a process "
+        "rarely asks the same name twice in an hour, so an hourly fact row is nearly "
+        "a copy of the messages it sums up. Fix: coarser facts for old hours (per "
+        "day), time as an offset within the `time_index` minute, and no "
+        "`resolutions_hour` index (it serves only retention, which could sweep "
+        "whole hours instead)."),
 }
 
 

@@ -579,6 +579,18 @@ impl Agg {
     }
 }
 
+/// The six sums [`Agg::add`] takes, from the row's columns `first..first + 6`.
+fn sums_from(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<[i64; 6]> {
+    Ok([
+        row.get(first)?,
+        row.get(first + 1)?,
+        row.get(first + 2)?,
+        row.get(first + 3)?,
+        row.get(first + 4)?,
+        row.get(first + 5)?,
+    ])
+}
+
 /// Every row of the window, added up in one query (stores before schema 5, and
 /// `--limit 0`).
 fn all_groups(
@@ -611,14 +623,7 @@ fn all_groups(
             qname_id: row.get(2)?,
             qtype: row.get(3)?,
         };
-        let sums = [
-            row.get(5)?,
-            row.get(6)?,
-            row.get(7)?,
-            row.get(8)?,
-            row.get(9)?,
-            row.get(10)?,
-        ];
+        let sums = sums_from(row, 5)?;
         groups
             .entry(key)
             .or_insert_with(Agg::new)
@@ -770,14 +775,7 @@ fn newest_of_names(
                 qname_id,
                 qtype: row.get(2)?,
             };
-            let sums = [
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-                row.get(7)?,
-                row.get(8)?,
-                row.get(9)?,
-            ];
+            let sums = sums_from(row, 4)?;
             groups
                 .entry(key)
                 .or_insert_with(Agg::new)
@@ -803,14 +801,7 @@ fn aggregate(reader: &Reader, key: &Key, pids: &[i64], (first, last): (i64, i64)
     for &pid in pids {
         let mut rows = stmt.query((key.qname_id, pid, key.role, key.qtype, first, last))?;
         while let Some(row) = rows.next()? {
-            let sums = [
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-            ];
+            let sums = sums_from(row, 1)?;
             agg.add(pid, row.get(0)?, sums);
         }
     }
@@ -866,19 +857,33 @@ fn delegations(
     for &process_id in &agg.process_ids {
         let mut rows = stmt.query((process_id, first_hour, last_hour, key.qname_id, key.qtype))?;
         while let Some(row) = rows.next()? {
-            let (client, upstream, cached): (i64, i64, i64) =
-                (row.get(0)?, row.get(1)?, row.get(2)?);
-            let counts = if key.role == role::CLIENT {
-                upstream
-            } else {
-                upstream + cached
-            };
-            if counts > 0 && !agg.process_ids.contains(&client) {
-                peers.clients.insert(identities.get(reader, client)?);
-            }
+            add_client(reader, identities, &mut peers, key, agg, row)?;
         }
     }
     Ok(peers)
+}
+
+/// A `delegations` row (client_process_id, SUM(upstream), SUM(cached)) of a
+/// resolver's row: upstream queries are for the clients whose questions went
+/// upstream; the answers to clients, for every client.
+fn add_client(
+    reader: &Reader,
+    identities: &mut Identities,
+    peers: &mut Peers,
+    key: &Key,
+    agg: &Agg,
+    row: &rusqlite::Row<'_>,
+) -> Result<()> {
+    let (client, upstream, cached): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+    let counts = if key.role == role::CLIENT {
+        upstream
+    } else {
+        upstream + cached
+    };
+    if counts > 0 && !agg.process_ids.contains(&client) {
+        peers.clients.insert(identities.get(reader, client)?);
+    }
+    Ok(())
 }
 
 /// The local resolvers that have `delegations` rows for a name, by name id.
@@ -969,16 +974,7 @@ fn delegations_by_name(
         }
         let mut rows = stmt.query((key.qname_id, process_id, key.qtype, first_hour, last_hour))?;
         while let Some(row) = rows.next()? {
-            let (client, upstream, cached): (i64, i64, i64) =
-                (row.get(0)?, row.get(1)?, row.get(2)?);
-            let counts = if key.role == role::CLIENT {
-                upstream
-            } else {
-                upstream + cached
-            };
-            if counts > 0 && !agg.process_ids.contains(&client) {
-                peers.clients.insert(identities.get(reader, client)?);
-            }
+            add_client(reader, identities, &mut peers, key, agg, row)?;
         }
     }
     Ok(peers)

@@ -117,12 +117,18 @@ impl Retention {
             step.facts += delete_old_facts(&tx, "lookups", LOOKUPS_KEY, hour, chunk)?;
             step.facts += delete_old_libc_lookups(&tx, fact_cut_ns, chunk)?;
             step.facts += delete_old_facts(&tx, "resolutions", RESOLUTIONS_KEY, hour, chunk)?;
-            if over_size || self.swept_hour != Some(hour) {
+            let new_hour = self.swept_hour != Some(hour);
+            // cnames go by `last_ns`, which the cut-off passes within an hour under
+            // size pressure; delegations go by hour, so a second sweep in the same
+            // hour would find nothing.
+            if over_size || new_hour {
                 step.facts +=
                     tx.execute("DELETE FROM cnames WHERE last_ns < ?1", [fact_cut_ns])? as u64;
-                step.facts += tx.execute("DELETE FROM delegations WHERE hour < ?1", [hour])? as u64;
-                self.swept_hour = Some(hour);
             }
+            if new_hour {
+                step.facts += tx.execute("DELETE FROM delegations WHERE hour < ?1", [hour])? as u64;
+            }
+            self.swept_hour = Some(hour);
         }
         tx.commit()?;
         step.stuck_over_size = over_size && step.messages == 0 && step.facts == 0;

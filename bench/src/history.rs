@@ -549,7 +549,7 @@ impl<'w> Generator<'w> {
             interface: Some("lo".to_owned()),
             socket_cookie: client.cookie,
             socket_cgroup_id: client.program.cgroup_id,
-            process: client.process.clone(),
+            process: client.process.clone().into(),
             message_len: len as u32,
             captured_len: len as u32,
             dns: None,
@@ -787,10 +787,10 @@ impl Message {
             interface: self.interface.map(str::to_owned),
             socket_cookie: self.cookie,
             socket_cgroup_id: cgroup,
-            process: self.process,
+            process: self.process.into(),
             message_len: length,
             captured_len: length,
-            dns: Some(self.dns),
+            dns: Some(self.dns.into()),
             malformed: None,
             pair: self.pair,
             via: None,
@@ -882,7 +882,7 @@ mod tests {
         let mut all = Vec::new();
         while generator.fill(&mut all, 5_000) {}
         let stub = |p: &ProcessInfo| p.comm.as_deref() == Some("systemd-resolve");
-        assert!(all.iter().any(|m| m.via.as_ref().is_some_and(stub)));
+        assert!(all.iter().any(|m| m.via.as_ref().is_some_and(|p| stub(p))));
         assert!(
             all.iter()
                 .any(|m| stub(&m.process) && !m.on_behalf_of.is_empty())

@@ -217,7 +217,7 @@ fn line(out: &Output, r: &MessageRecord, owner: Option<&CgroupOwner>) -> String 
             .on_behalf_of
             .iter()
             .take(SHOWN_CLIENTS)
-            .map(label)
+            .map(|p| label(p))
             .collect();
         if r.on_behalf_of.len() > SHOWN_CLIENTS {
             clients.push(format!("+{}", r.on_behalf_of.len() - SHOWN_CLIENTS));

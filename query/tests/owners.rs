@@ -89,39 +89,42 @@ fn message(
         interface: Some("lo".into()),
         socket_cookie: 1000 + u64::from(p.pid),
         socket_cgroup_id: process.cgroup_id.unwrap_or(0),
-        process,
+        process: process.into(),
         message_len: 60,
         captured_len: 60,
-        dns: Some(DnsMessage {
-            id,
-            response,
-            opcode: "QUERY".into(),
-            rcode: "NOERROR".into(),
-            flags: DnsFlags {
-                rd: true,
-                ra: response,
-                ..DnsFlags::default()
-            },
-            questions: vec![Question {
-                name: name.into(),
-                qtype: "A".into(),
-                class: "IN".into(),
-            }],
-            answers: answers
-                .unwrap_or_default()
-                .iter()
-                .map(|(name, rtype, data)| ResourceRecord {
-                    name: (*name).into(),
-                    rtype: (*rtype).into(),
+        dns: Some(
+            DnsMessage {
+                id,
+                response,
+                opcode: "QUERY".into(),
+                rcode: "NOERROR".into(),
+                flags: DnsFlags {
+                    rd: true,
+                    ra: response,
+                    ..DnsFlags::default()
+                },
+                questions: vec![Question {
+                    name: name.into(),
+                    qtype: "A".into(),
                     class: "IN".into(),
-                    ttl: 60,
-                    data: (*data).into(),
-                })
-                .collect(),
-            authority: Vec::new(),
-            additional: Vec::new(),
-            edns: None,
-        }),
+                }],
+                answers: answers
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(name, rtype, data)| ResourceRecord {
+                        name: (*name).into(),
+                        rtype: (*rtype).into(),
+                        class: "IN".into(),
+                        ttl: 60,
+                        data: (*data).into(),
+                    })
+                    .collect(),
+                authority: Vec::new(),
+                additional: Vec::new(),
+                edns: None,
+            }
+            .into(),
+        ),
         malformed: None,
         pair: response.then_some(Pairing {
             query_time_ns: time_ns - 1_000_000,
@@ -186,7 +189,7 @@ fn through_dnsmasq(
         id + 1,
         None,
     );
-    up.on_behalf_of = vec![process(client)];
+    up.on_behalf_of = vec![process(client).into()];
     w.write(up);
     let mut upstream_answer = message(
         next(),
@@ -198,7 +201,7 @@ fn through_dnsmasq(
         id + 1,
         Some(&answer),
     );
-    upstream_answer.on_behalf_of = vec![process(client)];
+    upstream_answer.on_behalf_of = vec![process(client).into()];
     w.write(upstream_answer);
     // dnsmasq answers the client…
     let mut to_client = message(
@@ -211,7 +214,7 @@ fn through_dnsmasq(
         id,
         Some(&answer),
     );
-    to_client.on_behalf_of = vec![process(client)];
+    to_client.on_behalf_of = vec![process(client).into()];
     to_client.from_cache = Some(false);
     w.write(to_client);
     // …which receives it.
@@ -226,7 +229,7 @@ fn through_dnsmasq(
             id,
             Some(&answer),
         );
-        at_client.via = Some(process(&DNSMASQ));
+        at_client.via = Some(process(&DNSMASQ).into());
         w.write(at_client);
     }
 }
@@ -861,7 +864,7 @@ fn resolvers_behind_resolvers() {
         t
     };
     let linked = |mut m: MessageRecord, on_behalf_of: &Proc, from_cache: Option<bool>| {
-        m.on_behalf_of = vec![process(on_behalf_of)];
+        m.on_behalf_of = vec![process(on_behalf_of).into()];
         m.from_cache = from_cache;
         m
     };

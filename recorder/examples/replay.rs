@@ -20,6 +20,10 @@ use dnsq_recorder::{
     store,
 };
 
+/// The recorder's allocator, so the measured costs are the recorder's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct NoMap;
 impl OwnerMap for NoMap {
     fn get(&self, _cookie: u64) -> Option<SockOwner> {

@@ -21,7 +21,10 @@
 //! decimal (`\027`), turns `xn--` labels into Unicode, and prints TXT, HINFO, NAPTR,
 //! CAA and SVCB strings without quoting or escaping them.
 
-use std::fmt::{self, Write as _};
+use std::{
+    fmt::{self, Write as _},
+    sync::Arc,
+};
 
 use hickory_proto::{
     ProtoError, ProtoErrorKind,
@@ -78,6 +81,62 @@ impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let number = u32::from(self.index) + 1;
         write!(f, "{} {number} of {}", self.section, self.count)
+    }
+}
+
+/// Messages decoded lately, by their bytes. On loopback every packet passes two
+/// sockets (the sender's egress, then the receiver's ingress, a few events
+/// apart in the ring buffer): the second copy shares the first one's decoding.
+/// Decoding depends on the bytes alone, so sharing changes nothing else.
+pub struct RecentDecodes {
+    /// (bytes, their decoding), replaced round-robin.
+    slots: Vec<(Vec<u8>, Arc<DnsMessage>)>,
+    next: usize,
+    /// Decodings shared instead of made.
+    pub shared: u64,
+}
+
+impl RecentDecodes {
+    /// How many recent messages are remembered: the twin of a packet comes within
+    /// a few events even with a hundred queries in flight.
+    const SLOTS: usize = 16;
+    /// Longer messages (large TCP answers) are not kept: bounded memory.
+    const MAX_KEPT_LEN: usize = 4_096;
+
+    pub fn new() -> Self {
+        Self {
+            slots: Vec::with_capacity(Self::SLOTS),
+            next: 0,
+            shared: 0,
+        }
+    }
+
+    /// [`decode`], or the decoding of the same bytes seen lately.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Arc<DnsMessage>, DecodeError> {
+        if let Some((_, message)) = self.slots.iter().find(|(seen, _)| seen == bytes) {
+            self.shared += 1;
+            return Ok(Arc::clone(message));
+        }
+        let message = Arc::new(decode(bytes)?);
+        if bytes.len() > Self::MAX_KEPT_LEN {
+            return Ok(message);
+        }
+        if self.slots.len() < Self::SLOTS {
+            self.slots.push((bytes.to_vec(), Arc::clone(&message)));
+        } else {
+            let slot = &mut self.slots[self.next];
+            slot.0.clear();
+            slot.0.extend_from_slice(bytes);
+            slot.1 = Arc::clone(&message);
+            self.next = (self.next + 1) % Self::SLOTS;
+        }
+        Ok(message)
+    }
+}
+
+impl Default for RecentDecodes {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -864,6 +923,38 @@ mod tests {
                 "ns1.example.com. hostmaster.example.com. 2024010101 7200 3600 4294967295 300"
             )]
         );
+    }
+
+    #[test]
+    fn the_same_bytes_share_one_decoding() {
+        let mut recent = RecentDecodes::new();
+        let packet = nxdomain();
+        let first = recent.decode(&packet).unwrap();
+        let twin = recent.decode(&packet).unwrap();
+        assert!(Arc::ptr_eq(&first, &twin));
+        assert_eq!(recent.shared, 1);
+        // Another message, and one differing in a single byte (the id), decode anew.
+        let other = recent.decode(&txt_message()).unwrap();
+        assert_eq!(other.questions[0].name, "t.example.");
+        let mut next_id = packet.clone();
+        next_id[1] ^= 1;
+        let next = recent.decode(&next_id).unwrap();
+        assert!(!Arc::ptr_eq(&first, &next));
+        assert_eq!(next.id, first.id ^ 1);
+        assert_eq!(recent.shared, 1);
+        // Errors are not remembered: the same bad bytes fail again.
+        assert!(recent.decode(&packet[..5]).is_err());
+        assert!(recent.decode(&packet[..5]).is_err());
+        assert_eq!(recent.shared, 1);
+        // Slots are reused round-robin: an old message is eventually decoded again.
+        for id in 0..RecentDecodes::SLOTS as u8 {
+            let mut filler = txt_message();
+            filler[0] = id;
+            filler[1] = 0xee;
+            recent.decode(&filler).unwrap();
+        }
+        assert!(!Arc::ptr_eq(&first, &recent.decode(&packet).unwrap()));
+        assert_eq!(*first, *recent.decode(&packet).unwrap());
     }
 
     fn txt_message() -> Vec<u8> {

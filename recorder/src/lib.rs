@@ -11,6 +11,7 @@ pub mod checks;
 pub mod config;
 pub mod dns;
 pub mod event;
+pub mod identities;
 pub mod libcs;
 pub mod loader;
 pub mod output;

@@ -8,7 +8,7 @@
 //! time-ordered queue before the resolver linker, which joins them to the DNS
 //! queries a resolver daemon sends for them.
 
-use std::{collections::VecDeque, time::Instant};
+use std::{collections::VecDeque, sync::Arc, time::Instant};
 
 use dnsq_common::lookup_fn;
 
@@ -16,6 +16,7 @@ use crate::{
     attribution::{Attributor, Owner, OwnerMap, SocketId},
     dns,
     event::{self, Packet, WallClock},
+    identities::Identities,
     pairing::{Pairer, QueryKey},
     procinfo::ProcInfo,
     record::{Attribution, LookupRecord, Malformed, MessageRecord, ProcessInfo, Transport},
@@ -82,6 +83,9 @@ pub struct PipelineStats {
     /// function (`gethostbyname` → `gethostbyname_r`), or a numeric address
     /// (`getaddrinfo("192.0.2.1", …)` asks nobody).
     pub lookups_skipped: u64,
+    /// Messages that shared the decoding of the same bytes seen just before (on
+    /// loopback, the receiver's copy of the sender's packet).
+    pub decodes_shared: u64,
 }
 
 struct Waiting {
@@ -91,10 +95,6 @@ struct Waiting {
 }
 
 /// A record in the time-ordered queue before the resolver linker.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "messages are nearly every item (the queue held them alone before); boxing them would cost an allocation each"
-)]
 enum Linked {
     Message(MessageRecord),
     Lookup(LookupRecord),
@@ -131,7 +131,8 @@ pub struct Pipeline<M, S> {
     linking: VecDeque<Linked>,
     outer_calls: VecDeque<OuterCall>,
     attributor: Attributor<M>,
-    procinfo: ProcInfo,
+    identities: Identities,
+    decodes: dns::RecentDecodes,
     waiting: VecDeque<Waiting>,
     sink: S,
     stats: PipelineStats,
@@ -151,7 +152,8 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             linking: VecDeque::new(),
             outer_calls: VecDeque::new(),
             attributor,
-            procinfo,
+            identities: Identities::new(procinfo),
+            decodes: dns::RecentDecodes::new(),
             waiting: VecDeque::new(),
             sink,
             stats: PipelineStats::default(),
@@ -163,6 +165,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         PipelineStats {
             unanswered_queries: self.pairer.unanswered,
             resolver_links: self.resolvers.linked,
+            decodes_shared: self.decodes.shared,
             ..self.stats
         }
     }
@@ -206,7 +209,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         }
         let time_ns = self.clock.to_unix_ns(lookup.boot_ns);
         let (_, owner) = Owner::from_kernel(&lookup.caller);
-        let mut process = self.process_info(Attribution::Socket, Some(owner));
+        let mut process = self.identities.build(Attribution::Socket, Some(owner));
         // The kernel saw the caller itself: no socket, no attribution.
         process.attribution = None;
         let record = LookupRecord {
@@ -324,7 +327,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         let time_ns = self.clock.to_unix_ns(packet.boot_ns);
         let (dns, malformed) = match broken {
             Some(error) => (None, Some(malformed(error, bytes))),
-            None => match dns::decode(bytes) {
+            None => match self.decodes.decode(bytes) {
                 Ok(message) => (Some(message), None),
                 Err(error) if (bytes.len() as u32) < true_len => (
                     None,
@@ -368,7 +371,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             interface: None,
             socket_cookie: packet.cookie,
             socket_cgroup_id: packet.sock_cgroup_id,
-            process: ProcessInfo::default(),
+            process: Arc::default(),
             message_len: true_len,
             captured_len: bytes.len() as u32,
             dns,
@@ -379,14 +382,14 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             from_cache: None,
         };
         let found = match packet.owner.as_ref() {
-            Some(owner) => Some(Owner::from_kernel(owner)),
+            Some(kernel) => Some(self.identities.of_kernel_owner(kernel, packet.boot_ns)),
             None => self
                 .attributor
                 .late(packet.cookie)
-                .map(|owner| (Attribution::SocketLate, owner)),
+                .map(|owner| Arc::new(self.identities.build(Attribution::SocketLate, Some(owner)))),
         };
         match found {
-            Some((attribution, owner)) => self.emit(record, attribution, Some(owner)),
+            Some(process) => self.emit(record, process),
             None => {
                 let socket = SocketId {
                     cookie: packet.cookie,
@@ -407,19 +410,15 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         }
     }
 
-    fn emit(
-        &mut self,
-        mut record: MessageRecord,
-        attribution: Attribution,
-        owner: Option<Owner>,
-    ) -> anyhow::Result<()> {
-        record.process = self.process_info(attribution, owner);
+    fn emit(&mut self, mut record: MessageRecord, process: Arc<ProcessInfo>) -> anyhow::Result<()> {
         record.interface = self
-            .procinfo
-            .interface(record.ifindex, record.process.netns);
-        if attribution == Attribution::Unknown {
+            .identities
+            .procinfo()
+            .interface(record.ifindex, process.netns);
+        if process.attribution == Some(Attribution::Unknown) {
             self.stats.unattributed += 1;
         }
+        record.process = process;
         self.enqueue(Linked::Message(record))
     }
 
@@ -485,39 +484,6 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         Ok(())
     }
 
-    fn process_info(&mut self, attribution: Attribution, owner: Option<Owner>) -> ProcessInfo {
-        let Some(owner) = owner else {
-            return ProcessInfo {
-                attribution: Some(attribution),
-                ..ProcessInfo::default()
-            };
-        };
-        let details = self.procinfo.process(owner.pid);
-        ProcessInfo {
-            attribution: Some(attribution),
-            pid: Some(owner.pid),
-            tid: owner.tid,
-            uid: Some(owner.uid),
-            gid: Some(owner.gid),
-            // The process's name as the kernel saw it; else as /proc says while the
-            // process lives; else the name of the thread the kernel saw.
-            comm: Some(
-                owner
-                    .process_comm
-                    .or(details.comm)
-                    .unwrap_or_else(|| owner.comm.clone()),
-            ),
-            thread: Some(owner.comm),
-            exe: details.exe,
-            cgroup_id: owner.cgroup_id,
-            cgroup: owner.cgroup_id.and_then(|id| self.procinfo.cgroup_path(id)),
-            netns: owner.netns.or(details.netns),
-            unit: None,
-            container: None,
-        }
-        .with_owner()
-    }
-
     /// Attributes the waiting messages that are due by `boot_ns`.
     fn release_waiting(&mut self, boot_ns: u64) -> anyhow::Result<()> {
         while let Some(front) = self.waiting.front() {
@@ -528,7 +494,8 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
                 break;
             };
             let (attribution, owner) = self.attributor.resolve(&waiting.socket);
-            self.emit(waiting.record, attribution, owner)?;
+            let process = Arc::new(self.identities.build(attribution, owner));
+            self.emit(waiting.record, process)?;
         }
         Ok(())
     }

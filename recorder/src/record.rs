@@ -2,7 +2,7 @@
 //! that `--print` writes (one object per line) and what the store keeps. Field
 //! names here are a public, stable interface: add fields, never rename them.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,14 +29,17 @@ pub struct MessageRecord {
     pub socket_cookie: u64,
     /// cgroup v2 id of the socket.
     pub socket_cgroup_id: u64,
-    pub process: ProcessInfo,
+    /// Shared: the messages of one process carry the same identity, built once.
+    pub process: Arc<ProcessInfo>,
     /// True length of the DNS message (for TCP, without the 2-byte length prefix).
     pub message_len: u32,
     /// Bytes of it that were captured; less than `message_len` means truncated.
     pub captured_len: u32,
     /// The decoded message; absent when it could not be decoded.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns: Option<DnsMessage>,
+    /// Shared: on loopback the sender's and the receiver's copy of one packet are
+    /// decoded once.
+    pub dns: Option<Arc<DnsMessage>>,
     /// Present when the bytes were not a valid DNS message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub malformed: Option<Malformed>,
@@ -46,11 +49,11 @@ pub struct MessageRecord {
     /// On a client's response from a resolver on this host (dnsmasq, unbound,
     /// systemd-resolved, ...): that resolver's process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via: Option<ProcessInfo>,
+    pub via: Option<Arc<ProcessInfo>>,
     /// On a local resolver's upstream query and its answer: the processes whose
     /// queries caused it. On its response to a local client: that client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub on_behalf_of: Vec<ProcessInfo>,
+    pub on_behalf_of: Vec<Arc<ProcessInfo>>,
     /// On a local resolver's response to a local client: true when the resolver
     /// asked nobody upstream for it (it answered from its cache or its own data).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -69,8 +69,7 @@ struct ExchangeKey {
 
 #[derive(Debug, Default)]
 struct Exchange {
-    // Behind an Arc: the map's buckets stay small (a ProcessInfo is ~260 bytes
-    // inline, and the table keeps room for twice its entries).
+    // The records' own shared identities: remembering one copies no text.
     client: Option<Arc<ProcessInfo>>,
     resolver: Option<Arc<ProcessInfo>>,
     /// The resolver asked upstream for it.
@@ -85,7 +84,7 @@ type UpstreamKey = (u32, QuestionKey, u16);
 /// DNS query for its name.
 #[derive(Debug)]
 struct LibcCall {
-    process: ProcessInfo,
+    process: Arc<ProcessInfo>,
     pid: u32,
     time_ns: i64,
     /// The caller sent a query for the name itself.
@@ -99,7 +98,7 @@ pub struct ResolverLinker {
     /// Local exchanges waiting for the resolver to go upstream, by resolver pid and
     /// question.
     asks: HashMap<(u32, QuestionKey), Vec<ExchangeKey>>,
-    upstream: HashMap<UpstreamKey, (i64, Vec<ProcessInfo>)>,
+    upstream: HashMap<UpstreamKey, (i64, Vec<Arc<ProcessInfo>>)>,
     upstream_order: VecDeque<(i64, UpstreamKey)>,
     /// Recent libc calls by name ([`LookupRecord::match_key`]), oldest first.
     libc_calls: HashMap<String, VecDeque<LibcCall>>,
@@ -128,7 +127,7 @@ impl ResolverLinker {
         }
         self.libc_order.push_back((now, key.clone()));
         self.libc_calls.entry(key).or_default().push_back(LibcCall {
-            process: record.process.clone(),
+            process: Arc::new(record.process.clone()),
             pid,
             time_ns: now,
             own_query: false,
@@ -139,7 +138,7 @@ impl ResolverLinker {
     /// `pid` sends now was made for: callers other than `pid`, within the window,
     /// that have sent no query for it themselves. A query of a caller's own marks
     /// its calls as answered by itself.
-    fn libc_callers(&mut self, pid: u32, name: &str, now: i64) -> Vec<ProcessInfo> {
+    fn libc_callers(&mut self, pid: u32, name: &str, now: i64) -> Vec<Arc<ProcessInfo>> {
         let Some(calls) = self.libc_calls.get_mut(&LookupRecord::match_key(name)) else {
             return Vec::new();
         };
@@ -149,14 +148,14 @@ impl ResolverLinker {
                 call.own_query = true;
             }
         }
-        let mut callers: Vec<ProcessInfo> = Vec::new();
+        let mut callers: Vec<Arc<ProcessInfo>> = Vec::new();
         for call in calls.iter() {
             if call.pid != pid
                 && !call.own_query
                 && recent(call)
                 && !callers.iter().any(|known| known.pid == Some(call.pid))
             {
-                callers.push(call.process.clone());
+                callers.push(Arc::clone(&call.process));
             }
         }
         callers
@@ -200,7 +199,7 @@ impl ResolverLinker {
             // resolver going upstream for its own clients.
             (true, false) => {
                 self.note(key, now, |exchange| {
-                    exchange.client = Some(Arc::new(record.process.clone()))
+                    exchange.client = Some(Arc::clone(&record.process))
                 });
                 let mut clients = self.take_asks(pid, &question, now);
                 for caller in self.libc_callers(pid, &question.0, now) {
@@ -217,7 +216,7 @@ impl ResolverLinker {
             // A resolver receives a query from a client.
             (false, false) => {
                 self.note(key, now, |exchange| {
-                    exchange.resolver = Some(Arc::new(record.process.clone()))
+                    exchange.resolver = Some(Arc::clone(&record.process))
                 });
             }
             // A resolver answers a client.
@@ -225,7 +224,7 @@ impl ResolverLinker {
                 if let Some(exchange) = self.exchanges.get(&key)
                     && let Some(client) = &exchange.client
                 {
-                    record.on_behalf_of = vec![ProcessInfo::clone(client)];
+                    record.on_behalf_of = vec![Arc::clone(client)];
                     record.from_cache = Some(!exchange.upstream);
                     self.linked += 1;
                 }
@@ -247,7 +246,7 @@ impl ResolverLinker {
                 } else if let Some(exchange) = self.exchanges.get(&key)
                     && let Some(resolver) = &exchange.resolver
                 {
-                    record.via = Some(ProcessInfo::clone(resolver));
+                    record.via = Some(Arc::clone(resolver));
                     self.linked += 1;
                 }
             }
@@ -288,11 +287,11 @@ impl ResolverLinker {
 
     /// The clients whose recent queries for `question` the resolver `pid` has not
     /// yet gone upstream for; marks their exchanges as sent upstream.
-    fn take_asks(&mut self, pid: u32, question: &QuestionKey, now: i64) -> Vec<ProcessInfo> {
+    fn take_asks(&mut self, pid: u32, question: &QuestionKey, now: i64) -> Vec<Arc<ProcessInfo>> {
         let Some(keys) = self.asks.remove(&(pid, question.clone())) else {
             return Vec::new();
         };
-        let mut clients: Vec<ProcessInfo> = Vec::new();
+        let mut clients: Vec<Arc<ProcessInfo>> = Vec::new();
         for key in keys {
             let Some(exchange) = self.exchanges.get_mut(&key) else {
                 continue;
@@ -304,13 +303,13 @@ impl ResolverLinker {
             if let Some(client) = &exchange.client
                 && !clients.iter().any(|known| known.pid == client.pid)
             {
-                clients.push(ProcessInfo::clone(client));
+                clients.push(Arc::clone(client));
             }
         }
         clients
     }
 
-    fn remember_upstream(&mut self, key: UpstreamKey, now: i64, clients: Vec<ProcessInfo>) {
+    fn remember_upstream(&mut self, key: UpstreamKey, now: i64, clients: Vec<Arc<ProcessInfo>>) {
         if self.upstream.len() >= MAX_UPSTREAM
             && let Some((_, oldest)) = self.upstream_order.pop_front()
         {
@@ -385,12 +384,12 @@ mod tests {
     const APP: u32 = 812;
     const RESOLVER: u32 = 300;
 
-    fn process(pid: u32, comm: &str) -> ProcessInfo {
-        ProcessInfo {
+    fn process(pid: u32, comm: &str) -> Arc<ProcessInfo> {
+        Arc::new(ProcessInfo {
             pid: Some(pid),
             comm: Some(comm.into()),
             ..ProcessInfo::default()
-        }
+        })
     }
 
     /// A message as `pid` saw it on its socket `local`, talking to `remote`.
@@ -426,7 +425,7 @@ mod tests {
             process: process(pid, if pid == APP { "curl" } else { "dnsmasq" }),
             message_len: 40,
             captured_len: 40,
-            dns: Some(DnsMessage {
+            dns: Some(Arc::new(DnsMessage {
                 id,
                 response,
                 questions: vec![Question {
@@ -435,7 +434,7 @@ mod tests {
                     class: "IN".into(),
                 }],
                 ..DnsMessage::default()
-            }),
+            })),
             malformed: None,
             pair: None,
             via: None,
@@ -603,7 +602,7 @@ mod tests {
             UPSTREAM_SOCKET,
             6,
         );
-        twin.dns.as_mut().unwrap().questions[0].qtype = "AAAA".into();
+        Arc::make_mut(twin.dns.as_mut().unwrap()).questions[0].qtype = "AAAA".into();
         linker.annotate(&mut twin);
         assert_eq!(twin.on_behalf_of.first().and_then(|p| p.pid), Some(CALLER));
         let mut answer = message(

@@ -209,29 +209,32 @@ impl Ask<'_> {
             interface: Some("eth0".into()),
             socket_cookie: 77 + u64::from(self.id),
             socket_cgroup_id: process.cgroup_id.unwrap_or(0),
-            process,
+            process: process.into(),
             message_len: 40,
             captured_len: 40,
-            dns: Some(DnsMessage {
-                id: self.id,
-                response,
-                opcode: "QUERY".into(),
-                rcode: "NOERROR".into(),
-                flags: DnsFlags {
-                    rd: true,
-                    ra: response,
-                    ..DnsFlags::default()
-                },
-                questions: vec![Question {
-                    name: self.name.into(),
-                    qtype: self.qtype.into(),
-                    class: "IN".into(),
-                }],
-                answers: Vec::new(),
-                authority: Vec::new(),
-                additional: Vec::new(),
-                edns: None,
-            }),
+            dns: Some(
+                DnsMessage {
+                    id: self.id,
+                    response,
+                    opcode: "QUERY".into(),
+                    rcode: "NOERROR".into(),
+                    flags: DnsFlags {
+                        rd: true,
+                        ra: response,
+                        ..DnsFlags::default()
+                    },
+                    questions: vec![Question {
+                        name: self.name.into(),
+                        qtype: self.qtype.into(),
+                        class: "IN".into(),
+                    }],
+                    answers: Vec::new(),
+                    authority: Vec::new(),
+                    additional: Vec::new(),
+                    edns: None,
+                }
+                .into(),
+            ),
             malformed: None,
             pair: None,
             via: None,
@@ -259,7 +262,7 @@ impl Ask<'_> {
         });
         record.message_len = 100;
         record.captured_len = 100;
-        if let Some(dns) = record.dns.as_mut() {
+        if let Some(dns) = record.dns.as_mut().map(std::sync::Arc::make_mut) {
             dns.rcode = rcode.into();
             dns.answers = answers
                 .iter()

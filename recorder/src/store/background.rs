@@ -28,10 +28,6 @@ const BATCH: usize = 256;
 /// Batches (and commands) the channel holds before handing over waits.
 const QUEUED_BATCHES: usize = 16;
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "messages are nearly every item; boxing them would cost an allocation each"
-)]
 enum Item {
     Message(MessageRecord),
     Lookup(LookupRecord),

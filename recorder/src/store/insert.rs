@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rusqlite::{CachedStatement, Connection, params};
 
 use super::{
-    facts::{Facts, DelegationKey, LookupKey, ResolutionKey},
+    facts::{DelegationKey, Facts, LookupKey, ResolutionKey},
     intern::{Caches, Interner},
     schema::{self, attribution, flags, libc_function, packed, role, section},
 };
@@ -241,7 +241,8 @@ impl<'a> Batch<'a> {
             None => self.bound.set(&mut self.insert_message, TTLS, None)?,
             Some(Ttls::Same(ttl)) => self.bound.set(&mut self.insert_message, TTLS, Some(ttl))?,
             Some(Ttls::Text) => {
-                self.insert_message.raw_bind_parameter(TTLS + 1, self.ttls.as_str())?;
+                self.insert_message
+                    .raw_bind_parameter(TTLS + 1, self.ttls.as_str())?;
                 self.bound.0[TTLS] = Slot::Other;
             }
         }
@@ -269,7 +270,14 @@ impl<'a> Batch<'a> {
         if let Some(dns) = &record.dns {
             self.extra_questions(id, dns)?;
             let fact_process_id = self.intern.fact_process(process_id, &record.process)?;
-            self.add_facts(record, dns, &columns, fact_process_id, endpoint_id, latency_ns)?;
+            self.add_facts(
+                record,
+                dns,
+                &columns,
+                fact_process_id,
+                endpoint_id,
+                latency_ns,
+            )?;
         }
         Ok(())
     }
@@ -468,9 +476,11 @@ impl<'a> Batch<'a> {
             return Ok(());
         }
         // A local resolver's answer to a local client it could name.
-        if let (Some(from_cache), Some(client), Some(qname_id)) =
-            (record.from_cache, record.on_behalf_of.first(), columns.qname_id)
-            && !received
+        if let (Some(from_cache), Some(client), Some(qname_id)) = (
+            record.from_cache,
+            record.on_behalf_of.first(),
+            columns.qname_id,
+        ) && !received
             && let client_id = self.intern.process(client)?
             && let Some(client_process_id) = self.intern.fact_process(client_id, client)?
         {
@@ -578,11 +588,13 @@ fn header_bits(dns: &DnsMessage) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use crate::{
         pipeline::Sink,
         record::{
-            Attribution, Direction, DnsMessage, LookupRecord, MessageRecord, ProcessInfo,
-            Question, Transport,
+            Attribution, Direction, DnsMessage, LookupRecord, MessageRecord, ProcessInfo, Question,
+            Transport,
         },
     };
 
@@ -614,22 +626,25 @@ mod tests {
             interface: None,
             socket_cookie: 7,
             socket_cgroup_id: 1,
-            process: process(150, "systemd-resolve", Some(Attribution::Socket)),
+            process: process(150, "systemd-resolve", Some(Attribution::Socket)).into(),
             message_len: 40,
             captured_len: 40,
-            dns: Some(DnsMessage {
-                id: 9,
-                questions: vec![Question {
-                    name: name.to_owned(),
-                    qtype: "A".to_owned(),
-                    class: "IN".to_owned(),
-                }],
-                ..DnsMessage::default()
-            }),
+            dns: Some(
+                DnsMessage {
+                    id: 9,
+                    questions: vec![Question {
+                        name: name.to_owned(),
+                        qtype: "A".to_owned(),
+                        class: "IN".to_owned(),
+                    }],
+                    ..DnsMessage::default()
+                }
+                .into(),
+            ),
             malformed: None,
             pair: None,
             via: None,
-            on_behalf_of: clients,
+            on_behalf_of: clients.into_iter().map(Arc::new).collect(),
             from_cache: None,
         }
     }
@@ -655,9 +670,17 @@ mod tests {
         // Linked through the lookup: a delegation. Linked through a local
         // exchange (a client with an attribution): counted on the resolver's
         // answer to that client instead, not here.
-        store.write(upstream_query(now + 1_000, "github.com.", vec![app])).unwrap();
+        store
+            .write(upstream_query(now + 1_000, "github.com.", vec![app]))
+            .unwrap();
         let socket_client = process(813, "dig", Some(Attribution::Socket));
-        store.write(upstream_query(now + 2_000, "example.com.", vec![socket_client])).unwrap();
+        store
+            .write(upstream_query(
+                now + 2_000,
+                "example.com.",
+                vec![socket_client],
+            ))
+            .unwrap();
         store.finish("test").unwrap();
         drop(store);
 
@@ -679,7 +702,15 @@ mod tests {
                  JOIN names n ON n.id = d.qname_id",
             )
             .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

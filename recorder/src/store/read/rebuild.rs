@@ -3,11 +3,7 @@
 //! messages out without building owned strings), [`Reader::messages`] rebuilds
 //! each as a [`MessageRecord`].
 
-use std::{
-    net::IpAddr,
-    ops::ControlFlow,
-    rc::Rc,
-};
+use std::{net::IpAddr, ops::ControlFlow, rc::Rc, sync::Arc};
 
 use rusqlite::{OptionalExtension, Row, params, types::ValueRef};
 
@@ -101,9 +97,8 @@ impl Ttls {
     fn read(&mut self, value: ValueRef<'_>, id: i64) -> Result<(), ReadError> {
         self.all = None;
         self.each.clear();
-        let corrupt = |what: &dyn std::fmt::Display| {
-            ReadError::Corrupt(format!("message {id} ttls: {what}"))
-        };
+        let corrupt =
+            |what: &dyn std::fmt::Display| ReadError::Corrupt(format!("message {id} ttls: {what}"));
         match value {
             ValueRef::Null => {}
             ValueRef::Integer(ttl) => {
@@ -284,15 +279,17 @@ impl<'a> MessageRow<'a> {
             qtype: self.m.qtype.unwrap_or(0) as u16,
             qclass: self.m.qclass.unwrap_or(1) as u16,
         });
-        first.into_iter().chain(
-            self.extra_questions
-                .iter()
-                .map(|(name, qtype, qclass)| QuestionRef {
-                    name,
-                    qtype: *qtype as u16,
-                    qclass: *qclass as u16,
-                }),
-        )
+        first
+            .into_iter()
+            .chain(
+                self.extra_questions
+                    .iter()
+                    .map(|(name, qtype, qclass)| QuestionRef {
+                        name,
+                        qtype: *qtype as u16,
+                        qclass: *qclass as u16,
+                    }),
+            )
     }
 
     /// The records of one section (`schema::section`), in order.
@@ -461,7 +458,10 @@ impl Reader {
             {
                 continue;
             }
-            ttls.read(row.get_ref(ttls_column).map_err(ReadError::from)?, stored.id)?;
+            ttls.read(
+                row.get_ref(ttls_column).map_err(ReadError::from)?,
+                stored.id,
+            )?;
             extra_questions.clear();
             for &(name_id, qtype, qclass) in &extra_ids {
                 extra_questions.push((self.name(name_id)?, qtype, qclass));
@@ -581,7 +581,7 @@ impl Reader {
         };
         // The store keeps neither the peers' attribution nor more than the
         // first process of `on_behalf_of`.
-        let peer = |p: Option<&StoredProcess>| p.map(|p| process_info(p, None));
+        let peer = |p: Option<&StoredProcess>| p.map(|p| Arc::new(process_info(p, None)));
         MessageRecord {
             kind: "message".into(),
             time: self.rfc3339(m.time_ns),
@@ -596,10 +596,10 @@ impl Reader {
             interface: row.endpoint.interface.clone(),
             socket_cookie: row.socket_cookie(),
             socket_cgroup_id: row.socket_cgroup_id(),
-            process,
+            process: Arc::new(process),
             message_len: m.message_len,
             captured_len: row.captured_len(),
-            dns: row.is_dns().then(|| dns_message(row)),
+            dns: row.is_dns().then(|| Arc::new(dns_message(row))),
             malformed: row.malformed.map(|(error, raw)| Malformed {
                 error: error.to_owned(),
                 raw_hex: hex::encode(raw),
@@ -669,7 +669,11 @@ fn unpack_ports(bits: i64, ports: i64) -> (u16, u16, u16) {
     } else if bits & schema::packed::LOCAL_PORT_53 != 0 {
         (53, low, ((ports >> 16) & 0xffff) as u16)
     } else {
-        (((ports >> 16) & 0xffff) as u16, low, ((ports >> 32) & 0xffff) as u16)
+        (
+            ((ports >> 16) & 0xffff) as u16,
+            low,
+            ((ports >> 32) & 0xffff) as u16,
+        )
     }
 }
 
@@ -865,7 +869,10 @@ mod migration_tests {
         for newest_first in [false, true] {
             let query = MessageQuery {
                 newest_first,
-                ..MessageQuery::ids(IdRange { first: 1, last: 100 })
+                ..MessageQuery::ids(IdRange {
+                    first: 1,
+                    last: 100,
+                })
             };
             reader
                 .messages(&query, |record| -> Result<_, ReadError> {
@@ -919,7 +926,11 @@ mod migration_tests {
         assert_eq!(before.len(), 12);
         MIGRATIONS.to_latest(&mut conn).expect("migrate");
         let bits: i64 = conn
-            .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'bits'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'bits'",
+                [],
+                |r| r.get(0),
+            )
             .expect("bits");
         assert_eq!(bits, 1);
         // `flags` reads as before; the other old columns decode as the

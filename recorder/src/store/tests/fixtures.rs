@@ -8,11 +8,12 @@ use std::{
 
 use rusqlite::Connection;
 
-use crate::store::schema::NS_PER_HOUR;
-
-use crate::record::{
-    Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
-    ProcessInfo, Question, ResourceRecord, Transport,
+use crate::{
+    record::{
+        Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
+        ProcessInfo, Question, ResourceRecord, Transport,
+    },
+    store::schema::NS_PER_HOUR,
 };
 
 /// A fresh directory under the system's temporary directory, removed on drop.
@@ -128,7 +129,7 @@ fn envelope(time_ns: i64, direction: Direction, client_port: u16) -> MessageReco
         interface: Some("eth0".to_owned()),
         socket_cookie: 0x8000_0000_0000_1234,
         socket_cgroup_id: 4242,
-        process: process(4321, "curl"),
+        process: process(4321, "curl").into(),
         message_len: 40,
         captured_len: 40,
         dns: None,
@@ -143,27 +144,30 @@ fn envelope(time_ns: i64, direction: Direction, client_port: u16) -> MessageReco
 /// `curl` asks `name` (A unless `qtype` says otherwise).
 pub fn query(time_ns: i64, name: &str, qtype: &str, id: u16) -> MessageRecord {
     MessageRecord {
-        dns: Some(DnsMessage {
-            id,
-            response: false,
-            opcode: "QUERY".to_owned(),
-            rcode: "NOERROR".to_owned(),
-            flags: DnsFlags {
-                rd: true,
-                ..DnsFlags::default()
-            },
-            questions: vec![Question {
-                name: name.to_owned(),
-                qtype: qtype.to_owned(),
-                class: "IN".to_owned(),
-            }],
-            edns: Some(Edns {
-                udp_size: 1232,
-                version: 0,
-                dnssec_ok: false,
-            }),
-            ..DnsMessage::default()
-        }),
+        dns: Some(
+            DnsMessage {
+                id,
+                response: false,
+                opcode: "QUERY".to_owned(),
+                rcode: "NOERROR".to_owned(),
+                flags: DnsFlags {
+                    rd: true,
+                    ..DnsFlags::default()
+                },
+                questions: vec![Question {
+                    name: name.to_owned(),
+                    qtype: qtype.to_owned(),
+                    class: "IN".to_owned(),
+                }],
+                edns: Some(Edns {
+                    udp_size: 1232,
+                    version: 0,
+                    dnssec_ok: false,
+                }),
+                ..DnsMessage::default()
+            }
+            .into(),
+        ),
         ..envelope(time_ns, Direction::Sent, 40_000 + id)
     }
 }
@@ -176,21 +180,24 @@ pub fn response(
     answers: Vec<ResourceRecord>,
     authority: Vec<ResourceRecord>,
 ) -> MessageRecord {
-    let asked = query.dns.clone().unwrap();
+    let asked = DnsMessage::clone(query.dns.as_ref().unwrap());
     let time_ns = query.time_ns + latency_ms * MS;
     MessageRecord {
-        dns: Some(DnsMessage {
-            response: true,
-            rcode: rcode.to_owned(),
-            flags: DnsFlags {
-                rd: true,
-                ra: true,
-                ..DnsFlags::default()
-            },
-            answers,
-            authority,
-            ..asked
-        }),
+        dns: Some(
+            DnsMessage {
+                response: true,
+                rcode: rcode.to_owned(),
+                flags: DnsFlags {
+                    rd: true,
+                    ra: true,
+                    ..DnsFlags::default()
+                },
+                answers,
+                authority,
+                ..asked
+            }
+            .into(),
+        ),
         pair: Some(Pairing {
             query_time_ns: query.time_ns,
             latency_ns: (latency_ms * MS) as u64,

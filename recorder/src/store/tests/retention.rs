@@ -43,7 +43,7 @@ fn generate(path: &std::path::Path, from_ns: i64, per_hour: i64) -> i64 {
         if hour % 10 == 0 {
             store.write(malformed(base + 1)).unwrap();
             let mut two = query(base + 2, "one.example.", "A", 1);
-            let dns = two.dns.as_mut().unwrap();
+            let dns = std::sync::Arc::make_mut(two.dns.as_mut().unwrap());
             dns.questions.push(dns.questions[0].clone());
             dns.questions[1].name = "two.example.".to_owned();
             store.write(two).unwrap();

@@ -112,7 +112,7 @@ fn traffic(names: u64, mut each: impl FnMut(MessageRecord, MessageRecord)) {
             (n % PROGRAMS.len() as u64) as usize
         };
         let mut q = query(time, &name, qtype, rng.below(65_536) as u16);
-        q.process = process(1_000 + program as u32, PROGRAMS[program]);
+        q.process = process(1_000 + program as u32, PROGRAMS[program]).into();
         q.sport = 32_768 + rng.below(28_000) as u16;
         q.socket_cookie = rng.next() >> 1;
         q.message_len = 30 + name.len() as u32;

@@ -216,12 +216,12 @@ fn nxdomain_malformed_unknown_process_and_server_side() {
     let q = query(t0(), "nope.example.com.", "AAAA", 7);
     let nx = response(&q, 2, "NXDOMAIN", vec![], vec![soa()]);
     let mut unattributed = query(t0() + MS, "who.example.", "A", 8);
-    unattributed.process = unknown_process();
+    unattributed.process = unknown_process().into();
     unattributed.socket_cgroup_id = 777;
     // The same host's DNS server: received a query, sent its response.
     let mut served = query(t0() + 2 * MS, "srv.example.", "A", 9);
     served.direction = crate::record::Direction::Received;
-    served.process = process(53, "dnsmasq");
+    served.process = process(53, "dnsmasq").into();
     let mut answer = response(
         &served,
         1,
@@ -403,7 +403,10 @@ fn repeated_strings_are_stored_once() {
         ),
         1
     );
-    assert_eq!(count(&db, "SELECT count(DISTINCT process_id) FROM lookups"), 1);
+    assert_eq!(
+        count(&db, "SELECT count(DISTINCT process_id) FROM lookups"),
+        1
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM endpoints"), 1);
     assert_eq!(count(&db, "SELECT count(*) FROM cnames"), 2);
     assert_eq!(

@@ -532,7 +532,7 @@ impl<'w> Generator<'w> {
             "invalid label in question name"
         };
         let record = MessageRecord {
-            kind: "message".to_owned(),
+            kind: "message".into(),
             time: time_text(t),
             time_ns: t,
             direction: Direction::Sent,
@@ -570,16 +570,16 @@ impl<'w> Generator<'w> {
         DnsMessage {
             id,
             response: false,
-            opcode: "QUERY".to_owned(),
-            rcode: "NOERROR".to_owned(),
+            opcode: "QUERY".into(),
+            rcode: "NOERROR".into(),
             flags: DnsFlags {
                 rd: true,
                 ..DnsFlags::default()
             },
             questions: vec![Question {
                 name: self.world.names[name].name.clone(),
-                qtype: qtype.to_owned(),
-                class: "IN".to_owned(),
+                qtype: qtype.to_owned().into(),
+                class: "IN".into(),
             }],
             answers: Vec::new(),
             authority: Vec::new(),
@@ -605,8 +605,8 @@ impl<'w> Generator<'w> {
         let mut rcode = "NOERROR";
         let rr = |owner: &str, rtype: &str, ttl: u32, data: String| ResourceRecord {
             name: owner.to_owned(),
-            rtype: rtype.to_owned(),
-            class: "IN".to_owned(),
+            rtype: rtype.to_owned().into(),
+            class: "IN".into(),
             ttl: remaining.map_or(ttl, |r| r.min(ttl)),
             data,
         };
@@ -677,8 +677,8 @@ impl<'w> Generator<'w> {
         DnsMessage {
             id: query.id,
             response: true,
-            opcode: "QUERY".to_owned(),
-            rcode: rcode.to_owned(),
+            opcode: "QUERY".into(),
+            rcode: rcode.to_owned().into(),
             flags: DnsFlags {
                 rd: true,
                 ra: true,
@@ -774,7 +774,7 @@ impl Message {
         let length = wire_length(&self.dns);
         let cgroup = owner.cgroup_id.unwrap_or(4_242);
         MessageRecord {
-            kind: "message".to_owned(),
+            kind: "message".into(),
             time: time_text(self.time_ns),
             time_ns: self.time_ns,
             direction: self.direction,
@@ -808,7 +808,7 @@ fn wire_length(dns: &DnsMessage) -> u32 {
         .iter()
         .chain(&dns.authority)
         .map(|rr| {
-            let data = match rr.rtype.as_str() {
+            let data = match rr.rtype.as_ref() {
                 "A" => 4,
                 "AAAA" => 16,
                 "CNAME" => rr.data.len() / 2 + 2,

@@ -428,14 +428,14 @@ pub fn run(
                 "client"
             },
             name: &name,
-            qtype: type_name(key.qtype as u16),
+            qtype: type_name(key.qtype as u16).into_owned(),
             queries: agg.queries,
             unanswered: (agg.queries - agg.answered).max(0),
             responses: agg.responses,
             rcodes: agg
                 .rcodes
                 .iter()
-                .map(|(&c, &n)| (rcode_name(c as u16), n))
+                .map(|(&c, &n)| (rcode_name(c as u16).into_owned(), n))
                 .collect(),
             answers: data,
             latency_avg_ms: (agg.paired > 0)

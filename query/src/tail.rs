@@ -170,7 +170,7 @@ fn line(out: &Output, r: &MessageRecord, owner: Option<&CgroupOwner>) -> String 
         ));
     } else if let Some(dns) = &r.dns {
         let question = dns.questions.first();
-        let qtype = question.map_or("", |q| q.qtype.as_str());
+        let qtype = question.map_or("", |q| q.qtype.as_ref());
         text.push_str(&format!(
             "  {} {} {}",
             if dns.response { "response" } else { "query" },

@@ -263,7 +263,7 @@ pub fn run(
             owner: &chain[chain.len() - 1],
             chain: chain.iter().map(|n| &**n).collect(),
             chain_complete: *complete,
-            rtype: type_name(key.rtype as u16),
+            rtype: type_name(key.rtype as u16).into_owned(),
             count: seen.count,
             first_seen: clock.rfc3339(seen.first_ns),
             last_seen: clock.rfc3339(seen.last_ns),

@@ -113,7 +113,7 @@ fn message(
                     .iter()
                     .map(|(name, rtype, data)| ResourceRecord {
                         name: (*name).into(),
-                        rtype: (*rtype).into(),
+                        rtype: (*rtype).to_owned().into(),
                         class: "IN".into(),
                         ttl: 60,
                         data: (*data).into(),

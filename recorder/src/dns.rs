@@ -38,7 +38,7 @@ use hickory_proto::{
     },
 };
 
-use crate::record::{DnsFlags, DnsMessage, Edns, Question, ResourceRecord};
+use crate::record::{Code, DnsFlags, DnsMessage, Edns, Question, ResourceRecord};
 
 /// A DNS message is at most 65535 bytes: the TCP length prefix is 16 bits.
 const MAX_MESSAGE_LEN: usize = 65_535;
@@ -159,7 +159,7 @@ pub fn decode(bytes: &[u8]) -> Result<DnsMessage, DecodeError> {
         id: header.id(),
         response: header.message_type() == MessageType::Response,
         opcode: opcode_name(u8::from(header.op_code())),
-        rcode: String::new(),
+        rcode: Code::Borrowed(""),
         flags: DnsFlags {
             aa: header.authoritative(),
             tc: header.truncated(),
@@ -209,7 +209,7 @@ pub fn decode(bytes: &[u8]) -> Result<DnsMessage, DecodeError> {
 
 /// The first question's name, lower-cased (ASCII), and type: what a response must
 /// repeat to answer a query.
-pub fn question_key(message: &DnsMessage) -> Option<(String, String)> {
+pub fn question_key(message: &DnsMessage) -> Option<(String, Code)> {
     let q = message.questions.first()?;
     Some((q.name.to_ascii_lowercase(), q.qtype.clone()))
 }
@@ -702,8 +702,8 @@ fn with_prefix(text: &str, prefix: &str) -> Option<u16> {
 }
 
 /// `A`, `HTTPS`, … or `TYPE65534` (RFC 3597 §5).
-pub fn type_name(code: u16) -> String {
-    name_of(TYPES, code).map_or_else(|| format!("TYPE{code}"), str::to_owned)
+pub fn type_name(code: u16) -> Code {
+    name_of(TYPES, code).map_or_else(|| format!("TYPE{code}").into(), Code::Borrowed)
 }
 
 /// The inverse of [`type_name`]; mnemonics are matched without regard to case.
@@ -712,8 +712,8 @@ pub fn type_code(name: &str) -> Option<u16> {
 }
 
 /// `IN`, `CH`, `HS`, `NONE`, `ANY` or `CLASS4660` (RFC 3597 §5).
-pub fn class_name(code: u16) -> String {
-    name_of(CLASSES, code).map_or_else(|| format!("CLASS{code}"), str::to_owned)
+pub fn class_name(code: u16) -> Code {
+    name_of(CLASSES, code).map_or_else(|| format!("CLASS{code}").into(), Code::Borrowed)
 }
 
 pub fn class_code(name: &str) -> Option<u16> {
@@ -721,8 +721,8 @@ pub fn class_code(name: &str) -> Option<u16> {
 }
 
 /// `NOERROR`, `NXDOMAIN`, … or `RCODE<n>` for codes without a mnemonic.
-pub fn rcode_name(code: u16) -> String {
-    name_of(RCODES, code).map_or_else(|| format!("RCODE{code}"), str::to_owned)
+pub fn rcode_name(code: u16) -> Code {
+    name_of(RCODES, code).map_or_else(|| format!("RCODE{code}").into(), Code::Borrowed)
 }
 
 /// The inverse of [`rcode_name`], for the 12 bits an extended rcode has.
@@ -733,8 +733,8 @@ pub fn rcode_code(name: &str) -> Option<u16> {
 }
 
 /// `QUERY`, `NOTIFY`, `UPDATE`, … or the number itself.
-pub fn opcode_name(code: u8) -> String {
-    name_of(OPCODES, u16::from(code)).map_or_else(|| code.to_string(), str::to_owned)
+pub fn opcode_name(code: u8) -> Code {
+    name_of(OPCODES, u16::from(code)).map_or_else(|| code.to_string().into(), Code::Borrowed)
 }
 
 /// The inverse of [`opcode_name`], for the 4 bits an opcode has.
@@ -822,7 +822,7 @@ mod tests {
     fn records(records: &[ResourceRecord]) -> Vec<(&str, &str, &str)> {
         records
             .iter()
-            .map(|r| (r.name.as_str(), r.rtype.as_str(), r.data.as_str()))
+            .map(|r| (r.name.as_str(), r.rtype.as_ref(), r.data.as_str()))
             .collect()
     }
 
@@ -851,7 +851,7 @@ mod tests {
         let m = decoded(&cname_chain());
         assert_eq!(m.id, 0x1234);
         assert!(m.response);
-        assert_eq!((m.opcode.as_str(), m.rcode.as_str()), ("QUERY", "NOERROR"));
+        assert_eq!((m.opcode.as_ref(), m.rcode.as_ref()), ("QUERY", "NOERROR"));
         assert_eq!(
             m.flags,
             DnsFlags {
@@ -1044,8 +1044,8 @@ mod tests {
         assert_eq!(m.additional.len(), 2);
         assert_eq!(
             (
-                m.additional[1].rtype.as_str(),
-                m.additional[1].class.as_str()
+                m.additional[1].rtype.as_ref(),
+                m.additional[1].class.as_ref()
             ),
             ("OPT", "CLASS1232")
         );
@@ -1069,7 +1069,7 @@ mod tests {
         });
         let m = decoded(&w.0);
         assert_eq!(
-            (m.questions[0].qtype.as_str(), m.questions[0].class.as_str()),
+            (m.questions[0].qtype.as_ref(), m.questions[0].class.as_ref()),
             ("TYPE65534", "CLASS4660")
         );
         assert_eq!(
@@ -1091,7 +1091,7 @@ mod tests {
         let m = decoded(&w.0);
         assert_eq!(m.opcode, "UPDATE");
         assert_eq!(
-            (m.authority[0].rtype.as_str(), m.authority[0].class.as_str()),
+            (m.authority[0].rtype.as_ref(), m.authority[0].class.as_ref()),
             ("ANY", "NONE")
         );
         assert_eq!(m.authority[0].data, "\\# 0");
@@ -1264,7 +1264,7 @@ mod tests {
         let data: Vec<(&str, &str)> = m
             .answers
             .iter()
-            .map(|r| (r.rtype.as_str(), r.data.as_str()))
+            .map(|r| (r.rtype.as_ref(), r.data.as_str()))
             .collect();
         assert_eq!(
             data,

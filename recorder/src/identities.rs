@@ -5,9 +5,10 @@
 //! shared by its messages (building it copies half a dozen strings and parses the
 //! cgroup path).
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use dnsq_common::SockOwner;
+use foldhash::HashMap;
 
 use crate::{
     attribution::Owner,
@@ -62,7 +63,7 @@ impl Identities {
     pub fn new(procinfo: ProcInfo) -> Self {
         Self {
             procinfo,
-            kept: HashMap::new(),
+            kept: HashMap::default(),
         }
     }
 

@@ -3,11 +3,9 @@
 //! Works for both ends of a conversation: a client sends the query and receives the
 //! response on its socket, a server receives the query and sends the response.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    net::IpAddr,
-    sync::Arc,
-};
+use std::{collections::VecDeque, net::IpAddr, sync::Arc};
+
+use foldhash::HashMap;
 
 use crate::record::Pairing;
 
@@ -22,7 +20,7 @@ pub struct QueryKey {
     pub remote: (IpAddr, u16),
     pub id: u16,
     /// Lower-cased question name and type ("" when the message has none).
-    pub question: (String, String),
+    pub question: (String, crate::record::Code),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +46,7 @@ pub struct Pairer {
 impl Pairer {
     pub fn new(timeout_ns: i64, capacity: usize) -> Self {
         Self {
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             order: VecDeque::new(),
             generation: 0,
             timeout_ns,

@@ -3,13 +3,14 @@
 //! v2 tree, cached, and bounded.
 
 use std::{
-    collections::HashMap,
     ffi::CStr,
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
+
+use foldhash::HashMap;
 
 /// How long a cached process entry is trusted (pids are reused).
 const PROCESS_TTL: Duration = Duration::from_secs(5);
@@ -42,12 +43,12 @@ pub struct ProcInfo {
 impl ProcInfo {
     pub fn new(cgroup_root: PathBuf) -> Self {
         Self {
-            processes: HashMap::new(),
+            processes: HashMap::default(),
             cgroup_root,
-            cgroups: HashMap::new(),
+            cgroups: HashMap::default(),
             cgroups_walked: None,
             own_netns: netns_of("self"),
-            interfaces: HashMap::new(),
+            interfaces: HashMap::default(),
         }
     }
 
@@ -72,7 +73,8 @@ impl ProcInfo {
             if self.processes.len() >= MAX_PROCESSES {
                 self.processes.clear();
             }
-            self.processes.insert(pid, (details.clone(), Instant::now()));
+            self.processes
+                .insert(pid, (details.clone(), Instant::now()));
         }
         details
     }
@@ -129,17 +131,24 @@ fn interface_name(ifindex: u32) -> Option<String> {
 
 /// Maps every cgroup's id (its directory's inode) to its path below the root.
 fn walk_cgroups(root: &Path) -> HashMap<u64, String> {
-    let mut found = HashMap::new();
+    let mut found = HashMap::default();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         if found.len() >= MAX_CGROUPS {
-            tracing::warn!(limit = MAX_CGROUPS, "cgroup tree too large; some paths unknown");
+            tracing::warn!(
+                limit = MAX_CGROUPS,
+                "cgroup tree too large; some paths unknown"
+            );
             break;
         }
-        let Ok(meta) = fs::metadata(&dir) else { continue };
+        let Ok(meta) = fs::metadata(&dir) else {
+            continue;
+        };
         let relative = dir.strip_prefix(root).unwrap_or(Path::new(""));
         found.insert(meta.ino(), format!("/{}", relative.to_string_lossy()));
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(entry.path());
@@ -161,7 +170,10 @@ mod tests {
         let inode = fs::metadata(root.join("system.slice/nginx.service"))
             .unwrap()
             .ino();
-        assert_eq!(ids.get(&inode).map(String::as_str), Some("/system.slice/nginx.service"));
+        assert_eq!(
+            ids.get(&inode).map(String::as_str),
+            Some("/system.slice/nginx.service")
+        );
         let root_inode = fs::metadata(&root).unwrap().ino();
         assert_eq!(ids.get(&root_inode).map(String::as_str), Some("/"));
         fs::remove_dir_all(&root).unwrap();
@@ -173,7 +185,10 @@ mod tests {
         let me = info.process(std::process::id());
         assert_eq!(
             me.exe.as_deref(),
-            std::env::current_exe().ok().as_deref().and_then(Path::to_str)
+            std::env::current_exe()
+                .ok()
+                .as_deref()
+                .and_then(Path::to_str)
         );
         assert!(me.netns.is_some());
     }

@@ -2,15 +2,20 @@
 //! that `--print` writes (one object per line) and what the store keeps. Field
 //! names here are a public, stable interface: add fields, never rename them.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
+
+/// A mnemonic (`A`, `IN`, `NOERROR`, `QUERY`, `message`): static text when the
+/// code has a name (nearly always), owned for the rare `TYPE65534`, so decoding
+/// allocates nothing for it.
+pub type Code = Cow<'static, str>;
 
 /// One DNS message seen on one socket.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MessageRecord {
     /// Always `"message"`; other kinds of lines (`"stats"`) may share the stream.
-    pub kind: String,
+    pub kind: Code,
     /// Wall-clock time the packet passed the probe, RFC 3339 in UTC, nanoseconds.
     pub time: String,
     /// The same instant as Unix nanoseconds.
@@ -206,9 +211,9 @@ pub struct DnsMessage {
     /// QR bit: false for a query, true for a response.
     pub response: bool,
     /// `QUERY`, `NOTIFY`, `UPDATE`, … or the number.
-    pub opcode: String,
+    pub opcode: Code,
     /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, … (extended with the EDNS high bits).
-    pub rcode: String,
+    pub rcode: Code,
     pub flags: DnsFlags,
     pub questions: Vec<Question>,
     pub answers: Vec<ResourceRecord>,
@@ -235,16 +240,16 @@ pub struct Question {
     pub name: String,
     /// `A`, `AAAA`, `CNAME`, … or `TYPE65534` for unknown types.
     #[serde(rename = "type")]
-    pub qtype: String,
-    pub class: String,
+    pub qtype: Code,
+    pub class: Code,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceRecord {
     pub name: String,
     #[serde(rename = "type")]
-    pub rtype: String,
-    pub class: String,
+    pub rtype: Code,
+    pub class: Code,
     pub ttl: u32,
     /// Presentation format (RFC 1035 §5.1): `192.0.2.1`, `target.example.`, …;
     /// for types without one, RFC 3597 `\# <len> <hex>`.

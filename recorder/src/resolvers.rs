@@ -26,11 +26,9 @@
 //! cannot tell it apart. A name the resolver expands with a search domain is not
 //! matched.)
 
-use std::{
-    collections::{HashMap, VecDeque},
-    net::IpAddr,
-    sync::Arc,
-};
+use std::{collections::VecDeque, net::IpAddr, sync::Arc};
+
+use foldhash::HashMap;
 
 use crate::record::{Direction, LookupRecord, MessageRecord, ProcessInfo, Transport};
 
@@ -54,7 +52,7 @@ const LIBC_CALL_TTL_NS: i64 = 2 * LINK_WINDOW_NS;
 
 /// A question: the name lower-cased (ASCII) and the type. Shared by the keys of
 /// one message (and the queues that repeat them), so copying a key copies no text.
-type QuestionKey = Arc<(String, String)>;
+type QuestionKey = Arc<(String, crate::record::Code)>;
 
 /// One client ↔ resolver exchange: client address/port, resolver address/port,
 /// DNS id and the question.

@@ -27,9 +27,8 @@
 //! Memory is bounded by [`Limits`]: the number of streams, the bytes held per stream,
 //! and the bytes held in all.
 
-use std::collections::HashMap;
-
 use dnsq_common::tcp_flags;
+use foldhash::HashMap;
 
 /// One direction of one TCP socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -446,7 +445,7 @@ impl<C: Clone> Reassembler<C> {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             bytes: 0,
             stats: TcpStats::default(),
             scratch: Vec::new(),

@@ -79,7 +79,11 @@ pub fn run(command: &mut Command) -> anyhow::Result<String> {
 }
 
 /// Polls `check` until it holds or `timeout` passes.
-pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+pub fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     while !check() {
         if start.elapsed() > timeout {
@@ -153,10 +157,12 @@ impl Drop for Netns {
 pub fn link(a: &Netns, b: &Netns, mtu: u16) -> anyhow::Result<()> {
     let (va, vb) = (unique("va"), unique("vb"));
     run(Command::new("ip").args([
-        "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns",
-        &b.name,
+        "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
     ]))?;
-    for (netns, dev, v4, v6) in [(a, &va, "198.18.0.1/24", "fd00::1/64"), (b, &vb, "198.18.0.2/24", "fd00::2/64")] {
+    for (netns, dev, v4, v6) in [
+        (a, &va, "198.18.0.1/24", "fd00::1/64"),
+        (b, &vb, "198.18.0.2/24", "fd00::2/64"),
+    ] {
         netns.ip(&["link", "set", dev, "mtu", &mtu.to_string(), "up"])?;
         netns.ip(&["addr", "add", v4, "dev", dev])?;
         netns.ip(&["-6", "addr", "add", v6, "dev", dev, "nodad"])?;
@@ -180,7 +186,12 @@ pub const ANSWER_V6: &str = "fd00::10";
 impl Dnsmasq {
     /// Starts dnsmasq in `netns` on `listen` addresses and `port`, with nothing
     /// upstream, and waits until it answers sockets.
-    pub fn start(netns: &Netns, listen: &[&str], port: u16, extra: &[String]) -> anyhow::Result<Self> {
+    pub fn start(
+        netns: &Netns,
+        listen: &[&str],
+        port: u16,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let mut command = netns.command("dnsmasq");
         command
             .args([
@@ -197,7 +208,11 @@ impl Dnsmasq {
             .arg(format!("--port={port}"))
             .arg(format!("--address=/{DOMAIN}/{ANSWER_V4}"))
             .arg(format!("--address=/{DOMAIN}/{ANSWER_V6}"))
-            .args(listen.iter().map(|address| format!("--listen-address={address}")))
+            .args(
+                listen
+                    .iter()
+                    .map(|address| format!("--listen-address={address}")),
+            )
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -210,7 +225,10 @@ impl Dnsmasq {
                 return false;
             };
             listen.iter().all(|address| {
-                out.lines().filter(|line| line.contains(address) && line.contains(&port_text)).count() >= 2
+                out.lines()
+                    .filter(|line| line.contains(address) && line.contains(&port_text))
+                    .count()
+                    >= 2
             })
         })?;
         Ok(dnsmasq)
@@ -292,7 +310,12 @@ impl Recorder {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {} (run `make build` first)", binary("dnsq-recorder").display()))?;
+            .with_context(|| {
+                format!(
+                    "starting {} (run `make build` first)",
+                    binary("dnsq-recorder").display()
+                )
+            })?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().context("recorder stdout")?;
         let reader = {
@@ -328,21 +351,32 @@ impl Recorder {
         let mut buffer = [0u8; 256];
         loop {
             if let Ok(n) = socket.recv(&mut buffer)
-                && buffer[..n].split(|&b| b == b'\n').any(|line| line == b"READY=1")
+                && buffer[..n]
+                    .split(|&b| b == b'\n')
+                    .any(|line| line == b"READY=1")
             {
                 return Ok(recorder);
             }
             if let Some(status) = recorder.child.try_wait()? {
-                bail!("the recorder exited ({status}) before it was ready:\n{}", recorder.stderr());
+                bail!(
+                    "the recorder exited ({status}) before it was ready:\n{}",
+                    recorder.stderr()
+                );
             }
             if start.elapsed() > Duration::from_secs(60) {
-                bail!("the recorder was not ready after 60 s:\n{}", recorder.stderr());
+                bail!(
+                    "the recorder was not ready after 60 s:\n{}",
+                    recorder.stderr()
+                );
             }
         }
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Messages printed so far.
@@ -356,7 +390,9 @@ impl Recorder {
         what: &str,
         mut check: impl FnMut(&[MessageRecord]) -> bool,
     ) -> anyhow::Result<()> {
-        wait_for(what, Duration::from_secs(10), || check(&self.messages_so_far()))
+        wait_for(what, Duration::from_secs(10), || {
+            check(&self.messages_so_far())
+        })
     }
 
     /// SIGSTOP / SIGCONT: a paused recorder reads nothing, so the kernel's ring
@@ -384,14 +420,21 @@ impl Recorder {
             }
             if start.elapsed() > Duration::from_secs(30) {
                 let _ = self.child.kill();
-                bail!("the recorder did not stop within 30 s of SIGTERM:\n{}", self.stderr());
+                bail!(
+                    "the recorder did not stop within 30 s of SIGTERM:\n{}",
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         };
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
-        ensure!(status.success(), "the recorder failed ({status}):\n{}", self.stderr());
+        ensure!(
+            status.success(),
+            "the recorder failed ({status}):\n{}",
+            self.stderr()
+        );
         Ok(())
     }
 
@@ -499,7 +542,7 @@ impl MessageExt for MessageRecord {
     }
 
     fn qtype(&self) -> Option<&str> {
-        Some(self.dns.as_ref()?.questions.first()?.qtype.as_str())
+        Some(self.dns.as_ref()?.questions.first()?.qtype.as_ref())
     }
 
     fn is_response(&self) -> bool {
@@ -579,8 +622,15 @@ pub fn assert_exchange<'a>(
             && m.is_response() == response
             && m.process.pid == Some(client.0)
     };
-    let what = |side: &str| format!("{side} of {qname} {qtype} over {transport:?} by pid {}", client.0);
-    let query = the_one(messages, &what("query sent"), |m| matches(m, Direction::Sent, false))?;
+    let what = |side: &str| {
+        format!(
+            "{side} of {qname} {qtype} over {transport:?} by pid {}",
+            client.0
+        )
+    };
+    let query = the_one(messages, &what("query sent"), |m| {
+        matches(m, Direction::Sent, false)
+    })?;
     let response = the_one(messages, &what("response received"), |m| {
         matches(m, Direction::Received, true)
     })?;
@@ -591,7 +641,11 @@ pub fn assert_exchange<'a>(
             record.process.comm,
             client.1
         );
-        ensure!(record.malformed.is_none(), "{side} of {qname} malformed: {:?}", record.malformed);
+        ensure!(
+            record.malformed.is_none(),
+            "{side} of {qname} malformed: {:?}",
+            record.malformed
+        );
     }
     ensure!(
         response.pair.is_some(),
@@ -601,17 +655,28 @@ pub fn assert_exchange<'a>(
         // The server's side of this very exchange: same addresses and ports, seen
         // from the other end.
         let server_side = |direction: Direction, response: bool| {
-            the_one(messages, &format!("{direction:?} {qname} {qtype} at the server"), |m| {
-                let (from, to) = if response { (query.dst, query.src) } else { (query.src, query.dst) };
-                let (from_port, to_port) =
-                    if response { (query.dport, query.sport) } else { (query.sport, query.dport) };
-                m.qname() == Some(qname)
-                    && m.qtype() == Some(qtype)
-                    && m.transport == transport
-                    && m.direction == direction
-                    && m.is_response() == response
-                    && (m.src, m.sport, m.dst, m.dport) == (from, from_port, to, to_port)
-            })
+            the_one(
+                messages,
+                &format!("{direction:?} {qname} {qtype} at the server"),
+                |m| {
+                    let (from, to) = if response {
+                        (query.dst, query.src)
+                    } else {
+                        (query.src, query.dst)
+                    };
+                    let (from_port, to_port) = if response {
+                        (query.dport, query.sport)
+                    } else {
+                        (query.sport, query.dport)
+                    };
+                    m.qname() == Some(qname)
+                        && m.qtype() == Some(qtype)
+                        && m.transport == transport
+                        && m.direction == direction
+                        && m.is_response() == response
+                        && (m.src, m.sport, m.dst, m.dport) == (from, from_port, to, to_port)
+                },
+            )
         };
         // dnsmasq forks a child for every TCP connection: over TCP the server side
         // belongs to that child, whose pid the test cannot know in advance.
@@ -619,7 +684,10 @@ pub fn assert_exchange<'a>(
             Transport::Udp => found == Some(pid),
             Transport::Tcp => found.is_some_and(|found| found != client.0),
         };
-        for record in [server_side(Direction::Received, false)?, server_side(Direction::Sent, true)?] {
+        for record in [
+            server_side(Direction::Received, false)?,
+            server_side(Direction::Sent, true)?,
+        ] {
             ensure!(
                 expected_pid(record.process.pid) && record.process.comm.as_deref() == Some(comm),
                 "server side of {qname}: pid {:?} comm {:?}, expected {pid} {comm:?}",

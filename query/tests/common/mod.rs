@@ -225,7 +225,7 @@ impl Ask<'_> {
                     },
                     questions: vec![Question {
                         name: self.name.into(),
-                        qtype: self.qtype.into(),
+                        qtype: self.qtype.to_owned().into(),
                         class: "IN".into(),
                     }],
                     answers: Vec::new(),
@@ -263,13 +263,13 @@ impl Ask<'_> {
         record.message_len = 100;
         record.captured_len = 100;
         if let Some(dns) = record.dns.as_mut().map(std::sync::Arc::make_mut) {
-            dns.rcode = rcode.into();
+            dns.rcode = rcode.to_owned().into();
             dns.answers = answers
                 .iter()
                 .enumerate()
                 .map(|(index, (name, rtype, data))| ResourceRecord {
                     name: (*name).into(),
-                    rtype: (*rtype).into(),
+                    rtype: (*rtype).to_owned().into(),
                     class: "IN".into(),
                     ttl: 300 - index as u32,
                     data: (*data).into(),

@@ -3,8 +3,7 @@
 //! `libc_lookups` row per libc lookup, the batch's `time_index` minutes, and its
 //! facts, gathered for the writer to upsert.
 
-use std::collections::HashMap;
-
+use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, params};
 
 use super::{
@@ -141,7 +140,7 @@ impl<'a> Batch<'a> {
             last_insert_rowid: tx,
             run_id,
             facts: Facts::default(),
-            minutes: HashMap::new(),
+            minutes: HashMap::default(),
             minute: None,
             answers: Vec::new(),
             records: String::new(),
@@ -634,8 +633,8 @@ mod tests {
                     id: 9,
                     questions: vec![Question {
                         name: name.to_owned(),
-                        qtype: "A".to_owned(),
-                        class: "IN".to_owned(),
+                        qtype: "A".to_owned().into(),
+                        class: "IN".to_owned().into(),
                     }],
                     ..DnsMessage::default()
                 }

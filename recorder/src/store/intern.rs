@@ -6,12 +6,9 @@
 //! The caches use the standard library's randomly keyed hasher: names and answer
 //! data come from the network, and a fixed hash could be flooded.
 
-use std::{
-    borrow::Cow,
-    collections::{HashMap, VecDeque},
-    net::IpAddr,
-};
+use std::{borrow::Cow, collections::VecDeque, net::IpAddr};
 
+use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
 use crate::record::ProcessInfo;

@@ -554,8 +554,8 @@ impl Reader {
             let record = SetRecord {
                 section,
                 name: self.name(name_id)?,
-                rtype: type_name(rtype as u16),
-                class: class_name(class as u16),
+                rtype: type_name(rtype as u16).into_owned(),
+                class: class_name(class as u16).into_owned(),
                 data: self.rdata(rdata_id)?,
             };
             size += record.name.len() + record.data.len() + 32;
@@ -622,8 +622,8 @@ fn dns_message(row: &MessageRow<'_>) -> DnsMessage {
         records
             .map(|r| ResourceRecord {
                 name: r.name.to_owned(),
-                rtype: r.rtype.to_owned(),
-                class: r.class.to_owned(),
+                rtype: r.rtype.to_owned().into(),
+                class: r.class.to_owned().into(),
                 ttl: r.ttl,
                 data: r.data.to_owned(),
             })

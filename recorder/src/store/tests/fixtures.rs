@@ -98,8 +98,8 @@ pub fn unknown_process() -> ProcessInfo {
 pub fn rr(name: &str, rtype: &str, ttl: u32, data: &str) -> ResourceRecord {
     ResourceRecord {
         name: name.to_owned(),
-        rtype: rtype.to_owned(),
-        class: "IN".to_owned(),
+        rtype: rtype.to_owned().into(),
+        class: "IN".to_owned().into(),
         ttl,
         data: data.to_owned(),
     }
@@ -116,7 +116,7 @@ fn envelope(time_ns: i64, direction: Direction, client_port: u16) -> MessageReco
         Direction::Received => (ip(SERVER), 53, ip(CLIENT), client_port),
     };
     MessageRecord {
-        kind: "message".to_owned(),
+        kind: "message".to_owned().into(),
         time: String::new(),
         time_ns,
         direction,
@@ -148,16 +148,16 @@ pub fn query(time_ns: i64, name: &str, qtype: &str, id: u16) -> MessageRecord {
             DnsMessage {
                 id,
                 response: false,
-                opcode: "QUERY".to_owned(),
-                rcode: "NOERROR".to_owned(),
+                opcode: "QUERY".to_owned().into(),
+                rcode: "NOERROR".to_owned().into(),
                 flags: DnsFlags {
                     rd: true,
                     ..DnsFlags::default()
                 },
                 questions: vec![Question {
                     name: name.to_owned(),
-                    qtype: qtype.to_owned(),
-                    class: "IN".to_owned(),
+                    qtype: qtype.to_owned().into(),
+                    class: "IN".to_owned().into(),
                 }],
                 edns: Some(Edns {
                     udp_size: 1232,
@@ -186,7 +186,7 @@ pub fn response(
         dns: Some(
             DnsMessage {
                 response: true,
-                rcode: rcode.to_owned(),
+                rcode: rcode.to_owned().into(),
                 flags: DnsFlags {
                     rd: true,
                     ra: true,

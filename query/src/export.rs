@@ -259,7 +259,12 @@ struct CsvRows<'w, 'c, W: Write> {
 const FLUSH_AT: usize = 64 * 1024;
 
 impl<'w, 'c, W: Write> CsvRows<'w, 'c, W> {
-    fn new(writer: &'w mut W, guard_formulas: bool, escape_controls: bool, clock: &'c Clock) -> Self {
+    fn new(
+        writer: &'w mut W,
+        guard_formulas: bool,
+        escape_controls: bool,
+        clock: &'c Clock,
+    ) -> Self {
         Self {
             writer,
             buffer: Vec::with_capacity(FLUSH_AT + 4096),
@@ -343,12 +348,18 @@ impl<'w, 'c, W: Write> CsvRows<'w, 'c, W> {
 
     fn time(&mut self, ns: i64) {
         let (second, fraction) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-        if self.second.as_ref().is_none_or(|(cached, ..)| *cached != second) {
+        if self
+            .second
+            .as_ref()
+            .is_none_or(|(cached, ..)| *cached != second)
+        {
             // `…T12:00:00.000000000Z` / `+01:00`: the whole second, split at its
             // fraction.
             let whole = self.clock.rfc3339(second.saturating_mul(1_000_000_000));
             match whole.split_once('.') {
-                Some((time, rest)) if rest.len() >= 9 && second.checked_mul(1_000_000_000).is_some() => {
+                Some((time, rest))
+                    if rest.len() >= 9 && second.checked_mul(1_000_000_000).is_some() =>
+                {
                     self.second = Some((second, time.to_owned(), rest[9..].to_owned()));
                 }
                 _ => {
@@ -405,18 +416,14 @@ impl<'w, 'c, W: Write> CsvRows<'w, 'c, W> {
             // Never recorded, but possible: as `fmt` writes it, guarded.
             Err(_) => self.text(false, &r.time_ns().to_string()),
         }
-        self.word(
-            match r.direction() {
-                Direction::Sent => "sent",
-                Direction::Received => "received",
-            },
-        );
-        self.word(
-            match r.transport() {
-                Transport::Udp => "udp",
-                Transport::Tcp => "tcp",
-            },
-        );
+        self.word(match r.direction() {
+            Direction::Sent => "sent",
+            Direction::Received => "received",
+        });
+        self.word(match r.transport() {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        });
         let ((src, sport), (dst, dport)) = r.src_dst();
         self.ip(src);
         self.number(Some(u64::from(sport)));
@@ -424,14 +431,12 @@ impl<'w, 'c, W: Write> CsvRows<'w, 'c, W> {
         self.number(Some(u64::from(dport)));
         let p = r.process();
         self.process_cells(p);
-        self.word(
-            match r.attribution() {
-                Attribution::Socket => "socket",
-                Attribution::SocketLate => "socket-late",
-                Attribution::Procfs => "procfs",
-                Attribution::Unknown => "unknown",
-            },
-        );
+        self.word(match r.attribution() {
+            Attribution::Socket => "socket",
+            Attribution::SocketLate => "socket-late",
+            Attribution::Procfs => "procfs",
+            Attribution::Unknown => "unknown",
+        });
         if r.is_dns() {
             self.number(Some(u64::from(r.dns_id())));
             self.word(if r.is_response() { "response" } else { "query" });
@@ -504,19 +509,31 @@ struct CodeNames {
 
 impl CodeNames {
     fn rtype(&mut self, code: u16) -> Rc<str> {
-        self.types.entry(code).or_insert_with(|| type_name(code).into()).clone()
+        self.types
+            .entry(code)
+            .or_insert_with(|| type_name(code).into())
+            .clone()
     }
 
     fn class(&mut self, code: u16) -> Rc<str> {
-        self.classes.entry(code).or_insert_with(|| class_name(code).into()).clone()
+        self.classes
+            .entry(code)
+            .or_insert_with(|| class_name(code).into())
+            .clone()
     }
 
     fn rcode(&mut self, code: u16) -> Rc<str> {
-        self.rcodes.entry(code).or_insert_with(|| rcode_name(code).into()).clone()
+        self.rcodes
+            .entry(code)
+            .or_insert_with(|| rcode_name(code).into())
+            .clone()
     }
 
     fn opcode(&mut self, code: u8) -> Rc<str> {
-        self.opcodes.entry(code).or_insert_with(|| opcode_name(code).into()).clone()
+        self.opcodes
+            .entry(code)
+            .or_insert_with(|| opcode_name(code).into())
+            .clone()
     }
 }
 
@@ -594,8 +611,32 @@ mod tests {
     fn cells_are_guarded_and_quoted_as_the_csv_crate_does() {
         let clock = Clock::new(true);
         for (guard, cells) in [
-            (true, ["a,b", "=1+2", "say \"hi\"", "-x", "", "line\nbreak", "\ttab", "plain"]),
-            (false, ["a,b", "=1+2", "say \"hi\"", "-x", "", "line\nbreak", "\ttab", "plain"]),
+            (
+                true,
+                [
+                    "a,b",
+                    "=1+2",
+                    "say \"hi\"",
+                    "-x",
+                    "",
+                    "line\nbreak",
+                    "\ttab",
+                    "plain",
+                ],
+            ),
+            (
+                false,
+                [
+                    "a,b",
+                    "=1+2",
+                    "say \"hi\"",
+                    "-x",
+                    "",
+                    "line\nbreak",
+                    "\ttab",
+                    "plain",
+                ],
+            ),
         ] {
             let mut ours = Vec::new();
             let mut rows = CsvRows::new(&mut ours, guard, false, &clock);
@@ -617,7 +658,10 @@ mod tests {
                 .collect();
             theirs.write_record(&guarded).unwrap();
             let theirs = theirs.into_inner().unwrap();
-            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(theirs).unwrap()
+            );
         }
     }
 }

@@ -51,9 +51,10 @@ impl Owner {
         let attribution = match OwnerHook::from_u32(owner.first_hook) {
             OwnerHook::UserSpace => Attribution::Procfs,
             OwnerHook::SockSend | OwnerHook::SockRecv => Attribution::SocketLate,
-            OwnerHook::Connect | OwnerHook::SendmsgAddr | OwnerHook::PostBind | OwnerHook::Unknown => {
-                Attribution::Socket
-            }
+            OwnerHook::Connect
+            | OwnerHook::SendmsgAddr
+            | OwnerHook::PostBind
+            | OwnerHook::Unknown => Attribution::Socket,
         };
         let process_comm = comm_text(&owner.process_comm);
         let owner = Self {
@@ -381,7 +382,10 @@ mod tests {
         let (attribution, owner) = attributor.resolve(&id);
         assert_eq!(attribution, Attribution::Procfs);
         assert_eq!(owner.unwrap().pid, std::process::id());
-        let taught = attributor.kernel.get(99).expect("fallback stored in the map");
+        let taught = attributor
+            .kernel
+            .get(99)
+            .expect("fallback stored in the map");
         assert_eq!(taught.pid, std::process::id());
         assert_eq!(OwnerHook::from_u32(taught.hook), OwnerHook::UserSpace);
     }

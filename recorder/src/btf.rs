@@ -18,13 +18,11 @@ pub enum BtfError {
 }
 
 /// Byte offsets of the named members of the named struct.
-pub fn member_offsets(
-    btf: &[u8],
-    structure: &str,
-    members: &[&str],
-) -> Result<Vec<u32>, BtfError> {
+pub fn member_offsets(btf: &[u8], structure: &str, members: &[&str]) -> Result<Vec<u32>, BtfError> {
     let word = |at: usize| -> Result<u32, BtfError> {
-        let bytes = btf.get(at..at + 4).ok_or(BtfError::Malformed("truncated"))?;
+        let bytes = btf
+            .get(at..at + 4)
+            .ok_or(BtfError::Malformed("truncated"))?;
         Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     };
     if btf.len() < 24 || u16::from_le_bytes([btf[0], btf[1]]) != MAGIC {
@@ -53,10 +51,10 @@ pub fn member_offsets(
         let kind_flag = info >> 31 == 1;
         let data = at + 12;
         let extra = match kind {
-            1 | 14 | 17 => 4,        // INT, VAR, DECL_TAG
-            3 => 12,                 // ARRAY
+            1 | 14 | 17 => 4,             // INT, VAR, DECL_TAG
+            3 => 12,                      // ARRAY
             4 | 5 | 15 | 19 => 12 * vlen, // STRUCT, UNION, DATASEC, ENUM64
-            6 | 13 => 8 * vlen,      // ENUM, FUNC_PROTO
+            6 | 13 => 8 * vlen,           // ENUM, FUNC_PROTO
             2 | 7..=12 | 16 | 18 => 0,
             _ => return Err(BtfError::Malformed("unknown type kind")),
         };
@@ -66,7 +64,11 @@ pub fn member_offsets(
                 let member = data + 12 * index;
                 let offset = word(member + 8)?;
                 // With kind_flag the low 24 bits are the bit offset (bitfields).
-                let bits = if kind_flag { offset & 0x00ff_ffff } else { offset };
+                let bits = if kind_flag {
+                    offset & 0x00ff_ffff
+                } else {
+                    offset
+                };
                 found.insert(name_at(word(member)?), bits / 8);
             }
             return members
@@ -130,7 +132,13 @@ mod tests {
         let mut blob = Vec::new();
         blob.extend_from_slice(&MAGIC.to_le_bytes());
         blob.extend_from_slice(&[1, 0]);
-        for word in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+        for word in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
             blob.extend_from_slice(&word.to_le_bytes());
         }
         blob.extend_from_slice(&types);
@@ -145,7 +153,10 @@ mod tests {
             member_offsets(&blob(), "s", &["c"]),
             Err(BtfError::NoMember("s".into(), "c".into()))
         );
-        assert_eq!(member_offsets(&blob(), "t", &["a"]), Err(BtfError::NoStruct("t".into())));
+        assert_eq!(
+            member_offsets(&blob(), "t", &["a"]),
+            Err(BtfError::NoStruct("t".into()))
+        );
     }
 
     #[test]

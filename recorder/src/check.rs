@@ -116,7 +116,11 @@ fn libc_finding(probes: &Probes) -> Finding {
             format!("\n  {}: {functions}", libc.file.describe())
         })
         .collect();
-    let probed = probes.libcs.iter().filter(|libc| !libc.functions.is_empty()).count();
+    let probed = probes
+        .libcs
+        .iter()
+        .filter(|libc| !libc.functions.is_empty())
+        .count();
     let detail = format!(
         "{} uprobes attached on {probed} of {} libc files, then detached:{}",
         probes.uprobes(),
@@ -161,6 +165,9 @@ fn attach_method() -> String {
     if links.is_empty() {
         return "attached without BPF links (legacy cgroup attach)".into();
     }
-    let kinds: Vec<String> = links.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+    let kinds: Vec<String> = links
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
     format!("BPF links: {}", kinds.join(", "))
 }

@@ -46,7 +46,8 @@ pub enum CheckError {
 /// Where cgroup v2 is mounted: the first `cgroup2` line of mountinfo (a hybrid layout
 /// mounts it at /sys/fs/cgroup/unified, a unified one at /sys/fs/cgroup).
 pub fn cgroup2_mount() -> Result<PathBuf, CheckError> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|_| CheckError::NoCgroup2)?;
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").map_err(|_| CheckError::NoCgroup2)?;
     cgroup2_from_mountinfo(&mountinfo).ok_or(CheckError::NoCgroup2)
 }
 
@@ -165,7 +166,10 @@ pub fn survey() -> Vec<Finding> {
         Ok(path) => Finding {
             what: "cgroup v2".into(),
             status: Status::Ok,
-            detail: format!("mounted at {} (packet and socket hooks attach to its root)", path.display()),
+            detail: format!(
+                "mounted at {} (packet and socket hooks attach to its root)",
+                path.display()
+            ),
             fix: None,
         },
         Err(error) => Finding {
@@ -176,8 +180,14 @@ pub fn survey() -> Vec<Finding> {
         },
     });
     for (tracepoint, role) in [
-        ("sock_send_length", "learns socket owners from sends (sockets older than the recorder)"),
-        ("sock_recv_length", "learns socket owners from receives (accepted TCP sockets)"),
+        (
+            "sock_send_length",
+            "learns socket owners from sends (sockets older than the recorder)",
+        ),
+        (
+            "sock_recv_length",
+            "learns socket owners from receives (accepted TCP sockets)",
+        ),
     ] {
         let found = btf_has(&format!("btf_trace_{tracepoint}"));
         findings.push(Finding {
@@ -201,7 +211,10 @@ fn capability_finding(have: u64, bit: u32, name: &str, why: &str, absent: Status
         status: if present { Status::Ok } else { absent },
         detail: format!("to {why}"),
         fix: (!present).then(|| {
-            format!("run as root, or grant it: setcap {}+ep dnsq-recorder", name.to_lowercase())
+            format!(
+                "run as root, or grant it: setcap {}+ep dnsq-recorder",
+                name.to_lowercase()
+            )
         }),
     }
 }
@@ -212,7 +225,8 @@ fn btf_has(type_name: &str) -> bool {
         return false;
     };
     let needle = format!("\0{type_name}\0");
-    blob.windows(needle.len()).any(|window| window == needle.as_bytes())
+    blob.windows(needle.len())
+        .any(|window| window == needle.as_bytes())
 }
 
 #[cfg(test)]
@@ -228,7 +242,10 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
         let unified = "36 25 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw\n";
-        assert_eq!(cgroup2_from_mountinfo(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            cgroup2_from_mountinfo(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
         let v1 = "30 25 0:26 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
         assert_eq!(cgroup2_from_mountinfo(v1), None);
     }

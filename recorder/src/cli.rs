@@ -149,7 +149,10 @@ impl Cli {
         }
         if let Some(cap) = file.payload_cap.filter(|_| !given("payload_cap")) {
             if !(12..=MAX_PAYLOAD as u32).contains(&cap) {
-                return Err(key("payload_cap", format!("{cap} is not in 12..={MAX_PAYLOAD}")));
+                return Err(key(
+                    "payload_cap",
+                    format!("{cap} is not in 12..={MAX_PAYLOAD}"),
+                ));
             }
             self.payload_cap = cap;
         }
@@ -215,9 +218,8 @@ mod tests {
     use super::*;
 
     fn merged(args: &[&str], file: &str) -> anyhow::Result<Cli> {
-        let matches = Cli::command().try_get_matches_from(
-            std::iter::once("dnsq-recorder").chain(args.iter().copied()),
-        )?;
+        let matches = Cli::command()
+            .try_get_matches_from(std::iter::once("dnsq-recorder").chain(args.iter().copied()))?;
         let mut cli = Cli::from_arg_matches(&matches)?;
         let file: FileConfig = toml::from_str(file)?;
         cli.merge(file, &matches)?;
@@ -226,7 +228,11 @@ mod tests {
 
     #[test]
     fn the_file_fills_defaults_and_flags_win() {
-        let cli = merged(&["--port", "5353"], "ports = [53]\nretain = \"7d\"\ndb = \"/x.db\"\n").unwrap();
+        let cli = merged(
+            &["--port", "5353"],
+            "ports = [53]\nretain = \"7d\"\ndb = \"/x.db\"\n",
+        )
+        .unwrap();
         assert_eq!(cli.port, [5353]);
         assert_eq!(cli.retain, Retain(Some(Duration::from_secs(7 * 86_400))));
         assert_eq!(cli.db, PathBuf::from("/x.db"));
@@ -237,6 +243,9 @@ mod tests {
         let error = merged(&[], "retain = \"soon\"\n").unwrap_err();
         assert!(format!("{error:#}").contains("retain"), "{error:#}");
         let error = merged(&[], "ring_buffer_size = 1000\n").unwrap_err();
-        assert!(format!("{error:#}").contains("ring_buffer_size"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("ring_buffer_size"),
+            "{error:#}"
+        );
     }
 }

@@ -116,7 +116,10 @@ mod tests {
         let file = dir.join("dnsq.toml");
         std::fs::write(&file, "retain = 5\n").unwrap();
         let error = load(Some(&file)).unwrap_err().to_string();
-        assert!(error.contains("retain") && error.contains("dnsq.toml"), "{error}");
+        assert!(
+            error.contains("retain") && error.contains("dnsq.toml"),
+            "{error}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

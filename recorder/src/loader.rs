@@ -232,10 +232,13 @@ impl Probes {
 
     /// A handle on the socket-owner map for the user-space fallback.
     pub fn take_owners(&mut self) -> Result<BpfHashMap<MapData, u64, SockOwner>, LoadError> {
-        let map = self.ebpf.take_map(names::SOCK_OWNERS).ok_or(LoadError::Map {
-            map: names::SOCK_OWNERS,
-            detail: "missing (already taken?)".into(),
-        })?;
+        let map = self
+            .ebpf
+            .take_map(names::SOCK_OWNERS)
+            .ok_or(LoadError::Map {
+                map: names::SOCK_OWNERS,
+                detail: "missing (already taken?)".into(),
+            })?;
         BpfHashMap::try_from(map).map_err(|e| LoadError::Map {
             map: names::SOCK_OWNERS,
             detail: e.to_string(),
@@ -260,8 +263,8 @@ impl Probes {
 fn attach_lookups(ebpf: &mut Ebpf, files: Vec<LibcFile>) -> Vec<LibcProbes> {
     let mut loaded = Vec::new();
     for (_, symbol, name) in lookup_fn::ALL {
-        let result = program::<UProbe>(ebpf, name)
-            .and_then(|prog| prog.load().map_err(program_error(name)));
+        let result =
+            program::<UProbe>(ebpf, name).and_then(|prog| prog.load().map_err(program_error(name)));
         match result {
             Ok(()) => loaded.push((symbol, name)),
             Err(error) => {

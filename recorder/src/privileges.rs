@@ -26,7 +26,10 @@ pub struct DropError(String);
 pub fn drop_to_runtime() -> Result<CapsHashSet, DropError> {
     let error = |e: caps::errors::CapsError| DropError(e.to_string());
     let permitted = caps::read(None, CapSet::Permitted).map_err(error)?;
-    let keep: CapsHashSet = RUNTIME.into_iter().filter(|cap| permitted.contains(cap)).collect();
+    let keep: CapsHashSet = RUNTIME
+        .into_iter()
+        .filter(|cap| permitted.contains(cap))
+        .collect();
     // The bounding set first (needs CAP_SETPCAP, which we still have if root).
     if permitted.contains(&Capability::CAP_SETPCAP) {
         for cap in caps::all() {

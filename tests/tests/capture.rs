@@ -28,11 +28,14 @@ fn dig_over_udp_and_tcp_on_loopback() -> anyhow::Result<()> {
     for server in ["127.0.0.1", "::1"] {
         for (transport, flag) in [(Transport::Udp, "+notcp"), (Transport::Tcp, "+tcp")] {
             let qname = name("dig");
-            let (pid, out) = client(
-                netns
-                    .command("dig")
-                    .args([&format!("@{server}"), &qname, "A", flag, "+short", "+tries=1"]),
-            )?;
+            let (pid, out) = client(netns.command("dig").args([
+                &format!("@{server}"),
+                &qname,
+                "A",
+                flag,
+                "+short",
+                "+tries=1",
+            ]))?;
             ensure!(out.trim() == ANSWER_V4, "dig answered {out:?}");
             cases.push((qname, transport, pid));
         }
@@ -47,8 +50,17 @@ fn dig_over_udp_and_tcp_on_loopback() -> anyhow::Result<()> {
             (*pid, "dig"),
             Some((dnsmasq.pid(), "dnsmasq")),
         )?;
-        ensure!(response.answers_data() == [ANSWER_V4], "answers {:?}", response.answers_data());
-        ensure!(response.dns.as_ref().is_some_and(|dns| dns.rcode == "NOERROR"));
+        ensure!(
+            response.answers_data() == [ANSWER_V4],
+            "answers {:?}",
+            response.answers_data()
+        );
+        ensure!(
+            response
+                .dns
+                .as_ref()
+                .is_some_and(|dns| dns.rcode == "NOERROR")
+        );
     }
     Ok(())
 }
@@ -63,13 +75,18 @@ fn client_and_server_in_different_namespaces() -> anyhow::Result<()> {
     let dnsmasq = Dnsmasq::start(&server_ns, &["198.18.0.2", "fd00::2"], 53, &[])?;
     let recorder = Recorder::start(&[])?;
     let mut cases = Vec::new();
-    for (server, qtype, answer) in [("198.18.0.2", "A", ANSWER_V4), ("fd00::2", "AAAA", ANSWER_V6)] {
+    for (server, qtype, answer) in [
+        ("198.18.0.2", "A", ANSWER_V4),
+        ("fd00::2", "AAAA", ANSWER_V6),
+    ] {
         let qname = name("ns");
-        let (pid, out) = client(
-            client_ns
-                .command("dig")
-                .args([&format!("@{server}"), &qname, qtype, "+short", "+tries=1"]),
-        )?;
+        let (pid, out) = client(client_ns.command("dig").args([
+            &format!("@{server}"),
+            &qname,
+            qtype,
+            "+short",
+            "+tries=1",
+        ]))?;
         ensure!(out.trim() == answer, "dig answered {out:?}");
         cases.push((qname, qtype, pid, answer));
     }
@@ -106,8 +123,15 @@ fn glibc_resolver_through_namespace_resolv_conf() -> anyhow::Result<()> {
     let _dnsmasq = Dnsmasq::start(&server_ns, &["198.18.0.2"], 53, &[])?;
     let recorder = Recorder::start(&[])?;
     let qname = name("getent");
-    let (pid, out) = client(client_ns.command("getent").args(["ahosts", qname.trim_end_matches('.')]))?;
-    ensure!(out.contains(ANSWER_V4) && out.contains(ANSWER_V6), "getent printed {out:?}");
+    let (pid, out) = client(
+        client_ns
+            .command("getent")
+            .args(["ahosts", qname.trim_end_matches('.')]),
+    )?;
+    ensure!(
+        out.contains(ANSWER_V4) && out.contains(ANSWER_V6),
+        "getent printed {out:?}"
+    );
     let recording = recorder.stop()?;
     for (qtype, answer) in [("A", ANSWER_V4), ("AAAA", ANSWER_V6)] {
         let (_, response) = assert_exchange(
@@ -118,7 +142,11 @@ fn glibc_resolver_through_namespace_resolv_conf() -> anyhow::Result<()> {
             (pid, "getent"),
             None,
         )?;
-        ensure!(response.answers_data() == [answer], "{qtype}: {:?}", response.answers_data());
+        ensure!(
+            response.answers_data() == [answer],
+            "{qtype}: {:?}",
+            response.answers_data()
+        );
     }
     Ok(())
 }
@@ -179,8 +207,14 @@ print('answered', len(reply), flush=True)
     ensure!(line.starts_with("answered"), "python said {line:?}");
     ensure!(python.wait()?.success());
     let recording = recorder.stop()?;
-    let (query, response) =
-        assert_exchange(&recording.messages, &qname, "A", Transport::Udp, (pid, "python3"), None)?;
+    let (query, response) = assert_exchange(
+        &recording.messages,
+        &qname,
+        "A",
+        Transport::Udp,
+        (pid, "python3"),
+        None,
+    )?;
     use dnsq_recorder::record::Attribution::{Procfs, SocketLate};
     for record in [query, response] {
         ensure!(
@@ -201,16 +235,24 @@ fn tcp_segmented_answer_split_query_and_pipelining() -> anyhow::Result<()> {
     link(&client_ns, &server_ns, 1280)?;
     let big = name("big");
     let chunk = "x".repeat(250);
-    let txt = format!("--txt-record={},{}", big.trim_end_matches('.'), [chunk.as_str(); 12].join(","));
+    let txt = format!(
+        "--txt-record={},{}",
+        big.trim_end_matches('.'),
+        [chunk.as_str(); 12].join(",")
+    );
     let dnsmasq = Dnsmasq::start(&server_ns, &["198.18.0.2"], 53, &[txt])?;
     let recorder = Recorder::start(&[])?;
 
-    let (dig_pid, out) = client(
-        client_ns
-            .command("dig")
-            .args(["@198.18.0.2", &big, "TXT", "+tcp", "+tries=1"]),
-    )?;
-    ensure!(out.contains(&chunk), "dig did not get the TXT answer:\n{out}");
+    let (dig_pid, out) =
+        client(
+            client_ns
+                .command("dig")
+                .args(["@198.18.0.2", &big, "TXT", "+tcp", "+tries=1"]),
+        )?;
+    ensure!(
+        out.contains(&chunk),
+        "dig did not get the TXT answer:\n{out}"
+    );
 
     let (first, second) = (name("pipe1"), name("pipe2"));
     let script = format!(
@@ -232,14 +274,18 @@ print(len(first), *(len(a) for a in answers))
 "
     );
     let (python_pid, out) = client(client_ns.command("python3").args(["-c", &script]))?;
-    let sizes: Vec<usize> = out.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
+    let sizes: Vec<usize> = out
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
     ensure!(sizes.len() == 3 && sizes[0] > 3000, "python read {out:?}");
     let recording = recorder.stop()?;
     let messages = &recording.messages;
 
     let server = Some((dnsmasq.pid(), "dnsmasq"));
     for pid_comm in [(dig_pid, "dig"), (python_pid, "python3")] {
-        let (_, response) = assert_exchange(messages, &big, "TXT", Transport::Tcp, pid_comm, server)?;
+        let (_, response) =
+            assert_exchange(messages, &big, "TXT", Transport::Tcp, pid_comm, server)?;
         // With a 1280-byte MTU and offloads off, a 3 KB answer crosses the wire
         // (and the probes) as at least three segments.
         ensure!(
@@ -252,7 +298,14 @@ print(len(first), *(len(a) for a in answers))
         ensure!(data.matches(&chunk).count() == 12, "TXT data {data:?}");
     }
     for qname in [&first, &second] {
-        assert_exchange(messages, qname, "A", Transport::Tcp, (python_pid, "python3"), server)?;
+        assert_exchange(
+            messages,
+            qname,
+            "A",
+            Transport::Tcp,
+            (python_pid, "python3"),
+            server,
+        )?;
     }
     Ok(())
 }
@@ -266,19 +319,27 @@ fn extra_port_only_when_configured() -> anyhow::Result<()> {
     let dnsmasq = Dnsmasq::start(&netns, &["127.0.0.1"], 5353, &[])?;
     let control_server = Dnsmasq::start(&netns, &["127.0.0.2"], 53, &[])?;
     for configured in [true, false] {
-        let args: &[&str] = if configured { &["--port", "53,5353"] } else { &[] };
+        let args: &[&str] = if configured {
+            &["--port", "53,5353"]
+        } else {
+            &[]
+        };
         let recorder = Recorder::start(args)?;
         let (extra, control) = (name("extra"), name("control"));
-        let (extra_pid, _) = client(
-            netns
-                .command("dig")
-                .args(["@127.0.0.1", "-p", "5353", &extra, "+short", "+tries=1"]),
-        )?;
-        let (control_pid, _) = client(
-            netns
-                .command("dig")
-                .args(["@127.0.0.2", &control, "+short", "+tries=1"]),
-        )?;
+        let (extra_pid, _) = client(netns.command("dig").args([
+            "@127.0.0.1",
+            "-p",
+            "5353",
+            &extra,
+            "+short",
+            "+tries=1",
+        ]))?;
+        let (control_pid, _) =
+            client(
+                netns
+                    .command("dig")
+                    .args(["@127.0.0.2", &control, "+short", "+tries=1"]),
+            )?;
         let recording = recorder.stop()?;
         assert_exchange(
             &recording.messages,
@@ -341,14 +402,19 @@ print(sent)
     recorder.pause(false);
     let (_, out) = burst?;
     let sent: u64 = out.trim().parse()?;
-    ensure!(sent > sends / 2, "only {sent} of {sends} datagrams went out");
+    ensure!(
+        sent > sends / 2,
+        "only {sent} of {sends} datagrams went out"
+    );
     let recording = recorder.stop()?;
     let received = recording
         .messages
         .iter()
         .filter(|m| m.dport == 5399 && m.direction == Direction::Sent)
         .count() as u64;
-    let lost = recording.stats["lost_ringbuf_full"].as_u64().context("lost_ringbuf_full")?;
+    let lost = recording.stats["lost_ringbuf_full"]
+        .as_u64()
+        .context("lost_ringbuf_full")?;
     let other_losses = ["lost_load_failed", "lost_parse_failed"]
         .iter()
         .map(|key| recording.stats[key].as_u64().unwrap_or(u64::MAX))
@@ -356,7 +422,11 @@ print(sent)
     eprintln!("sent {sent}, recorded {received}, lost (ring buffer full) {lost}");
     ensure!(other_losses == 0, "unexpected losses: {}", recording.stats);
     // 4 KiB holds a few dozen events: the rest of the burst cannot have fitted.
-    ensure!(lost > sent / 2, "the tiny ring buffer did not overflow: {}", recording.stats);
+    ensure!(
+        lost > sent / 2,
+        "the tiny ring buffer did not overflow: {}",
+        recording.stats
+    );
     ensure!(
         received + lost == sent,
         "recorded {received} + lost {lost} != sent {sent}: {}",

@@ -9,8 +9,8 @@ use std::{fs, path::PathBuf};
 
 use anyhow::{Context, ensure};
 use dnsq_tests::{
-    ANSWER_V4, Direction, Dnsmasq, MessageExt, MessageRecord, Netns, Recorder, Transport,
-    client, describe, link, require_bpf, unique,
+    ANSWER_V4, Direction, Dnsmasq, MessageExt, MessageRecord, Netns, Recorder, Transport, client,
+    describe, link, require_bpf, unique,
 };
 
 fn find<'a>(
@@ -19,7 +19,12 @@ fn find<'a>(
     filter: impl Fn(&MessageRecord) -> bool,
 ) -> anyhow::Result<&'a MessageRecord> {
     let found: Vec<_> = messages.iter().filter(|m| filter(m)).collect();
-    ensure!(found.len() == 1, "expected one {what}, found {}:\n{}", found.len(), describe(messages));
+    ensure!(
+        found.len() == 1,
+        "expected one {what}, found {}:\n{}",
+        found.len(),
+        describe(messages)
+    );
     Ok(found[0])
 }
 
@@ -60,13 +65,19 @@ fn clients_of_a_local_cache_are_attributed_as_themselves() -> anyhow::Result<()>
         &["198.18.0.2"],
         53,
         // A TTL, so that the cache keeps the answer (dnsmasq's default is 0).
-        &[format!("--address=/up.test/{ANSWER_V4}"), "--local-ttl=300".to_owned()],
+        &[
+            format!("--address=/up.test/{ANSWER_V4}"),
+            "--local-ttl=300".to_owned(),
+        ],
     )?;
     let cache = Dnsmasq::start(
         &client_ns,
         &["127.0.0.1"],
         53,
-        &["--server=198.18.0.2".to_owned(), "--cache-size=100".to_owned()],
+        &[
+            "--server=198.18.0.2".to_owned(),
+            "--cache-size=100".to_owned(),
+        ],
     )?;
     let unit = format!("{}.service", unique("web"));
     let cgroup = Cgroup::new(&unit)?;
@@ -75,7 +86,11 @@ fn clients_of_a_local_cache_are_attributed_as_themselves() -> anyhow::Result<()>
     let qname = format!("{}.up.test.", unique("cached"));
     // First client: the cache must go upstream.
     let (first, out) =
-        client(client_ns.command("dig").args(["@127.0.0.1", &qname, "+short", "+tries=1"]))?;
+        client(
+            client_ns
+                .command("dig")
+                .args(["@127.0.0.1", &qname, "+short", "+tries=1"]),
+        )?;
     ensure!(out.trim() == ANSWER_V4, "first dig: {out}");
     // Second client, in its own cgroup: served from the cache.
     // Join the cgroup before entering the namespace (`ip netns exec` mounts a sysfs
@@ -89,8 +104,11 @@ fn clients_of_a_local_cache_are_attributed_as_themselves() -> anyhow::Result<()>
     ensure!(out.trim() == ANSWER_V4, "second dig: {out}");
     // A glibc client (getent through the namespace's resolv.conf), also from cache.
     client_ns.set_resolver("127.0.0.1")?;
-    let (libc_client, out) =
-        client(client_ns.command("getent").args(["ahosts", qname.trim_end_matches('.')]))?;
+    let (libc_client, out) = client(
+        client_ns
+            .command("getent")
+            .args(["ahosts", qname.trim_end_matches('.')]),
+    )?;
     ensure!(out.contains(ANSWER_V4), "getent: {out}");
     let recording = recorder.stop()?;
     let messages = &recording.messages;
@@ -107,9 +125,19 @@ fn clients_of_a_local_cache_are_attributed_as_themselves() -> anyhow::Result<()>
         let answer = find(messages, "answer at a client", |m| {
             ours(m, pid, Direction::Received, true) && m.qtype() == Some("A")
         })?;
-        ensure!(answer.process.comm.as_deref() == Some("dig"), "{:?}", answer.process);
-        let via = answer.via.as_ref().context("the client's answer does not name the cache")?;
-        ensure!(via.pid == Some(cache.pid()) && via.comm.as_deref() == Some("dnsmasq"), "via {via:?}");
+        ensure!(
+            answer.process.comm.as_deref() == Some("dig"),
+            "{:?}",
+            answer.process
+        );
+        let via = answer
+            .via
+            .as_ref()
+            .context("the client's answer does not name the cache")?;
+        ensure!(
+            via.pid == Some(cache.pid()) && via.comm.as_deref() == Some("dnsmasq"),
+            "via {via:?}"
+        );
     }
     // The cache's upstream query and its answer were made for the first client.
     let upstream_query = find(messages, "upstream query by the cache", |m| {
@@ -118,7 +146,10 @@ fn clients_of_a_local_cache_are_attributed_as_themselves() -> anyhow::Result<()>
             && m.dst.to_string() == "198.18.0.2"
     })?;
     let behalf: Vec<_> = upstream_query.on_behalf_of.iter().map(|p| p.pid).collect();
-    ensure!(behalf == [Some(first)], "upstream query on behalf of {behalf:?}, expected {first}");
+    ensure!(
+        behalf == [Some(first)],
+        "upstream query on behalf of {behalf:?}, expected {first}"
+    );
     let upstream_answer = find(messages, "upstream answer at the cache", |m| {
         ours(m, cache.pid(), Direction::Received, true)
             && m.qtype() == Some("A")
@@ -140,17 +171,26 @@ fn clients_of_a_local_cache_are_attributed_as_themselves() -> anyhow::Result<()>
                 && m.process.pid == Some(upstream.pid())
         })
         .count();
-    ensure!(at_upstream == 2, "upstream dnsmasq saw {at_upstream} messages, expected query + answer");
+    ensure!(
+        at_upstream == 2,
+        "upstream dnsmasq saw {at_upstream} messages, expected query + answer"
+    );
     for (pid, cached) in [(first, false), (second, true), (libc_client, true)] {
         let to_client = find(messages, "the cache's answer to a client", |m| {
             ours(m, cache.pid(), Direction::Sent, true)
                 && m.qtype() == Some("A")
                 && m.on_behalf_of.first().and_then(|p| p.pid) == Some(pid)
         })?;
-        ensure!(to_client.from_cache == Some(cached), "client {pid}: from_cache {:?}", to_client.from_cache);
+        ensure!(
+            to_client.from_cache == Some(cached),
+            "client {pid}: from_cache {:?}",
+            to_client.from_cache
+        );
     }
     // The second client ran in its own cgroup, and says so.
-    let second_query = find(messages, "second client's query", |m| ours(m, second, Direction::Sent, false))?;
+    let second_query = find(messages, "second client's query", |m| {
+        ours(m, second, Direction::Sent, false)
+    })?;
     ensure!(
         second_query.process.cgroup.as_deref() == Some(cgroup.relative.as_str()),
         "cgroup {:?}, expected {}",

@@ -46,10 +46,19 @@ fn dnsq_answers_from_a_recorded_history() -> anyhow::Result<()> {
     let db_arg = db.to_str().context("db path")?;
     let recorder = Recorder::storing(&db, &["--batch-window", "100ms"])?;
 
-    let (dig_pid, out) = client(netns.command("dig").args(["@127.0.0.1", &chain.start, "A", "+tries=1"]))?;
+    let (dig_pid, out) =
+        client(
+            netns
+                .command("dig")
+                .args(["@127.0.0.1", &chain.start, "A", "+tries=1"]),
+        )?;
     ensure!(out.contains("198.18.0.20"), "dig: {out}");
     let (tcp_pid, out) =
-        client(netns.command("dig").args(["@127.0.0.1", &chain.start, "AAAA", "+tcp", "+short"]))?;
+        client(
+            netns
+                .command("dig")
+                .args(["@127.0.0.1", &chain.start, "AAAA", "+tcp", "+short"]),
+        )?;
     ensure!(out.contains("fd00::20"), "dig +tcp: {out}");
     let (nx_pid, out) = client(netns.command("dig").args(["@127.0.0.1", &nx, "+tries=1"]))?;
     ensure!(out.contains("NXDOMAIN"), "dig nx: {out}");
@@ -68,24 +77,33 @@ fn dnsq_answers_from_a_recorded_history() -> anyhow::Result<()> {
         "chain {}",
         row["chain"]
     );
-    ensure!(row["process"]["pid"] == dig_pid && row["process"]["comm"] == "dig", "{row}");
+    ensure!(
+        row["process"]["pid"] == dig_pid && row["process"]["comm"] == "dig",
+        "{row}"
+    );
     ensure!(row["server"] == "127.0.0.1", "{row}");
     let (code, out, _) = dnsq(&["--db", db_arg, "who", "fd00::20", "--json"])?;
     ensure!(code == 0, "who fd00::20 exited {code}");
     ensure!(
-        json_lines(&out)?.iter().any(|row| row["process"]["pid"] == tcp_pid),
+        json_lines(&out)?
+            .iter()
+            .any(|row| row["process"]["pid"] == tcp_pid),
         "who fd00::20 lacks the TCP client: {out}"
     );
     // Nothing known: exit 1 and a message on stderr.
     let (code, out, err) = dnsq(&["--db", db_arg, "who", "198.18.9.9"])?;
-    ensure!(code == 1 && out.is_empty() && !err.is_empty(), "who unknown IP: {code} {out} {err}");
+    ensure!(
+        code == 1 && out.is_empty() && !err.is_empty(),
+        "who unknown IP: {code} {out} {err}"
+    );
 
     // by-process, by pid: what it asked, the answers, the rcode.
     let (code, out, err) = dnsq(&["--db", db_arg, "by-process", &nx_pid.to_string(), "--json"])?;
     ensure!(code == 0, "by-process exited {code}: {err}");
     let rows = json_lines(&out)?;
     ensure!(
-        rows.iter().any(|row| row["name"] == nx.as_str() && row["rcodes"]["NXDOMAIN"] == 1),
+        rows.iter()
+            .any(|row| row["name"] == nx.as_str() && row["rcodes"]["NXDOMAIN"] == 1),
         "by-process {nx_pid}: {out}"
     );
 
@@ -109,27 +127,48 @@ fn dnsq_answers_from_a_recorded_history() -> anyhow::Result<()> {
     ensure!(code == 0, "export exited {code}: {err}");
     let mut reader = csv::Reader::from_reader(out.as_bytes());
     let headers = reader.headers()?.clone();
-    ensure!(&headers[0] == "time" && headers.iter().any(|h| h == "qname"), "{headers:?}");
-    let column = |name: &str| headers.iter().position(|h| h == name).context(name.to_owned());
+    ensure!(
+        &headers[0] == "time" && headers.iter().any(|h| h == "qname"),
+        "{headers:?}"
+    );
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .context(name.to_owned())
+    };
     let (qname, pid, qr) = (column("qname")?, column("pid")?, column("qr")?);
     let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
     ensure!(
-        rows.iter().any(|r| r[qname] == chain.start && r[pid] == dig_pid.to_string() && &r[qr] == "response"),
+        rows.iter().any(|r| r[qname] == chain.start
+            && r[pid] == dig_pid.to_string()
+            && &r[qr] == "response"),
         "export lacks dig's response"
     );
     // stats agrees with the export on the number of messages.
     let (code, out, _) = dnsq(&["--db", db_arg, "stats", "--json"])?;
     ensure!(code == 0, "stats exited {code}");
     let stats: Value = serde_json::from_str(out.trim())?;
-    ensure!(stats["messages"] == rows.len() as u64, "stats {stats} vs {} exported", rows.len());
+    ensure!(
+        stats["messages"] == rows.len() as u64,
+        "stats {stats} vs {} exported",
+        rows.len()
+    );
     ensure!(stats["lost_total"] == 0, "losses: {stats}");
 
     // JSON lines export gives the recorder's own records.
     let (code, out, _) = dnsq(&["--db", db_arg, "export", "--format", "jsonl"])?;
     ensure!(code == 0);
-    let records: Vec<dnsq_tests::MessageRecord> =
-        out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-    ensure!(records.len() == rows.len(), "{} jsonl vs {} csv", records.len(), rows.len());
+    let records: Vec<dnsq_tests::MessageRecord> = out
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        records.len() == rows.len(),
+        "{} jsonl vs {} csv",
+        records.len(),
+        rows.len()
+    );
     Ok(())
 }
 
@@ -137,6 +176,9 @@ fn dnsq_answers_from_a_recorded_history() -> anyhow::Result<()> {
 #[test]
 fn dnsq_on_a_missing_database_exits_3() -> anyhow::Result<()> {
     let (code, _, err) = dnsq(&["--db", "/nonexistent/dnsq.db", "stats"])?;
-    ensure!(code == 3 && err.contains("/nonexistent/dnsq.db"), "{code}: {err}");
+    ensure!(
+        code == 3 && err.contains("/nonexistent/dnsq.db"),
+        "{code}: {err}"
+    );
     Ok(())
 }

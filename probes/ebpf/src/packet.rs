@@ -244,7 +244,11 @@ fn send_event(
     let bytes = unsafe { core::slice::from_raw_parts((event as *const _) as *const u8, total) };
     // A process new on this socket may be short-lived: see `output_event`.
     let new_owner = event.header.owner_found == 1
-        && event.header.boot_ns.saturating_sub(event.header.owner.seen_boot_ns) < new_owner_ns();
+        && event
+            .header
+            .boot_ns
+            .saturating_sub(event.header.owner.seen_boot_ns)
+            < new_owner_ns();
     match output_event(bytes, new_owner) {
         Ok(()) => bump(counter::DELIVERED),
         Err(_) => bump(counter::LOST_RINGBUF_FULL),

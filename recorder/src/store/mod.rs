@@ -23,12 +23,11 @@ mod tests;
 
 use std::path::PathBuf;
 
-use rusqlite_migration::{M, Migrations};
-
 pub use background::Background;
 pub use open::{open_for_writing, verify};
 pub use options::{StoreOptions, StoreStats};
 pub use retention::{parse_duration, parse_retain, parse_size};
+use rusqlite_migration::{M, Migrations};
 pub use writer::Store;
 
 /// The schema, one file a version, oldest first. A new schema version is a new
@@ -40,7 +39,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/0003_resolvers.sql")),
     M::up(include_str!("../../../migrations/0004_libc_lookups.sql")),
     M::up(include_str!("../../../migrations/0005_fact_access.sql")),
-    M::up(include_str!("../../../migrations/0006_compact_messages.sql")),
+    M::up(include_str!(
+        "../../../migrations/0006_compact_messages.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -86,7 +86,13 @@ fn a_full_backlog_drops_the_oldest_and_counts_them() {
     drain(&mut store);
     let stats = store.finish("signal").unwrap();
     assert_eq!((stats.committed, stats.dropped), (50, 30));
-    assert_eq!(count(&other, "SELECT min((ports >> (CASE WHEN bits & 49152 THEN 16 ELSE 32 END)) & 65535) FROM messages"), 30);
+    assert_eq!(
+        count(
+            &other,
+            "SELECT min((ports >> (CASE WHEN bits & 49152 THEN 16 ELSE 32 END)) & 65535) FROM messages"
+        ),
+        30
+    );
 }
 
 #[test]

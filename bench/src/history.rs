@@ -9,7 +9,7 @@ use std::{collections::HashMap, net::IpAddr};
 use dnsq_recorder::{
     record::{
         Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
-        ProcessInfo, Question, ResourceRecord, Transport,
+        ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
     },
     resolvers::ResolverLinker,
 };
@@ -533,7 +533,7 @@ impl<'w> Generator<'w> {
         };
         let record = MessageRecord {
             kind: "message".into(),
-            time: time_text(t),
+            time: Rfc3339(t),
             time_ns: t,
             direction: Direction::Sent,
             transport: Transport::Udp,
@@ -775,7 +775,7 @@ impl Message {
         let cgroup = owner.cgroup_id.unwrap_or(4_242);
         MessageRecord {
             kind: "message".into(),
-            time: time_text(self.time_ns),
+            time: Rfc3339(self.time_ns),
             time_ns: self.time_ns,
             direction: self.direction,
             transport: self.transport,
@@ -820,12 +820,6 @@ fn wire_length(dns: &DnsMessage) -> u32 {
         .sum();
     let edns = if dns.edns.is_some() { 11 } else { 0 };
     (12 + question + records + edns) as u32
-}
-
-fn time_text(time_ns: i64) -> String {
-    jiff::Timestamp::from_nanosecond(i128::from(time_ns))
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use dnsq_recorder::record::{
-    DnsFlags, DnsMessage, MessageRecord, Pairing, ProcessInfo, Question, ResourceRecord,
+    DnsFlags, DnsMessage, MessageRecord, Pairing, ProcessInfo, Question, ResourceRecord, Rfc3339,
 };
 use serde_json::Value;
 
@@ -73,7 +73,7 @@ fn message(
     let response = answers.is_some();
     MessageRecord {
         kind: "message".into(),
-        time: rfc3339(time_ns),
+        time: Rfc3339(time_ns),
         time_ns,
         direction: if sent {
             dnsq_recorder::record::Direction::Sent

@@ -19,7 +19,9 @@ use crate::{
     identities::Identities,
     pairing::{Pairer, QueryKey},
     procinfo::ProcInfo,
-    record::{Attribution, LookupRecord, Malformed, MessageRecord, ProcessInfo, Transport},
+    record::{
+        Attribution, LookupRecord, Malformed, MessageRecord, ProcessInfo, Rfc3339, Transport,
+    },
     resolvers::ResolverLinker,
     tcp::{Reassembler, Segment, StreamKey, StreamOutput},
 };
@@ -214,7 +216,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         process.attribution = None;
         let record = LookupRecord {
             kind: "lookup".into(),
-            time: event::rfc3339(time_ns),
+            time: Rfc3339(time_ns),
             time_ns,
             function: lookup_fn::name(lookup.function).unwrap_or("unknown").into(),
             name: LookupRecord::escape_name(&lookup.name),
@@ -359,7 +361,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         });
         let record = MessageRecord {
             kind: "message".into(),
-            time: event::rfc3339(time_ns),
+            time: Rfc3339(time_ns),
             time_ns,
             direction: packet.direction,
             transport: packet.transport,

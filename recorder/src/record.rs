@@ -11,13 +11,35 @@ use serde::{Deserialize, Serialize};
 /// allocates nothing for it.
 pub type Code = Cow<'static, str>;
 
+/// An instant as Unix nanoseconds, shown as RFC 3339 text in UTC with nanoseconds
+/// (`2026-11-25T14:49:51.828114591Z`). The text is made only when the record is
+/// serialized: the store keeps the number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rfc3339(pub i64);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&crate::event::rfc3339(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Rfc3339 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Cow::<str>::deserialize(deserializer)?;
+        let instant: jiff::Timestamp = text.parse().map_err(serde::de::Error::custom)?;
+        i64::try_from(instant.as_nanosecond())
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// One DNS message seen on one socket.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MessageRecord {
     /// Always `"message"`; other kinds of lines (`"stats"`) may share the stream.
     pub kind: Code,
     /// Wall-clock time the packet passed the probe, RFC 3339 in UTC, nanoseconds.
-    pub time: String,
+    pub time: Rfc3339,
     /// The same instant as Unix nanoseconds.
     pub time_ns: i64,
     pub direction: Direction,
@@ -75,7 +97,7 @@ pub struct LookupRecord {
     /// Always `"lookup"`.
     pub kind: String,
     /// Wall-clock time of the call, RFC 3339 in UTC, nanoseconds.
-    pub time: String,
+    pub time: Rfc3339,
     pub time_ns: i64,
     /// The libc function called.
     pub function: String,
@@ -305,10 +327,22 @@ mod tests {
     }
 
     #[test]
+    fn times_are_text_in_json() {
+        let time = Rfc3339(1_795_618_191_000_000_007);
+        let json = serde_json::to_string(&time).unwrap();
+        assert_eq!(json, "\"2026-11-25T14:49:51.000000007Z\"");
+        assert_eq!(serde_json::from_str::<Rfc3339>(&json).unwrap(), time);
+        // Other offsets and precisions are read too; what is not a time is an error.
+        let offset: Rfc3339 = serde_json::from_str("\"2026-11-25T15:49:51+01:00\"").unwrap();
+        assert_eq!(offset, Rfc3339(1_795_618_191_000_000_000));
+        assert!(serde_json::from_str::<Rfc3339>("\"yesterday\"").is_err());
+    }
+
+    #[test]
     fn lookup_json_shape() {
         let record = LookupRecord {
             kind: "lookup".into(),
-            time: "2026-11-25T14:49:51.828114591Z".into(),
+            time: Rfc3339(1_795_618_191_828_114_591),
             time_ns: 1_795_618_191_828_114_591,
             function: "getaddrinfo".into(),
             name: "www.example.test".into(),

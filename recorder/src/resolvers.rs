@@ -408,7 +408,7 @@ mod tests {
         };
         MessageRecord {
             kind: "message".into(),
-            time: String::new(),
+            time: crate::record::Rfc3339(time_ns),
             time_ns,
             direction,
             transport: Transport::Udp,
@@ -561,7 +561,7 @@ mod tests {
     fn lookup(time_ns: i64, pid: u32, name: &str) -> LookupRecord {
         LookupRecord {
             kind: "lookup".into(),
-            time: String::new(),
+            time: crate::record::Rfc3339(time_ns),
             time_ns,
             function: "getaddrinfo".into(),
             name: name.into(),

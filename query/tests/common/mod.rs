@@ -14,7 +14,7 @@ use dnsq_recorder::{
     pipeline::Sink,
     record::{
         Attribution, Direction, DnsFlags, DnsMessage, Malformed, MessageRecord, Pairing,
-        ProcessInfo, Question, ResourceRecord, Transport,
+        ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
     },
     store::{Store, StoreOptions, open_for_writing},
 };
@@ -193,7 +193,7 @@ impl Ask<'_> {
         };
         MessageRecord {
             kind: "message".into(),
-            time: rfc3339(time_ns),
+            time: Rfc3339(time_ns),
             time_ns,
             direction: if sent {
                 Direction::Sent
@@ -290,11 +290,6 @@ pub fn malformed(time_ns: i64, p: &Proc) -> MessageRecord {
         raw_hex: "abcdef".into(),
     });
     record
-}
-
-pub fn rfc3339(ns: i64) -> String {
-    let ts = jiff::Timestamp::from_nanosecond(i128::from(ns)).expect("a time");
-    format!("{ts:.9}")
 }
 
 /// The main fixture: curl resolving through a CNAME, nginx resolving an IPv6

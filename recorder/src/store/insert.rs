@@ -3,6 +3,8 @@
 //! `libc_lookups` row per libc lookup, the batch's `time_index` minutes, and its
 //! facts, gathered for the writer to upsert.
 
+use std::sync::Arc;
+
 use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, params};
 
@@ -284,7 +286,8 @@ impl<'a> Batch<'a> {
     /// A libc lookup: one `libc_lookups` row. Lookups without a process or a name
     /// (neither comes from the kernel) are not kept.
     pub fn lookup(&mut self, record: &LookupRecord) -> rusqlite::Result<()> {
-        let Some(process_id) = self.intern.process(&record.process)? else {
+        // Lookups are few: their identity is not shared.
+        let Some(process_id) = self.intern.process(&Arc::new(record.process.clone()))? else {
             return Ok(());
         };
         if record.name.is_empty() {
@@ -613,7 +616,7 @@ mod tests {
     fn upstream_query(time_ns: i64, name: &str, clients: Vec<ProcessInfo>) -> MessageRecord {
         MessageRecord {
             kind: "message".into(),
-            time: String::new(),
+            time: crate::record::Rfc3339(time_ns),
             time_ns,
             direction: Direction::Sent,
             transport: Transport::Udp,
@@ -659,7 +662,7 @@ mod tests {
         store
             .write_lookup(LookupRecord {
                 kind: "lookup".into(),
-                time: String::new(),
+                time: crate::record::Rfc3339(now),
                 time_ns: now,
                 function: "gethostbyname2_r".into(),
                 name: "GitHub.com".into(),

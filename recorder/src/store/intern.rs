@@ -6,7 +6,7 @@
 //! The caches use the standard library's randomly keyed hasher: names and answer
 //! data come from the network, and a fixed hash could be flooded.
 
-use std::{borrow::Cow, collections::VecDeque, net::IpAddr};
+use std::{borrow::Cow, collections::VecDeque, net::IpAddr, sync::Arc};
 
 use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
@@ -31,8 +31,9 @@ pub(super) struct Caches {
     answer_sets: HashMap<String, i64>,
     processes: HashMap<String, i64>,
     /// The last processes seen: most messages come from a few, and comparing
-    /// them spares building their key.
-    recent_processes: VecDeque<(ProcessInfo, i64)>,
+    /// them spares building their key. The records' own shared identities, so
+    /// that the same one is recognised by its address before its contents.
+    recent_processes: VecDeque<(Arc<ProcessInfo>, i64)>,
     endpoints: HashMap<(IpAddr, IpAddr, u32), Interfaces>,
     /// Process row → the same process without its thread (see `fact_process`).
     thread_less: HashMap<i64, i64>,
@@ -247,11 +248,11 @@ impl<'a> Interner<'a> {
             self.caches.last_thread_less = Some((id, fact));
             return Ok(Some(fact));
         }
-        let whole = ProcessInfo {
+        let whole = Arc::new(ProcessInfo {
             tid: None,
             thread: None,
             ..process.clone()
-        };
+        });
         let fact = self.process(&whole)?;
         if let Some(fact) = fact {
             if self.caches.thread_less.len() >= 65_536 {
@@ -263,12 +264,27 @@ impl<'a> Interner<'a> {
         Ok(fact)
     }
 
-    pub fn process(&mut self, process: &ProcessInfo) -> rusqlite::Result<Option<i64>> {
+    pub fn process(&mut self, process: &Arc<ProcessInfo>) -> rusqlite::Result<Option<i64>> {
         let Some(pid) = process.pid else {
             return Ok(None);
         };
         let recent = &mut self.caches.recent_processes;
-        if let Some(at) = recent.iter().position(|(seen, _)| seen == process) {
+        let found = match recent
+            .iter()
+            .position(|(seen, _)| Arc::ptr_eq(seen, process))
+        {
+            Some(at) => Some(at),
+            None => {
+                let at = recent.iter().position(|(seen, _)| seen == process);
+                // An equal identity built anew (the pipeline rebuilds them now and
+                // then): keep the new one, which the next messages share.
+                if let Some(at) = at {
+                    recent[at].0 = Arc::clone(process);
+                }
+                at
+            }
+        };
+        if let Some(at) = found {
             let id = recent[at].1;
             // One step to the front (a swap, not a shift): the processes in use
             // gather there.
@@ -329,7 +345,7 @@ impl<'a> Interner<'a> {
         };
         let recent = &mut self.caches.recent_processes;
         recent.truncate(RECENT_PROCESSES - 1);
-        recent.push_front((process.clone(), id));
+        recent.push_front((Arc::clone(process), id));
         Ok(Some(id))
     }
 

@@ -186,8 +186,6 @@ pub struct Reader {
     path: PathBuf,
     features: Features,
     cache: RefCell<Caches>,
-    /// The last second [`rfc3339`] formatted, without its fraction.
-    second: RefCell<Option<(i64, String)>>,
 }
 
 impl Reader {
@@ -232,7 +230,6 @@ impl Reader {
             path: owned(),
             features,
             cache: RefCell::new(Caches::new()),
-            second: RefCell::new(None),
         })
     }
 

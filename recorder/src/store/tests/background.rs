@@ -28,7 +28,7 @@ fn spawn(path: &std::path::Path, batch_size: usize, max_pending: usize) -> Backg
 fn lookup(time_ns: i64) -> LookupRecord {
     LookupRecord {
         kind: "lookup".into(),
-        time: String::new(),
+        time: crate::record::Rfc3339(time_ns),
         time_ns,
         function: "getaddrinfo".into(),
         name: "example.com".into(),

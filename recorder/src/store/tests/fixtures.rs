@@ -117,7 +117,7 @@ fn envelope(time_ns: i64, direction: Direction, client_port: u16) -> MessageReco
     };
     MessageRecord {
         kind: "message".to_owned().into(),
-        time: String::new(),
+        time: crate::record::Rfc3339(time_ns),
         time_ns,
         direction,
         transport: Transport::Udp,

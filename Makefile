@@ -125,8 +125,9 @@ uninstall:
 clippy:
 	$(CARGO) clippy --release --workspace --exclude dnsq-ebpf --all-targets -- -D warnings
 
+# rustfmt.toml's import grouping is a nightly option.
 fmt:
-	$(CARGO) fmt --all
+	$(CARGO) +$(NIGHTLY) fmt --all
 
 clean:
 	$(CARGO) clean

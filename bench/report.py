@@ -344,8 +344,9 @@ ANALYSIS = {
         "queries in flight. A 4 MiB ring (`--ring-buffer-size 4194304`) gave 51–52 MB "
         "but lost 2,400 and 8,070 events in two of three 30 s runs, so the default "
         "stays 16 MiB: losing messages is worse than 33 MB. This harness's runs read "
-        "80–90 MB steady where the same load sampled after the recorder had idled 1 s "
-        "read 76 MB (35 MB heap); that difference was not traced."),
+        "more (the steady figure above, 83–97 MB in today's runs) than the same load "
+        "sampled after the recorder had idled 1 s (76 MB, 35 MB heap); that difference "
+        "was not traced."),
     "cpu": (
         "Kernel side the packet programs do not wake the reader per event "
         "(`BPF_RB_NO_WAKEUP` unless a ring/8 threshold is crossed or the socket's "

@@ -5,9 +5,7 @@
 mod common;
 
 use common::*;
-use dnsq_recorder::record::{
-    DnsFlags, DnsMessage, MessageRecord, Pairing, ProcessInfo, Question, ResourceRecord, Rfc3339,
-};
+use dnsq_recorder::record::{MessageRecord, Pairing, ProcessInfo};
 use serde_json::Value;
 
 const DOCKER_ID: &str = "3f2a1b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708";
@@ -69,71 +67,26 @@ fn message(
     id: u16,
     answers: Option<&[(&str, &str, &str)]>,
 ) -> MessageRecord {
-    let process = process(p);
     let response = answers.is_some();
-    MessageRecord {
-        kind: "message".into(),
-        time: Rfc3339(time_ns),
+    let mut dns = dns(id, response, name, "A");
+    dns.answers = common::answers(answers.unwrap_or_default(), |_| 60);
+    let wire = Wire {
         time_ns,
-        direction: if sent {
-            dnsq_recorder::record::Direction::Sent
-        } else {
-            dnsq_recorder::record::Direction::Received
-        },
-        transport: dnsq_recorder::record::Transport::Udp,
-        src: ip(src),
-        sport,
-        dst: ip(dst),
-        dport,
+        process: process(p),
+        sent,
+        src: (ip(src), sport),
+        dst: (ip(dst), dport),
         ifindex: 1,
-        interface: Some("lo".into()),
+        interface: "lo",
         socket_cookie: 1000 + u64::from(p.pid),
-        socket_cgroup_id: process.cgroup_id.unwrap_or(0),
-        process: process.into(),
-        message_len: 60,
-        captured_len: 60,
-        dns: Some(
-            DnsMessage {
-                id,
-                response,
-                opcode: "QUERY".into(),
-                rcode: "NOERROR".into(),
-                flags: DnsFlags {
-                    rd: true,
-                    ra: response,
-                    ..DnsFlags::default()
-                },
-                questions: vec![Question {
-                    name: name.into(),
-                    qtype: "A".into(),
-                    class: "IN".into(),
-                }],
-                answers: answers
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|(name, rtype, data)| ResourceRecord {
-                        name: (*name).into(),
-                        rtype: (*rtype).to_owned().into(),
-                        class: "IN".into(),
-                        ttl: 60,
-                        data: (*data).into(),
-                    })
-                    .collect(),
-                authority: Vec::new(),
-                additional: Vec::new(),
-                edns: None,
-            }
-            .into(),
-        ),
-        malformed: None,
-        pair: response.then_some(Pairing {
-            query_time_ns: time_ns - 1_000_000,
-            latency_ns: 1_000_000,
-        }),
-        via: None,
-        on_behalf_of: Vec::new(),
-        from_cache: None,
-    }
+        len: 60,
+    };
+    let mut record = record(wire, dns);
+    record.pair = response.then_some(Pairing {
+        query_time_ns: time_ns - 1_000_000,
+        latency_ns: 1_000_000,
+    });
+    record
 }
 
 /// `client` asks dnsmasq on 127.0.0.1 for `name`; dnsmasq asks upstream and

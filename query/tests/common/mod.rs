@@ -171,6 +171,92 @@ pub fn ask<'a>(time_ns: i64, process: &'a Proc, name: &'a str, qtype: &'a str) -
     }
 }
 
+/// Where and by whom a fixture message was seen: the parts of a record the
+/// fixtures vary besides its DNS content.
+pub struct Wire {
+    pub time_ns: i64,
+    pub process: ProcessInfo,
+    /// Sent by `process` (else received).
+    pub sent: bool,
+    pub src: (IpAddr, u16),
+    pub dst: (IpAddr, u16),
+    pub ifindex: u32,
+    pub interface: &'static str,
+    pub socket_cookie: u64,
+    /// Message length, all of it captured.
+    pub len: u32,
+}
+
+/// A UDP message record: `wire` around `dns`.
+pub fn record(wire: Wire, dns: DnsMessage) -> MessageRecord {
+    MessageRecord {
+        kind: "message".into(),
+        time: Rfc3339(wire.time_ns),
+        time_ns: wire.time_ns,
+        direction: if wire.sent {
+            Direction::Sent
+        } else {
+            Direction::Received
+        },
+        transport: Transport::Udp,
+        src: wire.src.0,
+        sport: wire.src.1,
+        dst: wire.dst.0,
+        dport: wire.dst.1,
+        ifindex: wire.ifindex,
+        interface: Some(wire.interface.into()),
+        socket_cookie: wire.socket_cookie,
+        socket_cgroup_id: wire.process.cgroup_id.unwrap_or(0),
+        process: wire.process.into(),
+        message_len: wire.len,
+        captured_len: wire.len,
+        dns: Some(dns.into()),
+        malformed: None,
+        pair: None,
+        via: None,
+        on_behalf_of: Vec::new(),
+        from_cache: None,
+    }
+}
+
+/// A recursive query (RD) for `name`, or its NOERROR response (RA) without answers.
+pub fn dns(id: u16, response: bool, name: &str, qtype: &str) -> DnsMessage {
+    DnsMessage {
+        id,
+        response,
+        opcode: "QUERY".into(),
+        rcode: "NOERROR".into(),
+        flags: DnsFlags {
+            rd: true,
+            ra: response,
+            ..DnsFlags::default()
+        },
+        questions: vec![Question {
+            name: name.into(),
+            qtype: qtype.to_owned().into(),
+            class: "IN".into(),
+        }],
+        answers: Vec::new(),
+        authority: Vec::new(),
+        additional: Vec::new(),
+        edns: None,
+    }
+}
+
+/// Answer records from (name, type, data), the TTL by position.
+pub fn answers(list: &[(&str, &str, &str)], ttl: impl Fn(usize) -> u32) -> Vec<ResourceRecord> {
+    list.iter()
+        .enumerate()
+        .map(|(index, (name, rtype, data))| ResourceRecord {
+            name: (*name).into(),
+            rtype: (*rtype).to_owned().into(),
+            class: "IN".into(),
+            ttl: ttl(index),
+            data: (*data).into(),
+        })
+        .collect()
+}
+
 impl Ask<'_> {
     fn base(&self, response: bool, time_ns: i64) -> MessageRecord {
         // A client sends queries and receives responses; a server the opposite.
@@ -179,7 +265,7 @@ impl Ask<'_> {
             (ip(CLIENT_IP), 40_000 + self.id % 1000),
             (ip(SERVER_IP), 53),
         );
-        let ((src, sport), (dst, dport)) = if response {
+        let (src, dst) = if response {
             (server, client)
         } else {
             (client, server)
@@ -191,56 +277,18 @@ impl Ask<'_> {
                 ..ProcessInfo::default()
             },
         };
-        MessageRecord {
-            kind: "message".into(),
-            time: Rfc3339(time_ns),
+        let wire = Wire {
             time_ns,
-            direction: if sent {
-                Direction::Sent
-            } else {
-                Direction::Received
-            },
-            transport: Transport::Udp,
+            process,
+            sent,
             src,
-            sport,
             dst,
-            dport,
             ifindex: 2,
-            interface: Some("eth0".into()),
+            interface: "eth0",
             socket_cookie: 77 + u64::from(self.id),
-            socket_cgroup_id: process.cgroup_id.unwrap_or(0),
-            process: process.into(),
-            message_len: 40,
-            captured_len: 40,
-            dns: Some(
-                DnsMessage {
-                    id: self.id,
-                    response,
-                    opcode: "QUERY".into(),
-                    rcode: "NOERROR".into(),
-                    flags: DnsFlags {
-                        rd: true,
-                        ra: response,
-                        ..DnsFlags::default()
-                    },
-                    questions: vec![Question {
-                        name: self.name.into(),
-                        qtype: self.qtype.to_owned().into(),
-                        class: "IN".into(),
-                    }],
-                    answers: Vec::new(),
-                    authority: Vec::new(),
-                    additional: Vec::new(),
-                    edns: None,
-                }
-                .into(),
-            ),
-            malformed: None,
-            pair: None,
-            via: None,
-            on_behalf_of: Vec::new(),
-            from_cache: None,
-        }
+            len: 40,
+        };
+        record(wire, dns(self.id, response, self.name, self.qtype))
     }
 
     pub fn query(&self) -> MessageRecord {
@@ -264,17 +312,7 @@ impl Ask<'_> {
         record.captured_len = 100;
         if let Some(dns) = record.dns.as_mut().map(std::sync::Arc::make_mut) {
             dns.rcode = rcode.to_owned().into();
-            dns.answers = answers
-                .iter()
-                .enumerate()
-                .map(|(index, (name, rtype, data))| ResourceRecord {
-                    name: (*name).into(),
-                    rtype: (*rtype).to_owned().into(),
-                    class: "IN".into(),
-                    ttl: 300 - index as u32,
-                    data: (*data).into(),
-                })
-                .collect();
+            dns.answers = self::answers(answers, |index| 300 - index as u32);
         }
         record
     }

@@ -180,6 +180,23 @@ def bpf_prog_ids(pid):
     return ids
 
 
+def other_recorders():
+    """Processes holding dnsq's BPF programs (named `dnsq_*`): another recorder,
+    left running or installed as a service, would double the kernel-side work
+    and compete for CPU in every live figure."""
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True,
+                         text=True, timeout=30).stdout
+    ids = {p["id"] for p in json.loads(out or "[]") if p.get("name", "").startswith("dnsq")}
+    holders = {}
+    if not ids:
+        return holders
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if bpf_prog_ids(pid) & ids:
+                holders[int(pid)] = Path(f"/proc/{pid}/comm").read_text().strip()
+    return holders
+
+
 def bpf_run_time(figure, prog_ids):
     """(run_time_ns, run_cnt) summed over programs, from bpftool."""
     argv = ["bpftool", "prog", "show", "-j"]
@@ -841,6 +858,13 @@ def main():
         signal.signal(sig, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     remove_leftovers()
+    others = other_recorders()
+    if others and only & {"loss", "cpu", "rate", "iperf"} \
+            and not os.environ.get("BENCH_ALLOW_OTHER_RECORDER"):
+        sys.exit("dnsq probes are already attached by "
+                 + ", ".join(f"pid {pid} ({comm})" for pid, comm in sorted(others.items()))
+                 + ": the live figures would measure both recorders. Stop it first "
+                 "(or set BENCH_ALLOW_OTHER_RECORDER=1 to measure anyway).")
     started = time.monotonic()
     results = {"machine": machine(), "background_busy_pct": {"start": background_busy()},
                "config": {"repeats": REPEATS, "loss_seconds": LOSS_SECONDS,

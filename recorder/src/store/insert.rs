@@ -455,6 +455,14 @@ impl<'a> Batch<'a> {
                 self.facts.lookup(query, pair.query_time_ns, 0, latency_ns);
             }
         }
+        // This process (a resolver) worked for that client on this name.
+        let delegation = |qname_id, client_process_id| DelegationKey {
+            resolver_process_id: process_id,
+            hour,
+            qname_id,
+            qtype: columns.qtype.unwrap_or(0),
+            client_process_id,
+        };
         if !dns.response {
             // A resolver daemon's query for a name that processes had asked libc
             // for (they sent no query of their own): a delegation to each.
@@ -465,13 +473,7 @@ impl<'a> Batch<'a> {
                     else {
                         continue;
                     };
-                    let key = DelegationKey {
-                        resolver_process_id: process_id,
-                        hour,
-                        qname_id,
-                        qtype: columns.qtype.unwrap_or(0),
-                        client_process_id,
-                    };
+                    let key = delegation(qname_id, client_process_id);
                     self.facts.delegation(key, time_ns, false);
                 }
             }
@@ -486,13 +488,7 @@ impl<'a> Batch<'a> {
             && let client_id = self.intern.process(client)?
             && let Some(client_process_id) = self.intern.fact_process(client_id, client)?
         {
-            let key = DelegationKey {
-                resolver_process_id: process_id,
-                hour,
-                qname_id,
-                qtype: columns.qtype.unwrap_or(0),
-                client_process_id,
-            };
+            let key = delegation(qname_id, client_process_id);
             self.facts.delegation(key, time_ns, from_cache);
         }
         for &(name_id, rtype, rdata_id, index) in &self.answers {

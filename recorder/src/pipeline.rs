@@ -220,7 +220,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             time_ns,
             function: lookup_fn::name(lookup.function).unwrap_or("unknown").into(),
             name: LookupRecord::escape_name(&lookup.name),
-            process,
+            process: Arc::new(process),
         };
         self.enqueue(Linked::Lookup(record))
     }

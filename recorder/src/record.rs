@@ -105,8 +105,8 @@ pub struct LookupRecord {
     /// are not printable ASCII escaped as `\DDD`. Cut at 255 bytes.
     pub name: String,
     /// The calling process and thread. `attribution` is absent: no socket is
-    /// involved, the kernel saw the caller itself.
-    pub process: ProcessInfo,
+    /// involved, the kernel saw the caller itself. Shared, like a message's.
+    pub process: Arc<ProcessInfo>,
 }
 
 impl LookupRecord {
@@ -350,7 +350,8 @@ mod tests {
                 pid: Some(7),
                 comm: Some("curl".into()),
                 ..ProcessInfo::default()
-            },
+            }
+            .into(),
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(

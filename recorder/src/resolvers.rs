@@ -125,7 +125,7 @@ impl ResolverLinker {
         }
         self.libc_order.push_back((now, key.clone()));
         self.libc_calls.entry(key).or_default().push_back(LibcCall {
-            process: Arc::new(record.process.clone()),
+            process: Arc::clone(&record.process),
             pid,
             time_ns: now,
             own_query: false,
@@ -164,11 +164,11 @@ impl ResolverLinker {
         let Some(dns) = record.dns.as_ref() else {
             return;
         };
-        let (Some(question), Some(pid)) = (dns.questions.first(), record.process.pid) else {
+        let (Some(question), Some(pid)) = (crate::dns::question_key(dns), record.process.pid)
+        else {
             return;
         };
-        let question: QuestionKey =
-            Arc::new((question.name.to_ascii_lowercase(), question.qtype.clone()));
+        let question: QuestionKey = Arc::new(question);
         let response = dns.response;
         let id = dns.id;
         let now = record.time_ns;
@@ -569,7 +569,8 @@ mod tests {
                 pid: Some(pid),
                 comm: Some("python3".into()),
                 ..ProcessInfo::default()
-            },
+            }
+            .into(),
         }
     }
 

@@ -3,8 +3,6 @@
 //! `libc_lookups` row per libc lookup, the batch's `time_index` minutes, and its
 //! facts, gathered for the writer to upsert.
 
-use std::sync::Arc;
-
 use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, params};
 
@@ -286,8 +284,7 @@ impl<'a> Batch<'a> {
     /// A libc lookup: one `libc_lookups` row. Lookups without a process or a name
     /// (neither comes from the kernel) are not kept.
     pub fn lookup(&mut self, record: &LookupRecord) -> rusqlite::Result<()> {
-        // Lookups are few: their identity is not shared.
-        let Some(process_id) = self.intern.process(&Arc::new(record.process.clone()))? else {
+        let Some(process_id) = self.intern.process(&record.process)? else {
             return Ok(());
         };
         if record.name.is_empty() {
@@ -662,7 +659,7 @@ mod tests {
                 time_ns: now,
                 function: "gethostbyname2_r".into(),
                 name: "GitHub.com".into(),
-                process: app.clone(),
+                process: app.clone().into(),
             })
             .unwrap();
         // Linked through the lookup: a delegation. Linked through a local

@@ -36,7 +36,8 @@ fn lookup(time_ns: i64) -> LookupRecord {
             pid: Some(7),
             comm: Some("curl".into()),
             ..ProcessInfo::default()
-        },
+        }
+        .into(),
     }
 }
 

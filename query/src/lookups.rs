@@ -15,7 +15,7 @@ use anyhow::Result;
 use comfy_table::Cell;
 use dnsq_recorder::store::{
     read::{Reader, rcode_name, type_name},
-    schema::{RCODE_QUERY, role},
+    schema::{ANSWERED_QUERIES_MOVE, RCODE_QUERY, role},
 };
 use rusqlite::{OptionalExtension, ToSql};
 use serde::Serialize;
@@ -146,10 +146,12 @@ struct Key {
 }
 
 struct Agg {
+    /// The store counts an answered query on its response's row (schema 7 on).
+    answered_on_responses: bool,
     /// The `processes` rows behind the identity (its threads).
     process_ids: BTreeSet<i64>,
     queries: i64,
-    /// Queries that got a response (the writer counts them on the query rows).
+    /// Queries that got a response.
     answered: i64,
     responses: i64,
     rcodes: BTreeMap<i64, i64>,
@@ -309,7 +311,8 @@ pub fn run(
     }
 
     // The answers of the rows shown: resolutions of the same name to the same
-    // process (client side only), by the `resolutions_qname` index.
+    // process (client side only), by the `resolutions_name` index (schema 7;
+    // `resolutions_qname` before).
     let wanted: HashSet<(Option<Rc<Identity>>, i64)> = found
         .iter()
         .filter(|(key, _)| key.role == role::CLIENT)
@@ -325,7 +328,8 @@ pub fn run(
         }
     };
     if newest {
-        // The rows' own processes' resolutions (by `resolutions_process`, which
+        // The rows' own processes' resolutions (by `resolutions_name`, or before
+        // schema 7 `resolutions_process`, which
         // covers them), not every process's resolutions of each name: for a
         // process, the subject's processes of the row's identity; for a name, the
         // processes of the rows.
@@ -544,8 +548,11 @@ impl Total {
 }
 
 impl Agg {
-    fn new() -> Self {
+    /// `schema`: the store's version (how its query rows count, see
+    /// [`RCODE_QUERY`]).
+    fn new(schema: u32) -> Self {
         Self {
+            answered_on_responses: schema >= ANSWERED_QUERIES_MOVE,
             process_ids: BTreeSet::new(),
             queries: 0,
             answered: 0,
@@ -565,8 +572,15 @@ impl Agg {
         let [count, paired, latency_sum, latency_max, first_ns, last_ns] = sums;
         if rcode == RCODE_QUERY {
             self.queries += count;
-            self.answered += paired;
+            if !self.answered_on_responses {
+                self.answered += paired;
+            }
         } else {
+            if self.answered_on_responses {
+                // The queries these responses answered left the query row.
+                self.queries += paired;
+                self.answered += paired;
+            }
             self.responses += count;
             *self.rcodes.entry(rcode).or_default() += count;
             self.paired += paired;
@@ -626,7 +640,7 @@ fn all_groups(
         let sums = sums_from(row, 5)?;
         groups
             .entry(key)
-            .or_insert_with(Agg::new)
+            .or_insert_with(|| Agg::new(reader.schema_version()))
             .add(process_id, row.get(4)?, sums);
     }
     Ok(groups.into_iter().collect())
@@ -778,7 +792,7 @@ fn newest_of_names(
             let sums = sums_from(row, 4)?;
             groups
                 .entry(key)
-                .or_insert_with(Agg::new)
+                .or_insert_with(|| Agg::new(reader.schema_version()))
                 .add(pid, row.get(3)?, sums);
         }
     }
@@ -797,7 +811,7 @@ fn aggregate(reader: &Reader, key: &Key, pids: &[i64], (first, last): (i64, i64)
          WHERE qname_id = ?1 AND process_id = ?2 AND role = ?3 AND qtype = ?4 \
          AND hour BETWEEN ?5 AND ?6 GROUP BY rcode",
     )?;
-    let mut agg = Agg::new();
+    let mut agg = Agg::new(reader.schema_version());
     for &pid in pids {
         let mut rows = stmt.query((key.qname_id, pid, key.role, key.qtype, first, last))?;
         while let Some(row) = rows.next()? {

@@ -9,7 +9,7 @@ use std::{
 use anyhow::Result;
 use dnsq_recorder::store::{
     read::Reader,
-    schema::{RCODE_QUERY, role},
+    schema::{self, RCODE_QUERY, role},
 };
 use serde::Serialize;
 
@@ -81,19 +81,32 @@ fn names(
     let conn = reader.connection();
     let (first_hour, last_hour) = window.hours();
     let hour = window.hour_column();
+    // What is ranked, and the rows that count it (`rcode` is one of two
+    // constants, so it is written into the SQL).
+    let version = reader.schema_version();
+    let queries = schema::lookup_queries_sql(version);
+    let (ranked, counting) = if rcode == RCODE_QUERY {
+        (
+            queries.to_owned(),
+            schema::lookup_asked_sql(version).to_owned(),
+        )
+    } else {
+        (
+            format!("CASE WHEN rcode = {rcode} THEN count ELSE 0 END"),
+            format!("rcode = {rcode}"),
+        )
+    };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT qname_id, \
-                SUM(CASE WHEN rcode = ?3 THEN count ELSE 0 END) AS ranked, \
-                SUM(CASE WHEN rcode = -1 THEN count ELSE 0 END), \
+        "SELECT qname_id, SUM({ranked}) AS ranked, SUM({queries}), \
                 SUM(CASE WHEN rcode = 3 THEN count ELSE 0 END), \
-                MAX(CASE WHEN rcode = ?3 THEN last_ns END) \
-         FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role = ?4{filtered} \
+                MAX(CASE WHEN {counting} THEN last_ns END) \
+         FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role = ?3{filtered} \
          GROUP BY qname_id HAVING ranked > 0 \
-         ORDER BY ranked DESC, qname_id LIMIT ?5",
+         ORDER BY ranked DESC, qname_id LIMIT ?4",
     ))?;
     let top: Vec<(i64, i64, i64, i64, i64)> = stmt
         .query_map(
-            (first_hour, last_hour, rcode, role::CLIENT, sql_limit(limit)),
+            (first_hour, last_hour, role::CLIENT, sql_limit(limit)),
             |row| {
                 Ok((
                     row.get(0)?,
@@ -117,7 +130,7 @@ fn names(
     }
     let mut who = conn.prepare_cached(&format!(
         "SELECT DISTINCT process_id FROM lookups \
-         WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 AND role = ?4 AND rcode = ?5{filtered}",
+         WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 AND role = ?4 AND {counting}{filtered}",
     ))?;
     let mut identities = Identities::default();
     let header = if rcode == RCODE_QUERY {
@@ -128,10 +141,9 @@ fn names(
     let mut table = out.table(&header);
     for (index, &(qname_id, _, queries, nxdomain, last_ns)) in top.iter().enumerate() {
         let ids: Vec<i64> = who
-            .query_map(
-                (qname_id, first_hour, last_hour, role::CLIENT, rcode),
-                |row| row.get(0),
-            )?
+            .query_map((qname_id, first_hour, last_hour, role::CLIENT), |row| {
+                row.get(0)
+            })?
             .collect::<rusqlite::Result<_>>()?;
         let mut set: BTreeSet<Rc<Identity>> = BTreeSet::new();
         let mut unknown = false;
@@ -226,8 +238,10 @@ fn processes(
     let conn = reader.connection();
     let (first_hour, last_hour) = window.hours();
     let hour = window.hour_column();
+    let queries = schema::lookup_queries_sql(reader.schema_version());
+    let asked = schema::lookup_asked_sql(reader.schema_version());
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT process_id, SUM(CASE WHEN rcode = -1 THEN count ELSE 0 END), \
+        "SELECT process_id, SUM({queries}), \
                 SUM(CASE WHEN rcode = 3 THEN count ELSE 0 END), MAX(last_ns) \
          FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role = ?3{filtered} \
          GROUP BY process_id",
@@ -298,7 +312,7 @@ fn processes(
         let names: i64 = conn.query_row(
             &format!(
                 "SELECT COUNT(DISTINCT qname_id) FROM lookups WHERE process_id IN ({list}) \
-                 AND hour BETWEEN ?1 AND ?2 AND role = ?3 AND rcode = -1"
+                 AND hour BETWEEN ?1 AND ?2 AND role = ?3 AND {asked}"
             ),
             (first_hour, last_hour, role::CLIENT),
             |row| row.get(0),

@@ -113,6 +113,19 @@ fn by_process_by_name_and_by_pid() {
             .expect("the NXDOMAIN");
         assert_eq!(missing["rcodes"], json!({"NXDOMAIN": 1}));
         assert_eq!(missing["answers"], json!([]));
+        assert_eq!(
+            (&missing["queries"], &missing["unanswered"]),
+            (&json!(1), &json!(0))
+        );
+        let formula = rows
+            .iter()
+            .find(|r| r["name"] == "=1+1.example.com.")
+            .expect("the unanswered query");
+        assert_eq!(
+            (&formula["queries"], &formula["unanswered"]),
+            (&json!(1), &json!(1))
+        );
+        assert_eq!(formula["rcodes"], json!({}));
         assert!(rows.iter().all(|r| r["process"]["pid"] == 4242));
         assert!(!rows.iter().any(|r| r["name"] == "old.example.org."));
     }
@@ -137,6 +150,44 @@ fn by_process_by_name_and_by_pid() {
     );
     // --since given twice: clap refuses.
     expect(&out, 2);
+}
+
+/// A schema 6 store counted every query on its query row (rcode -1, with
+/// `paired` for the answered ones); schema 7 counts an answered query on its
+/// response's row. The same history reads the same from either.
+#[test]
+fn stores_before_schema_7_count_queries_the_same() {
+    let dir = TempDir::new("schema-6");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let reads = |db: &std::path::Path| {
+        [
+            &with_window(&["by-process", "curl", "--json"])[..],
+            &with_window(&["name", "*.example.com", "--json"]),
+            &with_window(&["top", "domains", "--json"]),
+            &with_window(&["top", "processes", "--json"]),
+        ]
+        .map(|args| expect(&dnsq(db, args), 0))
+    };
+    let now = reads(&db);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    // Back to schema 6's counting: answered queries on the query rows too.
+    conn.execute_batch(
+        "INSERT INTO lookups (process_id, hour, role, qname_id, qtype, rcode, count, paired,
+             latency_sum_ns, latency_max_ns, first_ns, last_ns)
+         SELECT process_id, hour, role, qname_id, qtype, -1, SUM(paired), SUM(paired),
+             SUM(latency_sum_ns), MAX(latency_max_ns), MIN(first_ns), MAX(last_ns)
+         FROM lookups WHERE rcode != -1 AND paired > 0
+         GROUP BY process_id, hour, role, qname_id, qtype
+         ON CONFLICT DO UPDATE SET count = count + excluded.count, paired = excluded.paired,
+             latency_sum_ns = excluded.latency_sum_ns, latency_max_ns = excluded.latency_max_ns;
+         PRAGMA user_version = 6;",
+    )
+    .unwrap();
+    drop(conn);
+    let before = reads(&db);
+    assert_eq!(now, before);
+    assert!(now[3].contains("\"queries\":5"), "{}", now[3]);
 }
 
 #[test]

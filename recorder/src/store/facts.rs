@@ -11,7 +11,9 @@ use std::{
     hash::{BuildHasherDefault, Hasher},
 };
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, params, params_from_iter};
+
+use super::schema::RCODE_QUERY;
 
 /// Field order is the table's primary key order: sorted keys are upserted in
 /// b-tree order.
@@ -213,8 +215,9 @@ impl Facts {
         seen.count += 1;
     }
 
-    /// `count` is 1 for a message, 0 when only a pairing is added to a query row.
-    pub fn lookup(&mut self, key: LookupKey, time_ns: i64, count: i64, latency_ns: Option<i64>) {
+    /// A message: a query on its [`RCODE_QUERY`] row, a response on its rcode's
+    /// row (`latency_ns` when it answered a query the pairer saw).
+    pub fn lookup(&mut self, key: LookupKey, time_ns: i64, latency_ns: Option<i64>) {
         self.saw(time_ns);
         let lookup = self.lookups.entry(key).or_insert_with(|| Lookup {
             seen: Seen::new(time_ns),
@@ -223,12 +226,33 @@ impl Facts {
             latency_max_ns: 0,
         });
         lookup.seen.at(time_ns);
-        lookup.seen.count += count;
+        lookup.seen.count += 1;
         if let Some(latency) = latency_ns {
             lookup.paired += 1;
             lookup.latency_sum_ns = lookup.latency_sum_ns.saturating_add(latency);
             lookup.latency_max_ns = lookup.latency_max_ns.max(latency);
         }
+    }
+
+    /// A query (`query`: its [`RCODE_QUERY`] row) was answered: it is counted on
+    /// the response's row from now on (as `paired`), so it leaves the query row.
+    /// Usually the query is still here and the two cancel, and a query row that
+    /// falls to nothing is not written; when the query's row was written with an
+    /// earlier flush, the negative count is taken off the stored row.
+    pub fn answered(&mut self, query: LookupKey) {
+        debug_assert_eq!(query.rcode, RCODE_QUERY);
+        let lookup = self.lookups.entry(query).or_insert_with(|| Lookup {
+            // Not seen at any time: the stored row keeps its first and last.
+            seen: Seen {
+                first_ns: i64::MAX,
+                last_ns: i64::MIN,
+                count: 0,
+            },
+            paired: 0,
+            latency_sum_ns: 0,
+            latency_max_ns: 0,
+        });
+        lookup.seen.count -= 1;
     }
 
     /// A local resolver answered a local client, from upstream or from its cache.
@@ -292,7 +316,37 @@ impl Facts {
              latency_max_ns = max(latency_max_ns, excluded.latency_max_ns), \
              first_ns = min(first_ns, excluded.first_ns), last_ns = max(last_ns, excluded.last_ns)",
         )?;
+        // Query rows whose queries were answered after the row was written (the
+        // query and its response fell in different flushes): their queries move
+        // to the response rows, and a row left with none is deleted.
+        let mut unanswer = tx.prepare_cached(
+            "UPDATE lookups SET count = count + ?7 \
+             WHERE qname_id = ?1 AND process_id = ?2 AND role = ?3 AND qtype = ?4 \
+             AND rcode = ?5 AND hour = ?6",
+        )?;
+        let mut forget = tx.prepare_cached(
+            "DELETE FROM lookups WHERE qname_id = ?1 AND process_id = ?2 AND role = ?3 \
+             AND qtype = ?4 AND rcode = ?5 AND hour = ?6 AND count <= 0",
+        )?;
         for (key, lookup) in sorted(&self.lookups) {
+            let count = lookup.seen.count;
+            if count == 0 && lookup.paired == 0 {
+                // Queries answered within this flush: nothing left to count.
+                continue;
+            }
+            if count < 0 {
+                let row = [
+                    key.qname_id,
+                    key.process_id,
+                    key.role,
+                    key.qtype,
+                    key.rcode,
+                    key.hour,
+                ];
+                unanswer.execute(params_from_iter(row.iter().chain([&count])))?;
+                forget.execute(row)?;
+                continue;
+            }
             lookups.execute(params![
                 key.process_id,
                 key.hour,

@@ -441,15 +441,14 @@ impl<'a> Batch<'a> {
                 qtype: columns.qtype.unwrap_or(0),
                 rcode,
             };
-            self.facts.lookup(key, time_ns, 1, latency_ns);
+            self.facts.lookup(key, time_ns, latency_ns);
             if let (Some(pair), true) = (record.pair, dns.response) {
-                // The query was answered: count it on the query row of its hour.
-                let query = LookupKey {
+                // The query was answered: from now on it counts on this row.
+                self.facts.answered(LookupKey {
                     hour: pair.query_time_ns.div_euclid(schema::NS_PER_HOUR),
                     rcode: schema::RCODE_QUERY,
                     ..key
-                };
-                self.facts.lookup(query, pair.query_time_ns, 0, latency_ns);
+                });
             }
         }
         // This process (a resolver) worked for that client on this name.

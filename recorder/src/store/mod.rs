@@ -42,6 +42,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0006_compact_messages.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/0007_answered_queries.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -74,11 +74,36 @@ pub mod role {
     pub const SERVER: i64 = 1;
 }
 
-/// `lookups.rcode` of rows that count queries rather than responses. On these rows
-/// `paired` counts the queries that got a response (`count - paired` went
-/// unanswered, or are still waiting for one) and the latency columns are over those
-/// responses. The row's hour is the query's.
+/// `lookups.rcode` of rows that count queries rather than responses. Since schema
+/// 7 (`migrations/0007_answered_queries.sql`) such a row counts the queries not
+/// seen answered (none yet, or never), and an answered query is counted by the
+/// `paired` column of its response's row: queries asked = this row's `count` +
+/// the response rows' `paired`. Before schema 7 this row counted every query,
+/// its `paired` those answered, with their latency. The row's hour is the
+/// query's.
 pub const RCODE_QUERY: i64 = -1;
+
+/// The first schema whose query rows count only unanswered queries (see
+/// [`RCODE_QUERY`]).
+pub const ANSWERED_QUERIES_MOVE: u32 = 7;
+
+/// SQL for the queries a `lookups` row counts, for a store of schema `version`.
+pub fn lookup_queries_sql(version: u32) -> &'static str {
+    if version >= ANSWERED_QUERIES_MOVE {
+        "CASE WHEN rcode = -1 THEN count ELSE paired END"
+    } else {
+        "CASE WHEN rcode = -1 THEN count ELSE 0 END"
+    }
+}
+
+/// SQL for "this `lookups` row counts queries", for a store of schema `version`.
+pub fn lookup_asked_sql(version: u32) -> &'static str {
+    if version >= ANSWERED_QUERIES_MOVE {
+        "(rcode = -1 OR paired > 0)"
+    } else {
+        "rcode = -1"
+    }
+}
 
 /// `process_id` in fact tables when the process is unknown.
 pub const UNKNOWN_PROCESS: i64 = 0;

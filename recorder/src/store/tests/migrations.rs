@@ -40,12 +40,21 @@ fn upgrading_from_each_earlier_schema_keeps_the_data() {
                  INSERT INTO names (id, name) VALUES (1, 'old.example.');
                  INSERT INTO processes (id, pid, uid, gid, comm, key) VALUES (1, 9, 0, 0, 'old', 'old');
                  INSERT INTO endpoints (id, local_ip, remote_ip, ifindex) VALUES (1, x'7f000001', x'7f000035', 1);
-                 INSERT INTO messages (id, time_ns, run_id, flags, process_id, endpoint_id, local_port,
-                     remote_port, socket_cookie, qname_id, qtype, message_len)
-                     VALUES (1, 10, 1, 0, 1, 1, 40000, 53, 5, 1, 1, 30);
                  INSERT INTO time_index (minute, first_id, last_id) VALUES (0, 1, 1);
                  INSERT INTO lookups VALUES (1, 0, 0, 1, 1, -1, 1, 0, 0, 0, 10, 10);",
             )
+            .unwrap();
+            // The same message in the layout of its schema.
+            old.execute_batch(if from >= 6 {
+                // Compact (schema 6): remote port 53 in `bits`, local port in `ports`.
+                "INSERT INTO messages (id, time_ns, run_id, bits, process_id, endpoint_id,
+                     socket_cookie, ports, qname_id, qtype, message_len)
+                     VALUES (1, 10, 1, 16384, 1, 1, 5, 40000, 1, 1, 30);"
+            } else {
+                "INSERT INTO messages (id, time_ns, run_id, flags, process_id, endpoint_id, local_port,
+                     remote_port, socket_cookie, qname_id, qtype, message_len)
+                     VALUES (1, 10, 1, 0, 1, 1, 40000, 53, 5, 1, 1, 30);"
+            })
             .unwrap();
         }
         drop(old);
@@ -91,6 +100,49 @@ fn upgrading_from_each_earlier_schema_keeps_the_data() {
             );
         }
     }
+}
+
+/// Schema 7 counts an answered query on its response's row: the upgrade takes the
+/// answered queries off the old query rows, and drops the rows left with none.
+#[test]
+fn upgrading_to_schema_7_leaves_only_unanswered_queries_on_query_rows() {
+    let dir = TempDir::new("answered");
+    let mut old = Connection::open(dir.db()).unwrap();
+    MIGRATIONS.to_version(&mut old, 6).unwrap();
+    // (qname, rcode, count, paired): name 1 had 5 queries, 3 answered NOERROR;
+    // name 2 had 2 queries, both answered NXDOMAIN.
+    old.execute_batch(
+        "INSERT INTO lookups VALUES (1, 0, 0, 1, 1, -1, 5, 3, 30, 20, 10, 90);
+         INSERT INTO lookups VALUES (1, 0, 0, 1, 1, 0, 3, 3, 30, 20, 15, 95);
+         INSERT INTO lookups VALUES (1, 0, 0, 2, 1, -1, 2, 2, 8, 5, 10, 20);
+         INSERT INTO lookups VALUES (1, 0, 0, 2, 1, 3, 2, 2, 8, 5, 12, 25);",
+    )
+    .unwrap();
+    MIGRATIONS.to_latest(&mut old).unwrap();
+    let rows: Vec<(i64, i64, i64, i64, i64)> = old
+        .prepare(
+            "SELECT qname_id, rcode, count, paired, latency_sum_ns FROM lookups \
+             ORDER BY qname_id, rcode",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        vec![(1, -1, 2, 0, 0), (1, 0, 3, 3, 30), (2, 3, 2, 2, 8)]
+    );
+    let indexes: Vec<String> = old
+        .prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'resolutions' AND type = 'index' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(indexes, ["resolutions_hour", "resolutions_name"]);
 }
 
 #[test]

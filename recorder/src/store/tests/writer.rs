@@ -200,12 +200,64 @@ fn query_and_response_with_a_cname_chain() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
+    // The answered query is the response row's `paired`: no query row.
+    assert_eq!(lookups, vec![(hour, role::CLIENT, 0, 1, 1, 5 * MS)]);
+}
+
+/// A query counts on its query row until its response is seen, then on the
+/// response's row; when the two are upserted in different flushes the stored
+/// query row gives the query back (and goes when it has none left).
+#[test]
+fn an_answered_query_moves_from_the_query_row_to_the_response_row() {
+    let dir = TempDir::new("answered");
+    let mut store = open_for_writing(dir.db())
+        .unwrap()
+        .with_options(StoreOptions {
+            batch_size: 1_000_000,
+            batch_window: Duration::from_secs(3_600),
+            facts_window: Duration::ZERO,
+            retain: None,
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    let rows = |db: &Connection| -> Vec<(i64, i64, i64, i64)> {
+        db.prepare("SELECT qname_id, rcode, count, paired FROM lookups ORDER BY qname_id, rcode")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let answered = query(t0(), "a.example.", "A", 1);
+    let unanswered = query(t0() + MS, "b.example.", "A", 2);
+    let twice = query(t0() + 2 * MS, "a.example.", "A", 3);
+    for q in [&answered, &unanswered, &twice] {
+        store.write(q.clone()).unwrap();
+    }
+    store.commit_all();
+    let db = inspect(&dir.db());
+    let (a, b) = (name_id(&db, "a.example."), name_id(&db, "b.example."));
     assert_eq!(
-        lookups,
-        vec![
-            (hour, role::CLIENT, RCODE_QUERY, 1, 1, 5 * MS),
-            (hour, role::CLIENT, 0, 1, 1, 5 * MS),
-        ]
+        rows(&db),
+        vec![(a, RCODE_QUERY, 2, 0), (b, RCODE_QUERY, 1, 0)]
+    );
+
+    store
+        .write(response(&answered, 4, "NOERROR", vec![], vec![]))
+        .unwrap();
+    store.commit_all();
+    assert_eq!(
+        rows(&db),
+        vec![(a, RCODE_QUERY, 1, 0), (a, 0, 1, 1), (b, RCODE_QUERY, 1, 0)]
+    );
+
+    store
+        .write(response(&twice, 4, "NXDOMAIN", vec![], vec![]))
+        .unwrap();
+    store.finish("signal").unwrap();
+    assert_eq!(
+        rows(&db),
+        vec![(a, 0, 1, 1), (a, 3, 1, 1), (b, RCODE_QUERY, 1, 0)]
     );
 }
 
@@ -324,17 +376,26 @@ fn nxdomain_malformed_unknown_process_and_server_side() {
         UNKNOWN_PROCESS
     );
 
-    // Server side: role 1, and a sent response is not a resolution.
+    // Server side: role 1, and a sent response is not a resolution. The query
+    // it answered is on the response's row (paired), not a row of its own.
     let srv = name_id(&db, "srv.example.");
     assert_eq!(
         count(
             &db,
             &format!(
-                "SELECT count(*) FROM lookups WHERE qname_id = {srv} AND role = {}",
+                "SELECT count(*) FROM lookups WHERE qname_id = {srv} AND role = {} \
+                 AND rcode = 0 AND count = 1 AND paired = 1",
                 role::SERVER
             )
         ),
-        2
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM lookups WHERE qname_id = {srv}")
+        ),
+        1
     );
     assert_eq!(
         count(
@@ -409,12 +470,17 @@ fn repeated_strings_are_stored_once() {
     );
     assert_eq!(count(&db, "SELECT count(*) FROM endpoints"), 1);
     assert_eq!(count(&db, "SELECT count(*) FROM cnames"), 2);
+    // Every query was answered within the flush: no query rows.
     assert_eq!(
-        count(&db, "SELECT sum(count) FROM lookups WHERE rcode = -1"),
+        count(&db, "SELECT count(*) FROM lookups WHERE rcode = -1"),
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(count) FROM lookups WHERE rcode = 0"),
         500
     );
     assert_eq!(
-        count(&db, "SELECT sum(paired) FROM lookups WHERE rcode = -1"),
+        count(&db, "SELECT sum(paired) FROM lookups WHERE rcode = 0"),
         500
     );
     assert_eq!(

@@ -4,7 +4,7 @@
 //! ```toml
 //! ports = [53, 5353]
 //! payload_cap = 4096
-//! ring_buffer_size = 16777216
+//! ring_buffer_size = 8388608
 //! db = "/var/lib/dnsq/dnsq.db"
 //! retain = "30d"
 //! max_db_size = "2G"

@@ -21,7 +21,12 @@ pub const PORT_BITMAP_WORDS: u32 = 65536 / 64;
 pub const SOCK_OWNERS_CAPACITY: u32 = 65536;
 
 /// Default ring buffer size in bytes (a power of two, a multiple of the page size).
-pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
+/// The recorder maps the data twice (so records never wrap), so it costs twice
+/// this in resident memory. An event is its 168-byte header and the message: at
+/// 50k queries/s (200k messages/s on loopback, ~50 MB/s) 8 MiB holds about 0.17 s
+/// of backlog, at 5k queries/s well over a second; nothing was lost at 50k in the
+/// benchmark's runs (BENCHMARKS.md). Hosts busier than that can raise it.
+pub const DEFAULT_RING_BYTES: u32 = 8 * 1024 * 1024;
 
 /// Names of maps and programs, shared so the loader and the programs cannot drift.
 pub mod names {

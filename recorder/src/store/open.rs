@@ -24,8 +24,11 @@ const DIR_MODE: u32 = 0o750;
 const FILE_MODE: u32 = 0o640;
 /// How long opening waits for another writer (migrations take the write lock).
 const OPEN_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// SQLite's page cache for the writer's connection, in KiB.
-const CACHE_KIB: i64 = 8 * 1024;
+/// SQLite's page cache for the writer's connection, in KiB. The writer appends
+/// messages (the right edge of one b-tree) and upserts facts sorted by key once
+/// every few seconds, so its working set is small; 4 MiB rather than 8 is part
+/// of keeping the recorder under 50 MB (BENCHMARKS.md).
+const CACHE_KIB: i64 = 4 * 1024;
 /// The WAL file is truncated back to this size after a checkpoint.
 const WAL_SIZE_LIMIT: i64 = 64 << 20;
 

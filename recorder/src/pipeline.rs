@@ -515,6 +515,8 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             self.clock = WallClock::now();
             self.clock_read = Instant::now();
         }
+        shrink_after_burst(&mut self.linking);
+        shrink_after_burst(&mut self.waiting);
         self.sink.flush()
     }
 
@@ -532,6 +534,19 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
     }
 }
 
+/// Gives back most of a queue's buffer once the burst that grew it has passed.
+/// The queues hold whole records (256 bytes each), and everything behind a
+/// message waiting for its owner waits too: a new socket's first message under
+/// 50k queries/s grew `linking` to 32–64k slots (8–16 MiB) for the rest of the
+/// run. The hysteresis (a quarter full, then half) keeps a steady queue from
+/// being reallocated over and over.
+fn shrink_after_burst<T>(queue: &mut VecDeque<T>) {
+    const KEEP: usize = 1024;
+    if queue.capacity() > KEEP && queue.len() < queue.capacity() / 4 {
+        queue.shrink_to((queue.len() * 2).max(KEEP));
+    }
+}
+
 /// An IPv4 or IPv6 address (with an optional `%zone`): libc resolves it without
 /// asking anyone.
 fn numeric(name: &[u8]) -> bool {
@@ -546,5 +561,34 @@ fn malformed(error: String, bytes: &[u8]) -> Malformed {
     Malformed {
         error,
         raw_hex: hex::encode(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::shrink_after_burst;
+
+    #[test]
+    fn a_queue_gives_its_buffer_back_after_a_burst_but_not_while_busy() {
+        let mut queue: VecDeque<u64> = (0..100_000).collect();
+        let burst = queue.capacity();
+        // Busy: half full stays as it is.
+        queue.truncate(burst / 2);
+        shrink_after_burst(&mut queue);
+        assert_eq!(queue.capacity(), burst);
+        // The burst is over: a few left, kept in order.
+        while queue.len() > 10 {
+            queue.pop_front();
+        }
+        shrink_after_burst(&mut queue);
+        assert!(queue.capacity() < 2 * 1024, "{}", queue.capacity());
+        assert_eq!(queue.front(), Some(&(burst as u64 / 2 - 10)));
+        assert_eq!(queue.len(), 10);
+        // Small queues are left alone.
+        let before = queue.capacity();
+        shrink_after_burst(&mut queue);
+        assert_eq!(queue.capacity(), before);
     }
 }

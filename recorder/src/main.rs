@@ -6,30 +6,20 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc 3 options (their numbers in its `mimalloc.h`; libmimalloc-sys names
-/// no constants for them), each set unless its `MIMALLOC_*` variable is:
-/// - `purge_delay` 10 ms (default 1 s): memory freed goes back to the kernel
-///   soon. The store thread frees a steady stream of records, and with 1 s a
-///   second's worth of them stayed resident.
-/// - `generic_collect` every 100 slow-path allocations (default 10,000): the
-///   capture thread allocates what the store thread frees, and pages emptied
-///   that way were reclaimed late; in some runs the heap then settled ~15 MB
-///   higher for the whole run.
-///
-/// Measured under 50k queries/s (BENCHMARKS.md): heap 45–48 MB with neither,
-/// 19–36 MB with the first, 17–23 MB with both; CPU per message within the
-/// noise of the same runs.
-const ALLOCATOR_OPTIONS: [(libmimalloc_sys::mi_option_t, &str, std::ffi::c_long); 2] = [
-    (15, "MIMALLOC_PURGE_DELAY", 10),
-    (34, "MIMALLOC_GENERIC_COLLECT", 100),
-];
+/// mimalloc 3's `purge_delay` option (its number in `mimalloc.h`; libmimalloc-sys
+/// names no constant for it): memory freed goes back to the kernel after 10 ms
+/// instead of 1 s. The store thread frees a steady stream of records, and with
+/// 1 s about a second's worth of them stays resident: under 50k queries/s the
+/// heap read 33–43 MB with 1 s and 19–21 MB with 10 ms (three runs each); the
+/// extra madvise calls cost ~0.1 s of system time in 12 s (~0.05 µs a message).
+/// `MIMALLOC_PURGE_DELAY` still overrides it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 fn tune_allocator() {
-    for (option, variable, value) in ALLOCATOR_OPTIONS {
-        if std::env::var_os(variable).is_none() {
-            // SAFETY: sets one of mimalloc's options; any value is valid for these.
-            unsafe { libmimalloc_sys::mi_option_set(option, value) };
-        }
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's options; any delay is a valid value.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
 }
 

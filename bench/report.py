@@ -318,7 +318,7 @@ def rate_analysis(r):
 ANALYSIS = {
     # From the investigation done with this harness on 2026-11-25 (callgrind on
     # recorder/examples/replay.rs, perf on the live recorder, bpf_stats per program,
-    # heaptrack, smaps), last on the tree of 20:05; re-check when the code changes.
+    # heaptrack, smaps), last on the tree of 22:20; re-check when the code changes.
     # Values that are callables read this run.
     "loss": lambda r: (
         "Every loss was counted by the kernel (`lost_ringbuf_full` above); the store "
@@ -329,24 +329,28 @@ ANALYSIS = {
         "shares the first one's decoding, a process's identity is built once a second "
         "instead of per message, codes are static text and the time text is made only "
         "for JSON). What is left is scheduling: dnsperf, dnsmasq and both recorder "
-        "threads share 2 cores, and a gap longer than the 16 MiB ring holds (about 0.3 s "
-        "at 200k messages/s) loses events. dnsperf itself does not reach 50k q/s here "
-        "(see *q/s reached*)."),
+        "threads share 2 cores, and a gap longer than the 8 MiB ring holds (about "
+        "0.17 s at 200k messages/s: an event is a 168-byte header and the message) "
+        "loses events. dnsperf itself does not always reach 50k q/s here (see *q/s "
+        "reached*; it depends on the machine's other load: a `make bench` at 0918c69 "
+        "an hour before this one reached 49.1k q/s with the same 8 MiB ring and lost "
+        "nothing)."),
     "memory": (
-        "smaps of the recorder 12–24 s into a 45k q/s run (tree of 20:05): 33 MB is the "
-        "event ring buffer (`anon_inode:bpf-map`: 16 MiB of data mapped twice so that "
-        "records never wrap, and every page counts in both mappings), 6 MB the binary, "
-        "34–35 MB heap (15 MB when idle). mimalloc asked for transparent huge pages for "
-        "its arenas, which kept 2 MiB resident at a time: `no_thp` took the heap under "
-        "load from 50–83 MB to 35 MB. The heap holds SQLite's 8 MiB page cache, the "
-        "resolver linker's exchanges (at most 16k, ~8 MB at this rate: heaptrack), up "
-        "to 16 batches of 256 records queued for the store thread and the pairer's "
-        "queries in flight. A 4 MiB ring (`--ring-buffer-size 4194304`) gave 51–52 MB "
-        "but lost 2,400 and 8,070 events in two of three 30 s runs, so the default "
-        "stays 16 MiB: losing messages is worse than 33 MB. This harness's runs read "
-        "more (the steady figure above, 83–97 MB in today's runs) than the same load "
-        "sampled after the recorder had idled 1 s (76 MB, 35 MB heap); that difference "
-        "was not traced."),
+        "smaps under 50k q/s (tree of 22:20): 17 MB is the event ring buffer "
+        "(`anon_inode:bpf-map`: 8 MiB of data mapped twice so that records never wrap, "
+        "and every page counts in both mappings), 6 MB the binary, 2.5 MB the C "
+        "libraries, 19–21 MB heap: SQLite's 4 MiB page cache, the resolver linker's "
+        "exchanges (at most 16k), up to 16 batches of 256 records queued for the store "
+        "thread, the pairer's queries in flight and the records held 250 ms for "
+        "resolver linking. Three things took the steady figure from 83–97 MB to this: "
+        "the 8 MiB ring (16 MiB before; nothing lost at 50k q/s in 15 runs of 30 s); "
+        "mimalloc's `purge_delay` at 10 ms instead of 1 s (with 1 s the heap read 33–43 "
+        "MB: a second's worth of freed records stayed resident); and the pipeline's "
+        "queues giving their buffer back after a burst (a new socket's first message "
+        "holds everything behind it for up to 200 ms, which grew the linking queue to "
+        "32–64k slots of 256-byte records, 8–16 MiB, for the rest of the run: the "
+        "runs that read ~16 MB higher than the others). Raising `--ring-buffer-size` "
+        "for a busier host costs twice its size."),
     "cpu": (
         "Kernel side the packet programs do not wake the reader per event "
         "(`BPF_RB_NO_WAKEUP` unless a ring/8 threshold is crossed or the socket's "
@@ -384,16 +388,20 @@ ANALYSIS = {
         "The `messages` row is "
         + f"{dict(r['disk']['tables']).get('messages', 0) / r['disk']['messages']:.0f}"
         + " bytes (schema 6 packs ports, id, rcode and flags; TTLs are one integer "
-        "when equal). The hourly fact tables add more than that: `lookups` ("
+        "when equal). The hourly fact tables add nearly as much: `lookups` ("
         + f"{r['disk']['counts']['lookups'] / r['disk']['messages']:.2f}"
         + " rows a message on this history) and `resolutions` ("
         + f"{r['disk']['counts']['resolutions'] / r['disk']['messages']:.2f}"
-        + "), each with secondary indexes — on a month with 50,000 names a process "
-        "rarely asks the same name twice in an hour, so an hourly fact row is nearly "
-        "a copy of the messages it sums up. Fix: coarser facts for old hours (per "
-        "day), time as an offset within the `time_index` minute, and no "
-        "`resolutions_hour` index (it serves only retention, which could sweep "
-        "whole hours instead)."),
+        + "), each with secondary indexes that repeat the whole key — on a month with "
+        "50,000 names a process rarely asks the same name twice in an hour, so an "
+        "hourly fact row is nearly a copy of the messages it sums up. Schema 7 took "
+        "156 bytes to 121: an answered query counts once, on its response's `lookups` "
+        "row (half the rows were query rows repeating their responses), and one "
+        "`resolutions` index by (name, process, hour) replaced two. Further: one row "
+        "per loopback packet instead of one per socket copy (each stub-resolver "
+        "exchange is stored twice, once per end), coarser facts for old hours (per "
+        "day), and no `lookups_hour`/`resolutions_hour` indexes (13 bytes; they serve "
+        "only retention, which could sweep by process or in key ranges instead)."),
 }
 
 

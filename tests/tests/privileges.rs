@@ -542,26 +542,29 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     ),
     (
         "query/src/top.rs",
-        "FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role = ?4{filtered} \\",
-        "filtered is Matching::sql (above); hour is Window::hour_column, `hour` or \
+        "SELECT qname_id, SUM({ranked}) AS ranked, SUM({queries}),",
+        "queries is schema::lookup_queries_sql (static text); ranked and counting are \
+         that, schema::lookup_asked_sql (static) or built from the i64 constant NXDOMAIN; \
+         filtered is Matching::sql (above); hour is Window::hour_column, `hour` or \
          `+hour`; everything else is bound",
     ),
     (
         "query/src/top.rs",
-        "WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 AND role = ?4 AND rcode = ?5{filtered}",
-        "filtered is Matching::sql (above); everything else is bound",
+        "WHERE qname_id = ?1 AND hour BETWEEN ?2 AND ?3 AND role = ?4 AND {counting}{filtered}",
+        "counting as in the statement above; filtered is Matching::sql (above); \
+         everything else is bound",
     ),
     (
         "query/src/top.rs",
-        "FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role = ?3{filtered} \\",
-        "filtered is Matching::sql (above); hour is Window::hour_column, `hour` or \
-         `+hour`; everything else is bound",
+        "SELECT process_id, SUM({queries}),",
+        "queries is schema::lookup_queries_sql (static text); filtered is Matching::sql \
+         (above); hour is Window::hour_column, `hour` or `+hour`; everything else is bound",
     ),
     (
         "query/src/top.rs",
         "SELECT COUNT(DISTINCT qname_id) FROM lookups WHERE process_id IN ({list})",
         "list is i64 process ids read from the database, joined with commas: digits and \
-         minus signs only",
+         minus signs only; asked is schema::lookup_asked_sql (static text)",
     ),
 ];
 

@@ -45,6 +45,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0007_answered_queries.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/0008_resolutions_without_hour_index.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::schema::{NS_PER_HOUR, NS_PER_MINUTE};
 
@@ -32,6 +32,23 @@ pub(super) struct Step {
     pub facts: u64,
     /// The database is over the size cap and holds no message left to delete.
     pub stuck_over_size: bool,
+    /// A sweep of `resolutions` is part way through (more steps follow soon).
+    pub sweeping: bool,
+}
+
+/// Answers (`resolutions.rdata_id`) one step looks at.
+const ANSWERS_PER_STEP: i64 = 2_000;
+
+/// `resolutions` has no index on hour (schema 8): its key starts with
+/// (rdata_id, hour), so an answer's old rows are one range. A pass walks the
+/// answers in key order, some each step, deleting each one's rows before the
+/// cut-off hour, and a new pass starts when the cut-off moves to a later hour.
+#[derive(Debug, Default)]
+struct ResolutionSweep {
+    /// The cut-off hour of the current or last pass.
+    hour: Option<i64>,
+    /// The next answer to look at; `None` once the pass is done.
+    next_rdata_id: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +58,7 @@ pub(super) struct Retention {
     /// `cnames` and `delegations` (keyed by name since schema 5) have no index on
     /// time: they are small, and swept whole once an hour of cut-off.
     swept_hour: Option<i64>,
+    resolutions: ResolutionSweep,
 }
 
 impl Retention {
@@ -116,7 +134,8 @@ impl Retention {
             let hour = fact_cut_ns.div_euclid(NS_PER_HOUR);
             step.facts += delete_old_facts(&tx, "lookups", LOOKUPS_KEY, hour, chunk)?;
             step.facts += delete_old_libc_lookups(&tx, fact_cut_ns, chunk)?;
-            step.facts += delete_old_facts(&tx, "resolutions", RESOLUTIONS_KEY, hour, chunk)?;
+            step.facts += self.resolutions.step(&tx, hour, chunk)?;
+            step.sweeping = self.resolutions.next_rdata_id.is_some();
             let new_hour = self.swept_hour != Some(hour);
             // cnames go by `last_ns`, which the cut-off passes within an hour under
             // size pressure; delegations go by hour, so a second sweep in the same
@@ -134,13 +153,46 @@ impl Retention {
         step.stuck_over_size = over_size && step.messages == 0 && step.facts == 0;
         self.behind = step.messages >= chunk as u64
             || step.facts >= chunk as u64
+            || step.sweeping
             || (over_size && !step.stuck_over_size);
         Ok(step)
     }
 }
 
 const LOOKUPS_KEY: &str = "qname_id, process_id, role, qtype, rcode, hour";
-const RESOLUTIONS_KEY: &str = "rdata_id, hour, rtype, name_id, qname_id, process_id, endpoint_id";
+
+impl ResolutionSweep {
+    /// Deletes the rows before `hour` of the next answers: at most
+    /// [`ANSWERS_PER_STEP`] answers, stopping once `chunk` rows are gone.
+    fn step(&mut self, tx: &Connection, hour: i64, chunk: i64) -> rusqlite::Result<u64> {
+        if self.hour != Some(hour) {
+            self.hour = Some(hour);
+            self.next_rdata_id = Some(i64::MIN);
+        }
+        let mut next = tx.prepare_cached(
+            "SELECT rdata_id FROM resolutions WHERE rdata_id >= ?1 ORDER BY rdata_id LIMIT 1",
+        )?;
+        let mut delete =
+            tx.prepare_cached("DELETE FROM resolutions WHERE rdata_id = ?1 AND hour < ?2")?;
+        let mut deleted = 0;
+        for _ in 0..ANSWERS_PER_STEP {
+            let Some(from) = self.next_rdata_id else {
+                break;
+            };
+            let rdata_id: Option<i64> = next.query_row([from], |row| row.get(0)).optional()?;
+            let Some(rdata_id) = rdata_id else {
+                self.next_rdata_id = None;
+                break;
+            };
+            deleted += delete.execute([rdata_id, hour])? as u64;
+            self.next_rdata_id = rdata_id.checked_add(1);
+            if deleted >= chunk as u64 {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+}
 
 /// Deletes messages with ids up to `cut` and everything hanging off them.
 fn delete_messages(tx: &Connection, cut: i64) -> rusqlite::Result<u64> {
@@ -184,12 +236,13 @@ fn delete_old_libc_lookups(tx: &Connection, cut_ns: i64, chunk: i64) -> rusqlite
     Ok(deleted as u64)
 }
 
+/// The oldest hour of `lookups` (by its index on hour). A received answer is a
+/// `resolutions` row and a `lookups` row of the same hour, so `resolutions` (no
+/// index on hour) is no older.
 fn oldest_fact_ns(tx: &Connection) -> rusqlite::Result<Option<i64>> {
-    tx.query_row(
-        "SELECT min((SELECT min(hour) FROM lookups), (SELECT min(hour) FROM resolutions))",
-        [],
-        |r| r.get::<_, Option<i64>>(0),
-    )
+    tx.query_row("SELECT min(hour) FROM lookups", [], |r| {
+        r.get::<_, Option<i64>>(0)
+    })
     .map(|hour| hour.map(|hour| hour * NS_PER_HOUR))
 }
 

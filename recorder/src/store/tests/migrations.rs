@@ -118,7 +118,7 @@ fn upgrading_to_schema_7_leaves_only_unanswered_queries_on_query_rows() {
          INSERT INTO lookups VALUES (1, 0, 0, 2, 1, 3, 2, 2, 8, 5, 12, 25);",
     )
     .unwrap();
-    MIGRATIONS.to_latest(&mut old).unwrap();
+    MIGRATIONS.to_version(&mut old, 7).unwrap();
     let rows: Vec<(i64, i64, i64, i64, i64)> = old
         .prepare(
             "SELECT qname_id, rcode, count, paired, latency_sum_ns FROM lookups \
@@ -143,6 +143,16 @@ fn upgrading_to_schema_7_leaves_only_unanswered_queries_on_query_rows() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(indexes, ["resolutions_hour", "resolutions_name"]);
+    // Schema 8: retention walks the key instead of an index on hour.
+    MIGRATIONS.to_latest(&mut old).unwrap();
+    let indexes: Vec<String> = old
+        .prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'resolutions' AND type = 'index' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(indexes, ["resolutions_name"]);
 }
 
 #[test]

@@ -121,7 +121,7 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
             "{step:?}"
         );
         steps += 1;
-        if step.messages == 0 && step.facts == 0 {
+        if step.messages == 0 && step.facts == 0 && !step.sweeping {
             break;
         }
         assert!(steps < 1_000);
@@ -188,6 +188,65 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
         .unwrap();
     store.flush().unwrap();
     store.finish("signal").unwrap();
+}
+
+/// `resolutions` has no index on hour: retention walks its answers a few
+/// thousand a step, over as many steps as it takes, and keeps the recent rows.
+#[test]
+fn old_resolutions_go_by_a_walk_over_the_answers() {
+    let dir = TempDir::new("sweep");
+    drop(open_quiet(&dir.db()));
+    let db = inspect(&dir.db());
+    let old_hour = (now_ns() - 40 * DAY).div_euclid(NS_PER_HOUR);
+    let new_hour = now_ns().div_euclid(NS_PER_HOUR);
+    let answers = 5_000;
+    db.execute_batch("BEGIN").unwrap();
+    for rdata_id in 1..=answers {
+        for (hour, process_id) in [(old_hour, 1), (old_hour + 1, 2), (new_hour, 1)] {
+            db.execute(
+                "INSERT INTO resolutions (rdata_id, hour, rtype, name_id, qname_id, process_id, \
+                 endpoint_id, first_ns, last_ns, count) VALUES (?1, ?2, 1, 1, 1, ?3, 1, ?4, ?4, 1)",
+                (rdata_id, hour, process_id, hour * NS_PER_HOUR),
+            )
+            .unwrap();
+        }
+    }
+    db.execute_batch("COMMIT").unwrap();
+
+    let mut store = open_for_writing(dir.db())
+        .unwrap()
+        .with_options(StoreOptions {
+            retain: Some(Duration::from_secs(30 * 24 * 3_600)),
+            retention_chunk: 100_000,
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    let mut sweeping_steps = 0;
+    let mut deleted = 0;
+    for _ in 0..100 {
+        let step = store.retention_now().unwrap();
+        deleted += step.facts;
+        if !step.sweeping {
+            break;
+        }
+        sweeping_steps += 1;
+    }
+    assert_eq!(deleted, 2 * answers as u64);
+    assert!(
+        sweeping_steps >= 2,
+        "{sweeping_steps} steps for {answers} answers"
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM resolutions WHERE hour < {new_hour}")
+        ),
+        0
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM resolutions"), answers);
+    // The pass is done: the next step (same cut-off hour) finds nothing to do.
+    let step = store.retention_now().unwrap();
+    assert_eq!((step.facts, step.sweeping), (0, false));
 }
 
 #[test]

@@ -843,23 +843,18 @@ fn delegations(
              WHERE client_process_id = ?1 AND qname_id = ?2 AND qtype = ?3 \
              AND hour BETWEEN ?4 AND ?5 GROUP BY resolver_process_id",
         )?;
-        let mut best: Option<(i64, i64, i64)> = None;
+        let mut busiest = BusiestResolver::default();
         for &process_id in &agg.process_ids {
             let mut rows =
                 stmt.query((process_id, key.qname_id, key.qtype, first_hour, last_hour))?;
             while let Some(row) = rows.next()? {
-                let (resolver, queries, last_ns): (i64, i64, i64) =
-                    (row.get(0)?, row.get(1)?, row.get(2)?);
-                if !agg.process_ids.contains(&resolver)
-                    && best.is_none_or(|(_, q, l)| (queries, last_ns) > (q, l))
-                {
-                    best = Some((resolver, queries, last_ns));
+                let resolver = row.get(0)?;
+                if !agg.process_ids.contains(&resolver) {
+                    busiest.offer(resolver, row.get(1)?, row.get(2)?);
                 }
             }
         }
-        if let Some((resolver, _, _)) = best {
-            peers.via = identities.get(reader, resolver)?;
-        }
+        peers.via = busiest.identity(reader, identities)?;
     }
     // Upstream queries are for the clients whose questions went upstream; the
     // answers to clients, for every client.
@@ -875,6 +870,30 @@ fn delegations(
         }
     }
     Ok(peers)
+}
+
+/// The resolver a client asked most (then most recently) for a row's question:
+/// the one shown as its `via`.
+#[derive(Default)]
+struct BusiestResolver(Option<(i64, i64, i64)>);
+
+impl BusiestResolver {
+    fn offer(&mut self, resolver: i64, queries: i64, last_ns: i64) {
+        if self.0.is_none_or(|(_, q, l)| (queries, last_ns) > (q, l)) {
+            self.0 = Some((resolver, queries, last_ns));
+        }
+    }
+
+    fn identity(
+        self,
+        reader: &Reader,
+        identities: &mut Identities,
+    ) -> Result<Option<Rc<Identity>>> {
+        match self.0 {
+            Some((resolver, _, _)) => Ok(identities.get(reader, resolver)?),
+            None => Ok(None),
+        }
+    }
 }
 
 /// A `delegations` row (client_process_id, SUM(upstream), SUM(cached)) of a
@@ -949,7 +968,7 @@ fn delegations_by_name(
              WHERE qname_id = ?1 AND resolver_process_id = ?2 AND qtype = ?3 \
              AND client_process_id = ?4 AND hour BETWEEN ?5 AND ?6",
         )?;
-        let mut best: Option<(i64, i64, i64)> = None;
+        let mut busiest = BusiestResolver::default();
         for &process_id in &agg.process_ids {
             for &resolver in &resolvers {
                 if agg.process_ids.contains(&resolver) {
@@ -966,16 +985,12 @@ fn delegations_by_name(
                     ),
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )?;
-                if let (Some(queries), Some(last_ns)) = (queries, last_ns)
-                    && best.is_none_or(|(_, q, l)| (queries, last_ns) > (q, l))
-                {
-                    best = Some((resolver, queries, last_ns));
+                if let (Some(queries), Some(last_ns)) = (queries, last_ns) {
+                    busiest.offer(resolver, queries, last_ns);
                 }
             }
         }
-        if let Some((resolver, _, _)) = best {
-            peers.via = identities.get(reader, resolver)?;
-        }
+        peers.via = busiest.identity(reader, identities)?;
     }
     let mut stmt = conn.prepare_cached(
         "SELECT client_process_id, SUM(upstream), SUM(cached) FROM delegations \

@@ -43,7 +43,7 @@ const ANSWERS_PER_STEP: i64 = 2_000;
 /// (rdata_id, hour), so an answer's old rows are one range. A pass walks the
 /// answers in key order, some each step, deleting each one's rows before the
 /// cut-off hour, and a new pass starts when the cut-off moves to a later hour.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct ResolutionSweep {
     /// The cut-off hour of the current or last pass.
     hour: Option<i64>,
@@ -104,6 +104,7 @@ impl Retention {
             Some(cap) => used_bytes(&tx)? > cap,
             None => false,
         };
+        let mut sweep = self.resolutions;
         let mut step = Step::default();
         if let Some(min_id) = min_id {
             if over_size {
@@ -134,8 +135,8 @@ impl Retention {
             let hour = fact_cut_ns.div_euclid(NS_PER_HOUR);
             step.facts += delete_old_facts(&tx, "lookups", LOOKUPS_KEY, hour, chunk)?;
             step.facts += delete_old_libc_lookups(&tx, fact_cut_ns, chunk)?;
-            step.facts += self.resolutions.step(&tx, hour, chunk)?;
-            step.sweeping = self.resolutions.next_rdata_id.is_some();
+            step.facts += sweep.step(&tx, hour, chunk)?;
+            step.sweeping = sweep.next_rdata_id.is_some();
             let new_hour = self.swept_hour != Some(hour);
             // cnames go by `last_ns`, which the cut-off passes within an hour under
             // size pressure; delegations go by hour, so a second sweep in the same
@@ -150,6 +151,8 @@ impl Retention {
             self.swept_hour = Some(hour);
         }
         tx.commit()?;
+        // Only now: a step that rolls back walks the same answers again.
+        self.resolutions = sweep;
         step.stuck_over_size = over_size && step.messages == 0 && step.facts == 0;
         self.behind = step.messages >= chunk as u64
             || step.facts >= chunk as u64

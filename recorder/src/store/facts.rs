@@ -119,6 +119,17 @@ struct Lookup {
     latency_max_ns: i64,
 }
 
+impl Lookup {
+    fn unpaired(seen: Seen) -> Self {
+        Self {
+            seen,
+            paired: 0,
+            latency_sum_ns: 0,
+            latency_max_ns: 0,
+        }
+    }
+}
+
 /// Facts of one batch, or of several merged.
 #[derive(Debug)]
 pub(super) struct Facts {
@@ -219,12 +230,10 @@ impl Facts {
     /// row (`latency_ns` when it answered a query the pairer saw).
     pub fn lookup(&mut self, key: LookupKey, time_ns: i64, latency_ns: Option<i64>) {
         self.saw(time_ns);
-        let lookup = self.lookups.entry(key).or_insert_with(|| Lookup {
-            seen: Seen::new(time_ns),
-            paired: 0,
-            latency_sum_ns: 0,
-            latency_max_ns: 0,
-        });
+        let lookup = self
+            .lookups
+            .entry(key)
+            .or_insert_with(|| Lookup::unpaired(Seen::new(time_ns)));
         lookup.seen.at(time_ns);
         lookup.seen.count += 1;
         if let Some(latency) = latency_ns {
@@ -241,16 +250,13 @@ impl Facts {
     /// earlier flush, the negative count is taken off the stored row.
     pub fn answered(&mut self, query: LookupKey) {
         debug_assert_eq!(query.rcode, RCODE_QUERY);
-        let lookup = self.lookups.entry(query).or_insert_with(|| Lookup {
+        let lookup = self.lookups.entry(query).or_insert_with(|| {
             // Not seen at any time: the stored row keeps its first and last.
-            seen: Seen {
+            Lookup::unpaired(Seen {
                 first_ns: i64::MAX,
                 last_ns: i64::MIN,
                 count: 0,
-            },
-            paired: 0,
-            latency_sum_ns: 0,
-            latency_max_ns: 0,
+            })
         });
         lookup.seen.count -= 1;
     }

@@ -135,24 +135,24 @@ fn upgrading_to_schema_7_leaves_only_unanswered_queries_on_query_rows() {
         rows,
         vec![(1, -1, 2, 0, 0), (1, 0, 3, 3, 30), (2, 3, 2, 2, 8)]
     );
-    let indexes: Vec<String> = old
-        .prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'resolutions' AND type = 'index' ORDER BY name")
+    let resolutions_indexes = |db: &Connection| -> Vec<String> {
+        db.prepare(
+            "SELECT name FROM sqlite_master WHERE tbl_name = 'resolutions' AND type = 'index' \
+             ORDER BY name",
+        )
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
-        .collect();
-    assert_eq!(indexes, ["resolutions_hour", "resolutions_name"]);
+        .collect()
+    };
+    assert_eq!(
+        resolutions_indexes(&old),
+        ["resolutions_hour", "resolutions_name"]
+    );
     // Schema 8: retention walks the key instead of an index on hour.
     MIGRATIONS.to_latest(&mut old).unwrap();
-    let indexes: Vec<String> = old
-        .prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'resolutions' AND type = 'index' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(indexes, ["resolutions_name"]);
+    assert_eq!(resolutions_indexes(&old), ["resolutions_name"]);
 }
 
 #[test]

@@ -17,6 +17,18 @@ use crate::{
 
 const DAY: i64 = 24 * NS_PER_HOUR;
 
+/// The store with `--retain 30d`, deleting at most `chunk` rows a table a step.
+fn open_retaining_30_days(path: &std::path::Path, chunk: i64) -> crate::store::Store {
+    open_for_writing(path)
+        .unwrap()
+        .with_options(StoreOptions {
+            retain: Some(Duration::from_secs(30 * 24 * 3_600)),
+            retention_chunk: chunk,
+            ..StoreOptions::default()
+        })
+        .unwrap()
+}
+
 /// `per_hour` query/response pairs an hour from `from_ns` to now, a malformed
 /// message and a two-question query every tenth hour. Returns the messages
 /// written.
@@ -105,14 +117,7 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
         .unwrap();
     }
 
-    let mut store = open_for_writing(dir.db())
-        .unwrap()
-        .with_options(StoreOptions {
-            retain: Some(Duration::from_secs(30 * 24 * 3_600)),
-            retention_chunk: 500,
-            ..StoreOptions::default()
-        })
-        .unwrap();
+    let mut store = open_retaining_30_days(&dir.db(), 500);
     let mut steps = 0;
     loop {
         let step = store.retention_now().unwrap();
@@ -213,14 +218,7 @@ fn old_resolutions_go_by_a_walk_over_the_answers() {
     }
     db.execute_batch("COMMIT").unwrap();
 
-    let mut store = open_for_writing(dir.db())
-        .unwrap()
-        .with_options(StoreOptions {
-            retain: Some(Duration::from_secs(30 * 24 * 3_600)),
-            retention_chunk: 100_000,
-            ..StoreOptions::default()
-        })
-        .unwrap();
+    let mut store = open_retaining_30_days(&dir.db(), 100_000);
     let mut sweeping_steps = 0;
     let mut deleted = 0;
     for _ in 0..100 {

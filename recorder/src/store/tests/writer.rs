@@ -210,16 +210,13 @@ fn query_and_response_with_a_cname_chain() {
 #[test]
 fn an_answered_query_moves_from_the_query_row_to_the_response_row() {
     let dir = TempDir::new("answered");
-    let mut store = open_for_writing(dir.db())
-        .unwrap()
-        .with_options(StoreOptions {
-            batch_size: 1_000_000,
-            batch_window: Duration::from_secs(3_600),
-            facts_window: Duration::ZERO,
-            retain: None,
-            ..StoreOptions::default()
-        })
-        .unwrap();
+    // Quiet, but facts are upserted with every commit.
+    let quiet = open_quiet(&dir.db());
+    let options = StoreOptions {
+        facts_window: Duration::ZERO,
+        ..quiet.options().clone()
+    };
+    let mut store = quiet.with_options(options).unwrap();
     let rows = |db: &Connection| -> Vec<(i64, i64, i64, i64)> {
         db.prepare("SELECT qname_id, rcode, count, paired FROM lookups ORDER BY qname_id, rcode")
             .unwrap()

@@ -576,3 +576,94 @@ fn counters_and_runs() {
     // Dropped without finish: like a crash, no stop recorded.
     assert_eq!(stops[1], (None, None));
 }
+
+/// Messages inserted 32 to a statement are the rows inserted one by one: the
+/// same ids, columns (text TTLs at their row), extra questions and malformed
+/// rows, whichever row of a statement a message lands in.
+#[test]
+fn rows_inserted_many_to_a_statement_equal_rows_inserted_one_by_one() {
+    // Varied on purpose, so that a value bound at the wrong row shows.
+    let records: Vec<_> = (0..150_i64)
+        .flat_map(|i| {
+            let name = format!("h{}.example.", i % 7);
+            let mut q = query(
+                t0() + i * MS,
+                &name,
+                ["A", "AAAA", "MX"][i as usize % 3],
+                i as u16,
+            );
+            if i % 5 == 0 {
+                q.process = process(4000 + i as u32 % 3, "worker").into();
+            }
+            if i % 11 == 0 {
+                let dns = std::sync::Arc::make_mut(q.dns.as_mut().unwrap());
+                dns.questions.push(dns.questions[0].clone());
+            }
+            let answers = match i % 4 {
+                0 => vec![],
+                1 => cname_chain_answers(),
+                2 => vec![rr(&name, "A", 30 + i as u32, "192.0.2.9")],
+                _ => vec![
+                    rr(&name, "A", 10, "192.0.2.7"),
+                    rr(&name, "A", 20 + i as u32, "192.0.2.8"),
+                ],
+            };
+            let rcode = if i % 9 == 0 { "NXDOMAIN" } else { "NOERROR" };
+            let r = response(&q, 1 + i % 3, rcode, answers, vec![]);
+            let mut out = vec![q, r];
+            if i % 13 == 0 {
+                out.push(malformed(t0() + i * MS));
+            }
+            out
+        })
+        .collect();
+    let tables = [
+        "SELECT * FROM messages ORDER BY id",
+        "SELECT * FROM extra_questions ORDER BY message_id, position",
+        "SELECT * FROM malformed ORDER BY message_id",
+        "SELECT * FROM time_index ORDER BY minute",
+    ];
+    let mut dumps = Vec::new();
+    for batch_size in [1, 100] {
+        let dir = TempDir::new(&format!("many-rows-{batch_size}"));
+        let mut store = open_for_writing(dir.db())
+            .unwrap()
+            .with_options(StoreOptions {
+                batch_size,
+                batch_window: Duration::from_secs(3_600),
+                retain: None,
+                ..StoreOptions::default()
+            })
+            .unwrap();
+        for record in &records {
+            store.write(record.clone()).unwrap();
+        }
+        store.finish("signal").unwrap();
+        let db = inspect(&dir.db());
+        let mut dump = Vec::new();
+        for sql in tables {
+            let mut statement = db.prepare(sql).unwrap();
+            let columns = statement.column_count();
+            let rows: Vec<Vec<rusqlite::types::Value>> = statement
+                .query_map([], |row| (0..columns).map(|c| row.get(c)).collect())
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            dump.push(rows);
+        }
+        dumps.push(dump);
+    }
+    let (one_by_one, many) = (&dumps[0], &dumps[1]);
+    assert_eq!(one_by_one[0].len(), records.len());
+    // The test covers what it means to: text and integer TTLs, extra questions,
+    // malformed rows.
+    let text_ttls = one_by_one[0]
+        .iter()
+        .filter(|row| matches!(row[11], rusqlite::types::Value::Text(_)))
+        .count();
+    assert!(text_ttls > 10, "{text_ttls} rows with text TTLs");
+    assert!(one_by_one[1].len() > 10 && one_by_one[2].len() > 10);
+    for (table, (a, b)) in tables.iter().zip(one_by_one.iter().zip(many)) {
+        assert_eq!(a, b, "{table}");
+    }
+}

@@ -308,10 +308,24 @@ fn classify(place: impl fmt::Display, error: &ProtoError) -> DecodeError {
 }
 
 /// Rejects messages where some name would follow more than [`MAX_POINTER_HOPS`]
-/// compression pointers, before hickory follows them by recursion. Computes, for every
-/// offset, how many pointers a name read from there could follow, in two linear passes
-/// (names in record data start at offsets only hickory knows, so all are checked).
+/// compression pointers, before hickory follows them by recursion.
+///
+/// Each hop of a chain is a different pointer (hickory follows only pointers to
+/// earlier offsets), and a pointer starts with a byte of the form `11xxxxxx`: a
+/// message with at most [`MAX_POINTER_HOPS`] such bytes (nearly all of them) has
+/// no chain that long, and is passed without the full check's two tables.
 fn check_pointer_chains(bytes: &[u8]) -> Result<(), DecodeError> {
+    let pointer_bytes = bytes.iter().filter(|&&b| b >= 0xc0).count();
+    if pointer_bytes <= usize::from(MAX_POINTER_HOPS) {
+        return Ok(());
+    }
+    check_pointer_chains_fully(bytes)
+}
+
+/// Computes, for every offset, how many pointers a name read from there could
+/// follow, in two linear passes (names in record data start at offsets only hickory
+/// knows, so all are checked).
+fn check_pointer_chains_fully(bytes: &[u8]) -> Result<(), DecodeError> {
     const NONE: u32 = u32::MAX;
     // Pass 1, back to front: the offset of the pointer that the run of labels
     // starting at each offset ends in, if it ends in one.
@@ -1179,6 +1193,20 @@ mod tests {
             .spawn(move || decode(&long))
             .map(|thread| thread.join());
         assert!(matches!(result, Ok(Ok(Err(DecodeError::PointerChain)))));
+    }
+
+    #[test]
+    fn the_pointer_count_shortcut_agrees_with_the_full_check() {
+        // Around the limit, where the shortcut stops applying: both checks give the
+        // same verdict, and the limit itself is where the verdict changes.
+        let mut verdicts = Vec::new();
+        for hops in 110..150 {
+            let bytes = pointer_chain(hops);
+            let shortcut = check_pointer_chains(&bytes);
+            assert_eq!(shortcut, check_pointer_chains_fully(&bytes), "{hops} hops");
+            verdicts.push(shortcut.is_ok());
+        }
+        assert!(verdicts.first() == Some(&true) && verdicts.last() == Some(&false));
     }
 
     #[test]

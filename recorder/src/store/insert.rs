@@ -3,7 +3,7 @@
 //! `libc_lookups` row per libc lookup, the batch's `time_index` minutes, and its
 //! facts, gathered for the writer to upsert.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, params};
@@ -58,6 +58,12 @@ pub(super) struct Batch<'a> {
     ttls: String,
     /// The TTL every record of the current message has, if they all have one.
     same_ttl: Option<Option<u32>>,
+    /// The previous message's decoded DNS, its header bits and columns. The two
+    /// loopback copies of a packet (one per socket) share one decode and nearly
+    /// always arrive one after the other (98 % of them on dnsperf traffic), so
+    /// the second copy reuses the first one's interned names, answer set and
+    /// TTLs. Holding the `Arc` keeps its address from being reused.
+    previous_dns: Option<(Arc<DnsMessage>, i64, DnsColumns)>,
     /// What `insert_message`'s and `insert_messages`' parameters hold.
     bound_one: Bound,
     bound_many: Bound,
@@ -167,7 +173,7 @@ impl Bound {
 }
 
 /// The columns that come from the decoded message.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct DnsColumns {
     dns_id: Option<i64>,
     qname_id: Option<i64>,
@@ -214,6 +220,7 @@ impl<'a> Batch<'a> {
             records: String::new(),
             ttls: String::new(),
             same_ttl: None,
+            previous_dns: None,
             bound_one: Bound::new(MESSAGE_PARAMETERS),
             bound_many: Bound::new(MESSAGE_PARAMETERS * ROWS_PER_INSERT),
         })
@@ -250,14 +257,30 @@ impl<'a> Batch<'a> {
         if record.malformed.is_some() {
             bits |= flags::MALFORMED;
         }
-        let mut columns = DnsColumns::default();
-        self.answers.clear();
-        self.ttls.clear();
-        self.same_ttl = None;
-        if let Some(dns) = &record.dns {
-            bits |= header_bits(dns);
-            columns = self.dns_columns(dns)?;
-        }
+        let columns = match (&record.dns, &self.previous_dns) {
+            // The other copy of the previous message's packet: `answers`, `ttls`
+            // and `same_ttl` still hold what it made.
+            (Some(dns), Some((previous, header, columns))) if Arc::ptr_eq(dns, previous) => {
+                bits |= header;
+                *columns
+            }
+            (dns, _) => {
+                self.answers.clear();
+                self.ttls.clear();
+                self.same_ttl = None;
+                self.previous_dns = None;
+                match dns {
+                    Some(dns) => {
+                        let header = header_bits(dns);
+                        let columns = self.dns_columns(dns)?;
+                        self.previous_dns = Some((Arc::clone(dns), header, columns));
+                        bits |= header;
+                        columns
+                    }
+                    None => DnsColumns::default(),
+                }
+            }
+        };
         let latency_ns = record
             .pair
             .map(|pair| i64::try_from(pair.latency_ns).unwrap_or(i64::MAX));

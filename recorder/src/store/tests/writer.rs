@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use super::fixtures::*;
 use crate::{
     pipeline::Sink,
+    record::{Direction, MessageRecord},
     store::{
         Store, StoreOptions, open_for_writing,
         schema::{NS_PER_HOUR, RCODE_QUERY, UNKNOWN_PROCESS, attribution, flags, role},
@@ -269,7 +270,7 @@ fn nxdomain_malformed_unknown_process_and_server_side() {
     unattributed.socket_cgroup_id = 777;
     // The same host's DNS server: received a query, sent its response.
     let mut served = query(t0() + 2 * MS, "srv.example.", "A", 9);
-    served.direction = crate::record::Direction::Received;
+    served.direction = Direction::Received;
     served.process = process(53, "dnsmasq").into();
     let mut answer = response(
         &served,
@@ -278,7 +279,7 @@ fn nxdomain_malformed_unknown_process_and_server_side() {
         vec![rr("srv.example.", "A", 5, "192.0.2.9")],
         vec![],
     );
-    answer.direction = crate::record::Direction::Sent;
+    answer.direction = Direction::Sent;
     for record in [
         q,
         nx,
@@ -577,11 +578,28 @@ fn counters_and_runs() {
     assert_eq!(stops[1], (None, None));
 }
 
+/// The server's copy of a client's packet: the same decoded message (the same
+/// `Arc`, as the pipeline shares one decode between loopback copies), seen at
+/// dnsmasq's socket.
+fn server_copy(client: &MessageRecord) -> MessageRecord {
+    let mut copy = client.clone();
+    copy.direction = match client.direction {
+        Direction::Sent => Direction::Received,
+        Direction::Received => Direction::Sent,
+    };
+    copy.process = process(53, "dnsmasq").into();
+    copy.socket_cookie = 0x5353;
+    copy.pair = None;
+    copy
+}
+
 /// Messages inserted 32 to a statement are the rows inserted one by one: the
 /// same ids, columns (text TTLs at their row), extra questions and malformed
-/// rows, whichever row of a statement a message lands in.
+/// rows, whichever row of a statement a message lands in. And a message that
+/// shares its decode with the one before (its loopback copy) gets the same DNS
+/// columns as when it is written alone.
 #[test]
-fn rows_inserted_many_to_a_statement_equal_rows_inserted_one_by_one() {
+fn rows_inserted_many_to_a_statement_or_from_a_shared_decode_equal_rows_inserted_one_by_one() {
     // Varied on purpose, so that a value bound at the wrong row shows.
     let records: Vec<_> = (0..150_i64)
         .flat_map(|i| {
@@ -610,13 +628,34 @@ fn rows_inserted_many_to_a_statement_equal_rows_inserted_one_by_one() {
             };
             let rcode = if i % 9 == 0 { "NXDOMAIN" } else { "NOERROR" };
             let r = response(&q, 1 + i % 3, rcode, answers, vec![]);
-            let mut out = vec![q, r];
+            let mut out = vec![q.clone(), r.clone()];
+            // The server's socket sees the same packets (on loopback the two copies
+            // share one decode): mostly right after the client's copy, sometimes
+            // with another message between them.
+            if i % 2 == 0 {
+                for (client_copy, at) in [(&q, 1), (&r, 3)] {
+                    out.insert(at.min(out.len()), server_copy(client_copy));
+                }
+            } else if i % 3 == 0 {
+                out.push(server_copy(&q));
+            }
             if i % 13 == 0 {
-                out.push(malformed(t0() + i * MS));
+                // Between a packet's two copies, when it has two.
+                out.insert(out.len() - 1, malformed(t0() + i * MS));
             }
             out
         })
         .collect();
+    assert!(
+        records
+            .windows(2)
+            .filter(|pair| match (&pair[0].dns, &pair[1].dns) {
+                (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+                _ => false,
+            })
+            .count()
+            > 100
+    );
     let tables = [
         "SELECT * FROM messages ORDER BY id",
         "SELECT * FROM extra_questions ORDER BY message_id, position",

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU of two recorder builds on the same traffic (run as root).
+
+    python3 bench/compare.py OTHER_RECORDER [--rounds N] [--qps Q] [--seconds S]
+
+Builds nothing: compares target/release/dnsq-recorder (this tree, after
+`make build`) with OTHER_RECORDER (another checkout's build), in one network
+namespace with one dnsmasq, alternating which goes first each round (ABBA).
+Each run: a fresh database, dnsperf at Q queries/s for S seconds, and the
+recorder's user+system CPU from 1 s after it is ready to its exit (it drains
+and commits everything), over the messages it stored; a run that stored fewer
+messages than dnsperf's traffic, or lost events, is reported as such. The
+kernel programs' own time is not counted: compare builds with the same probes.
+
+On a shared machine the absolute figures move from hour to hour; the ratio of
+the two builds measured side by side is what to quote.
+"""
+
+import argparse
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as R  # noqa: E402  (the harness: namespace, dnsmasq, dnsperf, recorder)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("other", type=Path, help="the other dnsq-recorder binary")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--qps", type=int, default=20_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if not args.other.is_file():
+        sys.exit(f"no recorder at {args.other}")
+    if not (R.RELEASE / "dnsq-recorder").is_file():
+        sys.exit("build this tree first (make build)")
+
+    R.BIN.mkdir(parents=True, exist_ok=True)
+    for binary in (R.RECORDER, R.DNSQ):
+        shutil.copy2(R.RELEASE / binary.name, binary)
+    builds = {"this": R.RECORDER, "other": R.BIN / "dnsq-recorder-other"}
+    shutil.copy2(args.other, builds["other"])
+    R.remove_leftovers()
+    others = R.other_recorders()
+    if others:
+        sys.exit("dnsq probes are already attached by "
+                 + ", ".join(f"pid {pid} ({comm})" for pid, comm in sorted(others.items()))
+                 + ": both recorders would be measured. Stop it first.")
+
+    us = {name: [] for name in builds}
+    with R.Host() as host:
+        for round_ in range(args.rounds):
+            order = ("other", "this") if round_ % 2 == 0 else ("this", "other")
+            for name in order:
+                R.RECORDER = builds[name]
+                with R.Recorder("compare", host) as recorder:
+                    time.sleep(1)
+                    cpu_start = R.cpu_seconds(recorder.pid)
+                    perf = host.dnsperf("compare", args.seconds, args.qps)
+                    time.sleep(3)
+                    recorder.stop()
+                    cpu = R.total_cpu(recorder.proc) - cpu_start
+                    stored, _, counters = recorder.counted(host.zone)
+                expected = 2 * perf["sent"] + 2 * perf["completed"]
+                lost = counters.get("lost_ringbuf_full", 0)
+                complete = stored == expected and not lost
+                per_message = 1e6 * cpu / stored if stored else float("nan")
+                if complete:
+                    us[name].append(per_message)
+                print(f"round {round_ + 1} {name}: {stored:,} of {expected:,} messages stored, "
+                      f"lost {lost}, {per_message:.2f} µs/message"
+                      + ("" if complete else " (incomplete: not counted)"), flush=True)
+
+    if not all(us.values()):
+        sys.exit("a build has no complete run")
+    medians = {name: statistics.median(values) for name, values in us.items()}
+    for name, values in us.items():
+        print(f"{name}: median {medians[name]:.2f} µs/message, runs "
+              + ", ".join(f"{v:.2f}" for v in values))
+    pairs = [t / o for t, o in zip(us["this"], us["other"])]
+    print(f"this / other: {medians['this'] / medians['other']:.3f} (medians); pairwise "
+          + ", ".join(f"{p:.3f}" for p in pairs))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::fixtures::*;
+use super::{fixtures::*, writer::open_batched};
 use crate::{
     pipeline::Sink,
     record::{LookupRecord, ProcessInfo},
@@ -42,15 +42,7 @@ fn lookup(time_ns: i64) -> LookupRecord {
 }
 
 fn open(path: &std::path::Path, batch_size: usize) -> Store {
-    let mut store = open_for_writing(path)
-        .unwrap()
-        .with_options(StoreOptions {
-            batch_size,
-            batch_window: Duration::from_secs(3_600),
-            retain: None,
-            ..StoreOptions::default()
-        })
-        .unwrap();
+    let mut store = open_batched(path, batch_size);
     store.start_run("{}").unwrap();
     store
 }

@@ -17,10 +17,16 @@ use crate::{
 /// A store that never commits by itself (huge batch, long window) and keeps
 /// everything, so each test decides when to commit.
 pub fn open_quiet(path: &std::path::Path) -> Store {
+    open_batched(path, 1_000_000)
+}
+
+/// A store that commits every `batch_size` records (and when told to; its
+/// window is long) and keeps everything.
+pub fn open_batched(path: &std::path::Path, batch_size: usize) -> Store {
     open_for_writing(path)
         .unwrap()
         .with_options(StoreOptions {
-            batch_size: 1_000_000,
+            batch_size,
             batch_window: Duration::from_secs(3_600),
             retain: None,
             ..StoreOptions::default()
@@ -665,15 +671,7 @@ fn rows_inserted_many_to_a_statement_or_from_a_shared_decode_equal_rows_inserted
     let mut dumps = Vec::new();
     for batch_size in [1, 100] {
         let dir = TempDir::new(&format!("many-rows-{batch_size}"));
-        let mut store = open_for_writing(dir.db())
-            .unwrap()
-            .with_options(StoreOptions {
-                batch_size,
-                batch_window: Duration::from_secs(3_600),
-                retain: None,
-                ..StoreOptions::default()
-            })
-            .unwrap();
+        let mut store = open_batched(&dir.db(), batch_size);
         for record in &records {
             store.write(record.clone()).unwrap();
         }

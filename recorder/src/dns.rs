@@ -2,9 +2,13 @@
 //! record in presentation format that is safe to print on a terminal.
 //!
 //! hickory-proto does the reading: the header, names (with its compression-pointer
-//! checks) and record data. This module walks the sections itself, record by record,
-//! rather than calling `Message::from_vec`, because a monitor must show what was sent,
-//! not what a resolver would accept:
+//! checks) and record data. The commonest names and record data (A, AAAA, CNAME,
+//! NS, PTR, DNAME, MX, TXT), the decoder's hot path, are read here straight into
+//! text, and only where hickory would read the same: `fast_name` leaves any name
+//! hickory could refuse to hickory, and [`check_fast_readers`] holds the two side
+//! by side in the tests and the `dns_names` fuzz target. This module walks the
+//! sections itself, record by record, rather than calling `Message::from_vec`,
+//! because a monitor must show what was sent, not what a resolver would accept:
 //!
 //! - the raw record data stays at hand, so a record whose data hickory cannot decode
 //!   (unknown type, `NULL`, DNSSEC types without hickory's `dnssec` features, or data
@@ -52,6 +56,14 @@ const TYPE_OPT: u16 = 41;
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
 const TYPE_DNAME: u16 = 39;
+const TYPE_NS: u16 = 2;
+const TYPE_CNAME: u16 = 5;
+const TYPE_PTR: u16 = 12;
+const TYPE_MX: u16 = 15;
+const TYPE_TXT: u16 = 16;
+/// Longest name (wire length, labels with their length bytes) that [`fast_name`]
+/// reads itself; longer ones go to hickory, whose limit is 255 with the root.
+const FAST_NAME_MAX: usize = 250;
 
 /// Why bytes are not a DNS message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,11 +191,11 @@ pub fn decode(bytes: &[u8]) -> Result<DnsMessage, DecodeError> {
             index,
             count,
         };
-        let name = Name::read(&mut decoder).map_err(|error| classify(place, &error))?;
+        let name = read_name(bytes, &mut decoder).map_err(|error| classify(place, &error))?;
         let qtype = read_u16(&mut decoder, place, "type")?;
         let class = read_u16(&mut decoder, place, "class")?;
         message.questions.push(Question {
-            name: format_name(&name),
+            name,
             qtype: type_name(qtype),
             class: class_name(class),
         });
@@ -243,7 +255,7 @@ impl SectionReader<'_> {
                 count,
             };
             let decoder = &mut self.decoder;
-            let name = Name::read(decoder).map_err(|error| classify(place, &error))?;
+            let name = read_name(self.message, decoder).map_err(|error| classify(place, &error))?;
             let rtype = read_u16(decoder, place, "type")?;
             let class = read_u16(decoder, place, "class")?;
             let ttl = decoder
@@ -266,7 +278,7 @@ impl SectionReader<'_> {
                 continue;
             }
             records.push(ResourceRecord {
-                name: format_name(&name),
+                name,
                 rtype: type_name(rtype),
                 class: class_name(class),
                 ttl,
@@ -383,20 +395,39 @@ fn rdata_text(message: &[u8], start: usize, rtype: u16, raw: &[u8]) -> String {
 }
 
 fn known_rdata(message: &[u8], start: usize, rtype: u16, raw: &[u8]) -> Option<String> {
-    let length = u16::try_from(raw.len()).ok()?;
-    // The commonest answers, formatted straight from their bytes (the same text
-    // as through hickory's RData: std's address formatting).
+    fast_rdata(message, start, rtype, raw).or_else(|| hickory_rdata(message, start, rtype, raw))
+}
+
+/// The commonest record data, formatted straight from its bytes: the same text as
+/// [`hickory_rdata`] gives (for addresses, std's formatting either way), or `None`
+/// to leave the record to it.
+fn fast_rdata(message: &[u8], start: usize, rtype: u16, raw: &[u8]) -> Option<String> {
     match (rtype, raw.len()) {
         (TYPE_A, 4) => {
             let octets: [u8; 4] = raw.try_into().ok()?;
-            return Some(std::net::Ipv4Addr::from(octets).to_string());
+            Some(std::net::Ipv4Addr::from(octets).to_string())
         }
         (TYPE_AAAA, 16) => {
             let octets: [u8; 16] = raw.try_into().ok()?;
-            return Some(std::net::Ipv6Addr::from(octets).to_string());
+            Some(std::net::Ipv6Addr::from(octets).to_string())
         }
-        _ => {}
+        (TYPE_CNAME | TYPE_NS | TYPE_PTR | TYPE_DNAME, _) => {
+            let (name, end) = fast_name(message, start)?;
+            (end == start + raw.len()).then_some(name)
+        }
+        (TYPE_MX, 3..) => {
+            let preference = u16::from_be_bytes([raw[0], raw[1]]);
+            let (exchange, end) = fast_name(message, start + 2)?;
+            (end == start + raw.len()).then(|| format!("{preference} {exchange}"))
+        }
+        (TYPE_TXT, _) => fast_txt(raw),
+        _ => None,
     }
+}
+
+/// Record data decoded by hickory and formatted here.
+fn hickory_rdata(message: &[u8], start: usize, rtype: u16, raw: &[u8]) -> Option<String> {
+    let length = u16::try_from(raw.len()).ok()?;
     // Names in record data may point back into the message, so decode in place.
     let mut decoder = BinDecoder::new(message);
     decoder.read_slice(start).ok()?;
@@ -578,6 +609,170 @@ fn svc_key_name(key: u16) -> String {
     }
 }
 
+/// The name at the decoder's position, in presentation format (as
+/// [`format_name`]), the decoder moved past it. `message` is the decoder's whole
+/// buffer (compression pointers are offsets into it).
+fn read_name(message: &[u8], decoder: &mut BinDecoder<'_>) -> Result<String, ProtoError> {
+    let start = decoder.index();
+    if let Some((text, end)) = fast_name(message, start) {
+        decoder.read_slice(end - start)?;
+        return Ok(text);
+    }
+    Name::read(decoder).map(|name| format_name(&name))
+}
+
+/// A name read straight from the message into presentation text: the hot path of
+/// decoding (hickory's `Name::read` builds a `Name`, which is then formatted,
+/// ~2,000 instructions for a question's name). It reads only names hickory
+/// accepts, and gives up (`None`) wherever hickory could refuse one — a reserved
+/// label type, a pointer not to an offset before the labels it ends, labels that
+/// reach the name that pointed to them, a name past the end or longer than
+/// [`FAST_NAME_MAX`] — so that the caller asks hickory and gets its verdict and
+/// error. Returns the text and the offset just past the name at `start`.
+fn fast_name(message: &[u8], start: usize) -> Option<(String, usize)> {
+    let mut out = Vec::with_capacity(32);
+    let mut at = start;
+    // Where the run of labels being read starts, and where the one that pointed
+    // to it started: hickory reads a pointer's target as a name of its own that
+    // must end before the name that pointed to it.
+    let mut run_start = start;
+    let mut run_limit = usize::MAX;
+    let mut end = None;
+    let mut wire_len = 0;
+    let mut hops = 0;
+    loop {
+        if at >= run_limit {
+            return None;
+        }
+        let byte = *message.get(at)?;
+        match byte >> 6 {
+            0b00 if byte == 0 => {
+                end.get_or_insert(at + 1);
+                break;
+            }
+            0b00 => {
+                let len = usize::from(byte);
+                let label = message.get(at + 1..at + 1 + len)?;
+                wire_len += len + 1;
+                if wire_len > FAST_NAME_MAX {
+                    return None;
+                }
+                escape_label(&mut out, label);
+                out.push(b'.');
+                at += 1 + len;
+            }
+            0b11 => {
+                let low = *message.get(at + 1)?;
+                let target = usize::from(u16::from_be_bytes([byte & 0x3f, low]));
+                hops += 1;
+                if target >= run_start || hops > MAX_POINTER_HOPS {
+                    return None;
+                }
+                end.get_or_insert(at + 2);
+                run_limit = run_start;
+                run_start = target;
+                at = target;
+            }
+            _ => return None,
+        }
+    }
+    if out.is_empty() {
+        out.push(b'.');
+    }
+    Some((String::from_utf8(out).ok()?, end?))
+}
+
+/// What [`check_fast_readers`] saw.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct FastReadersChecked {
+    /// Names and record data the fast readers read (and hickory read the same).
+    pub fast: usize,
+    /// Names hickory read where [`fast_name`] gave up.
+    pub left_to_hickory: usize,
+}
+
+/// Checks that at every offset of `bytes` what [`fast_name`] and [`fast_rdata`]
+/// read is what hickory reads there (text and end; record data of the types the
+/// fast path knows, at a few lengths), and that [`read_name`] gives hickory's
+/// result, error text included. For the tests and the `dns_decode` fuzz target.
+#[doc(hidden)]
+pub fn check_fast_readers(bytes: &[u8]) -> Result<FastReadersChecked, String> {
+    let mut checked = FastReadersChecked::default();
+    for at in 0..bytes.len() {
+        let fast = fast_name(bytes, at);
+        let hickory = hickory_name(bytes, at);
+        match (&fast, &hickory) {
+            (Some(fast), Ok(hickory)) if fast == hickory => checked.fast += 1,
+            (Some(fast), hickory) => {
+                return Err(format!(
+                    "{bytes:?} at {at}: read {fast:?}, hickory {hickory:?}"
+                ));
+            }
+            (None, Ok(_)) => checked.left_to_hickory += 1,
+            (None, Err(_)) => {}
+        }
+        let mut decoder = BinDecoder::new(bytes);
+        decoder.read_slice(at).map_err(|e| e.to_string())?;
+        let read = read_name(bytes, &mut decoder).map(|text| (text, decoder.index()));
+        let (read, hickory) = (
+            read.map_err(|e| e.to_string()),
+            hickory.map_err(|e| e.to_string()),
+        );
+        if read != hickory {
+            return Err(format!(
+                "{bytes:?} at {at}: read_name {read:?}, hickory {hickory:?}"
+            ));
+        }
+        let natural = fast.map_or(0, |(_, end)| end - at);
+        for len in [1, 2, 3, 16, 40, natural, natural + 2] {
+            let Some(raw) = bytes.get(at..at + len).filter(|raw| !raw.is_empty()) else {
+                continue;
+            };
+            for rtype in [
+                TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_NS, TYPE_PTR, TYPE_DNAME, TYPE_MX, TYPE_TXT,
+            ] {
+                let Some(text) = fast_rdata(bytes, at, rtype, raw) else {
+                    continue;
+                };
+                let hickory = hickory_rdata(bytes, at, rtype, raw);
+                if hickory.as_ref() != Some(&text) {
+                    return Err(format!(
+                        "{bytes:?}: type {rtype} at {at}, {len} bytes: read {text:?}, hickory \
+                         {hickory:?}"
+                    ));
+                }
+                checked.fast += 1;
+            }
+        }
+    }
+    Ok(checked)
+}
+
+/// hickory's reading of the name at `at`: its text, and where the name ends.
+fn hickory_name(bytes: &[u8], at: usize) -> Result<(String, usize), ProtoError> {
+    let mut decoder = BinDecoder::new(bytes);
+    decoder.read_slice(at)?;
+    let name = Name::read(&mut decoder)?;
+    Ok((format_name(&name), decoder.index()))
+}
+
+/// TXT data (one or more `<character-string>`s) as quoted strings, when the
+/// strings fill the data exactly; `None` otherwise, for hickory to judge.
+fn fast_txt(raw: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(raw.len() + 8);
+    let mut rest = raw;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (text, after) = tail.split_at_checked(usize::from(len))?;
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        push_quoted(&mut out, text);
+        rest = after;
+    }
+    Some(out)
+}
+
 /// A domain name in presentation format: fully qualified, case kept, root is `.`.
 fn format_name(name: &Name) -> String {
     // The presentation length, plus room for a few escapes.
@@ -600,32 +795,45 @@ fn push_name(out: &mut String, name: &Name) {
 
 /// One label, escaped as RFC 1035 §5.1 allows: `\X` for the characters that mean
 /// something in a name or zone file, `\DDD` (decimal) for anything not printable
-/// ASCII, including space.
-fn push_label(out: &mut String, label: &[u8]) {
+/// ASCII, including space. Only printable ASCII is written.
+fn escape_label(out: &mut Vec<u8>, label: &[u8]) {
     // Nearly every label needs no escape: copy it whole.
-    if label.iter().all(|&b| plain(b))
-        && let Ok(text) = std::str::from_utf8(label)
-    {
-        out.push_str(text);
+    if label.iter().all(|&b| PLAIN[usize::from(b)]) {
+        out.extend_from_slice(label);
         return;
     }
     for &b in label {
         match b {
-            b'.' | b'\\' | b'"' | b';' | b'(' | b')' => {
-                out.push('\\');
-                out.push(char::from(b));
-            }
-            0x21..=0x7e => out.push(char::from(b)),
-            _ => push_decimal(out, b),
+            b'.' | b'\\' | b'"' | b';' | b'(' | b')' => out.extend_from_slice(&[b'\\', b]),
+            0x21..=0x7e => out.push(b),
+            _ => out.extend_from_slice(&decimal_escape(b)),
         }
     }
 }
 
+/// [`escape_label`] onto a `String`.
+fn push_label(out: &mut String, label: &[u8]) {
+    let mut escaped = Vec::with_capacity(label.len());
+    escape_label(&mut escaped, label);
+    out.push_str(&String::from_utf8_lossy(&escaped));
+}
+
 /// A byte that stands for itself in a label: printable ASCII other than the
-/// characters [`push_label`] escapes.
-fn plain(b: u8) -> bool {
+/// characters [`escape_label`] escapes.
+const fn plain(b: u8) -> bool {
     matches!(b, 0x21..=0x7e) && !matches!(b, b'.' | b'\\' | b'"' | b';' | b'(' | b')')
 }
+
+/// [`plain`] for every byte: one load a byte on the hot path.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = plain(b as u8);
+        b += 1;
+    }
+    table
+};
 
 /// A `<character-string>` in double quotes: `"` and `\` escaped, unprintable bytes
 /// and anything outside ASCII as `\DDD`.
@@ -645,7 +853,12 @@ fn push_quoted(out: &mut String, text: &[u8]) {
 }
 
 fn push_decimal(out: &mut String, b: u8) {
-    let _ = write!(out, "\\{b:03}");
+    out.extend(decimal_escape(b).map(char::from));
+}
+
+/// `\DDD`: a byte as three decimal digits (RFC 1035 §5.1).
+fn decimal_escape(b: u8) -> [u8; 4] {
+    [b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10]
 }
 
 /// RR types by IANA mnemonic ("Resource Record (RR) TYPEs" registry).
@@ -1359,24 +1572,7 @@ mod tests {
         let mut decoded_ok = 0;
         for round in 0..20_000 {
             let mut bytes = seeds[round % seeds.len()].clone();
-            for _ in 0..=rng.below(4) {
-                let at = rng.below(bytes.len());
-                match rng.below(6) {
-                    0 => bytes[at] = rng.next() as u8,
-                    1 => bytes[at] = 0xc0 | (rng.next() as u8 & 0x3f),
-                    2 => bytes[at] = rng.below(64) as u8,
-                    3 => bytes.truncate(at),
-                    4 => bytes.insert(at, rng.next() as u8),
-                    _ => {
-                        let from = rng.below(bytes.len());
-                        let len = rng.below(16).min(bytes.len() - from.max(at));
-                        bytes.copy_within(from..from + len, at);
-                    }
-                }
-                if bytes.is_empty() {
-                    break;
-                }
-            }
+            mutate(&mut bytes, &mut rng);
             let Ok(m) = decode(&bytes) else { continue };
             decoded_ok += 1;
             assert!(opcode_code(&m.opcode).map(opcode_name) == Some(m.opcode.clone()));
@@ -1395,5 +1591,117 @@ mod tests {
         }
         // The mutations must leave enough valid messages for the checks to mean much.
         assert!(decoded_ok > 2_000, "{decoded_ok}");
+    }
+
+    /// One to five random edits: a byte changed (to anything, a pointer, a label
+    /// length), the message cut short, a byte inserted, a run of bytes copied over.
+    fn mutate(bytes: &mut Vec<u8>, rng: &mut Rng) {
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(bytes.len());
+            match rng.below(6) {
+                0 => bytes[at] = rng.next() as u8,
+                1 => bytes[at] = 0xc0 | (rng.next() as u8 & 0x3f),
+                2 => bytes[at] = rng.below(64) as u8,
+                3 => bytes.truncate(at),
+                4 => bytes.insert(at, rng.next() as u8),
+                _ => {
+                    let from = rng.below(bytes.len());
+                    let len = rng.below(16).min(bytes.len() - from.max(at));
+                    bytes.copy_within(from..from + len, at);
+                }
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// A message whose names point back and forth: labels escaped, a name that
+    /// is a pointer to a pointer, MX, CNAME, PTR and TXT data.
+    fn pointer_message() -> Vec<u8> {
+        let mut w = Wire::new(9, QR, [1, 5, 0, 0]);
+        w.question(&[b"Www", b"ex.a mple", b"com"], A);
+        let (mut edge, mut mx) = (0, 0);
+        w.pointer(12).head(TYPE_CNAME, IN, 60).rdata(|w| {
+            edge = w.pos();
+            w.labels(&[b"edge", b"cdn"]).pointer(16);
+        });
+        w.pointer(edge).head(TYPE_MX, IN, 60).rdata(|w| {
+            mx = w.pos() + 2;
+            w.u16(5).labels(&[b"mx"]).pointer(edge);
+        });
+        w.pointer(mx).head(TYPE_PTR, IN, 60).rdata(|w| {
+            w.pointer(mx);
+        });
+        w.pointer(12).head(TYPE_TXT, IN, 60).rdata(|w| {
+            w.bytes(b"\x03a\"b\x00\x02\xff;");
+        });
+        w.name(&[b"x"]).head(TYPE_NS, IN, 60).rdata(|w| {
+            w.name(&[]);
+        });
+        w.0
+    }
+
+    /// Every name and record the fast readers read themselves reads the same
+    /// through hickory, on messages with pointers, escapes and random damage.
+    #[test]
+    fn fast_readers_agree_with_hickory() {
+        let seeds = [
+            pointer_message(),
+            cname_chain(),
+            nxdomain(),
+            txt_message(),
+            formats_message(),
+            pointer_chain(3),
+        ];
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let (mut fast, mut left_to_hickory) = (0, 0);
+        for round in 0..4_000 {
+            let mut bytes = seeds[round % seeds.len()].clone();
+            if round >= seeds.len() {
+                mutate(&mut bytes, &mut rng);
+            }
+            let checked = check_fast_readers(&bytes).unwrap_or_else(|why| panic!("{why}"));
+            fast += checked.fast;
+            left_to_hickory += checked.left_to_hickory;
+        }
+        // Enough agreement for the check to mean much, and the fast path taken for
+        // nearly every name hickory reads.
+        assert!(fast > 200_000, "{fast}");
+        assert!(left_to_hickory * 100 < fast, "{left_to_hickory} of {fast}");
+    }
+
+    /// Names near the 255-byte limit are left to hickory, which refuses the ones
+    /// past it with its own error.
+    #[test]
+    fn long_names_are_left_to_hickory() {
+        for labels in [3, 4] {
+            for last in [56, 57, 58, 59, 60, 63] {
+                let mut wire = Vec::new();
+                for i in 0..labels {
+                    let len = if i + 1 == labels { last } else { 63 };
+                    wire.push(len as u8);
+                    wire.extend(std::iter::repeat_n(b'a', len));
+                }
+                wire.push(0);
+                let fast = fast_name(&wire, 0);
+                let hickory = hickory_name(&wire, 0);
+                if wire.len() - 1 > FAST_NAME_MAX {
+                    assert_eq!(fast, None);
+                } else {
+                    assert_eq!(fast.as_ref(), hickory.as_ref().ok());
+                }
+                let mut decoder = BinDecoder::new(&wire);
+                let read = read_name(&wire, &mut decoder).map(|text| (text, decoder.index()));
+                assert_eq!(
+                    read.map_err(|e| e.to_string()),
+                    hickory.map_err(|e| e.to_string())
+                );
+            }
+        }
+        // 4 × 64 bytes: past hickory's limit, refused.
+        let mut wire = [[63u8; 64]; 4].concat();
+        wire.push(0);
+        assert!(read_name(&wire, &mut BinDecoder::new(&wire)).is_err());
     }
 }

@@ -226,6 +226,32 @@ pub fn question_key(message: &DnsMessage) -> Option<(String, Code)> {
     Some((q.name.to_ascii_lowercase(), q.qtype.clone()))
 }
 
+/// A [`question_key`]: the name lower-cased (ASCII) and the type. Shared by the
+/// keys of one message (and the queues that repeat them), so copying a key copies
+/// no text.
+pub type QuestionKey = Arc<(String, Code)>;
+
+/// The question key of the message asked about last. The two loopback copies of
+/// a packet share one decoding ([`RecentDecodes`]) and nearly always come one
+/// after the other, so the second asks for the same message: its key is not made
+/// again. Holding the message keeps its address from being reused.
+#[derive(Default)]
+pub struct LastQuestion(Option<(Arc<DnsMessage>, Option<QuestionKey>)>);
+
+impl LastQuestion {
+    /// `message`'s [`question_key`].
+    pub fn of(&mut self, message: &Arc<DnsMessage>) -> Option<QuestionKey> {
+        if let Some((last, key)) = &self.0
+            && Arc::ptr_eq(last, message)
+        {
+            return key.clone();
+        }
+        let key = question_key(message).map(Arc::new);
+        self.0 = Some((Arc::clone(message), key.clone()));
+        key
+    }
+}
+
 /// The raw fields of the EDNS OPT pseudo-record (RFC 6891 §6.1.2), which overloads
 /// class (UDP payload size) and TTL (extended rcode, version, DO bit).
 #[derive(Clone, Copy)]
@@ -1591,6 +1617,25 @@ mod tests {
         }
         // The mutations must leave enough valid messages for the checks to mean much.
         assert!(decoded_ok > 2_000, "{decoded_ok}");
+    }
+
+    /// The key of the message asked about last is handed out again (the same
+    /// allocation), and only for that message.
+    #[test]
+    fn last_question_is_kept_for_its_message_only() {
+        let mut last = LastQuestion::default();
+        let cname = Arc::new(decoded(&cname_chain()));
+        let first = last.of(&cname).unwrap();
+        assert!(Arc::ptr_eq(&first, &last.of(&cname).unwrap()));
+        // Another decoding of the same bytes: the same key, made again.
+        let again = Arc::new(decoded(&cname_chain()));
+        let other = last.of(&again).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other) && first == other);
+        let nxdomain = Arc::new(decoded(&nxdomain()));
+        assert_eq!(last.of(&nxdomain), question_key(&nxdomain).map(Arc::new));
+        assert_ne!(last.of(&nxdomain), Some(first));
+        let no_question = Arc::new(decoded(&Wire::new(1, 0, [0, 0, 0, 0]).0));
+        assert_eq!(last.of(&no_question), None);
     }
 
     /// One to five random edits: a byte changed (to anything, a pointer, a label

@@ -135,6 +135,8 @@ pub struct Pipeline<M, S> {
     attributor: Attributor<M>,
     identities: Identities,
     decodes: dns::RecentDecodes,
+    /// The pairer's question key of the message decoded last.
+    last_question: dns::LastQuestion,
     waiting: VecDeque<Waiting>,
     sink: S,
     stats: PipelineStats,
@@ -156,6 +158,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             attributor,
             identities: Identities::new(procinfo),
             decodes: dns::RecentDecodes::new(),
+            last_question: dns::LastQuestion::default(),
             waiting: VecDeque::new(),
             sink,
             stats: PipelineStats::default(),
@@ -345,12 +348,11 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             self.stats.malformed += 1;
         }
         let pair = dns.as_ref().and_then(|message| {
-            let (name, qtype) = dns::question_key(message).unwrap_or_default();
             let key = QueryKey {
                 cookie: packet.cookie,
                 remote: packet.remote(),
                 id: message.id,
-                question: (name, qtype),
+                question: self.last_question.of(message).unwrap_or_default(),
             };
             if message.response {
                 self.pairer.response(&key, time_ns)

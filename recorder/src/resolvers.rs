@@ -30,7 +30,10 @@ use std::{collections::VecDeque, net::IpAddr, sync::Arc};
 
 use foldhash::HashMap;
 
-use crate::record::{Direction, LookupRecord, MessageRecord, ProcessInfo, Transport};
+use crate::{
+    dns::{LastQuestion, QuestionKey},
+    record::{Direction, LookupRecord, MessageRecord, ProcessInfo, Transport},
+};
 
 /// How long after a client's query a resolver's upstream query for the same
 /// question counts as caused by it.
@@ -49,10 +52,6 @@ const MAX_LIBC_CALLS: usize = 65_536;
 /// reach the linker a little after their time (the pipeline's delay) while
 /// expiry goes by the clock.
 const LIBC_CALL_TTL_NS: i64 = 2 * LINK_WINDOW_NS;
-
-/// A question: the name lower-cased (ASCII) and the type. Shared by the keys of
-/// one message (and the queues that repeat them), so copying a key copies no text.
-type QuestionKey = Arc<(String, crate::record::Code)>;
 
 /// One client ↔ resolver exchange: client address/port, resolver address/port,
 /// DNS id and the question.
@@ -103,6 +102,7 @@ pub struct ResolverLinker {
     libc_order: VecDeque<(i64, String)>,
     /// Messages given `via` or `on_behalf_of`.
     pub linked: u64,
+    last_question: LastQuestion,
 }
 
 impl ResolverLinker {
@@ -164,11 +164,9 @@ impl ResolverLinker {
         let Some(dns) = record.dns.as_ref() else {
             return;
         };
-        let (Some(question), Some(pid)) = (crate::dns::question_key(dns), record.process.pid)
-        else {
+        let (Some(question), Some(pid)) = (self.last_question.of(dns), record.process.pid) else {
             return;
         };
-        let question: QuestionKey = Arc::new(question);
         let response = dns.response;
         let id = dns.id;
         let now = record.time_ns;

@@ -376,9 +376,10 @@ ANALYSIS = {
         "send/receive call the two sock_*_length tracepoints, each of which reads the "
         "ports and returns; nothing is copied. iperf3 runs vary by several percent from "
         "run to run on this shared machine (see the runs above, some above 1.0): the "
-        "pairwise ratios spread far wider than the 2 % the goal allows, so the median "
-        "of six runs each way is the best this harness can say; more repeats "
-        "(`BENCH_IPERF_REPEATS`) narrow it."),
+        "pairwise ratios spread far wider than the 2 % the goal allows (three `make "
+        "bench` runs with the same probes gave 0.907, 0.989 and 0.954 with six runs "
+        "each way), so the median of ten runs each way is the best this harness can "
+        "say; more repeats (`BENCH_IPERF_REPEATS`) narrow it."),
     "queries": (
         "Schema 5 keys `lookups` and `delegations` by name and `by-process`/`name`/`who` "
         "read only the rows they show (newest hours first, stopping at `--limit`); the "
@@ -480,7 +481,9 @@ def markdown(r, _table=None):
         + (", the history generated in this run." if not r.get("history", {}).get("reused", True)
            else ", the history reused from the cache." if "history" in r else ".")
         + " Do not edit by hand: run `make bench` again. Medians of "
-        f"{r.get('config', {}).get('repeats', 3)} runs; with/without comparisons "
+        f"{r.get('config', {}).get('repeats', 3)} runs (dnsperf's rate: "
+        f"{r.get('config', {}).get('rate_repeats', 3)}, iperf3: "
+        f"{r.get('config', {}).get('iperf_repeats', 6)}); with/without comparisons "
         "interleaved in the same run.",
         "",
         "| figure | goal | measured | verdict |",
@@ -488,7 +491,8 @@ def markdown(r, _table=None):
     ]
     md += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     defaults = {"repeats": 3, "loss_seconds": 30, "cpu_seconds": 10, "rate_seconds": 10,
-                "iperf_seconds": 10, "iperf_repeats": 6, "history_messages": 10_000_000}
+                "rate_repeats": 5, "iperf_seconds": 10, "iperf_repeats": 10,
+                "history_messages": 10_000_000}
     changed = {k: v for k, v in r.get("config", {}).items()
                if k in defaults and defaults[k] != v}
     if changed:

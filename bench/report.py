@@ -318,7 +318,9 @@ def rate_analysis(r):
 ANALYSIS = {
     # From the investigation done with this harness on 2026-11-25 (callgrind on
     # recorder/examples/replay.rs, perf on the live recorder, bpf_stats per program,
-    # heaptrack, smaps), last on the tree of 22:20; re-check when the code changes.
+    # heaptrack, smaps), last on the tree of 22:20; "cpu" and "disk" again on
+    # 2026-11-26 (callgrind on 4e3a591, the history's columns and fact rows).
+    # Re-check when the code changes.
     # Values that are callables read this run.
     "loss": lambda r: (
         "Every loss was counted by the kernel (`lost_ringbuf_full` above); the store "
@@ -394,7 +396,9 @@ ANALYSIS = {
         "The `messages` row is "
         + f"{dict(r['disk']['tables']).get('messages', 0) / r['disk']['messages']:.0f}"
         + " bytes (schema 6 packs ports, id, rcode and flags; TTLs are one integer "
-        "when equal). The hourly fact tables add nearly as much: `lookups` ("
+        "when equal; on this history ~30 bytes of values, the time alone 8, and ~25 "
+        "of record header, one byte a column, rowid and cell pointer). The hourly "
+        "fact tables add nearly as much: `lookups` ("
         + f"{r['disk']['counts']['lookups'] / r['disk']['messages']:.2f}"
         + " rows a message on this history) and `resolutions` ("
         + f"{r['disk']['counts']['resolutions'] / r['disk']['messages']:.2f}"
@@ -409,8 +413,27 @@ ANALYSIS = {
         "steps). Further: one row per loopback packet instead of one per socket copy "
         "(each stub-resolver exchange is stored twice, once per end), coarser facts "
         "for old hours (per day), and time stored as an offset. `lookups_hour` stays: "
-        "`top` and `stats` read short windows through it."),
+        "`top` and `stats` read short windows through it (a walk of "
+        "`lookups_process` instead would seek once per process row, and those grow "
+        "with every short-lived client)."
+        + resolver_share(r)),
 }
+
+
+def resolver_share(r):
+    """The local resolvers' own share of the fact rows, where the run counted it."""
+    own = r["disk"].get("resolver_rows")
+    counts = r["disk"]["counts"]
+    if not own or not counts.get("resolutions") or not counts.get("lookups"):
+        return ""
+    return (" On this history the local resolvers' own rows are "
+            f"{100 * own['resolutions'] / counts['resolutions']:.0f} % of `resolutions` "
+            "(their upstream answers, which their clients' rows repeat) and "
+            f"{100 * own['lookups'] / counts['lookups']:.0f} % of `lookups` (both sides "
+            "of their exchanges; `delegations` links them to their clients): keeping "
+            "those as links to the clients' rows rather than rows of their own is the "
+            "largest lever besides one row per loopback packet, at the price of what "
+            "`dnsq by-process` can show for the resolver itself.")
 
 
 def rows_and_sections(r):

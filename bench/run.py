@@ -776,11 +776,18 @@ def figure_disk(db, manifest):
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("names", "processes", "resolutions", "lookups", "cnames",
                             "answer_sets", "rdata")}
+        # Fact rows of the local resolvers themselves (their upstream answers, both
+        # sides of their exchanges), which the clients' rows and `delegations`
+        # largely repeat.
+        resolvers = "SELECT DISTINCT resolver_process_id FROM delegations"
+        resolver_rows = {t: conn.execute(
+            f"SELECT count(*) FROM {t} WHERE process_id IN ({resolvers})").fetchone()[0]
+            for t in ("resolutions", "lookups")}
     finally:
         conn.close()
     return {"sizes": sizes, "messages": messages,
             "bytes_per_message": sum(sizes.values()) / messages,
-            "tables": tables, "counts": counts}
+            "tables": tables, "counts": counts, "resolver_rows": resolver_rows}
 
 
 # --- the machine and the report -------------------------------------------

@@ -65,7 +65,7 @@ def main():
                     recorder.stop()
                     cpu = R.total_cpu(recorder.proc) - cpu_start
                     stored, _, counters = recorder.counted(host.zone)
-                expected = 2 * perf["sent"] + 2 * perf["completed"]
+                expected = R.expected_messages(perf)
                 lost = counters.get("lost_ringbuf_full", 0)
                 complete = stored == expected and not lost
                 per_message = 1e6 * cpu / stored if stored else float("nan")

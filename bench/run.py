@@ -462,7 +462,7 @@ def figure_loss(host):
             sampler.done.set()
             rec.stop()
             count, total, counters = rec.counted(host.zone)
-        expected = 2 * perf["sent"] + 2 * perf["completed"]
+        expected = expected_messages(perf)
         steady = [kib for t, kib in sampler.samples if t0 + (t1 - t0) / 3 <= t <= t1]
         runs.append({
             "recorder_trouble": rec.trouble,
@@ -547,6 +547,13 @@ def cpu_tshark(host):
     return {"packets": packets, "queries": perf["completed"], "cpu_s": u1 - u0,
             "us_per_message": 1e6 * (u1 - u0) / packets,
             "us_per_query": 1e6 * (u1 - u0) / perf["completed"], "hwm_mib": hwm_mib}
+
+
+def expected_messages(perf):
+    """The messages a dnsperf run puts on loopback, each seen at two sockets:
+    every query sent (by dnsperf, received by dnsmasq) and every response
+    received (sent by dnsmasq, received by dnsperf)."""
+    return 2 * perf["sent"] + 2 * perf["completed"]
 
 
 def figure_rate(host):

@@ -20,7 +20,6 @@ import argparse
 import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,18 +56,10 @@ def main():
             order = ("other", "this") if round_ % 2 == 0 else ("this", "other")
             for name in order:
                 R.RECORDER = builds[name]
-                with R.Recorder("compare", host) as recorder:
-                    time.sleep(1)
-                    cpu_start = R.cpu_seconds(recorder.pid)
-                    perf = host.dnsperf("compare", args.seconds, args.qps)
-                    time.sleep(3)
-                    recorder.stop()
-                    cpu = R.total_cpu(recorder.proc) - cpu_start
-                    stored, _, counters = recorder.counted(host.zone)
-                expected = R.expected_messages(perf)
-                lost = counters.get("lost_ringbuf_full", 0)
+                run = R.cpu_recorder(host, args.seconds, args.qps)
+                stored, expected, lost = run["messages"], run["expected"], run["lost"]
                 complete = stored == expected and not lost
-                per_message = 1e6 * cpu / stored if stored else float("nan")
+                per_message = 1e6 * run["user_s"] / stored if stored else float("nan")
                 if complete:
                     us[name].append(per_message)
                 print(f"round {round_ + 1} {name}: {stored:,} of {expected:,} messages stored, "

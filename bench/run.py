@@ -491,12 +491,15 @@ def figure_cpu(host):
     return runs
 
 
-def cpu_recorder(host):
+def cpu_recorder(host, seconds=CPU_SECONDS, qps=CPU_QPS):
+    """One recorder run under dnsperf at `qps` for `seconds`: its kernel programs'
+    time (counted only while `kernel.bpf_stats_enabled` is on) and its own CPU,
+    over the messages it stored. Also bench/compare.py's run."""
     with Recorder("cpu", host) as rec:
         time.sleep(1)
         k0, c0 = bpf_run_time("cpu", rec.prog_ids)
         u0 = cpu_seconds(rec.pid)
-        perf = host.dnsperf("cpu", CPU_SECONDS, CPU_QPS)
+        perf = host.dnsperf("cpu", seconds, qps)
         time.sleep(3)
         k1, c1 = bpf_run_time("cpu", rec.prog_ids)
         # Up to its exit: a recorder that fell behind spends the rest draining.
@@ -504,11 +507,12 @@ def cpu_recorder(host):
         u1 = total_cpu(rec.proc)
         count, _, counters = rec.counted(host.zone)
     kernel_s, user_s = (k1 - k0) / 1e9, u1 - u0
-    return {"recorder_trouble": rec.trouble,
+    return {"recorder_trouble": rec.trouble, "expected": expected_messages(perf),
             "messages": count, "queries": perf["completed"], "kernel_s": kernel_s,
             "user_s": user_s, "prog_runs": c1 - c0,
-            "us_per_message": 1e6 * (kernel_s + user_s) / count,
-            "us_per_query": 1e6 * (kernel_s + user_s) / perf["completed"],
+            "us_per_message": 1e6 * (kernel_s + user_s) / count if count else float("nan"),
+            "us_per_query": (1e6 * (kernel_s + user_s) / perf["completed"]
+                             if perf["completed"] else float("nan")),
             "lost": counters.get("lost_ringbuf_full", 0)}
 
 

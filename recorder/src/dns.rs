@@ -27,7 +27,8 @@
 
 use std::{
     fmt::{self, Write as _},
-    sync::Arc,
+    hash::{BuildHasher, Hash, Hasher},
+    sync::{Arc, LazyLock},
 };
 
 use hickory_proto::{
@@ -228,8 +229,65 @@ pub fn question_key(message: &DnsMessage) -> Option<(String, Code)> {
 
 /// A [`question_key`]: the name lower-cased (ASCII) and the type. Shared by the
 /// keys of one message (and the queues that repeat them), so copying a key copies
-/// no text.
-pub type QuestionKey = Arc<(String, Code)>;
+/// no text. Its hash is taken once, when it is made: pairing and the resolver
+/// linker look a message's key up in several maps, and hashing the name each
+/// time cost more than the rest of those keys.
+#[derive(Clone, Debug)]
+pub struct QuestionKey(Arc<KeyText>);
+
+#[derive(Debug)]
+struct KeyText {
+    name: String,
+    qtype: Code,
+    hash: u64,
+}
+
+/// Seeded at random once per process: names come from the network.
+static QUESTION_HASHER: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
+
+impl QuestionKey {
+    pub fn new(name: String, qtype: Code) -> Self {
+        let hash = QUESTION_HASHER.hash_one((&name, &qtype));
+        Self(Arc::new(KeyText { name, qtype, hash }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn qtype(&self) -> &str {
+        &self.0.qtype
+    }
+
+    /// Whether the two are one allocation (not just equal).
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// The key of a message without a question: no name, no type.
+impl Default for QuestionKey {
+    fn default() -> Self {
+        Self::new(String::new(), Code::Borrowed(""))
+    }
+}
+
+impl PartialEq for QuestionKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.same(other)
+            || (self.0.hash == other.0.hash
+                && self.0.name == other.0.name
+                && self.0.qtype == other.0.qtype)
+    }
+}
+
+impl Eq for QuestionKey {}
+
+impl Hash for QuestionKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
 
 /// The question key of the message asked about last. The two loopback copies of
 /// a packet share one decoding ([`RecentDecodes`]) and nearly always come one
@@ -246,7 +304,7 @@ impl LastQuestion {
         {
             return key.clone();
         }
-        let key = question_key(message).map(Arc::new);
+        let key = question_key(message).map(|(name, qtype)| QuestionKey::new(name, qtype));
         self.0 = Some((Arc::clone(message), key.clone()));
         key
     }
@@ -1627,13 +1685,14 @@ mod tests {
         let mut last = LastQuestion::default();
         let cname = Arc::new(decoded(&cname_chain()));
         let first = last.of(&cname).unwrap();
-        assert!(Arc::ptr_eq(&first, &last.of(&cname).unwrap()));
+        assert!(first.same(&last.of(&cname).unwrap()));
         // Another decoding of the same bytes: the same key, made again.
         let again = Arc::new(decoded(&cname_chain()));
         let other = last.of(&again).unwrap();
-        assert!(!Arc::ptr_eq(&first, &other) && first == other);
+        assert!(!first.same(&other) && first == other);
         let nxdomain = Arc::new(decoded(&nxdomain()));
-        assert_eq!(last.of(&nxdomain), question_key(&nxdomain).map(Arc::new));
+        let (name, qtype) = question_key(&nxdomain).unwrap();
+        assert_eq!(last.of(&nxdomain), Some(QuestionKey::new(name, qtype)));
         assert_ne!(last.of(&nxdomain), Some(first));
         let no_question = Arc::new(decoded(&Wire::new(1, 0, [0, 0, 0, 0]).0));
         assert_eq!(last.of(&no_question), None);

@@ -7,7 +7,7 @@ use std::{collections::VecDeque, net::IpAddr, sync::Arc};
 
 use foldhash::HashMap;
 
-use crate::record::Pairing;
+use crate::{dns::QuestionKey, record::Pairing};
 
 /// Entries `order` may hold beyond twice the queries in flight before it is
 /// compacted.
@@ -20,7 +20,7 @@ pub struct QueryKey {
     pub remote: (IpAddr, u16),
     pub id: u16,
     /// Lower-cased question name and type ("" when the message has none).
-    pub question: crate::dns::QuestionKey,
+    pub question: QuestionKey,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +144,7 @@ mod tests {
             cookie: 1,
             remote: ("127.0.0.1".parse().unwrap(), 53),
             id,
-            question: Arc::new(("example.com.".into(), "A".into())),
+            question: QuestionKey::new("example.com.".into(), "A".into()),
         }
     }
 
@@ -169,7 +169,7 @@ mod tests {
         let mut p = Pairer::new(5_000_000_000, 10);
         p.query(key(1), 0);
         let mut other = key(1);
-        other.question = Arc::new(("example.com.".into(), "AAAA".into()));
+        other.question = QuestionKey::new("example.com.".into(), "AAAA".into());
         assert_eq!(p.response(&other, 1), None);
         other = key(1);
         other.cookie = 2;

@@ -26,7 +26,11 @@
 //! cannot tell it apart. A name the resolver expands with a search domain is not
 //! matched.)
 
-use std::{collections::VecDeque, net::IpAddr, sync::Arc};
+use std::{
+    collections::{VecDeque, hash_map::Entry},
+    net::IpAddr,
+    sync::Arc,
+};
 
 use foldhash::HashMap;
 
@@ -198,7 +202,7 @@ impl ResolverLinker {
                     exchange.client = Some(Arc::clone(&record.process))
                 });
                 let mut clients = self.take_asks(pid, &question, now);
-                for caller in self.libc_callers(pid, &question.0, now) {
+                for caller in self.libc_callers(pid, question.name(), now) {
                     if !clients.iter().any(|known| known.pid == caller.pid) {
                         clients.push(caller);
                     }
@@ -252,22 +256,24 @@ impl ResolverLinker {
     /// Updates (or starts) an exchange; once both ends are known it waits for the
     /// resolver to go upstream.
     fn note(&mut self, key: ExchangeKey, now: i64, update: impl FnOnce(&mut Exchange)) {
-        if !self.exchanges.contains_key(&key) {
-            self.expire_oldest(now);
-            if self.exchanges.len() >= MAX_EXCHANGES
-                && let Some((_, oldest)) = self.exchange_order.pop_front()
-            {
-                self.exchanges.remove(&oldest);
-            }
-            self.exchange_order.push_back((now, key.clone()));
+        self.expire_oldest(now);
+        if self.exchanges.len() >= MAX_EXCHANGES
+            && !self.exchanges.contains_key(&key)
+            && let Some((_, oldest)) = self.exchange_order.pop_front()
+        {
+            self.exchanges.remove(&oldest);
         }
-        let exchange = self
-            .exchanges
-            .entry(key.clone())
-            .or_insert_with(|| Exchange {
-                time_ns: now,
-                ..Exchange::default()
-            });
+        // One lookup: the exchange is either known or started here.
+        let exchange = match self.exchanges.entry(key.clone()) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => {
+                self.exchange_order.push_back((now, new.key().clone()));
+                new.insert(Exchange {
+                    time_ns: now,
+                    ..Exchange::default()
+                })
+            }
+        };
         let had_both = exchange.client.is_some() && exchange.resolver.is_some();
         update(exchange);
         if !had_both

@@ -991,9 +991,13 @@ fn name_of(table: &[(u16, &'static str)], code: u16) -> Option<&'static str> {
 }
 
 fn code_of(table: &[(u16, &'static str)], name: &str) -> Option<u16> {
+    // The decoder's names are the table's own strings (`Code::Borrowed`): found by
+    // address, which is cheaper than comparing text, before they are looked for
+    // by text, as names from elsewhere (the store, JSON, a user) are.
     table
         .iter()
-        .find(|(_, n)| n.eq_ignore_ascii_case(name))
+        .find(|(_, n)| std::ptr::eq(*n, name))
+        .or_else(|| table.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)))
         .map(|(c, _)| *c)
 }
 

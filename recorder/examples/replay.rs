@@ -4,10 +4,13 @@
 //! (`valgrind --tool=callgrind`, user CPU of one process). Not part of the
 //! recorder.
 //!
-//! usage: replay DB QUERIES [thread]
+//! usage: replay DB QUERIES [thread] [sent-only]
 //!
 //! With `thread`, the store runs on its own thread (as in the recorder) and the
-//! pipeline thread's own CPU is shown apart.
+//! pipeline thread's own CPU is shown apart. With `sent-only`, every message goes
+//! through the whole pipeline but only the sending socket's copy of each packet
+//! is stored: what storing one row per loopback packet instead of one per socket
+//! would save at most (such a row would also carry the receiving end).
 
 use std::{path::PathBuf, time::Instant};
 
@@ -17,6 +20,7 @@ use dnsq_recorder::{
     event::WallClock,
     pipeline::Pipeline,
     procinfo::ProcInfo,
+    record::Direction,
     store,
 };
 
@@ -174,16 +178,21 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let db = PathBuf::from(args.next().expect("DB"));
     let queries: u32 = args.next().expect("QUERIES").parse()?;
-    let threaded = args.next().as_deref() == Some("thread");
+    let options: Vec<String> = args.collect();
+    let threaded = options.iter().any(|o| o == "thread");
+    let sent_only = options.iter().any(|o| o == "sent-only");
     let me = std::process::id();
     let client = owner(me, "dnsperf", OwnerHook::Connect);
     let server = owner(me, "dnsmasq", OwnerHook::PostBind);
     let mut store = store::open_for_writing(&db)?;
     store.start_run("{}")?;
-    let sink = if threaded {
-        Sink::Background(Box::new(store::Background::spawn(store)?))
-    } else {
-        Sink::Direct(Box::new(store))
+    let sink = Sink {
+        store: if threaded {
+            Store::Background(Box::new(store::Background::spawn(store)?))
+        } else {
+            Store::Direct(Box::new(store))
+        },
+        sent_only,
     };
     let mut pipeline = Pipeline::new(
         Attributor::new(NoMap, PathBuf::from("/sys/fs/cgroup")),
@@ -227,12 +236,12 @@ fn main() -> anyhow::Result<()> {
     pipeline.finish()?;
     let own = cpu_of(libc::RUSAGE_THREAD);
     let stats = pipeline.stats();
-    let stored = match pipeline.sink_mut() {
-        Sink::Direct(store) => {
+    let stored = match &mut pipeline.sink_mut().store {
+        Store::Direct(store) => {
             store.commit_all();
             store.finish("replay")?
         }
-        Sink::Background(store) => {
+        Store::Background(store) => {
             store.commit_all();
             store.finish("replay")?
         }
@@ -255,30 +264,39 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The recorder's two ways of storing.
-enum Sink {
+enum Store {
     Direct(Box<store::Store>),
     Background(Box<store::Background>),
 }
 
+struct Sink {
+    store: Store,
+    /// Received copies are not stored.
+    sent_only: bool,
+}
+
 impl dnsq_recorder::pipeline::Sink for Sink {
     fn write(&mut self, record: dnsq_recorder::record::MessageRecord) -> anyhow::Result<()> {
-        match self {
-            Sink::Direct(store) => store.write(record),
-            Sink::Background(store) => store.write(record),
+        if self.sent_only && record.direction == Direction::Received {
+            return Ok(());
+        }
+        match &mut self.store {
+            Store::Direct(store) => store.write(record),
+            Store::Background(store) => store.write(record),
         }
     }
 
     fn write_lookup(&mut self, record: dnsq_recorder::record::LookupRecord) -> anyhow::Result<()> {
-        match self {
-            Sink::Direct(store) => store.write_lookup(record),
-            Sink::Background(store) => store.write_lookup(record),
+        match &mut self.store {
+            Store::Direct(store) => store.write_lookup(record),
+            Store::Background(store) => store.write_lookup(record),
         }
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        match self {
-            Sink::Direct(store) => store.flush(),
-            Sink::Background(store) => store.flush(),
+        match &mut self.store {
+            Store::Direct(store) => store.flush(),
+            Store::Background(store) => store.flush(),
         }
     }
 }

@@ -294,6 +294,56 @@ def user_us(r):
     return median([1e6 * x["user_s"] / x["messages"] for x in runs]) if runs else None
 
 
+# What storing one row per loopback packet instead of one per socket copy would
+# leave of the recorder's user-space work at best: callgrind on
+# recorder/examples/replay.rs with and without `sent-only` (2026-11-26, e2aa14c):
+# 1.2354G -> 0.9804G instructions for 80,000 messages, of which ~0.166G is the
+# replay building its events (not the recorder's work), so 1.069G -> 0.814G.
+ONE_ROW_PER_PACKET_USER = 0.814 / 1.069
+
+
+def cpu_analysis(r):
+    """Where the recorder's CPU goes, what this round changed, and what the
+    lever named before (one row per loopback packet) would give on this run."""
+    text = (
+        "Kernel side the packet programs do not wake the reader per event "
+        "(`BPF_RB_NO_WAKEUP` unless a ring/8 threshold is crossed or the socket's "
+        "process is new; the reader polls every 20 ms); per run the egress and ingress "
+        "programs take ~0.5 µs each, most of it `bpf_ringbuf_output` (perf, all CPUs). "
+        "User side (callgrind on recorder/examples/replay.rs, dnsperf-like traffic: "
+        "15.4k instructions a message in all, ~2k of them the replay building its "
+        "events; 15.9k before this round, 16.8k and 19.8k the rounds before): capture "
+        "~5.1k — DNS decoding ~1.8k (one decode shared by the two loopback copies of a "
+        "packet), resolver linking ~1k, pairing ~0.4k; store ~8.3k — the `messages` "
+        "INSERT ~4.8k (SQLite's interpreter runs ~50 opcodes a row of 18 values), fact "
+        "upserts ~0.8k, interning and binding the rest. This round: a question key "
+        "keeps its hash, so pairing's and the resolver linker's maps hash a number "
+        "rather than the name at each lookup (−1.8 %); the linker finds or starts an "
+        "exchange with one lookup (−1.0 %); the type, class and rcode names the "
+        "decoder made are turned back into codes by address (−0.5 %). The lever named "
+        "before, one row per loopback packet instead of one per socket copy (each "
+        "query on loopback is 4 messages: 2 packets seen at 2 sockets), was measured "
+        "with the replay's `sent-only` mode (every message through the whole "
+        "pipeline, only the sending socket's copy stored): "
+        f"−{100 * (1 - ONE_ROW_PER_PACKET_USER):.0f} % of the recorder's user-side "
+        "instructions at best.")
+    rec = r.get("cpu", {}).get("recorder", [])
+    tsh = r.get("cpu", {}).get("tshark", [])
+    if rec and tsh:
+        kernel = median([1e6 * x["kernel_s"] / x["messages"] for x in rec])
+        user = median([1e6 * x["user_s"] / x["messages"] for x in rec])
+        tshark = median([x["us_per_message"] for x in tsh])
+        merged = kernel + user * ONE_ROW_PER_PACKET_USER
+        needed = 0.1 * tshark - kernel
+        text += (f" On this run's figures that would give about {merged / tshark:.2f} × "
+                 f"tshark ({kernel:.2f} + {user * ONE_ROW_PER_PACKET_USER:.2f} µs a "
+                 "message), not 0.1 ×: that needs the user side at "
+                 f"{needed:.1f} µs a message, {100 * (1 - needed / user):.0f} % less than "
+                 "now — fewer rows and less work per row (the INSERT alone is a third of "
+                 "the user side), e.g. the message log written several messages to a row.")
+    return text
+
+
 def rate_analysis(r):
     """Why the rate ratio is what it is: the recorder's CPU a query against what a
     query costs dnsperf and dnsmasq when they have both cores."""
@@ -311,15 +361,24 @@ def rate_analysis(r):
                  f"/ {median(without) / 1e3:.1f}k q/s), which predicts a ratio of about "
                  f"{peers_us / (peers_us + recorder_us):.2f}; 0.95 would need the "
                  f"recorder under {peers_us / 19:.1f} µs a query. ")
-    return text + ("Fix: only the CPU-per-message work (see the CPU row); on a machine "
-                   "with cores to spare the ratio is closer to 1.")
+    return text + (
+        "0.95 is out of reach while each message is a row of its own: a query is 4 "
+        "messages, and appending one bare row costs SQLite about 0.72 µs on this "
+        "machine kind (14 integer columns, no index: shared/KERNEL-FACTS.md), so the "
+        "four rows alone (~2.9 µs) are more than the whole budget. One row per "
+        "loopback packet "
+        f"(−{100 * (1 - ONE_ROW_PER_PACKET_USER):.0f} % of the user side at best, see "
+        "the CPU row) would move the ratio by a few hundredths. Fix: the CPU-per-message "
+        "work (see the CPU row); on a machine with cores to spare the ratio is closer "
+        "to 1.")
 
 
 ANALYSIS = {
     # From the investigation done with this harness on 2026-11-25 (callgrind on
     # recorder/examples/replay.rs, perf on the live recorder, bpf_stats per program,
     # heaptrack, smaps), last on the tree of 22:20; "cpu" and "disk" again on
-    # 2026-11-26 (callgrind on 4e3a591, the history's columns and fact rows).
+    # 2026-11-26 (callgrind on 4e3a591 and e2aa14c, perf of all CPUs, the history's
+    # columns and fact rows).
     # Re-check when the code changes.
     # Values that are callables read this run.
     "loss": lambda r: (
@@ -353,25 +412,7 @@ ANALYSIS = {
         "32–64k slots of 256-byte records, 8–16 MiB, for the rest of the run: the "
         "runs that read ~16 MB higher than the others). Raising `--ring-buffer-size` "
         "for a busier host costs twice its size."),
-    "cpu": (
-        "Kernel side the packet programs do not wake the reader per event "
-        "(`BPF_RB_NO_WAKEUP` unless a ring/8 threshold is crossed or the socket's "
-        "process is new; the reader polls every 20 ms). User side (callgrind on "
-        "recorder/examples/replay.rs, dnsperf-like traffic: 15.9k instructions a "
-        "message in all, ~1.3k of them the replay building its events; 16.8k before "
-        "this round, 19.8k the round before): capture ~5.5k — DNS decoding ~1.8k (one "
-        "decode shared by the two loopback copies of a packet), pairing and resolver "
-        "linking ~1k; store ~8.3k — the `messages` INSERT ~4.8k (SQLite's interpreter "
-        "runs ~50 opcodes a row of 18 values), fact upserts ~0.8k, interning and "
-        "binding the rest. This round: names and the commonest record data are read "
-        "straight from the bytes into text, hickory reading only what the fast path "
-        "leaves to it (decoding 2.5k → 1.8k a message: −4 %), and the two copies of a "
-        "packet share one question key for pairing and linking (−1.7 %). Reaching "
-        "0.1 × tshark (~2.5–3 µs a message with the kernel's ~0.7) would need the user "
-        "side cut by more than half: one row per loopback exchange instead of one per "
-        "socket copy (each query on loopback is 4 messages: 2 packets seen at 2 "
-        "sockets), and a decoder that keeps codes as numbers rather than presentation "
-        "text."),
+    "cpu": lambda r: cpu_analysis(r),
     "rate": lambda r: rate_analysis(r),
     "iperf": (
         "For non-DNS traffic every packet passes the two cgroup_skb programs and every "
@@ -416,7 +457,7 @@ ANALYSIS = {
         "`top` and `stats` read short windows through it (a walk of "
         "`lookups_process` instead would seek once per process row, and those grow "
         "with every short-lived client)."
-        + resolver_share(r)),
+        + resolver_share(r) + loopback_share(r)),
 }
 
 
@@ -434,6 +475,26 @@ def resolver_share(r):
             "those as links to the clients' rows rather than rows of their own is the "
             "largest lever besides one row per loopback packet, at the price of what "
             "`dnsq by-process` can show for the resolver itself.")
+
+
+def loopback_share(r):
+    """What one row per loopback packet would take off, where the run counted the
+    loopback messages."""
+    disk = r["disk"]
+    loopback = disk.get("loopback_messages")
+    if loopback is None:
+        return ""
+    share = loopback / disk["messages"]
+    row = dict(disk["tables"]).get("messages", 0) / disk["messages"]
+    saved = row * share / 2
+    return (f" {100 * share:.0f} % of this history's messages are between two sockets "
+            "of the host (applications and their stub resolver), each packet stored "
+            "once per end: one row per loopback packet would take at most "
+            f"{saved:.0f} bytes a message off (to ~{disk['bytes_per_message'] - saved:.0f}"
+            "), less the receiving end's columns it would have to carry. No one of "
+            "these levers reaches 60 bytes alone; the `messages` table by itself is "
+            f"{row:.0f} bytes a message, so the goal needs the log written several "
+            "messages to a row as well as leaner facts.")
 
 
 def rows_and_sections(r):

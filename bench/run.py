@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import datetime
 import hashlib
+import ipaddress
 import json
 import os
 import platform
@@ -794,11 +795,20 @@ def figure_disk(db, manifest):
         resolver_rows = {t: conn.execute(
             f"SELECT count(*) FROM {t} WHERE process_id IN ({resolvers})").fetchone()[0]
             for t in ("resolutions", "lookups")}
+        # Messages between two sockets of this host: each such packet is stored
+        # once per end (one row per packet would halve them).
+        local_ends = {endpoint for endpoint, local_ip, remote_ip in conn.execute(
+                          "SELECT id, local_ip, remote_ip FROM endpoints")
+                      if local_ip == remote_ip
+                      or ipaddress.ip_address(bytes(remote_ip)).is_loopback}
+        loopback = sum(count for endpoint, count in conn.execute(
+            "SELECT endpoint_id, count(*) FROM messages GROUP BY 1") if endpoint in local_ends)
     finally:
         conn.close()
     return {"sizes": sizes, "messages": messages,
             "bytes_per_message": sum(sizes.values()) / messages,
-            "tables": tables, "counts": counts, "resolver_rows": resolver_rows}
+            "tables": tables, "counts": counts, "resolver_rows": resolver_rows,
+            "loopback_messages": loopback}
 
 
 # --- the machine and the report -------------------------------------------

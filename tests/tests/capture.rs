@@ -4,13 +4,14 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
+    net::IpAddr,
     process::Stdio,
 };
 
 use anyhow::{Context, ensure};
 use dnsq_tests::{
-    ANSWER_V4, ANSWER_V6, DOMAIN, Direction, Dnsmasq, MessageExt, Netns, Recorder, Transport,
-    assert_exchange, client, describe, link, require_bpf, unique,
+    ANSWER_V4, ANSWER_V6, DOMAIN, Direction, Dnsmasq, MessageExt, MessageRecord, Netns, Recorder,
+    Transport, assert_exchange, client, describe, link, require_bpf, unique,
 };
 
 fn name(tag: &str) -> String {
@@ -37,12 +38,12 @@ fn dig_over_udp_and_tcp_on_loopback() -> anyhow::Result<()> {
                 "+tries=1",
             ]))?;
             ensure!(out.trim() == ANSWER_V4, "dig answered {out:?}");
-            cases.push((qname, transport, pid));
+            cases.push((qname, transport, pid, server));
         }
     }
     let recording = recorder.stop()?;
-    for (qname, transport, pid) in &cases {
-        let (_, response) = assert_exchange(
+    for (qname, transport, pid, server) in &cases {
+        let (query, response) = assert_exchange(
             &recording.messages,
             qname,
             "A",
@@ -50,6 +51,7 @@ fn dig_over_udp_and_tcp_on_loopback() -> anyhow::Result<()> {
             (*pid, "dig"),
             Some((dnsmasq.pid(), "dnsmasq")),
         )?;
+        ensure_addresses(query, response, server, server)?;
         ensure!(
             response.answers_data() == [ANSWER_V4],
             "answers {:?}",
@@ -100,6 +102,12 @@ fn client_and_server_in_different_namespaces() -> anyhow::Result<()> {
             (*pid, "dig"),
             Some((dnsmasq.pid(), "dnsmasq")),
         )?;
+        let (client_ip, server_ip) = if *qtype == "A" {
+            ("198.18.0.1", "198.18.0.2")
+        } else {
+            ("fd00::1", "fd00::2")
+        };
+        ensure_addresses(query, response, client_ip, server_ip)?;
         ensure!(response.answers_data() == [*answer]);
         let expected = Some(client_ns.inode()?);
         ensure!(
@@ -431,6 +439,30 @@ print(sent)
         received + lost == sent,
         "recorded {received} + lost {lost} != sent {sent}: {}",
         recording.stats
+    );
+    Ok(())
+}
+
+/// The query went from `client` to `server` and the response back, as the packet
+/// programs read the addresses (IPv4 in the first 4 bytes, IPv6 whole).
+fn ensure_addresses(
+    query: &MessageRecord,
+    response: &MessageRecord,
+    client: &str,
+    server: &str,
+) -> anyhow::Result<()> {
+    let (client, server): (IpAddr, IpAddr) = (client.parse()?, server.parse()?);
+    ensure!(
+        (query.src, query.dst) == (client, server),
+        "query {} -> {}, expected {client} -> {server}",
+        query.src,
+        query.dst
+    );
+    ensure!(
+        (response.src, response.dst) == (server, client),
+        "response {} -> {}, expected {server} -> {client}",
+        response.src,
+        response.dst
     );
     Ok(())
 }

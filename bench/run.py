@@ -217,15 +217,16 @@ def bpf_run_time(figure, prog_ids):
 
 
 @contextlib.contextmanager
-def bpf_stats_enabled():
+def bpf_stats_enabled(figure="cpu"):
     """kernel.bpf_stats_enabled=1 for the duration (it costs two clock reads per
-    program run, so only the CPU figure has it); the old value afterwards."""
+    program run, counted against the probes: only the CPU figure and iperf3's
+    runs with the probes have it); the old value afterwards."""
     before = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
-    run("cpu", ["sysctl", "-q", "-w", "kernel.bpf_stats_enabled=1"], 30)
+    run(figure, ["sysctl", "-q", "-w", "kernel.bpf_stats_enabled=1"], 30)
     try:
         yield
     finally:
-        run("cpu", ["sysctl", "-q", "-w", f"kernel.bpf_stats_enabled={before}"], 30)
+        run(figure, ["sysctl", "-q", "-w", f"kernel.bpf_stats_enabled={before}"], 30)
 
 
 # --- the test host: a network namespace with dnsmasq -----------------------
@@ -586,22 +587,36 @@ def figure_rate(host):
 
 def figure_iperf(host):
     """Loopback TCP throughput (iperf3, 10 s) with the probes attached and
-    without, interleaved."""
-    runs = {"with": [], "without": []}
+    without, interleaved. With the probes, their run time (bpf_stats) is read
+    around the transfer; iperf3 reports its own CPU, so the share of the
+    transfer's CPU the probes took is measured too, apart from the throughput's
+    run-to-run noise."""
+    runs = {"with": [], "without": [], "with_probes_s": [], "with_iperf_cpu_s": [],
+            "without_iperf_cpu_s": []}
     for rep in range(IPERF_REPEATS):
         order = ["without", "with"] if rep % 2 == 0 else ["with", "without"]
         for which in order:
             if which == "with":
-                with Recorder("iperf", host):
-                    bps = iperf(host)
+                with bpf_stats_enabled("iperf"), Recorder("iperf", host) as rec:
+                    k0, _ = bpf_run_time("iperf", rec.prog_ids)
+                    bps, cpu_s = iperf(host)
+                    k1, _ = bpf_run_time("iperf", rec.prog_ids)
+                runs["with_probes_s"].append((k1 - k0) / 1e9)
             else:
-                bps = iperf(host)
+                bps, cpu_s = iperf(host)
             runs[which].append(bps)
-            log(f"iperf {rep + 1}/{IPERF_REPEATS} {which} probes: {bps / 1e9:.2f} Gbit/s")
+            runs[f"{which}_iperf_cpu_s"].append(cpu_s)
+            log(f"iperf {rep + 1}/{IPERF_REPEATS} {which} probes: {bps / 1e9:.2f} Gbit/s, "
+                f"iperf3 CPU {cpu_s:.2f} s"
+                + (f", probes {runs['with_probes_s'][-1] * 1e3:.0f} ms"
+                   if which == "with" else ""))
     return runs
 
 
 def iperf(host):
+    """(received bits/s, CPU seconds of the iperf3 client and server), from the
+    client's JSON (`cpu_utilization_percent`: each end's CPU over the test's
+    duration, user and system)."""
     server = start("iperf", host.exec(["iperf3", "-s", "-1", "-p", "5201"]),
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
@@ -617,7 +632,11 @@ def iperf(host):
                   IPERF_SECONDS + 60, capture_output=True, text=True).stdout
     finally:
         finish(server, 10, signal.SIGTERM)
-    return json.loads(out)["end"]["sum_received"]["bits_per_second"]
+    end = json.loads(out)["end"]
+    cpu = end["cpu_utilization_percent"]
+    seconds = end["sum_received"]["seconds"]
+    return (end["sum_received"]["bits_per_second"],
+            (cpu["host_total"] + cpu["remote_total"]) / 100 * seconds)
 
 
 # --- the 10-million-message history -------------------------------------------

@@ -255,10 +255,6 @@ impl QuestionKey {
         &self.0.name
     }
 
-    pub fn qtype(&self) -> &str {
-        &self.0.qtype
-    }
-
     /// Whether the two are one allocation (not just equal).
     pub fn same(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

@@ -12,6 +12,12 @@ and commits everything), over the messages it stored; a run that stored fewer
 messages than dnsperf's traffic, or lost events, is reported as such. The
 kernel programs' own time is not counted: compare builds with the same probes.
 
+With --probes dns (or iperf), the kernel programs are compared instead: each
+build's recorder runs with `kernel.bpf_stats_enabled=1` under the same dnsperf
+traffic (or a 10 s iperf3 transfer, for what every other packet pays), and each
+program's run time per run is printed for both builds with the ratio of their
+medians.
+
 On a shared machine the absolute figures move from hour to hour; the ratio of
 the two builds measured side by side is what to quote.
 """
@@ -20,6 +26,7 @@ import argparse
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,6 +39,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--qps", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--probes", choices=("dns", "iperf"),
+                        help="compare the kernel programs' time per run instead")
     args = parser.parse_args()
     if not args.other.is_file():
         sys.exit(f"no recorder at {args.other}")
@@ -50,6 +59,9 @@ def main():
                  + ", ".join(f"pid {pid} ({comm})" for pid, comm in sorted(others.items()))
                  + ": both recorders would be measured. Stop it first.")
 
+    if args.probes:
+        compare_probes(builds, args)
+        return
     us = {name: [] for name in builds}
     with R.Host() as host:
         for round_ in range(args.rounds):
@@ -75,6 +87,40 @@ def main():
     pairs = [t / o for t, o in zip(us["this"], us["other"])]
     print(f"this / other: {medians['this'] / medians['other']:.3f} (medians); pairwise "
           + ", ".join(f"{p:.3f}" for p in pairs))
+
+
+def compare_probes(builds, args):
+    """Each program's ns per run, both builds alternating, under the same load."""
+    per_run = {name: {} for name in builds}
+    with R.Host() as host, R.bpf_stats_enabled("compare"):
+        for round_ in range(args.rounds):
+            order = ("other", "this") if round_ % 2 == 0 else ("this", "other")
+            for name in order:
+                R.RECORDER = builds[name]
+                with R.Recorder("compare", host) as rec:
+                    time.sleep(1)
+                    before = R.bpf_programs("compare", rec.prog_ids)
+                    if args.probes == "iperf":
+                        R.iperf(host)
+                    else:
+                        host.dnsperf("compare", args.seconds, args.qps)
+                    after = R.bpf_programs("compare", rec.prog_ids)
+                for program, (ns, runs) in after.items():
+                    ns0, runs0 = before.get(program, (0, 0))
+                    if runs - runs0 >= 1000:
+                        per_run[name].setdefault(program, []).append(
+                            (ns - ns0) / (runs - runs0))
+                print(f"round {round_ + 1} {name}: "
+                      + ", ".join(f"{p} {v[-1]:.0f} ns" for p, v in
+                                  sorted(per_run[name].items())), flush=True)
+    for program in sorted(per_run["this"]):
+        this, other = per_run["this"][program], per_run["other"].get(program)
+        if not other:
+            continue
+        ratio = statistics.median(this) / statistics.median(other)
+        print(f"{program}: this {statistics.median(this):.0f} ns a run, other "
+              f"{statistics.median(other):.0f}; this / other {ratio:.2f} (medians of "
+              f"{len(this)} and {len(other)} runs)")
 
 
 if __name__ == "__main__":

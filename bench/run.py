@@ -203,17 +203,25 @@ def other_recorders():
     return holders
 
 
-def bpf_run_time(figure, prog_ids):
-    """(run_time_ns, run_cnt) summed over programs, from bpftool."""
+def bpf_programs(figure, prog_ids):
+    """{program name: (run_time_ns, run_cnt)} of the given programs, from bpftool
+    (programs of one name, attached more than once, are summed)."""
     argv = ["bpftool", "prog", "show", "-j"]
     note_command(figure, argv)
     progs = json.loads(subprocess.run(argv, capture_output=True, check=True, timeout=30).stdout)
-    ns = cnt = 0
+    found = {}
     for prog in progs:
         if prog.get("id") in prog_ids:
-            ns += prog.get("run_time_ns", 0)
-            cnt += prog.get("run_cnt", 0)
-    return ns, cnt
+            ns, cnt = found.get(prog.get("name", "?"), (0, 0))
+            found[prog.get("name", "?")] = (ns + prog.get("run_time_ns", 0),
+                                            cnt + prog.get("run_cnt", 0))
+    return found
+
+
+def bpf_run_time(figure, prog_ids):
+    """(run_time_ns, run_cnt) summed over programs, from bpftool."""
+    found = bpf_programs(figure, prog_ids).values()
+    return sum(ns for ns, _ in found), sum(cnt for _, cnt in found)
 
 
 @contextlib.contextmanager

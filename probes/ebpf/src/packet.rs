@@ -142,12 +142,12 @@ fn parse_ipv6(ctx: &SkBuffContext) -> Option<Network> {
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
-                let ext = ctx.load::<[u8; 2]>(offset).ok()?;
+                let ext = read::<2>(ctx, offset)?;
                 next = ext[0];
                 offset += (usize::from(ext[1]) + 1) * 8;
             }
             IPV6_FRAGMENT => {
-                let ext = ctx.load::<[u8; 4]>(offset).ok()?;
+                let ext = read::<4>(ctx, offset)?;
                 if u16::from_be_bytes([ext[2], ext[3]]) >> 3 != 0 {
                     return None; // not the first fragment
                 }
@@ -155,7 +155,7 @@ fn parse_ipv6(ctx: &SkBuffContext) -> Option<Network> {
                 offset += 8;
             }
             IPV6_AUTH => {
-                let ext = ctx.load::<[u8; 2]>(offset).ok()?;
+                let ext = read::<2>(ctx, offset)?;
                 next = ext[0];
                 offset += (usize::from(ext[1]) + 2) * 4;
             }
@@ -193,7 +193,7 @@ fn load_addresses(ctx: &SkBuffContext, family: u8, header: &mut PacketHeader) ->
         };
         return if ret == 0 { Ok(()) } else { Err(()) };
     }
-    let [s0, s1, s2, s3, d0, d1, d2, d3] = ctx.load::<[u8; 8]>(12).map_err(|_| ())?;
+    let [s0, s1, s2, s3, d0, d1, d2, d3] = read::<8>(ctx, 12).ok_or(())?;
     // SAFETY: four aligned words within `saddr` and `daddr` (asserted above).
     unsafe {
         addresses.write(u64::from_ne_bytes([s0, s1, s2, s3, 0, 0, 0, 0]));
@@ -243,7 +243,7 @@ fn send_event(
     let (payload_offset, tcp_seq, flags) = if network.proto == proto::UDP {
         (network.l4_offset + 8, 0u32, 0u8)
     } else {
-        let tcp = ctx.load::<[u8; 14]>(network.l4_offset).map_err(|_| ())?;
+        let tcp = read::<14>(ctx, network.l4_offset).ok_or(())?;
         let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
         let data_offset = usize::from(tcp[12] >> 4) * 4;
         (network.l4_offset + data_offset, seq, tcp[13])

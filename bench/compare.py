@@ -64,19 +64,17 @@ def main():
         return
     us = {name: [] for name in builds}
     with R.Host() as host:
-        for round_ in range(args.rounds):
-            order = ("other", "this") if round_ % 2 == 0 else ("this", "other")
-            for name in order:
-                R.RECORDER = builds[name]
-                run = R.cpu_recorder(host, args.seconds, args.qps)
-                stored, expected, lost = run["messages"], run["expected"], run["lost"]
-                complete = stored == expected and not lost
-                per_message = 1e6 * run["user_s"] / stored if stored else float("nan")
-                if complete:
-                    us[name].append(per_message)
-                print(f"round {round_ + 1} {name}: {stored:,} of {expected:,} messages stored, "
-                      f"lost {lost}, {per_message:.2f} µs/message"
-                      + ("" if complete else " (incomplete: not counted)"), flush=True)
+        for round_, name in R.interleaved(args.rounds, "other", "this"):
+            R.RECORDER = builds[name]
+            run = R.cpu_recorder(host, args.seconds, args.qps)
+            stored, expected, lost = run["messages"], run["expected"], run["lost"]
+            complete = stored == expected and not lost
+            per_message = 1e6 * run["user_s"] / stored if stored else float("nan")
+            if complete:
+                us[name].append(per_message)
+            print(f"round {round_ + 1} {name}: {stored:,} of {expected:,} messages stored, "
+                  f"lost {lost}, {per_message:.2f} µs/message"
+                  + ("" if complete else " (incomplete: not counted)"), flush=True)
 
     if not all(us.values()):
         sys.exit("a build has no complete run")
@@ -93,26 +91,23 @@ def compare_probes(builds, args):
     """Each program's ns per run, both builds alternating, under the same load."""
     per_run = {name: {} for name in builds}
     with R.Host() as host, R.bpf_stats_enabled("compare"):
-        for round_ in range(args.rounds):
-            order = ("other", "this") if round_ % 2 == 0 else ("this", "other")
-            for name in order:
-                R.RECORDER = builds[name]
-                with R.Recorder("compare", host) as rec:
-                    time.sleep(1)
-                    before = R.bpf_programs("compare", rec.prog_ids)
-                    if args.probes == "iperf":
-                        R.iperf(host)
-                    else:
-                        host.dnsperf("compare", args.seconds, args.qps)
-                    after = R.bpf_programs("compare", rec.prog_ids)
-                for program, (ns, runs) in after.items():
-                    ns0, runs0 = before.get(program, (0, 0))
-                    if runs - runs0 >= 1000:
-                        per_run[name].setdefault(program, []).append(
-                            (ns - ns0) / (runs - runs0))
-                print(f"round {round_ + 1} {name}: "
-                      + ", ".join(f"{p} {v[-1]:.0f} ns" for p, v in
-                                  sorted(per_run[name].items())), flush=True)
+        for round_, name in R.interleaved(args.rounds, "other", "this"):
+            R.RECORDER = builds[name]
+            with R.Recorder("compare", host) as rec:
+                time.sleep(1)
+                before = R.bpf_programs("compare", rec.prog_ids)
+                if args.probes == "iperf":
+                    R.iperf(host)
+                else:
+                    host.dnsperf("compare", args.seconds, args.qps)
+                after = R.bpf_programs("compare", rec.prog_ids)
+            for program, (ns, runs) in after.items():
+                ns0, runs0 = before.get(program, (0, 0))
+                if runs - runs0 >= 1000:
+                    per_run[name].setdefault(program, []).append((ns - ns0) / (runs - runs0))
+            print(f"round {round_ + 1} {name}: "
+                  + ", ".join(f"{p} {v[-1]:.0f} ns" for p, v in sorted(per_run[name].items())),
+                  flush=True)
     for program in sorted(per_run["this"]):
         this, other = per_run["this"][program], per_run["other"].get(program)
         if not other:

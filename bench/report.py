@@ -112,6 +112,13 @@ def memory(r):
     return row, lines
 
 
+def recorder_us(r, part):
+    """The median µs a message of the recorder's `part` ("kernel_s" or "user_s") in
+    this run's CPU figure, if it has one."""
+    runs = r.get("cpu", {}).get("recorder", [])
+    return median([1e6 * x[part] / x["messages"] for x in runs]) if runs else None
+
+
 def cpu(r):
     rec, tsh = r["cpu"]["recorder"], r["cpu"]["tshark"]
     rec_us = median([x["us_per_message"] for x in rec])
@@ -119,8 +126,7 @@ def cpu(r):
     ratio = rec_us / tsh_us
     per_query = (median([x["us_per_query"] for x in rec])
                  / median([x["us_per_query"] for x in tsh]))
-    kernel_us = median([1e6 * x["kernel_s"] / x["messages"] for x in rec])
-    user_us = median([1e6 * x["user_s"] / x["messages"] for x in rec])
+    kernel_us, user_us = recorder_us(r, "kernel_s"), recorder_us(r, "user_s")
     row = ("CPU per DNS message, kernel programs + recorder, at 20k q/s",
            "≤ 0.1 × tshark",
            f"{ratio:.2f} × tshark: recorder {rec_us:.2f} µs/message (kernel {kernel_us:.2f} + "
@@ -156,13 +162,16 @@ def cpu(r):
     return row, lines + troubles(rec)
 
 
+def pair_ratios(without, with_):
+    """with / without of each interleaved pair (run back to back)."""
+    return [b / a for a, b in zip(without, with_)]
+
+
 def paired(without, with_):
-    """The median of the with/without ratios of the interleaved pairs (each pair
-    run back to back), and the ratio of the two medians. The machine's speed
-    drifts over a figure's minutes; a pair shares its moment, the two medians
-    need not."""
-    pairs = median([b / a for a, b in zip(without, with_)])
-    return pairs, median(with_) / median(without)
+    """The median of the pairs' ratios, and the ratio of the two medians. The
+    machine's speed drifts over a figure's minutes; a pair shares its moment, the
+    two medians need not."""
+    return median(pair_ratios(without, with_)), median(with_) / median(without)
 
 
 def rate(r):
@@ -223,12 +232,15 @@ def iperf(r):
     cpu_without = r["iperf"].get("without_iperf_cpu_s", [])
     cpu_with = r["iperf"].get("with_iperf_cpu_s", [])
     probes = r["iperf"].get("with_probes_s", [])
-    for i, (a, b) in enumerate(zip(without, with_), 1):
-        def at(values, unit, scale=1.0, digits=2):
-            return f"{values[i - 1] * scale:.{digits}f} {unit}" if len(values) >= i else "–"
-        lines.append(f"| {i} | {a / 1e9:.2f} Gbit/s | {b / 1e9:.2f} Gbit/s | {b / a:.3f} | "
-                     f"{at(cpu_without, 's')} | {at(cpu_with, 's')} | "
-                     f"{at(probes, 'ms', 1e3, 1)} |")
+
+    def at(values, i, unit, scale=1.0, digits=2):
+        """Run i's value (from 0), or a dash where the run did not measure it."""
+        return f"{values[i] * scale:.{digits}f} {unit}" if i < len(values) else "–"
+
+    for i, (a, b) in enumerate(zip(without, with_)):
+        lines.append(f"| {i + 1} | {a / 1e9:.2f} Gbit/s | {b / 1e9:.2f} Gbit/s | {b / a:.3f} | "
+                     f"{at(cpu_without, i, 's')} | {at(cpu_with, i, 's')} | "
+                     f"{at(probes, i, 'ms', 1e3, 1)} |")
     return row, lines
 
 
@@ -326,12 +338,6 @@ def history(r):
     return lines
 
 
-def user_us(r):
-    """The recorder's user-space µs a message in this run's CPU figure, if any."""
-    runs = r.get("cpu", {}).get("recorder", [])
-    return median([1e6 * x["user_s"] / x["messages"] for x in runs]) if runs else None
-
-
 # What storing one row per loopback packet instead of one per socket copy would
 # leave of the recorder's user-space work at best: callgrind on
 # recorder/examples/replay.rs with and without `sent-only` (2026-11-26, e2aa14c):
@@ -370,11 +376,9 @@ def cpu_analysis(r):
         "pipeline, only the sending socket's copy stored): "
         f"−{100 * (1 - ONE_ROW_PER_PACKET_USER):.0f} % of the recorder's user-side "
         "instructions at best.")
-    rec = r.get("cpu", {}).get("recorder", [])
+    kernel, user = recorder_us(r, "kernel_s"), recorder_us(r, "user_s")
     tsh = r.get("cpu", {}).get("tshark", [])
-    if rec and tsh:
-        kernel = median([1e6 * x["kernel_s"] / x["messages"] for x in rec])
-        user = median([1e6 * x["user_s"] / x["messages"] for x in rec])
+    if kernel is not None and tsh:
         tshark = median([x["us_per_message"] for x in tsh])
         merged = kernel + user * ONE_ROW_PER_PACKET_USER
         needed = 0.1 * tshark - kernel
@@ -404,7 +408,7 @@ def iperf_analysis(r):
                  "iperf3's client and server used: on a CPU-bound loopback transfer that "
                  "is about what they can take from its throughput. ")
     with_, without = r["iperf"]["with"], r["iperf"]["without"]
-    ratios = [b / a for a, b in zip(without, with_)]
+    ratios = pair_ratios(without, with_)
     if ratios:
         text += (f"The throughput itself moves from run to run (pairwise ratios "
                  f"{min(ratios):.2f}–{max(ratios):.2f} here), far more than the 2 % the "

@@ -212,9 +212,9 @@ def bpf_programs(figure, prog_ids):
     found = {}
     for prog in progs:
         if prog.get("id") in prog_ids:
-            ns, cnt = found.get(prog.get("name", "?"), (0, 0))
-            found[prog.get("name", "?")] = (ns + prog.get("run_time_ns", 0),
-                                            cnt + prog.get("run_cnt", 0))
+            name = prog.get("name", "?")
+            ns, cnt = found.get(name, (0, 0))
+            found[name] = (ns + prog.get("run_time_ns", 0), cnt + prog.get("run_cnt", 0))
     return found
 
 
@@ -487,17 +487,23 @@ def figure_loss(host):
     return runs
 
 
+def interleaved(repeats, first, second):
+    """(repeat, which) for `repeats` rounds of the two, alternating which goes
+    first (ABBA), so that the machine's drift weighs on both alike."""
+    for rep in range(repeats):
+        for which in (first, second) if rep % 2 == 0 else (second, first):
+            yield rep, which
+
+
 def figure_cpu(host):
     """CPU per DNS message at 20k queries/s: kernel programs (bpf_stats) plus the
     recorder's utime+stime, against tshark decoding the same traffic to a file."""
     runs = {"recorder": [], "tshark": []}
     with bpf_stats_enabled():
-        for rep in range(REPEATS):
-            order = ["recorder", "tshark"] if rep % 2 == 0 else ["tshark", "recorder"]
-            for who in order:
-                result = cpu_recorder(host) if who == "recorder" else cpu_tshark(host)
-                runs[who].append(result)
-                log(f"cpu {rep + 1}/{REPEATS} {who}: {result}")
+        for rep, who in interleaved(REPEATS, "recorder", "tshark"):
+            result = cpu_recorder(host) if who == "recorder" else cpu_tshark(host)
+            runs[who].append(result)
+            log(f"cpu {rep + 1}/{REPEATS} {who}: {result}")
     return runs
 
 
@@ -574,22 +580,20 @@ def figure_rate(host):
     """dnsperf's highest rate (unlimited, 10 s) with the recorder running and
     without, interleaved."""
     runs = {"with": [], "without": []}
-    for rep in range(RATE_REPEATS):
-        order = ["without", "with"] if rep % 2 == 0 else ["with", "without"]
-        for which in order:
-            if which == "with":
-                with Recorder("rate", host) as rec:
-                    perf = host.dnsperf("rate", RATE_SECONDS)
-                    time.sleep(2)
-                    rec.stop()
-                    _, _, counters = rec.counted(host.zone)
-                perf["lost_events"] = (counters.get("lost_ringbuf_full", 0)
-                                       + counters.get("store_dropped", 0))
-                perf["recorder_trouble"] = rec.trouble
-            else:
+    for rep, which in interleaved(RATE_REPEATS, "without", "with"):
+        if which == "with":
+            with Recorder("rate", host) as rec:
                 perf = host.dnsperf("rate", RATE_SECONDS)
-            runs[which].append(perf)
-            log(f"rate {rep + 1}/{RATE_REPEATS} {which} recorder: {perf}")
+                time.sleep(2)
+                rec.stop()
+                _, _, counters = rec.counted(host.zone)
+            perf["lost_events"] = (counters.get("lost_ringbuf_full", 0)
+                                   + counters.get("store_dropped", 0))
+            perf["recorder_trouble"] = rec.trouble
+        else:
+            perf = host.dnsperf("rate", RATE_SECONDS)
+        runs[which].append(perf)
+        log(f"rate {rep + 1}/{RATE_REPEATS} {which} recorder: {perf}")
     return runs
 
 
@@ -601,23 +605,21 @@ def figure_iperf(host):
     run-to-run noise."""
     runs = {"with": [], "without": [], "with_probes_s": [], "with_iperf_cpu_s": [],
             "without_iperf_cpu_s": []}
-    for rep in range(IPERF_REPEATS):
-        order = ["without", "with"] if rep % 2 == 0 else ["with", "without"]
-        for which in order:
-            if which == "with":
-                with bpf_stats_enabled("iperf"), Recorder("iperf", host) as rec:
-                    k0, _ = bpf_run_time("iperf", rec.prog_ids)
-                    bps, cpu_s = iperf(host)
-                    k1, _ = bpf_run_time("iperf", rec.prog_ids)
-                runs["with_probes_s"].append((k1 - k0) / 1e9)
-            else:
+    for rep, which in interleaved(IPERF_REPEATS, "without", "with"):
+        if which == "with":
+            with bpf_stats_enabled("iperf"), Recorder("iperf", host) as rec:
+                k0, _ = bpf_run_time("iperf", rec.prog_ids)
                 bps, cpu_s = iperf(host)
-            runs[which].append(bps)
-            runs[f"{which}_iperf_cpu_s"].append(cpu_s)
-            log(f"iperf {rep + 1}/{IPERF_REPEATS} {which} probes: {bps / 1e9:.2f} Gbit/s, "
-                f"iperf3 CPU {cpu_s:.2f} s"
-                + (f", probes {runs['with_probes_s'][-1] * 1e3:.0f} ms"
-                   if which == "with" else ""))
+                k1, _ = bpf_run_time("iperf", rec.prog_ids)
+            runs["with_probes_s"].append((k1 - k0) / 1e9)
+        else:
+            bps, cpu_s = iperf(host)
+        runs[which].append(bps)
+        runs[f"{which}_iperf_cpu_s"].append(cpu_s)
+        log(f"iperf {rep + 1}/{IPERF_REPEATS} {which} probes: {bps / 1e9:.2f} Gbit/s, "
+            f"iperf3 CPU {cpu_s:.2f} s"
+            + (f", probes {runs['with_probes_s'][-1] * 1e3:.0f} ms"
+               if which == "with" else ""))
     return runs
 
 

@@ -19,7 +19,7 @@ use aya::{
     },
 };
 use dnsq_common::{
-    LookupEvent, PORT_BITMAP_WORDS, SockOwner, WAKEUP_FRACTION, counter, lookup_fn, names,
+    ExePath, LookupEvent, PORT_BITMAP_WORDS, SockOwner, WAKEUP_FRACTION, counter, lookup_fn, names,
 };
 
 use crate::libcs::{self, LibcFile};
@@ -107,14 +107,33 @@ const CGROUP_SOCK_ADDR: [&str; 4] = [
     "dnsq_sendmsg6",
 ];
 const CGROUP_SOCK: [&str; 2] = ["dnsq_post_bind4", "dnsq_post_bind6"];
-const TP_BTF: [(&str, &str); 2] = [
+const TP_BTF: [(&str, &str); 4] = [
     ("dnsq_sock_send", "sock_send_length"),
     ("dnsq_sock_recv", "sock_recv_length"),
+    ("dnsq_exec", "sched_process_exec"),
+    ("dnsq_fork", "sched_process_fork"),
 ];
 const CGROUP_SKB: [(&str, CgroupSkbAttachType); 2] = [
     ("dnsq_egress", CgroupSkbAttachType::Egress),
     ("dnsq_ingress", CgroupSkbAttachType::Ingress),
 ];
+
+/// Offsets `read` from the kernel's BTF, or `unknown` (zeros: the probes skip
+/// those reads) with a warning that `what` will come from /proc only.
+fn layout<T>(
+    btf: &Result<crate::btf::Btf, crate::btf::BtfError>,
+    read: fn(&crate::btf::Btf) -> Result<T, crate::btf::BtfError>,
+    what: &str,
+    unknown: T,
+) -> T {
+    match btf.as_ref().map_err(Clone::clone).and_then(read) {
+        Ok(offsets) => offsets,
+        Err(error) => {
+            tracing::warn!(%error, "{what} will come from /proc only");
+            unknown
+        }
+    }
+}
 
 fn program_error(program: &'static str) -> impl FnOnce(ProgramError) -> LoadError {
     move |source| LoadError::Program { program, source }
@@ -133,16 +152,23 @@ impl Probes {
             path: config.cgroup_root.clone(),
             source,
         })?;
-        // Without task_struct's layout the probes still run; only the process
-        // name falls back to the thread's (or /proc's).
-        let (leader_offset, comm_offset) = crate::btf::task_offsets().unwrap_or_else(|error| {
-            tracing::warn!(%error, "process names will come from /proc only");
-            (0, 0)
-        });
-        let netns_offsets = crate::btf::netns_offsets().unwrap_or_else(|error| {
-            tracing::warn!(%error, "network namespaces will come from /proc only");
-            [0; 3]
-        });
+        // Without the kernel's struct layouts the probes still run; only what
+        // they would have read from the task falls back to /proc.
+        let btf = crate::btf::Btf::kernel();
+        let (leader_offset, comm_offset) =
+            layout(&btf, crate::btf::task_offsets, "process names", (0, 0));
+        let netns_offsets = layout(
+            &btf,
+            crate::btf::netns_offsets,
+            "network namespaces",
+            [0; 3],
+        );
+        let exe_offsets = layout(
+            &btf,
+            crate::btf::exe_offsets,
+            "executables of exited processes",
+            [0; 11],
+        );
         // The packet programs wake the reader only when the ring fills past a
         // fraction of its size or for a process new on its socket; the capture
         // loop reads every POLL_EVERY for the rest.
@@ -155,6 +181,7 @@ impl Probes {
             .override_global(names::TASK_GROUP_LEADER_OFFSET, &leader_offset, true)
             .override_global(names::TASK_COMM_OFFSET, &comm_offset, true)
             .override_global(names::NETNS_OFFSETS, &netns_offsets, true)
+            .override_global(names::EXE_OFFSETS, &exe_offsets, true)
             .map_max_entries(names::EVENTS, config.ring_bytes)
             .load(PROBES_ELF)
             .map_err(LoadError::Object)?;
@@ -241,6 +268,18 @@ impl Probes {
             })?;
         BpfHashMap::try_from(map).map_err(|e| LoadError::Map {
             map: names::SOCK_OWNERS,
+            detail: e.to_string(),
+        })
+    }
+
+    /// A handle on the pid → executable map (exec.rs in the probes).
+    pub fn take_exes(&mut self) -> Result<BpfHashMap<MapData, u32, ExePath>, LoadError> {
+        let map = self.ebpf.take_map(names::EXES).ok_or(LoadError::Map {
+            map: names::EXES,
+            detail: "missing (already taken?)".into(),
+        })?;
+        BpfHashMap::try_from(map).map_err(|e| LoadError::Map {
+            map: names::EXES,
             detail: e.to_string(),
         })
     }
@@ -376,6 +415,9 @@ pub struct KernelCounters {
     /// Libc lookup events delivered / lost (ring buffer full, name unreadable).
     pub lookups_delivered: u64,
     pub lookups_lost: u64,
+    /// Executable paths the exec/fork tracepoints recorded / could not record.
+    pub exes_recorded: u64,
+    pub exes_failed: u64,
 }
 
 impl KernelCounters {
@@ -403,6 +445,8 @@ pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> std::io::Result<KernelC
         owner_update_failed: sum(counter::OWNER_UPDATE_FAILED)?,
         lookups_delivered: sum(counter::LOOKUPS_DELIVERED)?,
         lookups_lost: sum(counter::LOOKUPS_LOST)?,
+        exes_recorded: sum(counter::EXES_RECORDED)?,
+        exes_failed: sum(counter::EXES_FAILED)?,
     })
 }
 
@@ -411,4 +455,5 @@ const _: fn() = || {
     fn assert_pod<T: Pod>() {}
     assert_pod::<SockOwner>();
     assert_pod::<LookupEvent>();
+    assert_pod::<ExePath>();
 };

@@ -43,7 +43,7 @@ use dnsq_recorder::{
     output::JsonLines,
     pipeline::{Pipeline, PipelineStats, Sink},
     privileges,
-    procinfo::ProcInfo,
+    procinfo::{self, ProcInfo},
     record::{LookupRecord, MessageRecord},
     store::{self, Background, Store, StoreOptions, StoreStats},
 };
@@ -184,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let mut events = probes.take_events()?;
     let mut lookups = probes.take_lookups()?;
     let owners = probes.take_owners()?;
+    let exes = probes.take_exes()?;
     let counters = probes.take_counters()?;
     tracing::info!(
         programs = probes.attached.len(),
@@ -212,11 +213,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let mut pipeline = Pipeline::new(
         Attributor::new(owners, cgroup_root.clone()),
-        ProcInfo::new(cgroup_root),
+        ProcInfo::new(cgroup_root).with_kernel_exes(Box::new(move |pid| {
+            exes.get(&pid, 0).ok().as_ref().and_then(procinfo::exe_path)
+        })),
         sink,
     );
-    // Ready only now that events are read at once: short-lived clients must find
-    // the recorder able to look at their /proc entries while they still exist.
+    // Ready only now that events are read at once: short-lived clients should
+    // find the recorder able to look at their /proc entries while they still
+    // exist (their executables are also kept by the probes, the rest is not).
     notify_ready();
     let mut reported = KernelCounters::default();
     let result = capture(

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use dnsq_common::ExePath;
 use foldhash::HashMap;
 
 /// How long a cached process entry is trusted (pids are reused).
@@ -31,8 +32,13 @@ pub struct ProcessDetails {
     pub netns: Option<u64>,
 }
 
+/// Where a process's executable comes from once /proc no longer has it: the
+/// probes' `EXES` map in the recorder, a table in tests.
+pub type KernelExes = Box<dyn FnMut(u32) -> Option<String> + Send>;
+
 pub struct ProcInfo {
     processes: HashMap<u32, (ProcessDetails, Instant)>,
+    kernel_exes: Option<KernelExes>,
     cgroup_root: PathBuf,
     cgroups: HashMap<u64, String>,
     cgroups_walked: Option<Instant>,
@@ -44,12 +50,19 @@ impl ProcInfo {
     pub fn new(cgroup_root: PathBuf) -> Self {
         Self {
             processes: HashMap::default(),
+            kernel_exes: None,
             cgroup_root,
             cgroups: HashMap::default(),
             cgroups_walked: None,
             own_netns: netns_of("self"),
             interfaces: HashMap::default(),
         }
+    }
+
+    /// Executables of processes gone from /proc are looked up in `exes`.
+    pub fn with_kernel_exes(mut self, exes: KernelExes) -> Self {
+        self.kernel_exes = Some(exes);
+        self
     }
 
     pub fn process(&mut self, pid: u32) -> ProcessDetails {
@@ -59,7 +72,7 @@ impl ProcInfo {
             return details.clone();
         }
         let dir = pid.to_string();
-        let details = ProcessDetails {
+        let mut details = ProcessDetails {
             comm: fs::read_to_string(format!("/proc/{dir}/comm"))
                 .ok()
                 .map(|name| name.trim_end_matches('\n').to_owned()),
@@ -68,6 +81,12 @@ impl ProcInfo {
                 .map(|p| p.to_string_lossy().into_owned()),
             netns: netns_of(&dir),
         };
+        // Gone (or a kernel thread, which has no executable and no entry either).
+        if details.exe.is_none()
+            && let Some(exes) = self.kernel_exes.as_mut()
+        {
+            details.exe = exes(pid);
+        }
         // A process that is already gone tells us nothing: don't cache the miss.
         if details.exe.is_some() || details.netns.is_some() {
             if self.processes.len() >= MAX_PROCESSES {
@@ -108,6 +127,26 @@ impl ProcInfo {
             .or_insert_with(|| interface_name(ifindex))
             .clone()
     }
+}
+
+/// The path the exec tracepoint stored, as /proc/PID/exe would show it: `None`
+/// when the walk was cut short. Bytes that are not UTF-8 become U+FFFD, as
+/// `to_string_lossy` makes them of /proc's answer.
+pub fn exe_path(entry: &ExePath) -> Option<String> {
+    if entry.truncated != 0 {
+        return None;
+    }
+    let used = entry.names.get(..entry.len as usize)?;
+    // Innermost first, each NUL-terminated.
+    let mut path = String::new();
+    for component in used.split(|&b| b == 0).filter(|c| !c.is_empty()).rev() {
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(component));
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    Some(path)
 }
 
 /// The inode of `/proc/<pid>/ns/net`, the number `ip netns identify` and `lsns` show.
@@ -177,6 +216,58 @@ mod tests {
         let root_inode = fs::metadata(&root).unwrap().ino();
         assert_eq!(ids.get(&root_inode).map(String::as_str), Some("/"));
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn stored(components: &[&str], truncated: bool) -> ExePath {
+        let mut entry = ExePath {
+            len: 0,
+            truncated: u32::from(truncated),
+            names: [0xAA; dnsq_common::EXE_NAMES_BYTES],
+        };
+        let mut at = 0;
+        for component in components {
+            entry.names[at..at + component.len()].copy_from_slice(component.as_bytes());
+            entry.names[at + component.len()] = 0;
+            at += component.len() + 1;
+        }
+        entry.len = at as u32;
+        entry
+    }
+
+    #[test]
+    fn kernel_paths_read_innermost_first() {
+        assert_eq!(
+            exe_path(&stored(&["getent", "bin", "usr"], false)).as_deref(),
+            Some("/usr/bin/getent")
+        );
+        // The bytes past `len` (0xAA: a previous, longer path) are not read.
+        assert_eq!(exe_path(&stored(&["sh"], false)).as_deref(), Some("/sh"));
+        assert_eq!(exe_path(&stored(&[], false)).as_deref(), Some("/"));
+        assert_eq!(exe_path(&stored(&["x", "deep"], true)), None);
+        let mut odd = stored(&["a\u{e9}b", "bin"], false);
+        odd.names[1] = 0xff;
+        assert_eq!(exe_path(&odd).as_deref(), Some("/bin/a\u{fffd}\u{fffd}b"));
+        let mut long = stored(&["x"], false);
+        long.len = 10_000;
+        assert_eq!(exe_path(&long), None);
+    }
+
+    #[test]
+    fn gone_processes_take_the_kernels_executable() {
+        let gone = u32::MAX - 7;
+        let mut info = ProcInfo::new(std::env::temp_dir()).with_kernel_exes(Box::new(move |pid| {
+            (pid == gone).then(|| "/usr/bin/getent".to_owned())
+        }));
+        assert_eq!(info.process(gone).exe.as_deref(), Some("/usr/bin/getent"));
+        // A live process's executable is /proc's.
+        let me = info.process(std::process::id());
+        assert_eq!(
+            me.exe.as_deref(),
+            std::env::current_exe()
+                .ok()
+                .as_deref()
+                .and_then(Path::to_str)
+        );
     }
 
     #[test]

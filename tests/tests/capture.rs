@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, ensure};
 use dnsq_tests::{
     ANSWER_V4, ANSWER_V6, DOMAIN, Direction, Dnsmasq, MessageExt, MessageRecord, Netns, Recorder,
-    Transport, assert_exchange, client, describe, link, require_bpf, unique,
+    TempDir, Transport, assert_exchange, client, describe, link, require_bpf, run, unique,
 };
 
 fn name(tag: &str) -> String {
@@ -232,6 +232,131 @@ print('answered', len(reply), flush=True)
         );
     }
     Ok(())
+}
+
+/// Clients gone before the recorder reads their packets (a recorder behind; paused
+/// here until they have exited, so /proc has nothing left of them) keep their
+/// executable: the probes recorded it when `ip netns exec` exec'd dig under the
+/// same pid, and copied it at the fork of a Python child that never exec'd; the
+/// path of a copy of dig on a tmpfs is walked across the mount.
+#[test]
+fn exited_clients_keep_their_executable() -> anyhow::Result<()> {
+    require_bpf!();
+    let netns = Netns::new("gone")?;
+    let dnsmasq = Dnsmasq::start(&netns, &["127.0.0.1"], 53, &[])?;
+    let dir = TempDir::new("exe")?;
+    let mounted = Tmpfs::mount(&dir.path.join("mnt"))?;
+    let dig_copy = mounted.path.join("dig-copy");
+    std::fs::copy("/usr/bin/dig", &dig_copy)?;
+    let recorder = Recorder::start(&[])?;
+    let (dig_name, fork_name, copy_name) = (name("gonedig"), name("gonefork"), name("gonecopy"));
+    let script = format!(
+        "{PYTHON_QUERY}
+import os
+child = os.fork()
+if child == 0:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.sendto(query({fork_name:?}, 4343), ('127.0.0.1', 53))
+    s.recvfrom(4096)
+    os._exit(0)
+_, status = os.waitpid(child, 0)
+print(child, status, os.readlink('/proc/self/exe'))
+"
+    );
+    recorder.pause(true);
+    let dig =
+        client(
+            netns
+                .command("dig")
+                .args(["@127.0.0.1", &dig_name, "A", "+short", "+tries=1"]),
+        );
+    let forked = client(netns.command("python3").args(["-c", &script]));
+    let copied = client(netns.command(&dig_copy.to_string_lossy()).args([
+        "@127.0.0.1",
+        &copy_name,
+        "A",
+        "+short",
+        "+tries=1",
+    ]));
+    recorder.pause(false);
+    let (dig_pid, out) = dig?;
+    ensure!(out.trim() == ANSWER_V4, "dig answered {out:?}");
+    let (_, out) = forked?;
+    // The child's executable is its parent's, as /proc told the parent.
+    let [child, status, python_exe] = out.split_whitespace().collect::<Vec<_>>()[..] else {
+        anyhow::bail!("python printed {out:?}");
+    };
+    ensure!(status == "0", "the forked child failed: {out:?}");
+    let child: u32 = child.parse()?;
+    let (copy_pid, _) = copied?;
+    let recording = recorder.stop()?;
+
+    let dig_exe = std::fs::canonicalize("/usr/bin/dig")?;
+    let copy_exe = std::fs::canonicalize(&dig_copy)?;
+    for (qname, pid, comm, exe) in [
+        (
+            &dig_name,
+            dig_pid,
+            "dig",
+            dig_exe.to_string_lossy().as_ref(),
+        ),
+        (&fork_name, child, "python3", python_exe),
+        (
+            &copy_name,
+            copy_pid,
+            "dig-copy",
+            copy_exe.to_string_lossy().as_ref(),
+        ),
+    ] {
+        let (query, response) = assert_exchange(
+            &recording.messages,
+            qname,
+            "A",
+            Transport::Udp,
+            (pid, comm),
+            Some((dnsmasq.pid(), "dnsmasq")),
+        )?;
+        for record in [query, response] {
+            ensure!(
+                record.process.exe.as_deref() == Some(exe),
+                "{comm} (pid {pid}): exe {:?}, expected {exe:?}",
+                record.process.exe
+            );
+        }
+    }
+    ensure!(
+        recording.stats["exes_recorded"].as_u64() >= Some(4)
+            && recording.stats["exes_failed"].as_u64() == Some(0),
+        "{}",
+        recording.stats
+    );
+    Ok(())
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs {
+    path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(path)?;
+        run(std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "dnsq-test"])
+            .arg(path))?;
+        Ok(Self {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = run(std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path));
+    }
 }
 
 /// TCP: a ~3 KB TXT answer cut into segments by a 1280-byte MTU, a query written in

@@ -43,6 +43,9 @@ pub mod names {
     pub const LOOKUP_SCRATCH: &str = "LOOKUP_SCRATCH";
     pub const EVENTS_WAKEUP_BYTES: &str = "EVENTS_WAKEUP_BYTES";
     pub const NEW_OWNER_NS: &str = "NEW_OWNER_NS";
+    pub const EXES: &str = "EXES";
+    pub const EXE_SCRATCH: &str = "EXE_SCRATCH";
+    pub const EXE_OFFSETS: &str = "EXE_OFFSETS";
 }
 
 /// The packet programs do not wake the reader for each event (a wakeup is an
@@ -284,6 +287,34 @@ const _: () = assert!(core::mem::offset_of!(LookupEvent, name) == LOOKUP_HEADER_
 const _: () = assert!(size_of::<LookupEvent>() == LOOKUP_HEADER_LEN + MAX_LOOKUP_NAME);
 const _: () = assert!(size_of::<LookupEvent>() == 336);
 
+/// Capacity of the pid → executable map (`EXES`). LRU: the processes that exec'd
+/// longest ago go first; user space reads an entry within a second or so of the
+/// process's first DNS packet or libc lookup.
+pub const EXES_CAPACITY: u32 = 8192;
+
+/// Bytes of [`ExePath::names`]. A path component is read into its second half
+/// at most (`NAME_MAX` is 255), so a path longer than half of it is cut.
+pub const EXE_NAMES_BYTES: usize = 512;
+
+/// The executable a process runs (`current->mm->exe_file`), as the `sched_process_exec`
+/// tracepoint walked its dentries, stored in `EXES` under the pid (and copied to a
+/// forked child's pid). User space reads it when /proc no longer can: a
+/// short-lived client (getent, dig, curl from cron) is often gone before the
+/// recorder gets to /proc/PID/exe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExePath {
+    /// Bytes of `names` used.
+    pub len: u32,
+    /// Non-zero when the walk stopped before the root (path too long or too
+    /// deep, or a pointer unreadable): `names` is then not the whole path.
+    pub truncated: u32,
+    /// The path's components, each NUL-terminated, the file's own name first and
+    /// the top directory last (the walk goes up from the file).
+    pub names: [u8; EXE_NAMES_BYTES],
+}
+const _: () = assert!(size_of::<ExePath>() == 8 + EXE_NAMES_BYTES);
+
 /// Indexes into the `COUNTERS` per-CPU array.
 pub mod counter {
     /// Events written to the ring buffer.
@@ -305,7 +336,12 @@ pub mod counter {
     /// Libc lookup events lost: the ring buffer was full, or the name could not
     /// be read from the caller's memory.
     pub const LOOKUPS_LOST: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// Executables recorded in `EXES` at an exec (or copied at a fork).
+    pub const EXES_RECORDED: u32 = 9;
+    /// Executables that could not be recorded: a pointer of the walk unreadable,
+    /// the path too long, or the map update failed.
+    pub const EXES_FAILED: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 #[cfg(feature = "user")]
@@ -318,4 +354,6 @@ mod user {
     unsafe impl aya::Pod for PacketHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for LookupEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ExePath {}
 }

@@ -1,6 +1,6 @@
 //! dnsq's kernel programs.
 //!
-//! Two families, one file each:
+//! The families, one file each:
 //! - [`packet`]: `cgroup_skb` ingress/egress on the cgroup v2 root. Sees every packet of
 //!   every socket on the host (all network namespaces), keeps those with a DNS port and
 //!   copies them to the `EVENTS` ring buffer. Always allows the packet.
@@ -11,9 +11,13 @@
 //! - [`lookup`]: uprobes on libc's resolver entry points (`getaddrinfo`,
 //!   `gethostbyname*`), which see the name an application asks for even when it
 //!   never sends a DNS packet itself (nss-resolve, nscd). Sent on `LOOKUPS`.
+//! - [`exec`]: `sched_process_exec`/`sched_process_fork` tracepoints that keep each
+//!   new process's executable path in `EXES`, for clients gone before user space
+//!   can read /proc.
 #![no_std]
 #![no_main]
 
+mod exec;
 mod lookup;
 mod maps;
 mod owner;

@@ -6,8 +6,9 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use dnsq_common::{
-    DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, LOOKUP_RING_BYTES, LookupEvent, PORT_BITMAP_WORDS,
-    PacketEvent, SOCK_OWNERS_CAPACITY, SockOwner, WAKEUP_FRACTION, counter,
+    DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, EXES_CAPACITY, ExePath, LOOKUP_RING_BYTES,
+    LookupEvent, PORT_BITMAP_WORDS, PacketEvent, SOCK_OWNERS_CAPACITY, SockOwner, WAKEUP_FRACTION,
+    counter,
 };
 
 /// Packet events for user space. Its size is set by the loader (`--ring-buffer-size`).
@@ -39,6 +40,14 @@ pub static LOOKUPS: RingBuf = RingBuf::with_byte_size(LOOKUP_RING_BYTES, 0);
 /// Where a lookup event is assembled (the name alone is half the BPF stack).
 #[map(name = "LOOKUP_SCRATCH")]
 pub static LOOKUP_SCRATCH: PerCpuArray<LookupEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Pid → the executable it runs, for processes gone before /proc is read (exec.rs).
+#[map(name = "EXES")]
+pub static EXES: LruHashMap<u32, ExePath> = LruHashMap::with_max_entries(EXES_CAPACITY, 0);
+
+/// Where an executable's path is assembled (bigger than the BPF stack allows).
+#[map(name = "EXE_SCRATCH")]
+pub static EXE_SCRATCH: PerCpuArray<ExePath> = PerCpuArray::with_max_entries(1, 0);
 
 /// Payload bytes copied per event; set by the loader (`--payload-cap`).
 #[unsafe(no_mangle)]
@@ -108,6 +117,16 @@ static TASK_COMM_OFFSET: u32 = 0;
 /// `task_struct.nsproxy`, `nsproxy.net_ns`, `net.ns.inum` (0: unknown).
 #[unsafe(no_mangle)]
 static NETNS_OFFSETS: [u32; 3] = [0; 3];
+
+/// The fields exec.rs walks, in the order of its `field` module (0: unknown).
+#[unsafe(no_mangle)]
+static EXE_OFFSETS: [u32; 11] = [0; 11];
+
+#[inline(always)]
+pub fn exe_offsets() -> [u32; 11] {
+    // SAFETY: as for task_offsets.
+    unsafe { core::ptr::read_volatile(&EXE_OFFSETS) }
+}
 
 #[inline(always)]
 pub fn netns_offsets() -> [u32; 3] {

@@ -1,7 +1,8 @@
 //! Just enough of the kernel's BTF (Documentation/bpf/btf.rst) to find where a
-//! struct member lives: the probes read `task_struct.group_leader->comm` by offset,
-//! and the offsets differ from kernel to kernel. (aya keeps its BTF type lookup
-//! private; this is the one query the recorder needs.)
+//! struct member lives: the probes read the process's name, its network namespace
+//! and its executable's path (`task_struct.group_leader->comm`, `mm->exe_file`, ...)
+//! by offset, and the offsets differ from kernel to kernel. (aya keeps its BTF type
+//! lookup private; this is the one query the recorder needs.)
 
 use std::collections::HashMap;
 
@@ -182,15 +183,6 @@ impl Btf {
     }
 }
 
-/// Byte offsets of the named members of the named struct.
-pub fn member_offsets(btf: &[u8], structure: &str, members: &[&str]) -> Result<Vec<u32>, BtfError> {
-    let btf = Btf::parse(btf)?;
-    members
-        .iter()
-        .map(|member| btf.offset(structure, member))
-        .collect()
-}
-
 /// `task_struct`'s `group_leader` and `comm` offsets in the running kernel.
 pub fn task_offsets(btf: &Btf) -> Result<(u32, u32), BtfError> {
     Ok((
@@ -264,6 +256,18 @@ mod tests {
         blob.extend_from_slice(&types);
         blob.extend_from_slice(strings);
         blob
+    }
+
+    fn member_offsets(
+        blob: &[u8],
+        structure: &str,
+        members: &[&str],
+    ) -> Result<Vec<u32>, BtfError> {
+        let btf = Btf::parse(blob)?;
+        members
+            .iter()
+            .map(|member| btf.offset(structure, member))
+            .collect()
     }
 
     #[test]

@@ -15,7 +15,7 @@ use anyhow::Result;
 use comfy_table::Cell;
 use dnsq_recorder::store::{
     read::{Reader, rcode_name, type_name},
-    schema::{ANSWERED_QUERIES_MOVE, RCODE_QUERY, role},
+    schema::{ANSWERED_QUERIES_MOVE, RCODE_QUERY, libc_function, role},
 };
 use rusqlite::{OptionalExtension, ToSql};
 use serde::Serialize;
@@ -36,6 +36,8 @@ const SHOWN_ANSWERS: usize = 8;
 /// The longest `comm` the kernel keeps (TASK_COMM_LEN - 1).
 const COMM_LEN: usize = 15;
 
+const TYPE_A: i64 = 1;
+const TYPE_AAAA: i64 = 28;
 const TYPE_CNAME: i64 = 5;
 const TYPE_DNAME: i64 = 39;
 const TYPE_ANY: i64 = 255;
@@ -168,6 +170,8 @@ struct Peers {
     /// The local resolver the process asked for the name (the one it asked
     /// most).
     via: Option<Rc<Identity>>,
+    /// The `processes` row of `via` (for a libc call's answers).
+    via_id: Option<i64>,
     /// When the process is a local resolver: the clients it asked upstream for
     /// (client rows) or answered (server rows).
     clients: BTreeSet<Option<Rc<Identity>>>,
@@ -389,6 +393,18 @@ pub fn run(
         });
     }
 
+    // A libc call's answers: those its resolver received for the name in the
+    // window (the call's own answer went over a Unix socket, unseen).
+    let mut libc_answers = Vec::with_capacity(found.len());
+    for ((key, _), peers) in found.iter().zip(&peers) {
+        libc_answers.push(match (key.role, peers.via_id) {
+            (role::LIBC, Some(resolver)) => {
+                resolver_answers(reader, resolver, key.qname_id, (first_hour, last_hour))?
+            }
+            _ => Default::default(),
+        });
+    }
+
     let mut table = out.table(&[
         "LAST SEEN",
         "PROCESS",
@@ -399,10 +415,28 @@ pub fn run(
         "ANSWERS",
         "LATENCY",
     ]);
-    for ((key, agg), peers) in found.iter().zip(&peers) {
+    for (((key, agg), peers), libc_answers) in found.iter().zip(&peers).zip(&libc_answers) {
         let name = reader.name(key.qname_id)?;
+        let libc = key.role == role::LIBC;
         let mut data = Vec::new();
-        if key.role == role::CLIENT
+        if libc {
+            let (set, more) = libc_answers;
+            for &(rtype, rdata_id) in set {
+                // What libc's functions return: addresses, and the chain to them.
+                let text = match rtype {
+                    TYPE_A | TYPE_AAAA => reader.rdata(rdata_id)?.to_string(),
+                    TYPE_CNAME | TYPE_DNAME => {
+                        format!("{} {}", type_name(rtype as u16), reader.rdata(rdata_id)?)
+                    }
+                    _ => continue,
+                };
+                data.push(text);
+            }
+            data.sort_by_key(|d| !d.starts_with("CNAME ") && !d.starts_with("DNAME "));
+            if *more > 0 {
+                data.push(format!("… and {more} more"));
+            }
+        } else if key.role == role::CLIENT
             && let Some((set, more)) = answers.get(&(key.identity.clone(), key.qname_id))
         {
             for &(rtype, rdata_id) in set {
@@ -426,15 +460,24 @@ pub fn run(
             process: key.identity.as_deref(),
             via: peers.via.as_deref(),
             for_clients: peers.clients.iter().map(|c| c.as_deref()).collect(),
-            role: if key.role == role::SERVER {
-                "server"
-            } else {
-                "client"
+            role: match key.role {
+                role::SERVER => "server",
+                role::LIBC => "libc",
+                _ => "client",
             },
             name: &name,
-            qtype: type_name(key.qtype as u16).into_owned(),
+            qtype: if libc {
+                libc_function::name(key.qtype).unwrap_or("libc").to_owned()
+            } else {
+                type_name(key.qtype as u16).into_owned()
+            },
             queries: agg.queries,
-            unanswered: (agg.queries - agg.answered).max(0),
+            // A libc call's outcome is not seen (it is the resolver's).
+            unanswered: if libc {
+                0
+            } else {
+                (agg.queries - agg.answered).max(0)
+            },
             responses: agg.responses,
             rcodes: agg
                 .rcodes
@@ -822,6 +865,33 @@ fn aggregate(reader: &Reader, key: &Key, pids: &[i64], (first, last): (i64, i64)
     Ok(agg)
 }
 
+/// The answers the local resolver `resolver` (a `processes` row) received for
+/// `qname_id` in the hours: (rtype, rdata_id), at most [`MAX_ANSWERS`], and how
+/// many more.
+fn resolver_answers(
+    reader: &Reader,
+    resolver: i64,
+    qname_id: i64,
+    (first, last): (i64, i64),
+) -> Result<(BTreeSet<(i64, i64)>, usize)> {
+    let mut stmt = reader.connection().prepare_cached(
+        "SELECT rtype, rdata_id FROM resolutions \
+         WHERE process_id = ?1 AND qname_id = ?2 AND hour BETWEEN ?3 AND ?4 \
+         GROUP BY rtype, rdata_id",
+    )?;
+    let mut set = BTreeSet::new();
+    let mut more = 0;
+    let mut rows = stmt.query((resolver, qname_id, first, last))?;
+    while let Some(row) = rows.next()? {
+        if set.len() < MAX_ANSWERS {
+            set.insert((row.get(0)?, row.get(1)?));
+        } else {
+            more += 1;
+        }
+    }
+    Ok((set, more))
+}
+
 /// The resolver a row's process asked, and the clients it resolved for, from
 /// `delegations` (by its two indexes; nothing on stores without it).
 fn delegations(
@@ -885,7 +955,7 @@ impl BusiestResolver {
     }
 
     fn identity(
-        self,
+        &self,
         reader: &Reader,
         identities: &mut Identities,
     ) -> Result<Option<Rc<Identity>>> {
@@ -893,6 +963,10 @@ impl BusiestResolver {
             Some((resolver, _, _)) => Ok(identities.get(reader, resolver)?),
             None => Ok(None),
         }
+    }
+
+    fn id(&self) -> Option<i64> {
+        self.0.map(|(resolver, _, _)| resolver)
     }
 }
 
@@ -962,12 +1036,19 @@ fn delegations_by_name(
     let conn = reader.connection();
     let (first_hour, last_hour) = window.hours();
     let resolvers = resolvers.of(reader, key.qname_id)?.to_vec();
-    if key.role == role::CLIENT {
+    if key.role == role::CLIENT || key.role == role::LIBC {
+        // A libc call is linked to the resolver's queries of every type (its
+        // `qtype` is the function): -1 matches them all.
         let mut stmt = conn.prepare_cached(
             "SELECT SUM(upstream + cached), MAX(last_ns) FROM delegations \
-             WHERE qname_id = ?1 AND resolver_process_id = ?2 AND qtype = ?3 \
+             WHERE qname_id = ?1 AND resolver_process_id = ?2 AND (qtype = ?3 OR ?3 = -1) \
              AND client_process_id = ?4 AND hour BETWEEN ?5 AND ?6",
         )?;
+        let qtype = if key.role == role::LIBC {
+            -1
+        } else {
+            key.qtype
+        };
         let mut busiest = BusiestResolver::default();
         for &process_id in &agg.process_ids {
             for &resolver in &resolvers {
@@ -978,7 +1059,7 @@ fn delegations_by_name(
                     (
                         key.qname_id,
                         resolver,
-                        key.qtype,
+                        qtype,
                         process_id,
                         first_hour,
                         last_hour,
@@ -991,6 +1072,11 @@ fn delegations_by_name(
             }
         }
         peers.via = busiest.identity(reader, identities)?;
+        peers.via_id = busiest.id();
+    }
+    if key.role == role::LIBC {
+        // An application's call has no clients of its own.
+        return Ok(peers);
     }
     let mut stmt = conn.prepare_cached(
         "SELECT client_process_id, SUM(upstream), SUM(cached) FROM delegations \

@@ -927,3 +927,123 @@ fn resolvers_behind_resolvers() {
     assert_eq!(client["via"]["pid"], 99);
     assert_eq!(client["for"][0]["pid"], 812);
 }
+
+/// An application that resolves through a daemon over a Unix socket (nss-resolve)
+/// sends no DNS packet: only its libc calls are seen.
+const NSS_APP: Proc = Proc {
+    pid: 1500,
+    comm: "python3",
+    exe: "/usr/bin/python3.11",
+    uid: 1000,
+    cgroup: "/user.slice/user-1000.slice/session-3.scope",
+};
+/// What the daemon's upstream answer for libc.test says.
+const LIBC_IP: &str = "140.82.112.50";
+
+/// The application calls gethostbyname2_r for libc.test (the daemon, dnsmasq
+/// here, asks upstream on its behalf) and later getaddrinfo for cached.test (the
+/// daemon answers from its cache: no packet at all).
+fn libc_fixture(path: &std::path::Path) {
+    use dnsq_recorder::{pipeline::Sink, record::LookupRecord};
+    let mut w = Writer::open(path);
+    // The caller as the uprobe sees it: no socket, so no attribution.
+    let caller = std::sync::Arc::new(ProcessInfo {
+        attribution: None,
+        ..process(&NSS_APP)
+    });
+    let call = |time_ns: i64, function: &str, name: &str| LookupRecord {
+        kind: "lookup".into(),
+        time: dnsq_recorder::record::Rfc3339(time_ns),
+        time_ns,
+        function: function.into(),
+        name: name.into(),
+        process: caller.clone(),
+    };
+    w.store
+        .write_lookup(call(T0 + 100 * SECOND, "gethostbyname2_r", "libc.test"))
+        .expect("lookup");
+    let upstream = ("192.0.2.7", 53_000);
+    let mut up = message(
+        T0 + 100 * SECOND + 1_000_000,
+        &DNSMASQ,
+        true,
+        upstream,
+        (UPSTREAM, 53),
+        "libc.test.",
+        500,
+        None,
+    );
+    up.on_behalf_of = vec![caller.clone()];
+    w.write(up);
+    let mut answer = message(
+        T0 + 100 * SECOND + 2_000_000,
+        &DNSMASQ,
+        false,
+        (UPSTREAM, 53),
+        upstream,
+        "libc.test.",
+        500,
+        Some(&[("libc.test.", "A", LIBC_IP)]),
+    );
+    answer.on_behalf_of = vec![caller.clone()];
+    w.write(answer);
+    for _ in 0..2 {
+        w.store
+            .write_lookup(call(T0 + 200 * SECOND, "getaddrinfo", "cached.test"))
+            .expect("lookup");
+    }
+    w.finish();
+}
+
+#[test]
+fn libc_calls_show_in_by_process_and_name() {
+    let dir = TempDir::new("libc-calls");
+    let db = dir.path("dnsq.db");
+    libc_fixture(&db);
+
+    let rows = run_json(&db, &["by-process", "python3"]);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    // Newest first: the call the daemon answered from its cache.
+    let cached = &rows[0];
+    assert_eq!(cached["role"], "libc");
+    assert_eq!(cached["name"], "cached.test.");
+    assert_eq!(cached["type"], "getaddrinfo");
+    assert_eq!(cached["queries"], 2);
+    assert_eq!(cached["unanswered"], 0);
+    assert_eq!(cached["via"], Value::Null);
+    assert_eq!(cached["answers"], serde_json::json!([]));
+    assert_eq!(cached["process"]["pid"], 1500);
+    assert_eq!(cached["process"]["exe"], "/usr/bin/python3.11");
+    // The call the daemon went upstream for: the daemon beside it, and what
+    // it was answered.
+    let upstream = &rows[1];
+    assert_eq!(upstream["name"], "libc.test.");
+    // Its function's code (5) is no DNS type the daemon's query had (A, 1).
+    assert_eq!(upstream["type"], "gethostbyname2_r");
+    assert_eq!(upstream["queries"], 1);
+    assert_eq!(upstream["via"]["comm"], "dnsmasq");
+    assert_eq!(upstream["answers"], serde_json::json!([LIBC_IP]));
+
+    let table = expect(&dnsq(&db, &["by-process", "python3"]), 0);
+    assert!(table.contains("getaddrinfo"), "{table}");
+    assert!(table.contains("via dnsmasq[99]"), "{table}");
+    assert!(table.contains(LIBC_IP), "{table}");
+    assert!(!table.contains("no response"), "{table}");
+
+    // `name` shows the caller too; dnsmasq's own row for libc.test is there as
+    // well, `for` the caller.
+    let rows = run_json(&db, &["name", "cached.test"]);
+    assert_eq!(pids(&rows, "process"), [1500], "{rows:#?}");
+    let rows = run_json(&db, &["name", "libc.test"]);
+    assert_eq!(pids(&rows, "process"), [99, 1500], "{rows:#?}");
+    let daemon = rows
+        .iter()
+        .find(|r| r["process"]["pid"] == 99)
+        .expect("dnsmasq's row");
+    assert_eq!(pids(std::slice::from_ref(daemon), "process"), [99]);
+    assert_eq!(daemon["for"][0]["pid"], 1500, "{daemon:#?}");
+
+    // `top` counts DNS queries: the calls are not among them.
+    let rows = run_json(&db, &["top", "processes"]);
+    assert!(!rows.iter().any(|r| r["comm"] == "python3"), "{rows:#?}");
+}

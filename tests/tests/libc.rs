@@ -19,7 +19,7 @@ use anyhow::{Context, bail, ensure};
 use dnsq_recorder::record::LookupRecord;
 use dnsq_tests::{
     ANSWER_V4, DOMAIN, Direction, Dnsmasq, KillOnDrop, MessageExt, MessageRecord, Netns, Recorder,
-    TempDir, binary, client, describe, recorder_until_exit, require_bpf, unique, wait_for,
+    TempDir, binary, client, describe, dnsq, recorder_until_exit, require_bpf, unique, wait_for,
 };
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -331,6 +331,37 @@ fn a_client_that_sends_nothing_is_behind_the_resolver_query() -> anyhow::Result<
     ensure!(
         for_app == 2,
         "{for_app} messages stored for the client, expected query and answer"
+    );
+    drop(conn);
+
+    // `dnsq by-process` shows the client's call, with the resolver beside it and
+    // the answer the resolver got (the client's own answer never was a packet).
+    let (code, out, err) = dnsq(&[
+        "--db",
+        &db.to_string_lossy(),
+        "by-process",
+        &app.to_string(),
+        "--json",
+    ])?;
+    ensure!(code == 0, "dnsq by-process {app}: exit {code}: {err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let call = rows
+        .iter()
+        .find(|r| r["name"] == qname.as_str())
+        .with_context(|| format!("no row for {qname}: {out}"))?;
+    ensure!(
+        call["role"] == "libc"
+            && call["type"] == "getaddrinfo"
+            && call["queries"] == 1
+            && call["process"]["comm"] == "python3",
+        "{call}"
+    );
+    ensure!(
+        call["via"]["pid"] == resolver && call["answers"] == serde_json::json!([ANSWER_V4]),
+        "{call}"
     );
     Ok(())
 }

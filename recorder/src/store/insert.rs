@@ -394,6 +394,23 @@ impl<'a> Batch<'a> {
             qname_id,
             function
         ])?;
+        // A fact as well, which `dnsq by-process` and `name` read: a caller that
+        // asks a daemon over a Unix socket has no other trace when the daemon
+        // answers from its cache.
+        if let Some(fact_process_id) = self
+            .intern
+            .fact_process(Some(process_id), &record.process)?
+        {
+            let key = LookupKey {
+                qname_id,
+                process_id: fact_process_id,
+                role: role::LIBC,
+                qtype: function,
+                rcode: schema::RCODE_QUERY,
+                hour: record.time_ns.div_euclid(schema::NS_PER_HOUR),
+            };
+            self.facts.lookup(key, record.time_ns, None);
+        }
         Ok(())
     }
 
@@ -814,6 +831,25 @@ mod tests {
             )
             .unwrap();
         assert_eq!(row, ("github.com.".to_owned(), 5, 812));
+        // And a fact: one call of gethostbyname2_r (5), a question (-1), by curl
+        // without its thread, the row `dnsq by-process` reads.
+        let fact: (i64, i64, i64, i64, Option<i64>) = conn
+            .query_row(
+                "SELECT p.pid, l.qtype, l.rcode, l.count, p.tid FROM lookups l \
+                 JOIN processes p ON p.id = l.process_id WHERE l.role = 2",
+                [],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(fact, (812, 5, -1, 1, None));
         let delegations: Vec<(i64, i64, String, i64, i64)> = conn
             .prepare(
                 "SELECT r.pid, c.pid, n.name, d.upstream, d.cached FROM delegations d \

@@ -48,6 +48,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0008_resolutions_without_hour_index.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/0009_libc_calls_as_lookups.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -72,7 +72,14 @@ pub mod role {
     pub const CLIENT: i64 = 0;
     /// The process received the query / sent the response.
     pub const SERVER: i64 = 1;
+    /// The process called a libc resolver function for the name (schema 9): the
+    /// row's `qtype` is the function ([`super::libc_function`]), its `rcode`
+    /// [`super::RCODE_QUERY`], `count` the calls; the other counters stay 0.
+    pub const LIBC: i64 = 2;
 }
+
+/// The first schema with [`role::LIBC`] rows in `lookups`.
+pub const LIBC_CALLS_AS_LOOKUPS: u32 = 9;
 
 /// `lookups.rcode` of rows that count queries rather than responses. Since schema
 /// 7 (`migrations/0007_answered_queries.sql`) such a row counts the queries not

@@ -155,6 +155,57 @@ fn upgrading_to_schema_7_leaves_only_unanswered_queries_on_query_rows() {
     assert_eq!(resolutions_indexes(&old), ["resolutions_name"]);
 }
 
+/// Schema 9: the libc calls kept before become `lookups` rows of role 2, under
+/// the caller's thread-less process row where there is one, an hour a row.
+#[test]
+fn schema_9_counts_earlier_libc_calls_as_lookups() {
+    let dir = TempDir::new("libc-facts");
+    let mut old = Connection::open(dir.db()).unwrap();
+    MIGRATIONS.to_version(&mut old, 8).unwrap();
+    let hour = 3_600_000_000_000_i64;
+    old.execute_batch(&format!(
+        "INSERT INTO names (id, name) VALUES (1, 'github.com.'), (2, 'example.com.');
+         -- curl's thread (2) and curl without its thread (3); wget (4) has no such row.
+         INSERT INTO processes (id, pid, tid, uid, gid, comm, exe, thread, key) VALUES
+             (2, 812, 813, 1000, 1000, 'curl', '/usr/bin/curl', 'worker', 'a'),
+             (3, 812, NULL, 1000, 1000, 'curl', '/usr/bin/curl', NULL, 'b'),
+             (4, 900, 900, 0, 0, 'wget', NULL, 'wget', 'c');
+         INSERT INTO libc_lookups (time_ns, run_id, process_id, qname_id, function) VALUES
+             ({a}, 1, 2, 1, 1), ({b}, 1, 2, 1, 1), ({c}, 1, 2, 1, 1),
+             ({a}, 1, 4, 2, 2);",
+        a = 5 * hour + 10,
+        b = 5 * hour + 20,
+        c = 6 * hour + 5,
+    ))
+    .unwrap();
+    MIGRATIONS.to_latest(&mut old).unwrap();
+    // (process_id, hour, qname_id, qtype, rcode, count, first_ns, last_ns)
+    let rows: Vec<[i64; 8]> = old
+        .prepare(
+            "SELECT process_id, hour, qname_id, qtype, rcode, count, first_ns, last_ns \
+             FROM lookups WHERE role = 2 ORDER BY process_id, hour",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            let mut row = [0; 8];
+            for (index, value) in row.iter_mut().enumerate() {
+                *value = r.get(index)?;
+            }
+            Ok(row)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            [3, 5, 1, 1, -1, 2, 5 * hour + 10, 5 * hour + 20],
+            [3, 6, 1, 1, -1, 1, 6 * hour + 5, 6 * hour + 5],
+            [4, 5, 2, 2, -1, 1, 5 * hour + 10, 5 * hour + 10],
+        ]
+    );
+}
+
 #[test]
 fn reopening_keeps_rows_and_the_version() {
     let dir = TempDir::new("reopen");

@@ -410,6 +410,15 @@ fn report_losses(
                     "the kernel could not deliver some libc lookup events"
                 );
             }
+            if now.exes_failed > previous.exes_failed {
+                // Not an event lost: those processes' `exe` comes from /proc
+                // alone (absent if they are gone before it is read).
+                tracing::warn!(
+                    failed = now.exes_failed - previous.exes_failed,
+                    total_failed = now.exes_failed,
+                    "the kernel could not record the executable of some new processes"
+                );
+            }
             if now.lost() > previous.lost() {
                 tracing::warn!(
                     ring_buffer_full = now.lost_ringbuf_full - previous.lost_ringbuf_full,

@@ -418,43 +418,28 @@ pub fn run(
     for (((key, agg), peers), libc_answers) in found.iter().zip(&peers).zip(&libc_answers) {
         let name = reader.name(key.qname_id)?;
         let libc = key.role == role::LIBC;
-        let mut data = Vec::new();
-        if libc {
-            let (set, more) = libc_answers;
-            for &(rtype, rdata_id) in set {
+        let data = if libc {
+            answer_texts(reader, libc_answers, |rtype| match rtype {
                 // What libc's functions return: addresses, and the chain to them.
-                let text = match rtype {
-                    TYPE_A | TYPE_AAAA => reader.rdata(rdata_id)?.to_string(),
-                    TYPE_CNAME | TYPE_DNAME => {
-                        format!("{} {}", type_name(rtype as u16), reader.rdata(rdata_id)?)
-                    }
-                    _ => continue,
-                };
-                data.push(text);
-            }
-            data.sort_by_key(|d| !d.starts_with("CNAME ") && !d.starts_with("DNAME "));
-            if *more > 0 {
-                data.push(format!("… and {more} more"));
-            }
+                TYPE_A | TYPE_AAAA => Some(false),
+                TYPE_CNAME | TYPE_DNAME => Some(true),
+                _ => None,
+            })?
         } else if key.role == role::CLIENT
-            && let Some((set, more)) = answers.get(&(key.identity.clone(), key.qname_id))
+            && let Some(answers) = answers.get(&(key.identity.clone(), key.qname_id))
         {
-            for &(rtype, rdata_id) in set {
-                let text = if rtype == key.qtype && key.qtype != TYPE_ANY {
-                    reader.rdata(rdata_id)?.to_string()
+            answer_texts(reader, answers, |rtype| {
+                if rtype == key.qtype && key.qtype != TYPE_ANY {
+                    Some(false)
                 } else if matches!(rtype, TYPE_CNAME | TYPE_DNAME) || key.qtype == TYPE_ANY {
-                    format!("{} {}", type_name(rtype as u16), reader.rdata(rdata_id)?)
+                    Some(true)
                 } else {
-                    continue;
-                };
-                data.push(text);
-            }
-            // Chain links first, then the data asked for.
-            data.sort_by_key(|d| !d.starts_with("CNAME ") && !d.starts_with("DNAME "));
-            if *more > 0 {
-                data.push(format!("… and {more} more"));
-            }
-        }
+                    None
+                }
+            })?
+        } else {
+            Vec::new()
+        };
         let clock = &out.clock;
         let row = LookupRow {
             process: key.identity.as_deref(),
@@ -863,6 +848,31 @@ fn aggregate(reader: &Reader, key: &Key, pids: &[i64], (first, last): (i64, i64)
         }
     }
     Ok(agg)
+}
+
+/// The ANSWERS cell's lines for a row's answer set and the count left out:
+/// `shown(rtype)` is `None` to leave that type out, `Some(true)` to prefix the
+/// data with its type (`CNAME target.`), `Some(false)` for the data alone.
+/// Chain links come first.
+fn answer_texts(
+    reader: &Reader,
+    (set, more): &(BTreeSet<(i64, i64)>, usize),
+    shown: impl Fn(i64) -> Option<bool>,
+) -> Result<Vec<String>> {
+    let mut data = Vec::new();
+    for &(rtype, rdata_id) in set {
+        let text = match shown(rtype) {
+            Some(false) => reader.rdata(rdata_id)?.to_string(),
+            Some(true) => format!("{} {}", type_name(rtype as u16), reader.rdata(rdata_id)?),
+            None => continue,
+        };
+        data.push(text);
+    }
+    data.sort_by_key(|d| !d.starts_with("CNAME ") && !d.starts_with("DNAME "));
+    if *more > 0 {
+        data.push(format!("… and {more} more"));
+    }
+    Ok(data)
 }
 
 /// The answers the local resolver `resolver` (a `processes` row) received for

@@ -1048,16 +1048,22 @@ fn delegations_by_name(
     let resolvers = resolvers.of(reader, key.qname_id)?.to_vec();
     if key.role == role::CLIENT || key.role == role::LIBC {
         // A libc call is linked to the resolver's queries of every type (its
-        // `qtype` is the function): -1 matches them all.
-        let mut stmt = conn.prepare_cached(
-            "SELECT SUM(upstream + cached), MAX(last_ns) FROM delegations \
-             WHERE qname_id = ?1 AND resolver_process_id = ?2 AND (qtype = ?3 OR ?3 = -1) \
-             AND client_process_id = ?4 AND hour BETWEEN ?5 AND ?6",
-        )?;
-        let qtype = if key.role == role::LIBC {
-            -1
+        // `qtype` is the function). Two statements: a client row's type keeps
+        // the whole key prefix for the seek (an `OR` on it made `dnsq name`
+        // six times slower on the benchmark's history). `?3` (the row's type)
+        // goes unused in the first.
+        let mut stmt = if key.role == role::LIBC {
+            conn.prepare_cached(
+                "SELECT SUM(upstream + cached), MAX(last_ns) FROM delegations \
+                 WHERE qname_id = ?1 AND resolver_process_id = ?2 \
+                 AND client_process_id = ?4 AND hour BETWEEN ?5 AND ?6",
+            )?
         } else {
-            key.qtype
+            conn.prepare_cached(
+                "SELECT SUM(upstream + cached), MAX(last_ns) FROM delegations \
+                 WHERE qname_id = ?1 AND resolver_process_id = ?2 AND qtype = ?3 \
+                 AND client_process_id = ?4 AND hour BETWEEN ?5 AND ?6",
+            )?
         };
         let mut busiest = BusiestResolver::default();
         for &process_id in &agg.process_ids {
@@ -1069,7 +1075,7 @@ fn delegations_by_name(
                     (
                         key.qname_id,
                         resolver,
-                        qtype,
+                        key.qtype,
                         process_id,
                         first_hour,
                         last_hour,

@@ -201,6 +201,28 @@ pub fn survey() -> Vec<Finding> {
             fix: (!found).then(|| "use a kernel of 6.x with the sock tracepoints".into()),
         });
     }
+    for (tracepoint, role) in [
+        (
+            "sched_process_exec",
+            "keeps each new process's executable, for clients gone before /proc is read",
+        ),
+        (
+            "sched_process_fork",
+            "gives a forked child its parent's executable",
+        ),
+    ] {
+        let found = btf_has(&format!("btf_trace_{tracepoint}"));
+        findings.push(Finding {
+            what: format!("tracepoint {tracepoint}"),
+            status: if found { Status::Ok } else { Status::Degraded },
+            detail: if found {
+                format!("tp_btf: {role}")
+            } else {
+                format!("not in this kernel's BTF: the recorder runs without it ({role})")
+            },
+            fix: None,
+        });
+    }
     findings
 }
 

@@ -107,9 +107,12 @@ const CGROUP_SOCK_ADDR: [&str; 4] = [
     "dnsq_sendmsg6",
 ];
 const CGROUP_SOCK: [&str; 2] = ["dnsq_post_bind4", "dnsq_post_bind6"];
-const TP_BTF: [(&str, &str); 4] = [
+const TP_BTF: [(&str, &str); 2] = [
     ("dnsq_sock_send", "sock_send_length"),
     ("dnsq_sock_recv", "sock_recv_length"),
+];
+/// Optional: without them, a process gone before /proc is read has no `exe`.
+const EXE_TP_BTF: [(&str, &str); 2] = [
     ("dnsq_exec", "sched_process_exec"),
     ("dnsq_fork", "sched_process_fork"),
 ];
@@ -210,6 +213,28 @@ impl Probes {
             prog.load(tracepoint, &btf).map_err(program_error(name))?;
             prog.attach().map_err(program_error(name))?;
             attached.push(name);
+        }
+        // Without the layout the walk cannot run: not attached at all, rather
+        // than failing (and counting) at every exec.
+        if exe_offsets != [0; 11] {
+            for (name, tracepoint) in EXE_TP_BTF {
+                let result = program::<BtfTracePoint>(&mut ebpf, name).and_then(|prog| {
+                    prog.load(tracepoint, &btf).map_err(program_error(name))?;
+                    prog.attach().map_err(program_error(name))
+                });
+                match result {
+                    Ok(_) => attached.push(name),
+                    Err(error) => {
+                        let log = error.verifier_log().unwrap_or_default();
+                        tracing::warn!(
+                            %error,
+                            program = name,
+                            "executables of processes gone before /proc is read will be \
+                             missing\n{log}"
+                        );
+                    }
+                }
+            }
         }
         for (name, attach_type) in CGROUP_SKB {
             let prog: &mut CgroupSkb = program(&mut ebpf, name)?;

@@ -196,7 +196,10 @@ Examples:
     /// The most asked names, the busiest processes, the most NXDOMAIN answers.
     #[command(after_help = "\
 Counts what processes on this host asked (the client side): queries they sent
-and the answers they received.
+and the answers they received. top processes also counts calls of libc's
+resolver functions (LIBC CALLS, shown when there are any): an application
+that resolves through a daemon over a Unix socket (nss-resolve, nscd) sends
+no query of its own; it is ranked after those that do, by its calls.
 
 Examples:
   dnsq top domains --since 1d

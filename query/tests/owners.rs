@@ -1043,7 +1043,19 @@ fn libc_calls_show_in_by_process_and_name() {
     assert_eq!(pids(std::slice::from_ref(daemon), "process"), [99]);
     assert_eq!(daemon["for"][0]["pid"], 1500, "{daemon:#?}");
 
-    // `top` counts DNS queries: the calls are not among them.
+    // `top processes`: the application by its calls, after dnsmasq (which sent
+    // a query); its names are those it called libc for.
     let rows = run_json(&db, &["top", "processes"]);
-    assert!(!rows.iter().any(|r| r["comm"] == "python3"), "{rows:#?}");
+    let comms: Vec<&str> = rows.iter().filter_map(|r| r["comm"].as_str()).collect();
+    assert_eq!(comms, ["dnsmasq", "python3"], "{rows:#?}");
+    assert_eq!(rows[1]["queries"], 0);
+    assert_eq!(rows[1]["libc_calls"], 3);
+    assert_eq!(rows[1]["names"], 2);
+    assert_eq!(rows[0]["libc_calls"], 0);
+    let table = expect(&dnsq(&db, &["top", "processes"]), 0);
+    assert!(table.contains("LIBC CALLS"), "{table}");
+    // `top domains` ranks names by DNS queries, which the calls are not.
+    let rows = run_json(&db, &["top", "domains"]);
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, ["libc.test."], "{rows:#?}");
 }

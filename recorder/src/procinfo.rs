@@ -220,6 +220,8 @@ mod tests {
 
     fn stored(components: &[&str], truncated: bool) -> ExePath {
         let mut entry = ExePath {
+            pid: 1,
+            _pad: 0,
             len: 0,
             truncated: u32::from(truncated),
             names: [0xAA; dnsq_common::EXE_NAMES_BYTES],

@@ -304,6 +304,11 @@ pub const EXE_NAMES_BYTES: usize = 512;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExePath {
+    /// The process (tgid) the path was assembled for; the probe checks it is
+    /// still its own before storing (a task that preempted it may have reused
+    /// the per-CPU scratch slot).
+    pub pid: u32,
+    pub _pad: u32,
     /// Bytes of `names` used.
     pub len: u32,
     /// Non-zero when the walk stopped before the root (path too long or too
@@ -313,7 +318,7 @@ pub struct ExePath {
     /// the top directory last (the walk goes up from the file).
     pub names: [u8; EXE_NAMES_BYTES],
 }
-const _: () = assert!(size_of::<ExePath>() == 8 + EXE_NAMES_BYTES);
+const _: () = assert!(size_of::<ExePath>() == 16 + EXE_NAMES_BYTES);
 
 /// Indexes into the `COUNTERS` per-CPU array.
 pub mod counter {

@@ -138,9 +138,13 @@ fn record_exe(pid: u32) -> Result<bool, ()> {
         return Err(());
     }
     let slot = EXE_SCRATCH.get_ptr_mut(0).ok_or(())?;
-    // SAFETY: the per-CPU scratch value; tracepoint programs are not preempted
-    // by another program on the same CPU using it.
+    // SAFETY: the per-CPU scratch value. Tracing programs run with migration
+    // disabled, not preemption: a task that preempts this one and execs runs
+    // this program on the same slot. The pid written first and checked before
+    // the store tells; such a path is dropped (counted), never stored mixed.
     let slot = unsafe { &mut *slot };
+    // SAFETY: a plain write to the slot (volatile: it is read back below).
+    unsafe { core::ptr::write_volatile(&mut slot.pid, pid) };
     // SAFETY: every pointer below is read only through bpf_probe_read_kernel.
     unsafe {
         let task = bpf_get_current_task() as *const u8;
@@ -197,6 +201,11 @@ fn record_exe(pid: u32) -> Result<bool, ()> {
         slot.truncated = truncated;
     }
     let complete = slot.truncated == 0;
+    // SAFETY: a plain read of the slot; volatile, or the compiler would fold in
+    // the value written above.
+    if unsafe { core::ptr::read_volatile(&slot.pid) } != pid {
+        return Err(());
+    }
     EXES.insert(&pid, slot, 0).map_err(|_| ())?;
     Ok(complete)
 }

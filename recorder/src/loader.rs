@@ -260,63 +260,40 @@ impl Probes {
 
     /// The libc lookup ring buffer; can be taken once.
     pub fn take_lookups(&mut self) -> Result<RingBuf<MapData>, LoadError> {
-        let map = self.ebpf.take_map(names::LOOKUPS).ok_or(LoadError::Map {
-            map: names::LOOKUPS,
-            detail: "missing (already taken?)".into(),
-        })?;
-        RingBuf::try_from(map).map_err(|e| LoadError::Map {
-            map: names::LOOKUPS,
-            detail: e.to_string(),
-        })
+        self.take(names::LOOKUPS)
     }
 
     /// The event ring buffer; can be taken once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
-        let map = self.ebpf.take_map(names::EVENTS).ok_or(LoadError::Map {
-            map: names::EVENTS,
-            detail: "missing (already taken?)".into(),
-        })?;
-        RingBuf::try_from(map).map_err(|e| LoadError::Map {
-            map: names::EVENTS,
-            detail: e.to_string(),
-        })
+        self.take(names::EVENTS)
     }
 
     /// A handle on the socket-owner map for the user-space fallback.
     pub fn take_owners(&mut self) -> Result<BpfHashMap<MapData, u64, SockOwner>, LoadError> {
-        let map = self
-            .ebpf
-            .take_map(names::SOCK_OWNERS)
-            .ok_or(LoadError::Map {
-                map: names::SOCK_OWNERS,
-                detail: "missing (already taken?)".into(),
-            })?;
-        BpfHashMap::try_from(map).map_err(|e| LoadError::Map {
-            map: names::SOCK_OWNERS,
-            detail: e.to_string(),
-        })
+        self.take(names::SOCK_OWNERS)
     }
 
     /// A handle on the pid → executable map (exec.rs in the probes).
     pub fn take_exes(&mut self) -> Result<BpfHashMap<MapData, u32, ExePath>, LoadError> {
-        let map = self.ebpf.take_map(names::EXES).ok_or(LoadError::Map {
-            map: names::EXES,
-            detail: "missing (already taken?)".into(),
-        })?;
-        BpfHashMap::try_from(map).map_err(|e| LoadError::Map {
-            map: names::EXES,
-            detail: e.to_string(),
-        })
+        self.take(names::EXES)
     }
 
     /// A handle on the counters, read with [`read_counters`].
     pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>, LoadError> {
-        let map = self.ebpf.take_map(names::COUNTERS).ok_or(LoadError::Map {
-            map: names::COUNTERS,
+        self.take(names::COUNTERS)
+    }
+
+    /// The map `name` as the handle type `T`; each map can be taken once.
+    fn take<T>(&mut self, name: &'static str) -> Result<T, LoadError>
+    where
+        T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.take_map(name).ok_or(LoadError::Map {
+            map: name,
             detail: "missing (already taken?)".into(),
         })?;
-        PerCpuArray::try_from(map).map_err(|e| LoadError::Map {
-            map: names::COUNTERS,
+        T::try_from(map).map_err(|e| LoadError::Map {
+            map: name,
             detail: e.to_string(),
         })
     }

@@ -179,48 +179,51 @@ pub fn survey() -> Vec<Finding> {
             fix: Some(error.to_string()),
         },
     });
-    for (tracepoint, role) in [
+    // (tracepoint, what the recorder uses it for, whether it cannot run without it)
+    let tracepoints = [
         (
             "sock_send_length",
             "learns socket owners from sends (sockets older than the recorder)",
+            true,
         ),
         (
             "sock_recv_length",
             "learns socket owners from receives (accepted TCP sockets)",
+            true,
         ),
-    ] {
-        let found = btf_has(&format!("btf_trace_{tracepoint}"));
-        findings.push(Finding {
-            what: format!("tracepoint {tracepoint}"),
-            status: if found { Status::Ok } else { Status::Missing },
-            detail: if found {
-                format!("tp_btf: {role}")
-            } else {
-                format!("not in this kernel's BTF: the recorder cannot load without it ({role})")
-            },
-            fix: (!found).then(|| "use a kernel of 6.x with the sock tracepoints".into()),
-        });
-    }
-    for (tracepoint, role) in [
         (
             "sched_process_exec",
             "keeps each new process's executable, for clients gone before /proc is read",
+            false,
         ),
         (
             "sched_process_fork",
             "gives a forked child its parent's executable",
+            false,
         ),
-    ] {
-        let found = btf_has(&format!("btf_trace_{tracepoint}"));
+    ];
+    // Read once: the kernel's BTF is several megabytes.
+    let btf = fs::read("/sys/kernel/btf/vmlinux").unwrap_or_default();
+    for (tracepoint, role, required) in tracepoints {
+        let found = btf_has(&btf, &format!("btf_trace_{tracepoint}"));
         findings.push(Finding {
             what: format!("tracepoint {tracepoint}"),
-            status: if found { Status::Ok } else { Status::Degraded },
-            detail: if found {
-                format!("tp_btf: {role}")
-            } else {
-                format!("not in this kernel's BTF: the recorder runs without it ({role})")
+            status: match (found, required) {
+                (true, _) => Status::Ok,
+                (false, true) => Status::Missing,
+                (false, false) => Status::Degraded,
             },
-            fix: None,
+            detail: match (found, required) {
+                (true, _) => format!("tp_btf: {role}"),
+                (false, true) => format!(
+                    "not in this kernel's BTF: the recorder cannot load without it ({role})"
+                ),
+                (false, false) => {
+                    format!("not in this kernel's BTF: the recorder runs without it ({role})")
+                }
+            },
+            fix: (!found && required)
+                .then(|| "use a kernel of 6.x with the sock tracepoints".into()),
         });
     }
     findings
@@ -241,13 +244,11 @@ fn capability_finding(have: u64, bit: u32, name: &str, why: &str, absent: Status
     }
 }
 
-/// Whether the kernel's BTF names a type (a cheap substring search of the blob).
-fn btf_has(type_name: &str) -> bool {
-    let Ok(blob) = fs::read("/sys/kernel/btf/vmlinux") else {
-        return false;
-    };
+/// Whether the kernel's BTF (`btf`, the blob) names a type: a cheap substring
+/// search.
+fn btf_has(btf: &[u8], type_name: &str) -> bool {
     let needle = format!("\0{type_name}\0");
-    blob.windows(needle.len())
+    btf.windows(needle.len())
         .any(|window| window == needle.as_bytes())
 }
 

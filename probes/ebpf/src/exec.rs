@@ -23,7 +23,7 @@ use aya_ebpf::{
 };
 use dnsq_common::{EXE_NAMES_BYTES, counter};
 
-use crate::maps::{EXE_SCRATCH, EXES, bump, exe_offsets};
+use crate::maps::{EXE_SCRATCH, EXES, bump, exe_offsets, read_ptr};
 
 /// Indexes into `EXE_OFFSETS` (the loader fills them in this order).
 mod field {
@@ -115,16 +115,6 @@ pub fn dnsq_fork(ctx: BtfTracePointContext) -> i32 {
         }
     }
     0
-}
-
-/// A kernel pointer at `base + offset`.
-///
-/// # Safety
-/// Only reads through `bpf_probe_read_kernel`, which checks the address.
-#[inline(always)]
-unsafe fn read_ptr(base: *const u8, offset: u32) -> Result<*const u8, ()> {
-    // SAFETY: see above.
-    unsafe { bpf_probe_read_kernel(base.add(offset as usize).cast::<*const u8>()) }.map_err(|_| ())
 }
 
 /// Walks `current->mm->exe_file` up to the root of the task's mount namespace,

@@ -2,6 +2,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::bpf_probe_read_kernel,
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -144,6 +145,16 @@ pub fn task_offsets() -> (u32, u32) {
             core::ptr::read_volatile(&TASK_COMM_OFFSET),
         )
     }
+}
+
+/// The kernel pointer at `base + offset`.
+///
+/// # Safety
+/// Reads only through `bpf_probe_read_kernel`, which checks the address.
+#[inline(always)]
+pub unsafe fn read_ptr(base: *const u8, offset: u32) -> Result<*const u8, ()> {
+    // SAFETY: see above.
+    unsafe { bpf_probe_read_kernel(base.add(offset as usize).cast::<*const u8>()) }.map_err(|_| ())
 }
 
 #[inline(always)]

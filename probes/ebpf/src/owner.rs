@@ -24,7 +24,7 @@ use aya_ebpf::{
 };
 use dnsq_common::{OwnerHook, SockOwner, counter, family};
 
-use crate::maps::{SOCK_OWNERS, bump, is_dns_port, netns_offsets, task_offsets};
+use crate::maps::{SOCK_OWNERS, bump, is_dns_port, netns_offsets, read_ptr, task_offsets};
 
 /// The process's name: `current->group_leader->comm`. The thread's own name
 /// (`bpf_get_current_comm`) is a worker's in threaded programs (`isc-net-0000` for
@@ -39,9 +39,7 @@ pub(crate) fn process_comm() -> [u8; 16] {
     // dereferenced through bpf_probe_read_kernel, which checks them.
     unsafe {
         let task = bpf_get_current_task() as *const u8;
-        let Ok(leader) =
-            bpf_probe_read_kernel(task.add(leader_offset as usize).cast::<*const u8>())
-        else {
+        let Ok(leader) = read_ptr(task, leader_offset) else {
             return [0; 16];
         };
         bpf_probe_read_kernel(leader.add(comm_offset as usize).cast::<[u8; 16]>())
@@ -61,14 +59,10 @@ pub(crate) fn netns_inum() -> u32 {
     // bpf_probe_read_kernel.
     unsafe {
         let task = bpf_get_current_task() as *const u8;
-        let Ok(nsproxy) =
-            bpf_probe_read_kernel(task.add(nsproxy_offset as usize).cast::<*const u8>())
-        else {
+        let Ok(nsproxy) = read_ptr(task, nsproxy_offset) else {
             return 0;
         };
-        let Ok(net) =
-            bpf_probe_read_kernel(nsproxy.add(net_ns_offset as usize).cast::<*const u8>())
-        else {
+        let Ok(net) = read_ptr(nsproxy, net_ns_offset) else {
             return 0;
         };
         bpf_probe_read_kernel(net.add(inum_offset as usize).cast::<u32>()).unwrap_or(0)

@@ -263,26 +263,23 @@ mod tests {
         assert_eq!(info.process(gone).exe.as_deref(), Some("/usr/bin/getent"));
         // A live process's executable is /proc's.
         let me = info.process(std::process::id());
-        assert_eq!(
-            me.exe.as_deref(),
-            std::env::current_exe()
-                .ok()
-                .as_deref()
-                .and_then(Path::to_str)
-        );
+        assert_eq!(me.exe, own_exe());
+    }
+
+    /// This test binary's path, as /proc/self/exe gives it.
+    fn own_exe() -> Option<String> {
+        std::env::current_exe()
+            .ok()
+            .as_deref()
+            .and_then(Path::to_str)
+            .map(str::to_owned)
     }
 
     #[test]
     fn knows_its_own_process() {
         let mut info = ProcInfo::new(std::env::temp_dir());
         let me = info.process(std::process::id());
-        assert_eq!(
-            me.exe.as_deref(),
-            std::env::current_exe()
-                .ok()
-                .as_deref()
-                .and_then(Path::to_str)
-        );
+        assert_eq!(me.exe, own_exe());
         assert!(me.netns.is_some());
     }
 }

@@ -256,7 +256,8 @@ def queries(r):
         "hyperfine (`-N --warmup 2`, at least 5 and at most 30 runs, about 3 s each), "
         "page cache warm, on the whole 30 days (no `--since`), default `--limit 100`. The "
         "targets are the busiest of the history: the address most answered to clients, "
-        "the command that sent most queries, the most asked name.",
+        "the command that sent most queries, the most asked name. `stats` and `top processes` "
+        "(no goal in the table above) read the whole history too.",
         "",
         "| command | median | min | max | runs | rows | exit |", "|---|---|---|---|---|---|---|",
     ]

@@ -736,11 +736,15 @@ def hyperfine(figure, argv, runs):
 
 def figure_queries(db, manifest):
     """`dnsq who`, `by-process`, `name` on the history, each timed by hyperfine
-    (warm page cache), for the busiest address, command and name."""
+    (warm page cache), for the busiest address, command and name; and `stats` and
+    `top processes` over the whole history."""
     targets = [
         ("who", ["who", manifest["busiest_address"]["ip"]]),
         ("by-process", ["by-process", manifest["busiest_command"]["comm"]]),
         ("name", ["name", manifest["busiest_name"]["name"]]),
+        # No goal of the issue's; timed so that a regression shows.
+        ("stats", ["stats"]),
+        ("top processes", ["top", "processes"]),
     ]
     results = {}
     for label, args in targets:

@@ -4,11 +4,14 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use dnsq_recorder::store::{read::Reader, schema::flags};
+use dnsq_recorder::store::{
+    read::Reader,
+    schema::{MinuteCounts, flags},
+};
 use serde::Serialize;
 
 use crate::{
-    facts::NothingFound,
+    facts::{self, NothingFound},
     output::{Output, cell},
     owner::Only,
     timearg::Window,
@@ -54,7 +57,6 @@ struct Stats {
 pub fn run(reader: &Reader, out: &mut Output, window: &Window, only: Option<&Only>) -> Result<()> {
     let conn = reader.connection();
     let path = reader.path();
-    let messages_filter = only.map(|o| o.matching.sql_messages()).unwrap_or_default();
     let lookups_filter = only
         .map(|o| o.matching.sql("process_id"))
         .unwrap_or_default();
@@ -75,57 +77,45 @@ pub fn run(reader: &Reader, out: &mut Output, window: &Window, only: Option<&Onl
     let since = window.since_ns.unwrap_or(i64::MIN);
     let until = window.until_ns.unwrap_or(i64::MAX);
 
-    if let Some(ids) = reader.id_range(window.since_ns, window.until_ns)? {
-        // Malformed messages are neither queries nor responses.
-        let (messages, queries, responses, malformed, sent, answered, first, last) = conn
-            .prepare_cached(&format!(
-                "SELECT COUNT(*), \
-                        TOTAL((flags & {mal}) = 0 AND (flags & {resp}) = 0), \
-                        TOTAL((flags & {mal}) = 0 AND (flags & {resp}) != 0), \
-                        TOTAL((flags & {mal}) != 0), \
-                        TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = 0), \
-                        TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = ({resp} | {recv}) \
-                              AND latency_ns IS NOT NULL), \
-                        MIN(time_ns), MAX(time_ns) \
-                 FROM messages WHERE id BETWEEN ?1 AND ?2 AND time_ns >= ?3 AND time_ns < ?4\
-                 {messages_filter}",
-                mal = flags::MALFORMED,
-                resp = flags::RESPONSE,
-                recv = flags::RECEIVED,
-            ))?
-            .query_row((ids.first, ids.last, since, until), |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, f64>(1)? as i64,
-                    row.get::<_, f64>(2)? as i64,
-                    row.get::<_, f64>(3)? as i64,
-                    row.get::<_, f64>(4)? as i64,
-                    row.get::<_, f64>(5)? as i64,
-                    row.get::<_, Option<i64>>(6)?,
-                    row.get::<_, Option<i64>>(7)?,
-                ))
-            })?;
-        stats.messages = messages;
-        stats.queries = queries;
-        stats.responses = responses;
-        stats.malformed = malformed;
-        stats.unanswered = (sent - answered).max(0);
-        stats.first_ns = first;
-        stats.last_ns = last;
-        stats.first_time = first.map(|ns| out.clock.rfc3339(ns));
-        stats.last_time = last.map(|ns| out.clock.rfc3339(ns));
-        if let (Some(first), Some(last)) = (first, last) {
-            stats.span_seconds = Some((last - first) as f64 / 1e9);
-        }
+    let counts = message_counts(reader, window, only)?;
+    if counts.messages > 0 {
+        stats.messages = counts.messages;
+        stats.queries = counts.queries;
+        stats.responses = counts.responses;
+        stats.malformed = counts.malformed;
+        stats.unanswered = (counts.queries_sent - counts.answered).max(0);
+        let (first, last) = (counts.first_ns, counts.last_ns);
+        stats.first_ns = Some(first);
+        stats.last_ns = Some(last);
+        stats.first_time = Some(out.clock.rfc3339(first));
+        stats.last_time = Some(out.clock.rfc3339(last));
+        stats.span_seconds = Some((last - first) as f64 / 1e9);
     }
 
     let (first_hour, last_hour) = window.hours();
+    // Distinct names: over a wide window, a seek into `lookups` (keyed by name
+    // first) for each name beats collecting the window's rows through the hour
+    // index and sorting their names (all 30 days of the benchmark's history:
+    // 0.07 s against 0.5 s; one day: 0.21 s against 0.02 s). Distinct pids: a
+    // seek into `lookups_process` for each process row, whatever the window
+    // (0.005 s against 0.5 s).
+    let names_sql = if window.is_wide(facts::lookups_hours(reader)?) {
+        format!(
+            "SELECT count(*) FROM names n WHERE EXISTS (SELECT 1 FROM lookups \
+             WHERE qname_id = n.id AND hour BETWEEN ?1 AND ?2{lookups_filter})"
+        )
+    } else {
+        format!(
+            "SELECT COUNT(DISTINCT qname_id) FROM lookups \
+             WHERE hour BETWEEN ?1 AND ?2{lookups_filter}"
+        )
+    };
     (stats.names, stats.processes) = conn
         .prepare_cached(&format!(
-            "SELECT (SELECT COUNT(DISTINCT qname_id) FROM lookups \
-                     WHERE hour BETWEEN ?1 AND ?2{lookups_filter}), \
-                (SELECT COUNT(DISTINCT p.pid) FROM processes p WHERE p.id IN \
-                    (SELECT process_id FROM lookups WHERE hour BETWEEN ?1 AND ?2{lookups_filter}))",
+            "SELECT ({names_sql}), \
+                (SELECT COUNT(DISTINCT p.pid) FROM processes p WHERE EXISTS \
+                    (SELECT 1 FROM lookups WHERE process_id = p.id \
+                     AND hour BETWEEN ?1 AND ?2{lookups_filter}))",
         ))?
         .query_row((first_hour, last_hour), |row| {
             Ok((row.get(0)?, row.get(1)?))
@@ -145,6 +135,66 @@ pub fn run(reader: &Reader, out: &mut Output, window: &Window, only: Option<&Onl
         return Ok(());
     }
     print(out, &stats, window)
+}
+
+/// The window's messages by class. The whole minutes the store has counted
+/// (schema 10) are added up from `time_index`; only the rest (the partial
+/// minutes at the window's ends, minutes written before schema 10 or cut into by
+/// retention) is counted from `messages`. With `--unit` or `--container` every
+/// message of the window is read, as the minute counts are the whole host's.
+fn message_counts(reader: &Reader, window: &Window, only: Option<&Only>) -> Result<MinuteCounts> {
+    let (mut counts, uncounted) = match only {
+        Some(_) => (
+            MinuteCounts::default(),
+            vec![(window.since_ns, window.until_ns)],
+        ),
+        None => reader.minute_counts(window.since_ns, window.until_ns)?,
+    };
+    let messages_filter = only.map(|o| o.matching.sql_messages()).unwrap_or_default();
+    // Classified as `MinuteCounts::add` does; malformed messages are neither
+    // queries nor responses.
+    let mut scan = reader.connection().prepare_cached(&format!(
+        "SELECT COUNT(*), \
+                TOTAL((flags & {mal}) = 0 AND (flags & {resp}) = 0), \
+                TOTAL((flags & {mal}) = 0 AND (flags & {resp}) != 0), \
+                TOTAL((flags & {mal}) != 0), \
+                TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = 0), \
+                TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = ({resp} | {recv}) \
+                      AND latency_ns IS NOT NULL), \
+                MIN(time_ns), MAX(time_ns) \
+         FROM messages WHERE id BETWEEN ?1 AND ?2 AND time_ns >= ?3 AND time_ns < ?4\
+         {messages_filter}",
+        mal = flags::MALFORMED,
+        resp = flags::RESPONSE,
+        recv = flags::RECEIVED,
+    ))?;
+    for (since, until) in uncounted {
+        let Some(ids) = reader.id_range(since, until)? else {
+            continue;
+        };
+        let part = scan.query_row(
+            (
+                ids.first,
+                ids.last,
+                since.unwrap_or(i64::MIN),
+                until.unwrap_or(i64::MAX),
+            ),
+            |row| {
+                Ok(MinuteCounts {
+                    messages: row.get(0)?,
+                    queries: row.get::<_, f64>(1)? as i64,
+                    responses: row.get::<_, f64>(2)? as i64,
+                    malformed: row.get::<_, f64>(3)? as i64,
+                    queries_sent: row.get::<_, f64>(4)? as i64,
+                    answered: row.get::<_, f64>(5)? as i64,
+                    first_ns: row.get::<_, Option<i64>>(6)?.unwrap_or_default(),
+                    last_ns: row.get::<_, Option<i64>>(7)?.unwrap_or_default(),
+                })
+            },
+        )?;
+        counts.merge(&part);
+    }
+    Ok(counts)
 }
 
 /// Runs overlapping the window, and their counters: for each run, the last

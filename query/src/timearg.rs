@@ -197,8 +197,15 @@ impl Window {
     /// for each entry (`top processes` over all 30 days of the benchmark's
     /// history: 1.2 s scanning, 4.5–6.5 s through an index).
     pub fn hour_column(&self, span: Option<(i64, i64)>) -> &'static str {
+        if self.is_wide(span) { "+hour" } else { "hour" }
+    }
+
+    /// Whether the window covers at least a fifth of `span`, the first and last
+    /// hour a fact table holds (`None`: empty): wide enough that reading the
+    /// table whole beats ranging over an index on hour.
+    pub fn is_wide(&self, span: Option<(i64, i64)>) -> bool {
         let Some((oldest, newest)) = span else {
-            return "hour";
+            return false;
         };
         let (first, last) = self.hours();
         let covered = last
@@ -207,11 +214,7 @@ impl Window {
             .saturating_add(1)
             .max(0);
         let held = newest.saturating_sub(oldest).saturating_add(1);
-        if covered.saturating_mul(5) >= held {
-            "+hour"
-        } else {
-            "hour"
-        }
+        covered.saturating_mul(5) >= held
     }
 
     /// "in the recorded history", "since …", "between … and …".

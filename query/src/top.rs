@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::{
     cli::TopKind,
-    facts::{Identities, Identity, NothingFound},
+    facts::{self, Identities, Identity, NothingFound},
     output::{Output, cell, keep_whole},
     owner::{self, Only},
     timearg::Window,
@@ -80,7 +80,7 @@ fn names(
 ) -> Result<()> {
     let conn = reader.connection();
     let (first_hour, last_hour) = window.hours();
-    let hour = window.hour_column(lookups_hours(reader)?);
+    let hour = window.hour_column(facts::lookups_hours(reader)?);
     // What is ranked, and the rows that count it (`rcode` is one of two
     // constants, so it is written into the SQL).
     let version = reader.schema_version();
@@ -242,7 +242,7 @@ fn processes(
 ) -> Result<()> {
     let conn = reader.connection();
     let (first_hour, last_hour) = window.hours();
-    let hour = window.hour_column(lookups_hours(reader)?);
+    let hour = window.hour_column(facts::lookups_hours(reader)?);
     let queries = schema::lookup_queries_sql(reader.schema_version());
     let asked = schema::lookup_asked_sql(reader.schema_version());
     // Without bounds every row is read: `+process_id` keeps SQLite to one pass
@@ -410,18 +410,6 @@ fn processes(
         out.print_table(&mut table)?;
     }
     Ok(())
-}
-
-/// The first and last hour `lookups` holds: its hour index's two ends (one
-/// aggregate a subquery, or SQLite reads the whole index: 0.2 s on the
-/// benchmark's history).
-fn lookups_hours(reader: &Reader) -> Result<Option<(i64, i64)>> {
-    let (oldest, newest): (Option<i64>, Option<i64>) = reader.connection().query_row(
-        "SELECT (SELECT MIN(hour) FROM lookups), (SELECT MAX(hour) FROM lookups)",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    Ok(oldest.zip(newest))
 }
 
 /// Units and containers a ranked program ran in, the first few, one a line.

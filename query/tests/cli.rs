@@ -502,6 +502,112 @@ fn stats_counts_and_losses() {
     assert_eq!(stats["runs"], 0);
 }
 
+/// `dnsq stats` adds up the minutes `time_index` counts (schema 10) and counts
+/// only the rest of its window from `messages`: both give the same figures, for
+/// windows that start and end on and off minute boundaries.
+#[test]
+fn stats_from_minute_counts_match_a_scan() {
+    let dir = TempDir::new("stats-minutes");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let copy = |name: &str, change: &str| {
+        let path = dir.path(name);
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.execute("VACUUM INTO ?1", [path.to_str().expect("utf-8")])
+            .expect("copy");
+        let changed = rusqlite::Connection::open(&path)
+            .expect("open the copy")
+            .execute(change, [])
+            .expect("change the copy");
+        assert!(changed > 0, "{change}");
+        path
+    };
+    // Nothing counted: everything read from `messages`, as on older stores.
+    let scanned = copy(
+        "scanned.db",
+        "UPDATE time_index SET messages = NULL, queries = NULL, responses = NULL, \
+         malformed = NULL, queries_sent = NULL, answered = NULL, first_ns = NULL, last_ns = NULL",
+    );
+    // The minute T0 + 3 min (three queries, one answer) counted 1,000 too many.
+    let inflated = copy(
+        "inflated.db",
+        &format!(
+            "UPDATE time_index SET messages = messages + 1000, queries = queries + 1000 \
+             WHERE minute = {}",
+            (T0 + 180 * SECOND) / (60 * SECOND)
+        ),
+    );
+    let figures = |db: &std::path::Path, window: &[&str]| -> Value {
+        let mut args = vec!["stats", "--json"];
+        args.extend(window);
+        let stats = &json_lines(&dnsq(db, &args))[0];
+        json!([
+            stats["messages"],
+            stats["queries"],
+            stats["responses"],
+            stats["malformed"],
+            stats["unanswered"],
+            stats["first_ns"],
+            stats["last_ns"],
+        ])
+    };
+    let windows: [&[&str]; 6] = [
+        &[],
+        &WINDOW,
+        &[
+            "--since",
+            "2026-11-24T10:00:30Z",
+            "--until",
+            "2026-11-24T10:03:01.5Z",
+        ],
+        &[
+            "--since",
+            "2026-11-24T10:01Z",
+            "--until",
+            "2026-11-24T10:04Z",
+        ],
+        &[
+            "--since",
+            "2026-11-24T10:00:00.000005Z",
+            "--until",
+            "2026-11-24T10:05Z",
+        ],
+        &["--until", "2026-11-24T10:02:00.0009Z"],
+    ];
+    for window in windows {
+        let counted = figures(&db, window);
+        assert_eq!(counted, figures(&scanned, window), "{window:?}");
+        assert!(
+            counted[0].as_i64().expect("messages") > 0,
+            "{window:?}: {counted}"
+        );
+    }
+    assert_eq!(
+        figures(&db, &WINDOW),
+        json!([14, 8, 5, 1, 3, T0, T0 + 300 * SECOND])
+    );
+    // The inflated minute is read where the window holds all of it, and only there.
+    let whole = [
+        "--since",
+        "2026-11-24T10:03Z",
+        "--until",
+        "2026-11-24T10:04Z",
+    ];
+    assert_eq!(
+        figures(&db, &whole),
+        json!([4, 3, 1, 0, 2, T0 + 180 * SECOND, T0 + 182 * SECOND])
+    );
+    assert_eq!(figures(&inflated, &whole)[0], 1004);
+    let partial = [
+        "--since",
+        "2026-11-24T10:03:00.5Z",
+        "--until",
+        "2026-11-24T10:04Z",
+    ];
+    assert_eq!(figures(&inflated, &partial), figures(&db, &partial));
+    assert_eq!(figures(&db, &partial)[0], 2);
+}
+
 #[test]
 fn escape_sequences_never_reach_the_terminal() {
     let dir = TempDir::new("escape");

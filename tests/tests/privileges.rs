@@ -526,8 +526,19 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     ),
     (
         "query/src/stats.rs",
-        "WHERE hour BETWEEN ?1 AND ?2{lookups_filter}), \\",
+        "WHERE qname_id = n.id AND hour BETWEEN ?1 AND ?2{lookups_filter})",
         "lookups_filter is Matching::sql (below); the hours are bound",
+    ),
+    (
+        "query/src/stats.rs",
+        "SELECT COUNT(DISTINCT qname_id) FROM lookups \\",
+        "lookups_filter is Matching::sql (below); the hours are bound",
+    ),
+    (
+        "query/src/stats.rs",
+        "SELECT ({names_sql}), \\",
+        "names_sql is one of the two statements above; lookups_filter is Matching::sql \
+         (below); the hours are bound",
     ),
     (
         "query/src/owner.rs",

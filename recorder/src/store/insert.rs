@@ -3,7 +3,10 @@
 //! `libc_lookups` row per libc lookup, the batch's `time_index` minutes, and its
 //! facts, gathered for the writer to upsert.
 
-use std::sync::{Arc, LazyLock};
+use std::{
+    collections::hash_map::Entry,
+    sync::{Arc, LazyLock},
+};
 
 use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, params};
@@ -11,7 +14,7 @@ use rusqlite::{CachedStatement, Connection, params};
 use super::{
     facts::{DelegationKey, Facts, LookupKey, ResolutionKey},
     intern::{Caches, Interner},
-    schema::{self, attribution, flags, libc_function, packed, role, section},
+    schema::{self, MinuteCounts, attribution, flags, libc_function, packed, role, section},
 };
 use crate::{
     dns::{class_code, opcode_code, rcode_code, type_code},
@@ -45,11 +48,11 @@ pub(super) struct Batch<'a> {
     /// the strings are kept to reuse their buffers).
     row_ttls: Vec<String>,
     facts: Facts,
-    /// minute → (first id, last id) seen in this batch.
-    minutes: HashMap<i64, (i64, i64)>,
-    /// The minute of the previous message and its (first id, last id) so far:
-    /// consecutive messages mostly share it, and spare the map.
-    minute: Option<(i64, i64, i64)>,
+    /// minute → its ids and counts in this batch.
+    minutes: HashMap<i64, MinuteSpan>,
+    /// The minute of the previous message and its span so far: consecutive
+    /// messages mostly share it, and spare the map.
+    minute: Option<(i64, MinuteSpan)>,
     /// Answer-section records of the current message: (name id, type, rdata id,
     /// index in the section).
     answers: Vec<(i64, i64, i64, usize)>,
@@ -172,6 +175,22 @@ impl Bound {
     }
 }
 
+/// A minute's messages in one batch: what its `time_index` row gets.
+#[derive(Clone, Copy)]
+struct MinuteSpan {
+    first_id: i64,
+    last_id: i64,
+    counts: MinuteCounts,
+}
+
+impl MinuteSpan {
+    fn merge(&mut self, other: &MinuteSpan) {
+        self.first_id = self.first_id.min(other.first_id);
+        self.last_id = self.last_id.max(other.last_id);
+        self.counts.merge(&other.counts);
+    }
+}
+
 /// The columns that come from the decoded message.
 #[derive(Default, Clone, Copy)]
 struct DnsColumns {
@@ -202,9 +221,20 @@ impl<'a> Batch<'a> {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?,
             upsert_minute: tx.prepare_cached(
-                "INSERT INTO time_index (minute, first_id, last_id) VALUES (?1, ?2, ?3) \
+                // A NULL count (a minute from before schema 10, or one retention
+                // cut into) stays NULL: min() and max() of a NULL are NULL too.
+                "INSERT INTO time_index (minute, first_id, last_id, messages, queries, \
+                 responses, malformed, queries_sent, answered, first_ns, last_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
                  ON CONFLICT (minute) DO UPDATE SET first_id = min(first_id, excluded.first_id), \
-                 last_id = max(last_id, excluded.last_id)",
+                 last_id = max(last_id, excluded.last_id), \
+                 messages = messages + excluded.messages, queries = queries + excluded.queries, \
+                 responses = responses + excluded.responses, \
+                 malformed = malformed + excluded.malformed, \
+                 queries_sent = queries_sent + excluded.queries_sent, \
+                 answered = answered + excluded.answered, \
+                 first_ns = min(first_ns, excluded.first_ns), \
+                 last_ns = max(last_ns, excluded.last_ns)",
             )?,
             conn: tx,
             run_id,
@@ -339,16 +369,23 @@ impl<'a> Batch<'a> {
         }
 
         let minute = record.time_ns.div_euclid(schema::NS_PER_MINUTE);
-        match &mut self.minute {
-            Some((current, first, last)) if *current == minute => {
-                *first = (*first).min(id);
-                *last = (*last).max(id);
+        let span = match &mut self.minute {
+            Some((current, span)) if *current == minute => {
+                span.first_id = span.first_id.min(id);
+                span.last_id = span.last_id.max(id);
+                span
             }
             _ => {
                 self.close_minute();
-                self.minute = Some((minute, id, id));
+                let span = MinuteSpan {
+                    first_id: id,
+                    last_id: id,
+                    counts: MinuteCounts::default(),
+                };
+                &mut self.minute.insert((minute, span)).1
             }
-        }
+        };
+        span.counts.add(bits, record.time_ns, latency_ns.is_some());
 
         if let Some(malformed) = &record.malformed {
             let raw = hex::decode(&malformed.raw_hex)
@@ -453,18 +490,34 @@ impl<'a> Batch<'a> {
     pub fn finish(mut self) -> rusqlite::Result<Facts> {
         self.insert_rows()?;
         self.close_minute();
-        for (minute, (first, last)) in &self.minutes {
-            self.upsert_minute.execute(params![minute, first, last])?;
+        for (minute, span) in &self.minutes {
+            let counts = &span.counts;
+            self.upsert_minute.execute(params![
+                minute,
+                span.first_id,
+                span.last_id,
+                counts.messages,
+                counts.queries,
+                counts.responses,
+                counts.malformed,
+                counts.queries_sent,
+                counts.answered,
+                counts.first_ns,
+                counts.last_ns,
+            ])?;
         }
         Ok(self.facts)
     }
 
     /// Moves the current minute's range into `minutes`.
     fn close_minute(&mut self) {
-        if let Some((minute, first, last)) = self.minute.take() {
-            let range = self.minutes.entry(minute).or_insert((first, last));
-            range.0 = range.0.min(first);
-            range.1 = range.1.max(last);
+        if let Some((minute, span)) = self.minute.take() {
+            match self.minutes.entry(minute) {
+                Entry::Occupied(mut entry) => entry.get_mut().merge(&span),
+                Entry::Vacant(entry) => {
+                    entry.insert(span);
+                }
+            }
         }
     }
 

@@ -51,6 +51,7 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0009_libc_calls_as_lookups.sql"
     )),
+    M::up(include_str!("../../../migrations/0010_minute_counts.sql")),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -30,7 +30,7 @@ use std::{
 use rusqlite::{Connection, OptionalExtension};
 
 use self::{cache::Caches, open::Features};
-use super::schema::{self, NS_PER_MINUTE};
+use super::schema::{self, MinuteCounts, NS_PER_MINUTE};
 use crate::service::{CgroupOwner, Container, owner_of_cgroup};
 
 mod cache;
@@ -93,6 +93,9 @@ impl From<rusqlite::Error> for ReadError {
         ReadError::Sqlite(error)
     }
 }
+
+/// A time range `[since, until)` in ns; `None`: no bound.
+pub type TimeRange = (Option<i64>, Option<i64>);
 
 /// Message rowids, both ends included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -341,6 +344,63 @@ impl Reader {
         };
         let (first, last) = (first.max(min_id), last.min(max_id));
         Ok((first <= last).then_some(IdRange { first, last }))
+    }
+
+    /// The message counts of the window `since_ns <= time_ns < until_ns` that
+    /// `time_index` holds (schema 10): those of its counted minutes that lie
+    /// wholly inside the window, summed. Also the parts of the window those
+    /// minutes do not cover (the partial minutes at its ends, minutes not
+    /// counted), as `[since, until)` ranges, `None` for no bound, oldest first:
+    /// the caller counts their messages itself (the whole window on an older
+    /// store).
+    pub fn minute_counts(
+        &self,
+        since_ns: Option<i64>,
+        until_ns: Option<i64>,
+    ) -> Result<(MinuteCounts, Vec<TimeRange>), ReadError> {
+        let mut counts = MinuteCounts::default();
+        if !self.features.minute_counts {
+            return Ok((counts, vec![(since_ns, until_ns)]));
+        }
+        // Minute m is wholly inside when since <= m * N and (m + 1) * N <= until.
+        let first_minute = since_ns.map_or(i64::MIN, |since| {
+            since.div_euclid(NS_PER_MINUTE) + i64::from(since.rem_euclid(NS_PER_MINUTE) != 0)
+        });
+        let last_minute = until_ns.map_or(i64::MAX, |until| until.div_euclid(NS_PER_MINUTE) - 1);
+        let mut uncounted = Vec::new();
+        let mut covered_to = since_ns;
+        let mut statement = self.conn.prepare_cached(
+            "SELECT minute, messages, queries, responses, malformed, queries_sent, answered, \
+             first_ns, last_ns FROM time_index \
+             WHERE minute BETWEEN ?1 AND ?2 AND messages IS NOT NULL ORDER BY minute",
+        )?;
+        let mut rows = statement.query((first_minute, last_minute))?;
+        while let Some(row) = rows.next()? {
+            let minute: i64 = row.get(0)?;
+            let start = minute * NS_PER_MINUTE;
+            if covered_to.is_none_or(|covered| covered < start) {
+                uncounted.push((covered_to, Some(start)));
+            }
+            covered_to = Some(start + NS_PER_MINUTE);
+            counts.merge(&MinuteCounts {
+                messages: row.get(1)?,
+                queries: row.get(2)?,
+                responses: row.get(3)?,
+                malformed: row.get(4)?,
+                queries_sent: row.get(5)?,
+                answered: row.get(6)?,
+                first_ns: row.get(7)?,
+                last_ns: row.get(8)?,
+            });
+        }
+        let open_end = match (covered_to, until_ns) {
+            (Some(covered), Some(until)) => covered < until,
+            _ => true,
+        };
+        if open_end {
+            uncounted.push((covered_to, until_ns));
+        }
+        Ok((counts, uncounted))
     }
 
     /// A name by `names.id`.

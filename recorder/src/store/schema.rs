@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -123,6 +123,73 @@ pub const UNKNOWN_PROCESS: i64 = 0;
 pub const NS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
 /// `time_index.minute = time_ns / NS_PER_MINUTE`.
 pub const NS_PER_MINUTE: i64 = 60 * 1_000_000_000;
+
+/// The first schema whose `time_index` rows count their minute's messages
+/// (`migrations/0010_minute_counts.sql`).
+pub const MINUTE_COUNTS: u32 = 10;
+
+/// What a `time_index` row counts of its minute's messages (schema 10), in the
+/// classes `dnsq stats` shows. The writer counts with [`MinuteCounts::add`]; a
+/// reader that counts rows of `messages` itself must classify them the same way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MinuteCounts {
+    pub messages: i64,
+    /// Not malformed, QR clear.
+    pub queries: i64,
+    /// Not malformed, QR set.
+    pub responses: i64,
+    pub malformed: i64,
+    /// Queries a process sent.
+    pub queries_sent: i64,
+    /// Responses a process received, paired with its query.
+    pub answered: i64,
+    /// The oldest and newest message time (meaningless while `messages` is 0).
+    pub first_ns: i64,
+    pub last_ns: i64,
+}
+
+impl MinuteCounts {
+    /// Counts a message with these [`flags`], time and pairing.
+    pub fn add(&mut self, message_flags: i64, time_ns: i64, paired: bool) {
+        if self.messages == 0 {
+            (self.first_ns, self.last_ns) = (time_ns, time_ns);
+        } else {
+            self.first_ns = self.first_ns.min(time_ns);
+            self.last_ns = self.last_ns.max(time_ns);
+        }
+        self.messages += 1;
+        let response = message_flags & flags::RESPONSE != 0;
+        let received = message_flags & flags::RECEIVED != 0;
+        if message_flags & flags::MALFORMED != 0 {
+            self.malformed += 1;
+        } else if response {
+            self.responses += 1;
+            self.answered += i64::from(received && paired);
+        } else {
+            self.queries += 1;
+            self.queries_sent += i64::from(!received);
+        }
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &MinuteCounts) {
+        if other.messages == 0 {
+            return;
+        }
+        if self.messages == 0 {
+            *self = *other;
+            return;
+        }
+        self.messages += other.messages;
+        self.queries += other.queries;
+        self.responses += other.responses;
+        self.malformed += other.malformed;
+        self.queries_sent += other.queries_sent;
+        self.answered += other.answered;
+        self.first_ns = self.first_ns.min(other.first_ns);
+        self.last_ns = self.last_ns.max(other.last_ns);
+    }
+}
 
 /// `libc_lookups.function`: the libc resolver function called (the same numbers
 /// as the probes' `dnsq_common::lookup_fn`).

@@ -46,6 +46,8 @@ pub(super) struct Features {
     /// The compact `messages` row (`migrations/0006_compact_messages.sql`):
     /// `bits`, `ports`, TTLs as one integer when all equal.
     pub compact_messages: bool,
+    /// `time_index` rows count their minute's messages (schema 10).
+    pub minute_counts: bool,
 }
 
 /// Checks `PRAGMA application_id` and `user_version` against [`schema`]: any
@@ -100,6 +102,8 @@ pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<Features, R
              WHERE name IN ('via_process_id', 'for_process_id')")?,
         compact_messages: has("SELECT COUNT(*) = 2 FROM pragma_table_info('messages') \
              WHERE name IN ('bits', 'ports')")?,
+        minute_counts: has("SELECT COUNT(*) = 1 FROM pragma_table_info('time_index') \
+             WHERE name = 'messages'")?,
     })
 }
 

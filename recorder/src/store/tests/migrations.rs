@@ -9,7 +9,7 @@ use crate::{
     pipeline::Sink,
     store::{
         MIGRATION_FILES, MIGRATIONS, StoreError, open_for_writing,
-        schema::{APPLICATION_ID, SCHEMA_VERSION},
+        schema::{APPLICATION_ID, NS_PER_MINUTE, SCHEMA_VERSION},
     },
 };
 
@@ -98,7 +98,23 @@ fn upgrading_from_each_earlier_schema_keeps_the_data() {
                 count(&db, "SELECT count(*) FROM processes WHERE key = 'old'"),
                 1
             );
+            // The old minute is not counted (schema 10): readers scan it.
+            assert_eq!(
+                count(
+                    &db,
+                    "SELECT count(*) FROM time_index WHERE minute = 0 AND messages IS NULL"
+                ),
+                1
+            );
         }
+        let new_minute = t0().div_euclid(NS_PER_MINUTE);
+        assert_eq!(
+            count(
+                &db,
+                &format!("SELECT messages FROM time_index WHERE minute = {new_minute}")
+            ),
+            2
+        );
     }
 }
 

@@ -9,7 +9,8 @@ use crate::{
     pipeline::Sink,
     store::{
         StoreOptions, open_for_writing, parse_duration, parse_retain, parse_size,
-        retention::used_bytes,
+        read::Reader,
+        retention::{delete_messages, used_bytes},
         schema::{NS_PER_HOUR, NS_PER_MINUTE},
         writer::now_ns,
     },
@@ -90,6 +91,19 @@ fn consistent(db: &Connection) {
         0
     );
     assert_eq!(count(db, "SELECT min(first_id) FROM time_index"), min_id);
+    // A minute's counts (schema 10), where it has them, are its messages'.
+    assert_eq!(
+        count(
+            db,
+            &format!(
+                "SELECT count(*) FROM time_index t WHERE t.messages IS NOT NULL \
+                 AND t.messages != (SELECT count(*) FROM messages m \
+                    WHERE m.id BETWEEN t.first_id AND t.last_id \
+                    AND m.time_ns / {NS_PER_MINUTE} = t.minute)"
+            )
+        ),
+        0
+    );
 }
 
 #[test]
@@ -303,6 +317,76 @@ fn the_size_cap_deletes_the_oldest_and_reuses_the_pages() {
     assert_eq!(count(&db, "PRAGMA page_count"), pages);
     eprintln!(
         "size cap {cap} B: used {before} B → {after} B in {steps} steps, kept {kept} of {written} messages"
+    );
+}
+
+/// Retention that cuts into a minute leaves that minute's `time_index` counts
+/// NULL, so that readers count what is left of it from `messages`; the other
+/// minutes stay counted.
+#[test]
+fn a_minute_cut_into_is_no_longer_counted() {
+    let dir = TempDir::new("cut-minute");
+    let minute = now_ns().div_euclid(NS_PER_MINUTE) - 10;
+    let start = minute * NS_PER_MINUTE;
+    let mut store = open_quiet(&dir.db());
+    store.start_run("{}").unwrap();
+    for i in 0..3 {
+        let q = query(start + i * 1_000_000_000, "a.example.", "A", i as u16);
+        let r = response(&q, 1, "NOERROR", vec![], vec![]);
+        store.write(q).unwrap();
+        store.write(r).unwrap();
+    }
+    store.write(malformed(start + NS_PER_MINUTE + 1)).unwrap();
+    store.finish("signal").unwrap();
+
+    let db = inspect(&dir.db());
+    let counts = |minute: i64| -> [Option<i64>; 7] {
+        db.query_row(
+            "SELECT messages, queries, responses, malformed, queries_sent, answered, first_id \
+             FROM time_index WHERE minute = ?1",
+            [minute],
+            |row| {
+                let mut all = [None; 7];
+                for (at, value) in all.iter_mut().enumerate() {
+                    *value = row.get(at)?;
+                }
+                Ok(all)
+            },
+        )
+        .unwrap()
+    };
+    let first = count(&db, "SELECT min(id) FROM messages");
+    let s = Some;
+    assert_eq!(
+        counts(minute),
+        [s(6), s(3), s(3), s(0), s(3), s(3), s(first)]
+    );
+    assert_eq!(
+        counts(minute + 1),
+        [s(1), s(0), s(0), s(1), s(0), s(0), s(first + 6)]
+    );
+    consistent(&db);
+
+    let tx = db.unchecked_transaction().unwrap();
+    assert_eq!(delete_messages(&tx, first + 1).unwrap(), 2);
+    tx.commit().unwrap();
+    assert_eq!(
+        counts(minute),
+        [None, None, None, None, None, None, s(first + 2)]
+    );
+    assert_eq!(counts(minute + 1)[0], s(1));
+    consistent(&db);
+
+    let reader = Reader::open(&dir.db()).unwrap();
+    let (counted, uncounted) = reader.minute_counts(None, None).unwrap();
+    assert_eq!(counted.messages, 1);
+    assert_eq!(counted.malformed, 1);
+    assert_eq!(
+        uncounted,
+        vec![
+            (None, Some(start + NS_PER_MINUTE)),
+            (Some(start + 2 * NS_PER_MINUTE), None)
+        ]
     );
 }
 

@@ -488,6 +488,11 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
          hour and chunk are bound",
     ),
     (
+        "recorder/src/store/retention.rs",
+        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \\",
+        "table is one of the constant INTERNED_TABLES; the hour and chunk are bound",
+    ),
+    (
         "recorder/src/store/read/rebuild.rs",
         "edns_udp_size, message_len, captured_len, latency_ns, socket_cgroup_id, {peers}",
         "peers is one of two constant column lists, order is ASC or DESC; ids are bound",

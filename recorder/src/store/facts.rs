@@ -165,6 +165,11 @@ impl Facts {
         self.len() == 0
     }
 
+    /// The oldest message time counted (`None` while empty).
+    pub fn first_ns(&self) -> Option<i64> {
+        (self.first_ns != i64::MAX).then_some(self.first_ns)
+    }
+
     /// The span of message time these facts and `other`'s cover, in nanoseconds.
     pub fn span_ns(&self, other: &Facts) -> i64 {
         let first = self.first_ns.min(other.first_ns);

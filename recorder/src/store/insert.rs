@@ -257,6 +257,8 @@ impl<'a> Batch<'a> {
     }
 
     pub fn message(&mut self, record: &MessageRecord) -> rusqlite::Result<()> {
+        self.intern
+            .at_hour(record.time_ns.div_euclid(schema::NS_PER_HOUR));
         let received = record.direction == Direction::Received;
         let (local, remote, local_port, remote_port) = if received {
             (record.dst, record.src, record.dport, record.sport)
@@ -411,6 +413,8 @@ impl<'a> Batch<'a> {
     /// A libc lookup: one `libc_lookups` row. Lookups without a process or a name
     /// (neither comes from the kernel) are not kept.
     pub fn lookup(&mut self, record: &LookupRecord) -> rusqlite::Result<()> {
+        self.intern
+            .at_hour(record.time_ns.div_euclid(schema::NS_PER_HOUR));
         let Some(process_id) = self.intern.process(&record.process)? else {
             return Ok(());
         };

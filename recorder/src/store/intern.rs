@@ -5,6 +5,12 @@
 //!
 //! The caches use the standard library's randomly keyed hasher: names and answer
 //! data come from the network, and a fixed hash could be flooded.
+//!
+//! Each row's `last_hour` (schema 11) is raised to the current message hour
+//! whenever the database is asked for it, and the caches start empty at each new
+//! message hour, so every row used in an hour is asked for in it: a row whose
+//! `last_hour` is older than every row that could refer to it is unused, and
+//! retention deletes it (see `retention::collect_interned`).
 
 use std::{borrow::Cow, collections::VecDeque, net::IpAddr, sync::Arc};
 
@@ -23,9 +29,13 @@ const RECENT_PROCESSES: usize = 8;
 type Interfaces = Vec<(Option<String>, i64)>;
 
 /// Ids of rows already in the database. Cleared whenever a transaction rolls
-/// back, since ids handed out inside it no longer exist.
+/// back, since ids handed out inside it no longer exist, and at each new message
+/// hour (see the module's documentation).
 #[derive(Default)]
 pub(super) struct Caches {
+    /// The newest message hour interned for (`None` after clearing): what
+    /// `last_hour` is set to.
+    hour: Option<i64>,
     names: HashMap<String, i64>,
     rdata: HashMap<String, i64>,
     answer_sets: HashMap<String, i64>,
@@ -116,19 +126,20 @@ impl Caches {
     pub fn clear(&mut self) {
         *self = Self::default();
     }
+
+    /// The message hour the cached rows were last marked used in.
+    pub fn hour(&self) -> Option<i64> {
+        self.hour
+    }
 }
 
 /// The caches and the statements behind them, for one transaction.
 pub(super) struct Interner<'a> {
     caches: &'a mut Caches,
     insert_name: CachedStatement<'a>,
-    select_name: CachedStatement<'a>,
     insert_rdata: CachedStatement<'a>,
-    select_rdata: CachedStatement<'a>,
     insert_answer_set: CachedStatement<'a>,
-    select_answer_set: CachedStatement<'a>,
     insert_process: CachedStatement<'a>,
-    select_process: CachedStatement<'a>,
     insert_endpoint: CachedStatement<'a>,
     select_endpoint: CachedStatement<'a>,
 }
@@ -138,36 +149,46 @@ impl<'a> Interner<'a> {
         Ok(Self {
             caches,
             insert_name: tx.prepare_cached(
-                "INSERT INTO names (name) VALUES (?1) ON CONFLICT (name) DO NOTHING RETURNING id",
+                "INSERT INTO names (name, last_hour) VALUES (?1, ?2) ON CONFLICT (name) \
+                 DO UPDATE SET last_hour = max(coalesce(last_hour, ?2), ?2) RETURNING id",
             )?,
-            select_name: tx.prepare_cached("SELECT id FROM names WHERE name = ?1")?,
             insert_rdata: tx.prepare_cached(
-                "INSERT INTO rdata (data) VALUES (?1) ON CONFLICT (data) DO NOTHING RETURNING id",
+                "INSERT INTO rdata (data, last_hour) VALUES (?1, ?2) ON CONFLICT (data) \
+                 DO UPDATE SET last_hour = max(coalesce(last_hour, ?2), ?2) RETURNING id",
             )?,
-            select_rdata: tx.prepare_cached("SELECT id FROM rdata WHERE data = ?1")?,
             insert_answer_set: tx.prepare_cached(
-                "INSERT INTO answer_sets (records) VALUES (?1) ON CONFLICT (records) DO NOTHING \
-                 RETURNING id",
+                "INSERT INTO answer_sets (records, last_hour) VALUES (?1, ?2) \
+                 ON CONFLICT (records) \
+                 DO UPDATE SET last_hour = max(coalesce(last_hour, ?2), ?2) RETURNING id",
             )?,
-            select_answer_set: tx
-                .prepare_cached("SELECT id FROM answer_sets WHERE records = ?1")?,
             insert_process: tx.prepare_cached(
                 "INSERT INTO processes (pid, tid, uid, gid, comm, exe, cgroup_id, cgroup, netns, \
-                 thread, key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-                 ON CONFLICT (key) DO NOTHING RETURNING id",
+                 thread, key, last_hour) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (key) \
+                 DO UPDATE SET last_hour = max(coalesce(last_hour, ?12), ?12) RETURNING id",
             )?,
-            select_process: tx.prepare_cached("SELECT id FROM processes WHERE key = ?1")?,
             // A SELECT first for endpoints: UNIQUE does not stop rows that differ
             // only by a NULL interface.
             select_endpoint: tx.prepare_cached(
-                "SELECT id FROM endpoints WHERE local_ip = ?1 AND remote_ip = ?2 AND ifindex = ?3 \
-                 AND interface IS ?4",
+                "UPDATE endpoints SET last_hour = max(coalesce(last_hour, ?5), ?5) \
+                 WHERE local_ip = ?1 AND remote_ip = ?2 AND ifindex = ?3 AND interface IS ?4 \
+                 RETURNING id",
             )?,
             insert_endpoint: tx.prepare_cached(
-                "INSERT INTO endpoints (local_ip, remote_ip, ifindex, interface) \
-                 VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                "INSERT INTO endpoints (local_ip, remote_ip, ifindex, interface, last_hour) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
             )?,
         })
+    }
+
+    /// Marks what follows as used in message hour `hour`: at a newer hour than
+    /// the caches', they start again empty, so that each row used is asked for
+    /// (and marked) in the database again.
+    pub fn at_hour(&mut self, hour: i64) {
+        if self.caches.hour.is_none_or(|cached| hour > cached) {
+            self.caches.clear();
+            self.caches.hour = Some(hour);
+        }
     }
 
     /// A DNS name, lower-cased (names compare without regard to ASCII case,
@@ -180,7 +201,7 @@ impl<'a> Interner<'a> {
         let id = match self.caches.names.get(name.as_ref()) {
             Some(&id) => id,
             None => {
-                let id = intern(&mut self.insert_name, &mut self.select_name, &name)?;
+                let id = intern(&mut self.insert_name, &name, self.caches.hour)?;
                 remember(&mut self.caches.names, name.as_ref().to_owned(), id);
                 id
             }
@@ -196,7 +217,7 @@ impl<'a> Interner<'a> {
         let id = match self.caches.rdata.get(data) {
             Some(&id) => id,
             None => {
-                let id = intern(&mut self.insert_rdata, &mut self.select_rdata, data)?;
+                let id = intern(&mut self.insert_rdata, data, self.caches.hour)?;
                 remember(&mut self.caches.rdata, data.to_owned(), id);
                 id
             }
@@ -212,11 +233,7 @@ impl<'a> Interner<'a> {
         let id = match self.caches.answer_sets.get(records) {
             Some(&id) => id,
             None => {
-                let id = intern(
-                    &mut self.insert_answer_set,
-                    &mut self.select_answer_set,
-                    records,
-                )?;
+                let id = intern(&mut self.insert_answer_set, records, self.caches.hour)?;
                 remember(&mut self.caches.answer_sets, records.to_owned(), id);
                 id
             }
@@ -316,29 +333,23 @@ impl<'a> Interner<'a> {
         let id = match self.caches.processes.get(&key) {
             Some(&id) => id,
             None => {
-                let inserted = self
-                    .insert_process
-                    .query_row(
-                        params![
-                            pid,
-                            process.tid,
-                            uid,
-                            gid,
-                            comm,
-                            process.exe,
-                            cgroup_id,
-                            process.cgroup,
-                            netns,
-                            process.thread,
-                            key,
-                        ],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                let id = match inserted {
-                    Some(id) => id,
-                    None => self.select_process.query_row([&key], |row| row.get(0))?,
-                };
+                let id = self.insert_process.query_row(
+                    params![
+                        pid,
+                        process.tid,
+                        uid,
+                        gid,
+                        comm,
+                        process.exe,
+                        cgroup_id,
+                        process.cgroup,
+                        netns,
+                        process.thread,
+                        key,
+                        self.caches.hour,
+                    ],
+                    |row| row.get(0),
+                )?;
                 remember(&mut self.caches.processes, key, id);
                 id
             }
@@ -373,19 +384,20 @@ impl<'a> Interner<'a> {
             return Ok(id);
         }
         let (local_ip, remote_ip) = (ip_bytes(local), ip_bytes(remote));
+        let hour = self.caches.hour;
         let existing = self
             .select_endpoint
-            .query_row(params![local_ip, remote_ip, ifindex, interface], |row| {
-                row.get(0)
-            })
+            .query_row(
+                params![local_ip, remote_ip, ifindex, interface, hour],
+                |row| row.get(0),
+            )
             .optional()?;
         let id = match existing {
             Some(id) => id,
-            None => self
-                .insert_endpoint
-                .query_row(params![local_ip, remote_ip, ifindex, interface], |row| {
-                    row.get(0)
-                })?,
+            None => self.insert_endpoint.query_row(
+                params![local_ip, remote_ip, ifindex, interface, hour],
+                |row| row.get(0),
+            )?,
         };
         if self.caches.endpoints.len() >= CACHE_LIMIT {
             self.caches.endpoints.clear();
@@ -402,17 +414,14 @@ impl<'a> Interner<'a> {
     }
 }
 
-/// The id of `value` in a table of unique strings: inserted when new, looked up
-/// when another batch already had it.
+/// The id of `value` in a table of unique strings: inserted when new, its
+/// `last_hour` raised when another batch already had it.
 fn intern(
-    insert: &mut CachedStatement<'_>,
-    select: &mut CachedStatement<'_>,
+    upsert: &mut CachedStatement<'_>,
     value: &str,
+    hour: Option<i64>,
 ) -> rusqlite::Result<i64> {
-    match insert.query_row([value], |row| row.get(0)).optional()? {
-        Some(id) => Ok(id),
-        None => select.query_row([value], |row| row.get(0)),
-    }
+    upsert.query_row(params![value, hour], |row| row.get(0))
 }
 
 fn remember(cache: &mut HashMap<String, i64>, key: String, id: i64) {

@@ -52,6 +52,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
         "../../../migrations/0009_libc_calls_as_lookups.sql"
     )),
     M::up(include_str!("../../../migrations/0010_minute_counts.sql")),
+    M::up(include_str!(
+        "../../../migrations/0011_interned_last_hour.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -3,8 +3,9 @@
 //! most one chunk of the oldest messages (ids are in arrival order, which is time
 //! order to within a second) and their side rows, and at most one chunk of old
 //! facts of each table. Freed pages are reused by later inserts; nothing is
-//! vacuumed. Interned strings (`names`, `rdata`, `answer_sets`, `processes`,
-//! `endpoints`) are kept.
+//! vacuumed. Interned rows (`names`, `rdata`, `answer_sets`, `processes`,
+//! `endpoints`) go once nothing can refer to them (schema 11, see
+//! `Retention::collect_interned`).
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub(super) struct Limits {
 pub(super) struct Step {
     pub messages: u64,
     pub facts: u64,
+    /// Interned rows deleted.
+    pub interned: u64,
     /// The database is over the size cap and holds no message left to delete.
     pub stuck_over_size: bool,
     /// A sweep of `resolutions` is part way through (more steps follow soon).
@@ -62,6 +65,72 @@ pub(super) struct Retention {
 }
 
 impl Retention {
+    /// Deletes at most `chunk` rows of each interned table that nothing refers
+    /// to any more: those whose `last_hour` is older, by a margin, than every
+    /// row that can refer to one. A row used in an hour has its `last_hour` at
+    /// least that hour, less one for the second loopback copy of a packet that
+    /// crosses the hour and reuses the first one's ids (see `intern`). What can
+    /// refer to one: messages and their side rows, `lookups`, `libc_lookups`,
+    /// `resolutions` (no index on hour: known only once a sweep pass has
+    /// finished), `delegations` and `cnames` (swept whole), answer sets (their
+    /// names and data are marked whenever they are), and what the writer holds.
+    /// The newest row of each table stays, so that no id is ever handed out
+    /// again (a reader's cache may still know the old one).
+    fn collect_interned(
+        &self,
+        tx: &Connection,
+        sweep: &ResolutionSweep,
+        in_use_from_hour: Option<i64>,
+        chunk: i64,
+    ) -> rusqlite::Result<u64> {
+        let (Some(swept_hour), Some(sweep_hour), None) =
+            (self.swept_hour, sweep.hour, sweep.next_rdata_id)
+        else {
+            return Ok(0);
+        };
+        let mut from = swept_hour.min(sweep_hour);
+        if let Some(hour) = in_use_from_hour {
+            from = from.min(hour);
+        }
+        // Arrival order is time order to within a second: an hour of slack.
+        let oldest_message: Option<i64> = tx
+            .query_row(
+                "SELECT time_ns FROM messages ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(ns) = oldest_message {
+            from = from.min(ns.div_euclid(NS_PER_HOUR) - 1);
+        }
+        let oldest_libc: Option<i64> = tx
+            .query_row(
+                "SELECT time_ns FROM libc_lookups ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(ns) = oldest_libc {
+            from = from.min(ns.div_euclid(NS_PER_HOUR) - 1);
+        }
+        if let Some(hour) = tx.query_row("SELECT min(hour) FROM lookups", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })? {
+            from = from.min(hour);
+        }
+        // Used in an hour: `last_hour` at least that hour less one.
+        let unused_before = from.saturating_sub(1);
+        let mut deleted = 0;
+        for table in INTERNED_TABLES {
+            let sql = format!(
+                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+                 WHERE last_hour < ?1 AND id < (SELECT max(id) FROM {table}) LIMIT ?2)"
+            );
+            deleted += tx.prepare_cached(&sql)?.execute([unused_before, chunk])? as u64;
+        }
+        Ok(deleted)
+    }
+
     pub fn due(&self, now: Instant, limits: &Limits) -> bool {
         if limits.retain.is_none() && limits.max_db_size.is_none() {
             return false;
@@ -75,13 +144,16 @@ impl Retention {
             .is_none_or(|last| now.saturating_duration_since(last) >= interval)
     }
 
-    /// One step, in its own short transaction.
+    /// One step, in its own short transaction. `in_use_from_hour`: the oldest
+    /// message hour of the ids the writer holds in memory (its caches and the
+    /// facts it has not written yet), which must not be deleted.
     pub fn step(
         &mut self,
         conn: &mut Connection,
         limits: &Limits,
         now: Instant,
         now_ns: i64,
+        in_use_from_hour: Option<i64>,
     ) -> rusqlite::Result<Step> {
         self.last = Some(now);
         self.behind = false;
@@ -150,12 +222,14 @@ impl Retention {
             }
             self.swept_hour = Some(hour);
         }
+        step.interned = self.collect_interned(&tx, &sweep, in_use_from_hour, chunk)?;
         tx.commit()?;
         // Only now: a step that rolls back walks the same answers again.
         self.resolutions = sweep;
         step.stuck_over_size = over_size && step.messages == 0 && step.facts == 0;
         self.behind = step.messages >= chunk as u64
             || step.facts >= chunk as u64
+            || step.interned >= chunk as u64
             || step.sweeping
             || (over_size && !step.stuck_over_size);
         Ok(step)
@@ -163,6 +237,9 @@ impl Retention {
 }
 
 const LOOKUPS_KEY: &str = "qname_id, process_id, role, qtype, rcode, hour";
+
+/// Tables of interned rows, each with an index on `last_hour` (schema 11).
+const INTERNED_TABLES: [&str; 5] = ["names", "rdata", "answer_sets", "processes", "endpoints"];
 
 impl ResolutionSweep {
     /// Deletes the rows before `hour` of the next answers: at most

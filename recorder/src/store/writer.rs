@@ -279,9 +279,10 @@ impl Store {
             max_db_size: self.options.max_db_size,
             chunk: self.options.retention_chunk,
         };
-        let step = self
-            .retention
-            .step(&mut self.conn, &limits, Instant::now(), now_ns())?;
+        let in_use = self.in_use_from_hour();
+        let step =
+            self.retention
+                .step(&mut self.conn, &limits, Instant::now(), now_ns(), in_use)?;
         self.stats.expired += step.messages;
         Ok(step)
     }
@@ -492,7 +493,11 @@ impl Store {
         if !self.retention.due(now, &limits) {
             return;
         }
-        match self.retention.step(&mut self.conn, &limits, now, now_ns()) {
+        let in_use = self.in_use_from_hour();
+        match self
+            .retention
+            .step(&mut self.conn, &limits, now, now_ns(), in_use)
+        {
             Ok(step) => {
                 self.stats.expired += step.messages;
                 if step.stuck_over_size && self.should_warn("over size") {
@@ -509,6 +514,20 @@ impl Store {
                     tracing::warn!(%error, "retention step failed; it will be retried");
                 }
             }
+        }
+    }
+
+    /// The oldest message hour of the interned ids held in memory: the caches'
+    /// and the facts not yet written (retention keeps those rows).
+    fn in_use_from_hour(&self) -> Option<i64> {
+        let facts = self
+            .facts
+            .held
+            .first_ns()
+            .map(|ns| ns.div_euclid(super::schema::NS_PER_HOUR));
+        match (self.caches.hour(), facts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

@@ -107,6 +107,17 @@ fn upgrading_from_each_earlier_schema_keeps_the_data() {
                 1
             );
         }
+        // Every interned row has its last hour (schema 11): none is kept forever.
+        for table in ["names", "rdata", "answer_sets", "processes", "endpoints"] {
+            assert_eq!(
+                count(
+                    &db,
+                    &format!("SELECT count(*) FROM {table} WHERE last_hour IS NULL")
+                ),
+                0,
+                "{table} from {from}"
+            );
+        }
         let new_minute = t0().div_euclid(NS_PER_MINUTE);
         assert_eq!(
             count(

@@ -1,6 +1,6 @@
 //! Retention by age and by size, on generated databases, one small step at a time.
 
-use std::time::Duration;
+use std::{ops::ControlFlow, sync::Arc, time::Duration};
 
 use rusqlite::Connection;
 
@@ -9,7 +9,7 @@ use crate::{
     pipeline::Sink,
     store::{
         StoreOptions, open_for_writing, parse_duration, parse_retain, parse_size,
-        read::Reader,
+        read::{IdRange, MessageQuery, ReadError, Reader},
         retention::{delete_messages, used_bytes},
         schema::{NS_PER_HOUR, NS_PER_MINUTE},
         writer::now_ns,
@@ -56,7 +56,7 @@ fn generate(path: &std::path::Path, from_ns: i64, per_hour: i64) -> i64 {
         if hour % 10 == 0 {
             store.write(malformed(base + 1)).unwrap();
             let mut two = query(base + 2, "one.example.", "A", 1);
-            let dns = std::sync::Arc::make_mut(two.dns.as_mut().unwrap());
+            let dns = Arc::make_mut(two.dns.as_mut().unwrap());
             dns.questions.push(dns.questions[0].clone());
             dns.questions[1].name = "two.example.".to_owned();
             store.write(two).unwrap();
@@ -91,6 +91,7 @@ fn consistent(db: &Connection) {
         0
     );
     assert_eq!(count(db, "SELECT min(first_id) FROM time_index"), min_id);
+    assert_eq!(dangling_references(db), 0);
     // A minute's counts (schema 10), where it has them, are its messages'.
     assert_eq!(
         count(
@@ -118,14 +119,16 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
         &format!("SELECT count(*) FROM messages WHERE time_ns < {cutoff}"),
     );
     assert!(old > 2_000, "{old} of {written}");
-    // Delegations (client → local resolver links) of an old and a recent hour.
+    // Delegations (client → local resolver links) of an old and a recent hour,
+    // naming the newest name and process (which stay as long as they are used).
     let old_hour = cutoff.div_euclid(NS_PER_HOUR) - 2;
     let new_hour = now_ns().div_euclid(NS_PER_HOUR);
     for hour in [old_hour, new_hour] {
         db.execute(
             "INSERT INTO delegations (resolver_process_id, hour, qname_id, qtype, \
              client_process_id, upstream, cached, first_ns, last_ns) \
-             VALUES (1, ?1, 1, 1, 2, 1, 0, ?2, ?2)",
+             VALUES ((SELECT max(id) FROM processes), ?1, (SELECT max(id) FROM names), 1, \
+                     (SELECT max(id) FROM processes), 1, 0, ?2, ?2)",
             [hour, hour * NS_PER_HOUR],
         )
         .unwrap();
@@ -200,6 +203,22 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
         .unwrap();
     assert_eq!(delegation_hours, vec![new_hour]);
     consistent(&db);
+    // The names only the deleted days asked for went with them (schema 11); the
+    // last day's six (h0 to h5) stay.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM names WHERE name LIKE 'h_.day0.example.'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM names WHERE name LIKE 'h_.day39.example.'"
+        ),
+        6
+    );
 
     // The step also runs from flush(), at its own pace.
     store
@@ -388,6 +407,184 @@ fn a_minute_cut_into_is_no_longer_counted() {
             (Some(start + 2 * NS_PER_MINUTE), None)
         ]
     );
+}
+
+/// References to interned rows that do not resolve: none may be left after
+/// retention deletes interned rows.
+fn dangling_references(db: &Connection) -> i64 {
+    let checks = [
+        ("messages", "qname_id", "names"),
+        ("messages", "answer_set_id", "answer_sets"),
+        ("messages", "process_id", "processes"),
+        ("messages", "for_process_id", "processes"),
+        ("messages", "via_process_id", "processes"),
+        ("messages", "endpoint_id", "endpoints"),
+        ("extra_questions", "qname_id", "names"),
+        ("lookups", "qname_id", "names"),
+        ("lookups", "process_id", "processes"),
+        ("resolutions", "rdata_id", "rdata"),
+        ("resolutions", "name_id", "names"),
+        ("resolutions", "qname_id", "names"),
+        ("resolutions", "process_id", "processes"),
+        ("resolutions", "endpoint_id", "endpoints"),
+        ("cnames", "name_id", "names"),
+        ("cnames", "target_id", "names"),
+        ("delegations", "qname_id", "names"),
+        ("delegations", "resolver_process_id", "processes"),
+        ("delegations", "client_process_id", "processes"),
+        ("libc_lookups", "qname_id", "names"),
+        ("libc_lookups", "process_id", "processes"),
+    ];
+    let mut dangling = 0;
+    for (table, column, target) in checks {
+        dangling += count(
+            db,
+            &format!(
+                "SELECT count(*) FROM {table} WHERE {column} IS NOT NULL AND {column} != 0 \
+                 AND {column} NOT IN (SELECT id FROM {target})"
+            ),
+        );
+    }
+    // Answer sets hold [section, name id, type, class, rdata id] records.
+    dangling += count(
+        db,
+        "SELECT count(*) FROM answer_sets a, json_each(a.records) r \
+         WHERE json_extract(r.value, '$[1]') NOT IN (SELECT id FROM names) \
+            OR json_extract(r.value, '$[4]') NOT IN (SELECT id FROM rdata)",
+    );
+    dangling
+}
+
+/// Interned rows that only deleted rows referred to go with them; the rows still
+/// referred to stay, every reference left resolves, and a value seen again after
+/// its row went is stored anew.
+#[test]
+fn interned_rows_nothing_refers_to_any_more_go() {
+    let dir = TempDir::new("interned");
+    let old = now_ns() - 40 * DAY;
+    let recent = now_ns() - DAY;
+    let mut store = open_quiet(&dir.db());
+    store.start_run("{}").unwrap();
+    let exchange = |time: i64, name: &str, data: &str, pid: u32, server: &str| {
+        let mut q = query(time, name, "A", 7);
+        q.process = Arc::new(process(pid, "client"));
+        q.dst = server.parse().unwrap();
+        let mut r = response(&q, 2, "NOERROR", vec![rr(name, "A", 60, data)], vec![]);
+        r.process = Arc::clone(&q.process);
+        r.src = q.dst;
+        [q, r]
+    };
+    let mut messages = Vec::new();
+    // Only in the old days: a name, its address, a process, a server.
+    messages.extend(exchange(
+        old,
+        "gone.example.",
+        "192.0.2.66",
+        6_600,
+        "198.18.0.66",
+    ));
+    // Old and recent.
+    messages.extend(exchange(
+        old + 1,
+        "kept.example.",
+        "192.0.2.77",
+        7_700,
+        "198.18.0.77",
+    ));
+    messages.extend(exchange(
+        recent,
+        "kept.example.",
+        "192.0.2.77",
+        7_700,
+        "198.18.0.77",
+    ));
+    messages.extend(exchange(
+        recent + 1,
+        "new.example.",
+        "192.0.2.88",
+        8_800,
+        "198.18.0.88",
+    ));
+    for message in messages {
+        store.write(message).unwrap();
+    }
+    store.finish("signal").unwrap();
+    drop(store);
+    let db = inspect(&dir.db());
+    let has = |sql: &str, value: &dyn rusqlite::ToSql| -> bool {
+        db.query_row(sql, [value], |row| row.get::<_, i64>(0))
+            .unwrap()
+            > 0
+    };
+    let name = "SELECT count(*) FROM names WHERE name = ?1";
+    let rdata = "SELECT count(*) FROM rdata WHERE data = ?1";
+    let pid = "SELECT count(*) FROM processes WHERE pid = ?1";
+    let server = "SELECT count(*) FROM endpoints WHERE remote_ip = ?1";
+    let ip = |text: &str| match text.parse::<std::net::IpAddr>().unwrap() {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    assert!(has(name, &"gone.example.") && has(rdata, &"192.0.2.66"));
+    assert!(has(pid, &6_600) && has(server, &ip("198.18.0.66")));
+    let answer_sets = count(&db, "SELECT count(*) FROM answer_sets");
+    assert_eq!(answer_sets, 3);
+
+    let mut store = open_retaining_30_days(&dir.db(), 1_000);
+    let mut interned = 0;
+    for _ in 0..100 {
+        let step = store.retention_now().unwrap();
+        interned += step.interned;
+        if step.messages == 0 && step.facts == 0 && step.interned == 0 && !step.sweeping {
+            break;
+        }
+    }
+    assert_eq!(dangling_references(&db), 0);
+    assert!(!has(name, &"gone.example.") && !has(rdata, &"192.0.2.66"));
+    assert!(!has(pid, &6_600) && !has(server, &ip("198.18.0.66")));
+    for kept in ["kept.example.", "new.example."] {
+        assert!(has(name, &kept), "{kept}");
+    }
+    assert!(has(rdata, &"192.0.2.77") && has(pid, &7_700) && has(server, &ip("198.18.0.77")));
+    assert_eq!(count(&db, "SELECT count(*) FROM answer_sets"), 2);
+    // A name, its address, an answer set, an endpoint, and two process rows: the
+    // sending thread's and the thread-less one the facts count under.
+    assert_eq!(interned, 6);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM processes WHERE pid = 6600"),
+        0
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM messages"), 4);
+
+    // Seen again: stored anew, and read back whole.
+    for message in exchange(
+        now_ns(),
+        "gone.example.",
+        "192.0.2.66",
+        6_600,
+        "198.18.0.66",
+    ) {
+        store.write(message).unwrap();
+    }
+    store.finish("signal").unwrap();
+    assert!(has(name, &"gone.example.") && has(pid, &6_600));
+    assert_eq!(dangling_references(&db), 0);
+    let reader = Reader::open(&dir.db()).unwrap();
+    let mut names = Vec::new();
+    reader
+        .messages(
+            &MessageQuery::ids(IdRange {
+                first: 0,
+                last: i64::MAX,
+            }),
+            |record| -> Result<_, ReadError> {
+                let dns = record.dns.expect("decoded");
+                names.push((dns.questions[0].name.clone(), record.process.pid));
+                Ok(ControlFlow::Continue(()))
+            },
+        )
+        .unwrap();
+    assert_eq!(names.len(), 6);
+    assert_eq!(names[4], ("gone.example.".to_owned(), Some(6_600)));
 }
 
 #[test]

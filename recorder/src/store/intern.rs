@@ -167,8 +167,8 @@ impl<'a> Interner<'a> {
                  ON CONFLICT (key) \
                  DO UPDATE SET last_hour = max(coalesce(last_hour, ?12), ?12) RETURNING id",
             )?,
-            // A SELECT first for endpoints: UNIQUE does not stop rows that differ
-            // only by a NULL interface.
+            // Endpoints are looked up (and marked used) before they are inserted:
+            // UNIQUE does not stop rows that differ only by a NULL interface.
             select_endpoint: tx.prepare_cached(
                 "UPDATE endpoints SET last_hour = max(coalesce(last_hour, ?5), ?5) \
                  WHERE local_ip = ?1 AND remote_ip = ?2 AND ifindex = ?3 AND interface IS ?4 \

@@ -69,7 +69,7 @@ impl Retention {
     /// to any more: those whose `last_hour` is older, by a margin, than every
     /// row that can refer to one. A row used in an hour has its `last_hour` at
     /// least that hour, less one for the second loopback copy of a packet that
-    /// crosses the hour and reuses the first one's ids (see `intern`). What can
+    /// crosses the hour and reuses the first one's ids (`insert::Batch`). What can
     /// refer to one: messages and their side rows, `lookups`, `libc_lookups`,
     /// `resolutions` (no index on hour: known only once a sweep pass has
     /// finished), `delegations` and `cnames` (swept whole), answer sets (their

@@ -281,6 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 committed = stored.committed,
                 dropped = stored.dropped,
                 expired = stored.expired,
+                interned_expired = stored.interned_expired,
                 "database closed"
             );
         }

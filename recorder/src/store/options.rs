@@ -63,4 +63,8 @@ pub struct StoreStats {
     /// Messages deleted by retention.
     #[serde(rename = "store_expired")]
     pub expired: u64,
+    /// Interned rows (names, answer data and sets, processes, endpoints) deleted
+    /// by retention once nothing kept referred to them.
+    #[serde(rename = "store_interned_expired", default)]
+    pub interned_expired: u64,
 }

@@ -284,6 +284,7 @@ impl Store {
             self.retention
                 .step(&mut self.conn, &limits, Instant::now(), now_ns(), in_use)?;
         self.stats.expired += step.messages;
+        self.stats.interned_expired += step.interned;
         Ok(step)
     }
 
@@ -500,6 +501,7 @@ impl Store {
         {
             Ok(step) => {
                 self.stats.expired += step.messages;
+                self.stats.interned_expired += step.interned;
                 if step.stuck_over_size && self.should_warn("over size") {
                     let used = retention::used_bytes(&self.conn).unwrap_or(0);
                     tracing::warn!(

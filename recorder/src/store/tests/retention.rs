@@ -549,6 +549,7 @@ fn interned_rows_nothing_refers_to_any_more_go() {
     // A name, its address, an answer set, an endpoint, and two process rows: the
     // sending thread's and the thread-less one the facts count under.
     assert_eq!(interned, 6);
+    assert_eq!(store.stats().interned_expired, 6);
     assert_eq!(
         count(&db, "SELECT count(*) FROM processes WHERE pid = 6600"),
         0

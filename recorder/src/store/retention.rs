@@ -3,7 +3,8 @@
 //! most one chunk of the oldest messages (ids are in arrival order, which is time
 //! order to within a second) and their side rows, and at most one chunk of old
 //! facts of each table. Freed pages are reused by later inserts; nothing is
-//! vacuumed. Interned rows (`names`, `rdata`, `answer_sets`, `processes`,
+//! vacuumed. The recorder's `counters` samples go with the facts, but for the
+//! last one of each run before the cut-off. Interned rows (`names`, `rdata`, `answer_sets`, `processes`,
 //! `endpoints`) go once nothing can refer to them (schema 11, see
 //! `Retention::collect_interned`).
 
@@ -61,6 +62,8 @@ pub(super) struct Retention {
     /// `cnames` and `delegations` (keyed by name since schema 5) have no index on
     /// time: they are small, and swept whole once an hour of cut-off.
     swept_hour: Option<i64>,
+    /// The last sweep of `counters` stopped at its chunk: more is due.
+    counters_behind: bool,
     resolutions: ResolutionSweep,
 }
 
@@ -220,6 +223,11 @@ impl Retention {
             if new_hour {
                 step.facts += tx.execute("DELETE FROM delegations WHERE hour < ?1", [hour])? as u64;
             }
+            if new_hour || self.counters_behind {
+                let deleted = delete_old_counters(&tx, fact_cut_ns, chunk)?;
+                self.counters_behind = deleted >= chunk as u64;
+                step.facts += deleted;
+            }
             self.swept_hour = Some(hour);
         }
         step.interned = self.collect_interned(&tx, &sweep, in_use_from_hour, chunk)?;
@@ -318,6 +326,37 @@ fn delete_old_libc_lookups(tx: &Connection, cut_ns: i64, chunk: i64) -> rusqlite
         )?
         .execute([cut_ns, chunk])?;
     Ok(deleted as u64)
+}
+
+/// Deletes at most `chunk` `counters` rows older than `cut_ns` (a row every 10
+/// s of every run: 4.5 MB a day, which no other step deleted). The newest row
+/// of each run before the cut stays: it stands for the run's totals at the
+/// cut, so that `dnsq stats` over a window reaching back before it counts from
+/// there rather than from the run's start. Runs are few (one a start); each is
+/// two seeks into the table's (run_id, time_ns) key.
+fn delete_old_counters(tx: &Connection, cut_ns: i64, chunk: i64) -> rusqlite::Result<u64> {
+    let runs: Vec<i64> = tx
+        .prepare_cached("SELECT id FROM runs WHERE started_ns < ?1 ORDER BY id")?
+        .query_map([cut_ns], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut newest_before =
+        tx.prepare_cached("SELECT max(time_ns) FROM counters WHERE run_id = ?1 AND time_ns < ?2")?;
+    let mut delete = tx.prepare_cached(
+        "DELETE FROM counters WHERE run_id = ?1 AND time_ns IN \
+         (SELECT time_ns FROM counters WHERE run_id = ?1 AND time_ns < ?2 LIMIT ?3)",
+    )?;
+    let mut deleted = 0;
+    for run in runs {
+        let left = chunk - deleted as i64;
+        if left <= 0 {
+            break;
+        }
+        let kept: Option<i64> = newest_before.query_row((run, cut_ns), |row| row.get(0))?;
+        if let Some(kept) = kept {
+            deleted += delete.execute((run, kept, left))? as u64;
+        }
+    }
+    Ok(deleted)
 }
 
 /// The oldest hour of `lookups` (by its index on hour). A received answer is a

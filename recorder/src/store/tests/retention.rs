@@ -134,12 +134,38 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
         .unwrap();
     }
 
+    // A run that started before the cut-off, sampling its counters every ten
+    // minutes (the recorder does every 10 s): more than a step's chunk to delete.
+    let every = NS_PER_HOUR / 6;
+    let samples = (now_ns() - start) / every;
+    db.execute_batch(&format!(
+        "INSERT INTO runs (id, started_ns, version, config) VALUES (900, {start}, 'test', '{{}}');
+         WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n + 1 < {samples})
+         INSERT INTO counters (run_id, time_ns, \"values\")
+             SELECT 900, {start} + n * {every}, json_object('lost_ringbuf_full', n) FROM k;"
+    ))
+    .unwrap();
+    let samples_before = |db: &Connection| {
+        count(
+            db,
+            &format!("SELECT count(*) FROM counters WHERE run_id = 900 AND time_ns < {cutoff}"),
+        )
+    };
+    assert!(samples_before(&db) > 500, "{}", samples_before(&db));
+    let samples_after = count(
+        &db,
+        &format!("SELECT count(*) FROM counters WHERE run_id = 900 AND time_ns >= {cutoff}"),
+    );
+
     let mut store = open_retaining_30_days(&dir.db(), 500);
     let mut steps = 0;
     loop {
         let step = store.retention_now().unwrap();
         assert!(
-            step.messages <= 500 && step.facts <= 3 * 500 + 1_000,
+            // A chunk each of lookups, libc_lookups, resolutions (one answer's
+            // rows over, at most) and counters, and cnames and delegations swept
+            // whole.
+            step.messages <= 500 && step.facts <= 4 * 500 + 1_000,
             "{step:?}"
         );
         steps += 1;
@@ -203,6 +229,22 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
         .unwrap();
     assert_eq!(delegation_hours, vec![new_hour]);
     consistent(&db);
+    // Counters samples before the cut-off went, but for the newest (the run's
+    // totals there); the later ones stay.
+    assert_eq!(samples_before(&db), 1);
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM counters WHERE run_id = 900 AND time_ns >= {cutoff}")
+        ),
+        samples_after
+    );
+    assert!(
+        count(
+            &db,
+            &format!("SELECT max(time_ns) FROM counters WHERE run_id = 900 AND time_ns < {cutoff}")
+        ) > cutoff - every
+    );
     // The names only the deleted days asked for went with them (schema 11); the
     // last day's six (h0 to h5) stay.
     assert_eq!(

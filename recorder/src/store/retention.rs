@@ -96,25 +96,10 @@ impl Retention {
             from = from.min(hour);
         }
         // Arrival order is time order to within a second: an hour of slack.
-        let oldest_message: Option<i64> = tx
-            .query_row(
-                "SELECT time_ns FROM messages ORDER BY id LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(ns) = oldest_message {
-            from = from.min(ns.div_euclid(NS_PER_HOUR) - 1);
-        }
-        let oldest_libc: Option<i64> = tx
-            .query_row(
-                "SELECT time_ns FROM libc_lookups ORDER BY id LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(ns) = oldest_libc {
-            from = from.min(ns.div_euclid(NS_PER_HOUR) - 1);
+        for oldest in [OLDEST_MESSAGE_NS, OLDEST_LIBC_LOOKUP_NS] {
+            if let Some(ns) = oldest_ns(tx, oldest)? {
+                from = from.min(ns.div_euclid(NS_PER_HOUR) - 1);
+            }
         }
         if let Some(hour) = tx.query_row("SELECT min(hour) FROM lookups", [], |r| {
             r.get::<_, Option<i64>>(0)
@@ -195,12 +180,7 @@ impl Retention {
         // oldest message still kept.
         let mut fact_cut_ns = cutoff_ns;
         if over_size {
-            let oldest: Option<i64> = tx.query_row(
-                "SELECT (SELECT time_ns FROM messages ORDER BY id LIMIT 1)",
-                [],
-                |r| r.get(0),
-            )?;
-            let oldest = match oldest {
+            let oldest = match oldest_ns(&tx, OLDEST_MESSAGE_NS)? {
                 Some(oldest) => oldest,
                 None => oldest_fact_ns(&tx)?.map_or(i64::MIN, |ns| ns + NS_PER_HOUR),
             };
@@ -245,6 +225,16 @@ impl Retention {
 }
 
 const LOOKUPS_KEY: &str = "qname_id, process_id, role, qtype, rcode, hour";
+
+/// The time of the first row of `messages` / `libc_lookups` (in arrival order:
+/// rowid order is time order to within a second), NULL when empty.
+const OLDEST_MESSAGE_NS: &str = "SELECT (SELECT time_ns FROM messages ORDER BY id LIMIT 1)";
+const OLDEST_LIBC_LOOKUP_NS: &str = "SELECT (SELECT time_ns FROM libc_lookups ORDER BY id LIMIT 1)";
+
+/// One of the `OLDEST_*_NS` queries.
+fn oldest_ns(tx: &Connection, sql: &str) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached(sql)?.query_row([], |r| r.get(0))
+}
 
 /// Tables of interned rows, each with an index on `last_hour` (schema 11).
 const INTERNED_TABLES: [&str; 5] = ["names", "rdata", "answer_sets", "processes", "endpoints"];

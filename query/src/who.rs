@@ -14,7 +14,10 @@ use std::{
 
 use anyhow::Result;
 use comfy_table::Cell;
-use dnsq_recorder::store::read::{ReadError, Reader, type_name};
+use dnsq_recorder::store::{
+    read::{ReadError, Reader, type_name},
+    schema::NO_SERVER,
+};
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 
@@ -57,7 +60,9 @@ struct Key {
     identity: Option<Rc<Identity>>,
     /// The local resolver the process asked.
     via: Option<Rc<Identity>>,
-    server: IpAddr,
+    /// None: the address was what the process's `getaddrinfo` call returned,
+    /// and no DNS answer of it (or of its resolver) was seen.
+    server: Option<IpAddr>,
 }
 
 struct Seen {
@@ -69,6 +74,8 @@ struct Seen {
     /// Inferred from a resolver's answer and a client's query to it, rather
     /// than from an answer the process was seen receiving.
     inferred: bool,
+    /// The process's `getaddrinfo` call returned the address.
+    getaddrinfo: bool,
 }
 
 impl Default for Seen {
@@ -79,6 +86,7 @@ impl Default for Seen {
             count: 0,
             clients: BTreeSet::new(),
             inferred: false,
+            getaddrinfo: false,
         }
     }
 }
@@ -98,7 +106,8 @@ struct Resolution {
     name_id: i64,
     rtype: i64,
     process_id: i64,
-    server: IpAddr,
+    /// None for a `getaddrinfo` answer (`schema::NO_SERVER`).
+    server: Option<IpAddr>,
     first_ns: i64,
     last_ns: i64,
     count: i64,
@@ -145,7 +154,12 @@ struct WhoRow<'a> {
     /// process's query to it (the process's own answer was not seen): `count`
     /// is then its queries to the resolver, `server` the resolver's.
     inferred: bool,
-    server: String,
+    /// True when the process's own `getaddrinfo` call returned the address (seen
+    /// by the uretprobe, whichever way libc found it).
+    getaddrinfo: bool,
+    /// The DNS server that gave the answer; null when only the `getaddrinfo`
+    /// call was seen (a daemon's cache, /etc/hosts).
+    server: Option<String>,
 }
 
 pub fn run(
@@ -188,7 +202,10 @@ pub fn run(
             name_id: row.get(2)?,
             rtype: row.get(3)?,
             process_id: row.get(4)?,
-            server: reader.endpoint(row.get(5)?)?.remote_ip,
+            server: match row.get(5)? {
+                NO_SERVER => None,
+                id => Some(reader.endpoint(id)?.remote_ip),
+            },
             first_ns: row.get(6)?,
             last_ns: row.get(7)?,
             count: row.get(8)?,
@@ -198,6 +215,7 @@ pub fn run(
     let delegations = delegations(reader, &resolutions)?;
     let mut identities = Identities::default();
     let mut seen = through_resolvers(reader, &mut identities, &resolutions, &delegations)?;
+    fold_getaddrinfo(&mut seen);
     if let Some(only) = options.only {
         seen.retain(|key, _| only.shows(key.identity.as_deref()));
     }
@@ -273,7 +291,8 @@ pub fn run(
             via: key.via.as_deref(),
             for_clients: seen.clients.iter().map(|c| c.as_deref()).collect(),
             inferred: seen.inferred,
-            server: key.server.to_string(),
+            getaddrinfo: seen.getaddrinfo,
+            server: key.server.map(|ip| ip.to_string()),
         };
         if out.json {
             out.json_line(&row)?;
@@ -318,7 +337,7 @@ pub fn run(
             Cell::new(process),
             cell(identity.and_then(|i| i.exe.as_deref()).unwrap_or("")),
             Cell::new(owner),
-            cell(&row.server),
+            cell(row.server.as_deref().unwrap_or("(getaddrinfo)")),
         ]);
     }
     if !out.json {
@@ -447,9 +466,11 @@ fn through_resolvers(
 ) -> Result<HashMap<Key, Seen>, ReadError> {
     let fits = |d: &Delegation, rtype: i64| d.qtype == rtype || d.qtype == TYPE_ANY;
     let none: &[Delegation] = &[];
-    // The processes seen receiving the answer themselves: no inferred rows.
+    // The processes seen receiving the answer themselves: no inferred rows. (A
+    // `getaddrinfo` answer does not count: the inferred row knows the server,
+    // and `fold_getaddrinfo` makes the two one.)
     let mut own: HashSet<(i64, i64, i64, Rc<Identity>)> = HashSet::new();
-    for r in resolutions {
+    for r in resolutions.iter().filter(|r| r.server.is_some()) {
         if let Some(identity) = identities.get(reader, r.process_id)? {
             own.insert((r.qname_id, r.name_id, r.rtype, identity));
         }
@@ -477,9 +498,9 @@ fn through_resolvers(
             via,
             server: r.server,
         };
-        seen.entry(key.clone())
-            .or_default()
-            .add(r.first_ns, r.last_ns, r.count);
+        let entry = seen.entry(key.clone()).or_default();
+        entry.add(r.first_ns, r.last_ns, r.count);
+        entry.getaddrinfo |= r.server.is_none();
 
         // A local resolver: the clients behind it, and theirs (bounded, and
         // each resolver once: delegations can loop).
@@ -524,6 +545,48 @@ fn through_resolvers(
         }
     }
     Ok(seen)
+}
+
+/// A process's `getaddrinfo` answer and a DNS answer of the same question to
+/// the same process (its own, or inferred through its resolver) are one
+/// resolution seen twice: the DNS row stays (it knows the server and the
+/// CNAMEs), marked `getaddrinfo`, and spans the times of both; its count is the
+/// larger of the two (each call is one answer; a daemon's cache hits have no
+/// DNS answer). The `getaddrinfo` row stays alone only when there is no such
+/// row. A resolver's own rows are left as they are.
+fn fold_getaddrinfo(seen: &mut HashMap<Key, Seen>) {
+    let libc_only: Vec<Key> = seen
+        .keys()
+        .filter(|k| k.server.is_none())
+        .cloned()
+        .collect();
+    for libc_key in libc_only {
+        let twins: Vec<Key> = seen
+            .keys()
+            .filter(|k| {
+                k.server.is_some()
+                    && k.qname_id == libc_key.qname_id
+                    && k.rtype == libc_key.rtype
+                    && k.identity == libc_key.identity
+            })
+            .cloned()
+            .collect();
+        if twins.is_empty() {
+            continue;
+        }
+        let Some(libc) = seen.remove(&libc_key) else {
+            continue;
+        };
+        for twin in twins {
+            if let Some(dns) = seen.get_mut(&twin) {
+                let count = dns.count.max(libc.count);
+                dns.add(libc.first_ns, libc.last_ns, 0);
+                dns.count = count;
+                dns.getaddrinfo = true;
+                dns.inferred = false;
+            }
+        }
+    }
 }
 
 /// The names from `qname_id` to `name_id` through `cnames`, and whether the

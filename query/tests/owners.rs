@@ -958,6 +958,7 @@ fn libc_fixture(path: &std::path::Path) {
         function: function.into(),
         name: name.into(),
         process: caller.clone(),
+        answer: None,
     };
     w.store
         .write_lookup(call(T0 + 100 * SECOND, "gethostbyname2_r", "libc.test"))

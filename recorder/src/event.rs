@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use dnsq_common::{
-    LOOKUP_HEADER_LEN, LookupEvent, MAX_LOOKUP_NAME, PacketHeader, SockOwner, direction, family,
-    proto,
+    LOOKUP_HEADER_LEN, LookupAnswerEvent, LookupEvent, MAX_ANSWER_ADDRESSES, MAX_LOOKUP_NAME,
+    PacketHeader, SockOwner, direction, family, lookup_fn, proto,
 };
 
 use crate::record::{Direction, Transport};
@@ -140,6 +140,96 @@ pub struct Lookup {
     pub name: Vec<u8>,
 }
 
+/// What a thread's `getaddrinfo` call returned, as the uretprobe saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupAnswer {
+    /// At the return.
+    pub boot_ns: u64,
+    /// `boot_ns` of the call ([`Lookup::boot_ns`]).
+    pub call_boot_ns: u64,
+    /// The caller at the return, in the same shape as [`Lookup::caller`].
+    pub caller: SockOwner,
+    /// getaddrinfo's return value: 0 or an `EAI_*` code.
+    pub status: i32,
+    /// Each address once, in the order the call gave them.
+    pub addresses: Vec<IpAddr>,
+    /// The result held more than the event could carry.
+    pub truncated: bool,
+}
+
+/// A record of the lookup ring buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LibcEvent {
+    Call(Lookup),
+    Answer(LookupAnswer),
+}
+
+/// Parses one record of the lookup ring buffer: a call or an answer, told apart
+/// by `function` (at the same offset in both).
+pub fn parse_libc(record: &[u8]) -> Result<LibcEvent, EventError> {
+    let function = record
+        .get(36..40)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    if function == Some(lookup_fn::GETADDRINFO_ANSWER) {
+        parse_answer(record).map(LibcEvent::Answer)
+    } else {
+        parse_lookup(record).map(LibcEvent::Call)
+    }
+}
+
+fn parse_answer(record: &[u8]) -> Result<LookupAnswer, EventError> {
+    if record.len() != size_of::<LookupAnswerEvent>() {
+        return Err(EventError::Length {
+            claimed: size_of::<LookupAnswerEvent>(),
+            present: record.len(),
+        });
+    }
+    // SAFETY: LookupAnswerEvent is plain integers and arrays of them (any bit
+    // pattern is valid) and `record` is exactly its size; any alignment is read.
+    let event: LookupAnswerEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let count = event.count as usize;
+    if count > MAX_ANSWER_ADDRESSES {
+        return Err(EventError::Length {
+            claimed: count,
+            present: MAX_ANSWER_ADDRESSES,
+        });
+    }
+    let mut addresses = Vec::with_capacity(count);
+    for (family, words) in event.families[..count].iter().zip(&event.addresses) {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&words[0].to_ne_bytes());
+        bytes[8..].copy_from_slice(&words[1].to_ne_bytes());
+        addresses.push(match family {
+            4 => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+            6 => IpAddr::V6(Ipv6Addr::from(bytes)),
+            &value => {
+                return Err(EventError::Field {
+                    field: "family",
+                    value,
+                });
+            }
+        });
+    }
+    let mut caller = SockOwner::zeroed();
+    caller.pid = event.pid;
+    caller.tid = event.tid;
+    caller.uid = event.uid;
+    caller.gid = event.gid;
+    caller.cgroup_id = event.cgroup_id;
+    caller.seen_boot_ns = event.boot_ns;
+    caller.comm = event.comm;
+    caller.process_comm = event.process_comm;
+    caller.netns = event.netns;
+    Ok(LookupAnswer {
+        boot_ns: event.boot_ns,
+        call_boot_ns: event.call_boot_ns,
+        caller,
+        status: event.status,
+        addresses,
+        truncated: event.truncated != 0,
+    })
+}
+
 /// Parses one record of the lookup ring buffer: a [`LookupEvent`] cut after its
 /// name.
 pub fn parse_lookup(record: &[u8]) -> Result<Lookup, EventError> {
@@ -159,7 +249,7 @@ pub fn parse_lookup(record: &[u8]) -> Result<Lookup, EventError> {
             present: record.len() - LOOKUP_HEADER_LEN,
         });
     }
-    if dnsq_common::lookup_fn::name(event.function).is_none() {
+    if lookup_fn::name(event.function).is_none() {
         return Err(EventError::Field {
             field: "function",
             value: event.function.min(255) as u8,
@@ -397,6 +487,86 @@ mod tests {
         let mut bytes = lookup_bytes(b"abc", 1);
         bytes[40..44].copy_from_slice(&u32::MAX.to_ne_bytes());
         assert!(parse_lookup(&bytes).is_err());
+    }
+
+    fn answer_bytes(addresses: &[IpAddr]) -> Vec<u8> {
+        let mut event = LookupAnswerEvent {
+            boot_ns: 20,
+            cgroup_id: 1,
+            pid: 42,
+            tid: 43,
+            uid: 1000,
+            gid: 1000,
+            netns: 4026531840,
+            function: lookup_fn::GETADDRINFO_ANSWER,
+            status: 0,
+            count: addresses.len() as u32,
+            comm: *b"worker\0\0\0\0\0\0\0\0\0\0",
+            process_comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+            call_boot_ns: 9,
+            truncated: 0,
+            _pad: 0,
+            families: [0; MAX_ANSWER_ADDRESSES],
+            addresses: [[0; 2]; MAX_ANSWER_ADDRESSES],
+        };
+        for (index, address) in addresses.iter().enumerate() {
+            let mut bytes = [0u8; 16];
+            match address {
+                IpAddr::V4(v4) => {
+                    event.families[index] = 4;
+                    bytes[..4].copy_from_slice(&v4.octets());
+                }
+                IpAddr::V6(v6) => {
+                    event.families[index] = 6;
+                    bytes = v6.octets();
+                }
+            }
+            event.addresses[index] = [
+                u64::from_ne_bytes(bytes[..8].try_into().unwrap()),
+                u64::from_ne_bytes(bytes[8..].try_into().unwrap()),
+            ];
+        }
+        // SAFETY: reading the event's own bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&event as *const LookupAnswerEvent).cast::<u8>(),
+                size_of::<LookupAnswerEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn parses_answers_and_tells_them_from_calls() {
+        let addresses: Vec<IpAddr> =
+            vec!["198.18.7.1".parse().unwrap(), "fd00::7:1".parse().unwrap()];
+        let Ok(LibcEvent::Answer(answer)) = parse_libc(&answer_bytes(&addresses)) else {
+            panic!("not an answer");
+        };
+        assert_eq!(answer.addresses, addresses);
+        assert_eq!((answer.boot_ns, answer.call_boot_ns), (20, 9));
+        assert_eq!((answer.caller.pid, answer.caller.tid), (42, 43));
+        assert_eq!((answer.status, answer.truncated), (0, false));
+        assert!(matches!(
+            parse_libc(&lookup_bytes(b"www.example.test", 1)),
+            Ok(LibcEvent::Call(_))
+        ));
+        // Lies: a cut record, a count over the array, an unknown family.
+        let mut bytes = answer_bytes(&addresses);
+        bytes.pop();
+        assert!(matches!(parse_libc(&bytes), Err(EventError::Length { .. })));
+        let mut bytes = answer_bytes(&addresses);
+        bytes[44..48].copy_from_slice(&17u32.to_ne_bytes());
+        assert!(matches!(parse_libc(&bytes), Err(EventError::Length { .. })));
+        let mut bytes = answer_bytes(&addresses);
+        bytes[96] = 5;
+        assert!(matches!(
+            parse_libc(&bytes),
+            Err(EventError::Field {
+                field: "family",
+                value: 5
+            })
+        ));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use aya::{
     },
 };
 use dnsq_common::{
-    ExePath, LookupEvent, PORT_BITMAP_WORDS, SockOwner, WAKEUP_FRACTION, counter, lookup_fn, names,
+    ExePath, LookupAnswerEvent, LookupEvent, PORT_BITMAP_WORDS, SockOwner, WAKEUP_FRACTION,
+    counter, lookup_fn, names,
 };
 
 use crate::libcs::{self, LibcFile};
@@ -87,7 +88,8 @@ pub struct Probes {
 #[derive(Debug, Clone)]
 pub struct LibcProbes {
     pub file: LibcFile,
-    /// The functions probed in it (libc symbol names), in `lookup_fn::ALL` order.
+    /// The functions probed in it (libc symbol names), in `lookup_fn::ALL` order,
+    /// then the returns probed (`getaddrinfo (return)`).
     pub functions: Vec<&'static str>,
 }
 
@@ -244,7 +246,8 @@ impl Probes {
             attached.push(name);
         }
         let libcs = attach_lookups(&mut ebpf, libcs::find());
-        for (_, _, program) in lookup_fn::ALL {
+        let programs = lookup_fn::ALL.iter().map(|&(_, _, program)| program);
+        for program in programs.chain(lookup_fn::RETURNS.iter().map(|&(_, program)| program)) {
             if libcs.iter().any(|libc| !libc.functions.is_empty())
                 && ebpf.program(program).is_some()
             {
@@ -299,30 +302,43 @@ impl Probes {
     }
 }
 
+/// How `LibcProbes::functions` names the return probes of `lookup_fn::RETURNS`.
+const RETURN_LABELS: [&str; 1] = ["getaddrinfo (return)"];
+const _: () = assert!(RETURN_LABELS.len() == lookup_fn::RETURNS.len());
+
 /// Loads the lookup uprobes and attaches each to each libc file. Nothing here is
 /// fatal: what cannot be attached is logged and skipped.
 fn attach_lookups(ebpf: &mut Ebpf, files: Vec<LibcFile>) -> Vec<LibcProbes> {
     let mut loaded = Vec::new();
-    for (_, symbol, name) in lookup_fn::ALL {
+    let entries = lookup_fn::ALL
+        .iter()
+        .map(|&(_, symbol, name)| (symbol, name, symbol));
+    // A return probe is listed as "symbol (return)". Aya attaches a program of
+    // the `uretprobe` section at the function's return.
+    let returns = lookup_fn::RETURNS
+        .iter()
+        .zip(RETURN_LABELS)
+        .map(|(&(symbol, name), label)| (symbol, name, label));
+    for (symbol, name, label) in entries.chain(returns) {
         let result =
             program::<UProbe>(ebpf, name).and_then(|prog| prog.load().map_err(program_error(name)));
         match result {
-            Ok(()) => loaded.push((symbol, name)),
+            Ok(()) => loaded.push((symbol, name, label)),
             Err(error) => {
                 let log = error.verifier_log().unwrap_or_default();
-                tracing::warn!(%error, program = name, "{symbol} will not be probed\n{log}");
+                tracing::warn!(%error, program = name, "{label} will not be probed\n{log}");
             }
         }
     }
     let mut libcs = Vec::new();
     for file in files {
         let mut functions = Vec::new();
-        for &(symbol, name) in &loaded {
+        for &(symbol, name, label) in &loaded {
             let Some(Ok(prog)) = ebpf.program_mut(name).map(<&mut UProbe>::try_from) else {
                 continue;
             };
             match prog.attach(symbol, &file.open_path, UProbeScope::AllProcesses) {
-                Ok(_) => functions.push(symbol),
+                Ok(_) => functions.push(label),
                 Err(ProgramError::UProbeError(UProbeError::SymbolError { .. })) => {
                     tracing::debug!(file = %file.describe(), symbol, "no such function in this libc");
                 }
@@ -457,5 +473,6 @@ const _: fn() = || {
     fn assert_pod<T: Pod>() {}
     assert_pod::<SockOwner>();
     assert_pod::<LookupEvent>();
+    assert_pod::<LookupAnswerEvent>();
     assert_pod::<ExePath>();
 };

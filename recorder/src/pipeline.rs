@@ -15,12 +15,13 @@ use dnsq_common::lookup_fn;
 use crate::{
     attribution::{Attributor, Owner, OwnerMap, SocketId},
     dns,
-    event::{self, Packet, WallClock},
+    event::{self, LibcEvent, Packet, WallClock},
     identities::Identities,
     pairing::{Pairer, QueryKey},
     procinfo::ProcInfo,
     record::{
-        Attribution, LookupRecord, Malformed, MessageRecord, ProcessInfo, Rfc3339, Transport,
+        Attribution, LibcAnswer, LookupRecord, Malformed, MessageRecord, ProcessInfo, Rfc3339,
+        Transport,
     },
     resolvers::ResolverLinker,
     tcp::{Reassembler, Segment, StreamKey, StreamOutput},
@@ -81,6 +82,10 @@ pub struct PipelineStats {
     pub lookup_events: u64,
     /// Libc lookups handed to the sink.
     pub lookups: u64,
+    /// `getaddrinfo` answers handed to the sink (`"lookup_answer"` records).
+    pub lookup_answers: u64,
+    /// `getaddrinfo` answers whose call was not among the recent calls kept.
+    pub lookup_answers_unmatched: u64,
     /// Lookup events not handed on: libc's own inner call of another probed
     /// function (`gethostbyname` → `gethostbyname_r`), or a numeric address
     /// (`getaddrinfo("192.0.2.1", …)` asks nobody).
@@ -200,8 +205,9 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
     /// One record of the lookup ring buffer.
     pub fn handle_lookup_event(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stats.lookup_events += 1;
-        let lookup = match event::parse_lookup(bytes) {
-            Ok(lookup) => lookup,
+        let lookup = match event::parse_libc(bytes) {
+            Ok(LibcEvent::Call(lookup)) => lookup,
+            Ok(LibcEvent::Answer(answer)) => return self.handle_lookup_answer(&answer),
             Err(error) => {
                 self.stats.bad_events += 1;
                 tracing::warn!(%error, "dropping a lookup event the recorder cannot read");
@@ -213,19 +219,63 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             return Ok(());
         }
         let time_ns = self.clock.to_unix_ns(lookup.boot_ns);
-        let (_, owner) = Owner::from_kernel(&lookup.caller);
-        let mut process = self.identities.build(Attribution::Socket, Some(owner));
-        // The kernel saw the caller itself: no socket, no attribution.
-        process.attribution = None;
         let record = LookupRecord {
             kind: "lookup".into(),
             time: Rfc3339(time_ns),
             time_ns,
             function: lookup_fn::name(lookup.function).unwrap_or("unknown").into(),
             name: LookupRecord::escape_name(&lookup.name),
-            process: Arc::new(process),
+            process: self.caller(&lookup.caller),
+            answer: None,
         };
         self.enqueue(Linked::Lookup(record))
+    }
+
+    /// What a `getaddrinfo` call returned: named by the call it answers (the
+    /// thread's latest outer call, stamped as the answer says). An answer to a
+    /// call not seen or not kept (a numeric address) is not handed on.
+    fn handle_lookup_answer(&mut self, answer: &event::LookupAnswer) -> anyhow::Result<()> {
+        let call = self.outer_calls.iter().find(|call| {
+            call.tid == answer.caller.tid
+                && call.pid == answer.caller.pid
+                && call.boot_ns == answer.call_boot_ns
+        });
+        let Some(call) = call else {
+            self.stats.lookup_answers_unmatched += 1;
+            return Ok(());
+        };
+        if numeric(&call.name) {
+            self.stats.lookups_skipped += 1;
+            return Ok(());
+        }
+        let name = LookupRecord::escape_name(&call.name);
+        let call_time_ns = self.clock.to_unix_ns(call.boot_ns);
+        let time_ns = self.clock.to_unix_ns(answer.boot_ns);
+        let record = LookupRecord {
+            kind: "lookup_answer".into(),
+            time: Rfc3339(time_ns),
+            time_ns,
+            function: "getaddrinfo".into(),
+            name,
+            process: self.caller(&answer.caller),
+            answer: Some(LibcAnswer {
+                call_time_ns,
+                status: answer.status,
+                error: LibcAnswer::error_name(answer.status).map(str::to_owned),
+                addresses: answer.addresses.clone(),
+                truncated: answer.truncated,
+            }),
+        };
+        self.enqueue(Linked::Lookup(record))
+    }
+
+    /// The process of a libc call: the kernel saw the caller itself, so there is
+    /// no socket and no attribution.
+    fn caller(&mut self, caller: &dnsq_common::SockOwner) -> Arc<ProcessInfo> {
+        let (_, owner) = Owner::from_kernel(caller);
+        let mut process = self.identities.build(Attribution::Socket, Some(owner));
+        process.attribution = None;
+        Arc::new(process)
     }
 
     /// Whether `lookup` is libc's inner `_r` call of an outer call just seen on
@@ -479,8 +529,14 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
                     self.sink.write(record)?;
                 }
                 Some(Linked::Lookup(record)) => {
-                    self.resolvers.lookup(&record);
-                    self.stats.lookups += 1;
+                    if record.answer.is_some() {
+                        self.stats.lookup_answers += 1;
+                    } else {
+                        // The call, not its answer, is what a daemon's query
+                        // for the name follows.
+                        self.resolvers.lookup(&record);
+                        self.stats.lookups += 1;
+                    }
                     self.sink.write_lookup(record)?;
                 }
             }

@@ -107,6 +107,52 @@ pub struct LookupRecord {
     /// The calling process and thread. `attribution` is absent: no socket is
     /// involved, the kernel saw the caller itself. Shared, like a message's.
     pub process: Arc<ProcessInfo>,
+    /// On a `"lookup_answer"` line: what the call returned (`getaddrinfo` only).
+    /// Its `time` is the return's, `name` and `function` the call's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<LibcAnswer>,
+}
+
+/// What a `getaddrinfo` call returned: the addresses the application got,
+/// whichever way libc found them (a DNS server, a daemon's cache over a Unix
+/// socket, /etc/hosts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibcAnswer {
+    /// When the call began: the `time_ns` of its `"lookup"` line.
+    pub call_time_ns: i64,
+    /// getaddrinfo's return value: 0, or an `EAI_*` code.
+    pub status: i32,
+    /// The code's name (`EAI_NONAME`, …) when the call failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Each address once, in the order the call gave them.
+    pub addresses: Vec<IpAddr>,
+    /// The result held more addresses than were read (16 at most).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+impl LibcAnswer {
+    /// The name of a glibc `EAI_*` code.
+    pub fn error_name(status: i32) -> Option<&'static str> {
+        Some(match status {
+            0 => return None,
+            libc::EAI_BADFLAGS => "EAI_BADFLAGS",
+            libc::EAI_NONAME => "EAI_NONAME",
+            libc::EAI_AGAIN => "EAI_AGAIN",
+            libc::EAI_FAIL => "EAI_FAIL",
+            libc::EAI_NODATA => "EAI_NODATA",
+            libc::EAI_FAMILY => "EAI_FAMILY",
+            libc::EAI_SOCKTYPE => "EAI_SOCKTYPE",
+            libc::EAI_SERVICE => "EAI_SERVICE",
+            // glibc's EAI_ADDRFAMILY (a GNU extension the libc crate lacks).
+            -9 => "EAI_ADDRFAMILY",
+            libc::EAI_MEMORY => "EAI_MEMORY",
+            libc::EAI_SYSTEM => "EAI_SYSTEM",
+            libc::EAI_OVERFLOW => "EAI_OVERFLOW",
+            _ => "EAI_unknown",
+        })
+    }
 }
 
 impl LookupRecord {
@@ -352,6 +398,7 @@ mod tests {
                 ..ProcessInfo::default()
             }
             .into(),
+            answer: None,
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(

@@ -575,6 +575,7 @@ mod tests {
                 ..ProcessInfo::default()
             }
             .into(),
+            answer: None,
         }
     }
 

@@ -363,6 +363,20 @@ fn a_client_that_sends_nothing_is_behind_the_resolver_query() -> anyhow::Result<
         call["via"]["pid"] == resolver && call["answers"] == serde_json::json!([ANSWER_V4]),
         "{call}"
     );
+    // `dnsq who`: the client's getaddrinfo answer and the row inferred through
+    // the resolver are one row, no longer inferred.
+    let rows: Vec<_> = who(&db, ANSWER_V4)?
+        .into_iter()
+        .filter(|r| r["name"] == qname.as_str() && r["process"]["pid"] == app)
+        .collect();
+    ensure!(
+        rows.len() == 1
+            && rows[0]["via"]["pid"] == resolver
+            && rows[0]["getaddrinfo"] == true
+            && rows[0]["inferred"] == false
+            && rows[0]["server"] == "127.0.0.1",
+        "who {ANSWER_V4} for the client: {rows:?}"
+    );
     Ok(())
 }
 
@@ -542,4 +556,166 @@ fn host_libc() -> anyhow::Result<std::path::PathBuf> {
         })
         .with_context(|| format!("no libc.so.6 in ldd's output:\n{text}"))?;
     Ok(path.into())
+}
+
+/// The `"lookup_answer"` lines printed so far (a getaddrinfo call's return).
+fn answers(recorder: &Recorder) -> Vec<LookupRecord> {
+    recorder
+        .lines_so_far()
+        .iter()
+        .filter(|line| line.starts_with("{\"kind\":\"lookup_answer\""))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad answer {line}: {e}")))
+        .collect()
+}
+
+/// `dnsq who IP --json` rows.
+fn who(db: &Path, ip: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let (code, out, err) = dnsq(&["--db", &db.to_string_lossy(), "who", ip, "--json"])?;
+    ensure!(code == 0, "dnsq who {ip}: exit {code}: {err}");
+    Ok(out
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
+/// (d) What getaddrinfo returned: a name only /etc/hosts knows (no DNS packet
+/// of anyone carries its addresses, as when a daemon answers from its cache)
+/// is found by `dnsq who` for the process that asked, for both addresses; a
+/// failed call returns its EAI code and no address; and a call that libc
+/// answered with its own DNS queries is one row of `who` with the server, not
+/// two.
+#[test]
+fn who_finds_what_getaddrinfo_returned() -> anyhow::Result<()> {
+    require_bpf!();
+    let netns = Netns::new("lgw")?;
+    let _dnsmasq = Dnsmasq::start(&netns, &["127.0.0.1"], 53, &[])?;
+    netns.set_resolver("127.0.0.1")?;
+    let hosts_name = format!("{}.{DOMAIN}", unique("hosts"));
+    let dns_name = format!("{}.{DOMAIN}", unique("viadns"));
+    let missing = format!("{}.invalid", unique("missing"));
+    let (v4, v6) = ("198.18.77.7", "fd00::77:7");
+    etc_file(&netns, "nsswitch.conf", "hosts: files dns\n")?;
+    etc_file(
+        &netns,
+        "hosts",
+        &format!("127.0.0.1 localhost\n{v4} {hosts_name}\n{v6} {hosts_name}\n"),
+    )?;
+    let dir = TempDir::new("libc-answer")?;
+    let db = dir.path.join("dnsq.db");
+    let storing = Recorder::storing(&db, &[])?;
+    let recorder = Recorder::start(&[])?;
+
+    let code = format!(
+        "import socket\n\
+         print(' '.join(sorted({{a[4][0] for a in socket.getaddrinfo({hosts_name:?}, 80)}})))\n\
+         try:\n    socket.getaddrinfo({missing:?}, 80)\n\
+         except socket.gaierror as e:\n    print(e.errno)\n"
+    );
+    let (app, out) = client(netns.command(PYTHON).args(["-c", &code]))?;
+    // The failure's code: EAI_NONAME or EAI_AGAIN (dnsmasq has no upstream).
+    let (addresses_line, failure) = match out.lines().collect::<Vec<_>>()[..] {
+        [addresses, code] => (addresses.to_owned(), code.parse::<i32>()?),
+        _ => bail!("client printed {out:?}"),
+    };
+    ensure!(
+        addresses_line == format!("{v4} {v6}") && failure < 0,
+        "client printed {out:?}"
+    );
+    let (getent, out) = client(netns.command("getent").args(["ahosts", &dns_name]))?;
+    ensure!(out.contains(ANSWER_V4), "getent: {out}");
+    wait_for("three answers", Duration::from_secs(10), || {
+        answers(&recorder).len() >= 3
+    })?;
+    let seen = answers(&recorder);
+    let recording = recorder.stop()?;
+    let of = |pid: u32, name: &str| -> anyhow::Result<&LookupRecord> {
+        seen.iter()
+            .find(|a| a.process.pid == Some(pid) && a.name == name)
+            .with_context(|| format!("no answer for {name} to {pid}: {seen:?}"))
+    };
+    let found = of(app, &hosts_name)?;
+    let answer = found.answer.as_ref().context("no answer")?;
+    ensure!(
+        found.function == "getaddrinfo"
+            && answer.status == 0
+            && answer.error.is_none()
+            && !answer.truncated
+            && answer.call_time_ns <= found.time_ns,
+        "{found:?}"
+    );
+    // Once each, although the list holds each address once per socket type.
+    let mut addresses: Vec<String> = answer.addresses.iter().map(|a| a.to_string()).collect();
+    addresses.sort();
+    ensure!(addresses == [v4, v6], "{found:?}");
+    ensure!(
+        found.process.comm.as_deref() == Some("python3"),
+        "{found:?}"
+    );
+    let failed = of(app, &missing)?;
+    let failed_answer = failed.answer.as_ref().context("no answer")?;
+    ensure!(
+        failed_answer.status == failure
+            && failed_answer
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("EAI_") && e != "EAI_unknown")
+            && failed_answer.addresses.is_empty(),
+        "{failed:?}"
+    );
+    let getent_answer = of(getent, &dns_name)?
+        .answer
+        .as_ref()
+        .context("no answer")?;
+    ensure!(
+        getent_answer.addresses.len() == 2
+            && getent_answer
+                .addresses
+                .contains(&ANSWER_V4.parse::<std::net::IpAddr>()?),
+        "{getent_answer:?}"
+    );
+    ensure!(
+        recording.stats["lookup_answers"].as_u64() >= Some(3)
+            && recording.stats["lookups_lost"].as_u64() == Some(0),
+        "{}",
+        recording.stats
+    );
+
+    storing.stop_storing()?;
+    let hosts_qname = format!("{hosts_name}.");
+    for (ip, rtype) in [(v4, "A"), (v6, "AAAA")] {
+        let rows = who(&db, ip)?;
+        ensure!(rows.len() == 1, "who {ip}: {rows:?}");
+        let row = &rows[0];
+        ensure!(
+            row["name"] == hosts_qname.as_str()
+                && row["type"] == rtype
+                && row["process"]["pid"] == app
+                && row["process"]["comm"] == "python3"
+                && row["getaddrinfo"] == true
+                && row["server"].is_null()
+                && row["count"] == 1,
+            "who {ip}: {row}"
+        );
+    }
+    // getent's own DNS answer and its getaddrinfo answer: one row, with the
+    // server that answered.
+    let dns_qname = format!("{dns_name}.");
+    let rows: Vec<_> = who(&db, ANSWER_V4)?
+        .into_iter()
+        .filter(|r| r["name"] == dns_qname.as_str() && r["process"]["pid"] == getent)
+        .collect();
+    ensure!(
+        rows.len() == 1
+            && rows[0]["server"] == "127.0.0.1"
+            && rows[0]["getaddrinfo"] == true
+            && rows[0]["inferred"] == false,
+        "who {ANSWER_V4} for getent: {rows:?}"
+    );
+    // The table names the call where the server would be.
+    let (code, out, err) = dnsq(&["--db", &db.to_string_lossy(), "who", v4])?;
+    ensure!(
+        code == 0 && out.contains("(getaddrinfo)"),
+        "{code} {out} {err}"
+    );
+    Ok(())
 }

@@ -237,6 +237,14 @@ pub mod lookup_fn {
         ),
     ];
 
+    /// Not a function: a [`super::LookupAnswerEvent`], what a `getaddrinfo` call
+    /// returned (sent by a uretprobe on the same ring buffer; `function` is at
+    /// the same offset in both events).
+    pub const GETADDRINFO_ANSWER: u32 = 0x81;
+
+    /// The return probes: (symbol, uretprobe program).
+    pub const RETURNS: [(&str, &str); 1] = [("getaddrinfo", "dnsq_getaddrinfo_ret")];
+
     /// The symbol's name for a function id.
     pub const fn name(id: u32) -> Option<&'static str> {
         match id {
@@ -286,6 +294,58 @@ pub const LOOKUP_HEADER_LEN: usize = 80;
 const _: () = assert!(core::mem::offset_of!(LookupEvent, name) == LOOKUP_HEADER_LEN);
 const _: () = assert!(size_of::<LookupEvent>() == LOOKUP_HEADER_LEN + MAX_LOOKUP_NAME);
 const _: () = assert!(size_of::<LookupEvent>() == 336);
+
+/// Capacity of `GAI_CALLS`, the `getaddrinfo` calls under way (thread id → where
+/// the result goes). LRU: a thread that never returned (killed in the call) does
+/// not hold a slot for ever.
+pub const GAI_CALLS_CAPACITY: u32 = 4096;
+
+/// Distinct addresses one [`LookupAnswerEvent`] holds.
+pub const MAX_ANSWER_ADDRESSES: usize = 16;
+
+/// `addrinfo` entries the uretprobe walks: glibc gives one per address and socket
+/// type (three per address when the caller's hints leave the type open).
+pub const MAX_ADDRINFO_WALK: u32 = 48;
+
+/// What a `getaddrinfo` call returned, as its uretprobe sends it on `LOOKUPS`
+/// (the whole struct): the first 40 bytes are laid out as in [`LookupEvent`], so
+/// `function` ([`lookup_fn::GETADDRINFO_ANSWER`]) tells the two apart. The name
+/// is the call's: user space pairs the answer with the [`LookupEvent`] of the
+/// same thread stamped `call_boot_ns`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LookupAnswerEvent {
+    /// `bpf_ktime_get_boot_ns()` at the return.
+    pub boot_ns: u64,
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub netns: u32,
+    /// [`lookup_fn::GETADDRINFO_ANSWER`].
+    pub function: u32,
+    /// getaddrinfo's return value: 0, or an `EAI_*` code (negative in glibc).
+    pub status: i32,
+    /// Entries of `addresses` used.
+    pub count: u32,
+    pub comm: [u8; 16],
+    pub process_comm: [u8; 16],
+    /// `boot_ns` of the call's [`LookupEvent`].
+    pub call_boot_ns: u64,
+    /// 1 when the result held more addresses (or entries) than were read.
+    pub truncated: u32,
+    pub _pad: u32,
+    /// 4 or 6 for each address.
+    pub families: [u8; MAX_ANSWER_ADDRESSES],
+    /// The addresses as the `sockaddr`s hold them (network order; an IPv4
+    /// address in the first 4 bytes), in the order getaddrinfo gave them, each
+    /// once (repeats for other socket types dropped).
+    pub addresses: [[u64; 2]; MAX_ANSWER_ADDRESSES],
+}
+const _: () = assert!(core::mem::offset_of!(LookupAnswerEvent, function) == 36);
+const _: () = assert!(core::mem::offset_of!(LookupEvent, function) == 36);
+const _: () = assert!(size_of::<LookupAnswerEvent>() == 112 + 16 * MAX_ANSWER_ADDRESSES);
 
 /// Capacity of the pid → executable map (`EXES`). LRU: the processes that exec'd
 /// longest ago go first; user space reads an entry within a second or so of the
@@ -359,6 +419,8 @@ mod user {
     unsafe impl aya::Pod for PacketHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for LookupEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for LookupAnswerEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for ExePath {}
 }

@@ -8,73 +8,105 @@
 //! "current" is the application. The recorder joins the event to the resolver's
 //! query for the same name.
 //!
+//! A uretprobe on `getaddrinfo` reads what the call returned (the addresses in
+//! its `addrinfo` list), so `dnsq who IP` finds the application even when the
+//! daemon answered from its cache or the name came from /etc/hosts: no DNS
+//! packet of anyone carries that answer.
+//!
 //! A uprobe never changes what the function does: the programs only read.
+
+use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+        bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_loop},
     },
-    macros::uprobe,
-    programs::ProbeContext,
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
 };
-use dnsq_common::{LOOKUP_HEADER_LEN, MAX_LOOKUP_NAME, counter, lookup_fn};
+use dnsq_common::{
+    LOOKUP_HEADER_LEN, LookupAnswerEvent, MAX_ADDRINFO_WALK, MAX_LOOKUP_NAME, counter, lookup_fn,
+};
 
 use crate::{
-    maps::{LOOKUP_SCRATCH, LOOKUPS, bump},
+    maps::{ANSWER_SCRATCH, GAI_CALLS, GaiCall, LOOKUP_SCRATCH, LOOKUPS, bump},
     owner::{netns_inum, process_comm},
 };
 
 // match-proto:glibc:int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 #[uprobe]
 pub fn dnsq_getaddrinfo(ctx: ProbeContext) -> u32 {
-    on_lookup(&ctx, lookup_fn::GETADDRINFO);
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let call = on_lookup(&ctx, lookup_fn::GETADDRINFO).and_then(|boot_ns| {
+        let res = ctx.arg::<u64>(3)?;
+        Some(GaiCall { res, boot_ns })
+    });
+    match call {
+        // The answer is read at the return (a call's event that was not sent
+        // has no answer sent either: user space could not name it).
+        Some(call) => {
+            if GAI_CALLS.insert(&tid, &call, 0).is_err() {
+                bump(counter::LOOKUPS_LOST);
+            }
+        }
+        // No earlier call of this thread may take this call's answer.
+        None => {
+            let _ = GAI_CALLS.remove(&tid);
+        }
+    }
+    0
+}
+
+// The return of the call above (the `res` it was given is in GAI_CALLS).
+#[uretprobe]
+pub fn dnsq_getaddrinfo_ret(ctx: RetProbeContext) -> u32 {
+    on_getaddrinfo_return(&ctx);
     0
 }
 
 // match-proto:glibc:struct hostent *gethostbyname(const char *name)
 #[uprobe]
 pub fn dnsq_gethostbyname(ctx: ProbeContext) -> u32 {
-    on_lookup(&ctx, lookup_fn::GETHOSTBYNAME);
+    let _ = on_lookup(&ctx, lookup_fn::GETHOSTBYNAME);
     0
 }
 
 // match-proto:glibc:struct hostent *gethostbyname2(const char *name, int af)
 #[uprobe]
 pub fn dnsq_gethostbyname2(ctx: ProbeContext) -> u32 {
-    on_lookup(&ctx, lookup_fn::GETHOSTBYNAME2);
+    let _ = on_lookup(&ctx, lookup_fn::GETHOSTBYNAME2);
     0
 }
 
 // match-proto:glibc:int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen, struct hostent **result, int *h_errnop)
 #[uprobe]
 pub fn dnsq_gethostbyname_r(ctx: ProbeContext) -> u32 {
-    on_lookup(&ctx, lookup_fn::GETHOSTBYNAME_R);
+    let _ = on_lookup(&ctx, lookup_fn::GETHOSTBYNAME_R);
     0
 }
 
 // match-proto:glibc:int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen, struct hostent **result, int *h_errnop)
 #[uprobe]
 pub fn dnsq_gethostbyname2_r(ctx: ProbeContext) -> u32 {
-    on_lookup(&ctx, lookup_fn::GETHOSTBYNAME2_R);
+    let _ = on_lookup(&ctx, lookup_fn::GETHOSTBYNAME2_R);
     0
 }
 
-/// Reads the name (argument 0) and sends the event. A NULL or empty name
-/// (`getaddrinfo(NULL, "80", …)`: a service lookup) is no name lookup and is
-/// skipped; a name that cannot be read, or a full ring buffer, is counted lost.
+/// Reads the name (argument 0) and sends the event; returns the event's
+/// `boot_ns` when it was sent. A NULL or empty name (`getaddrinfo(NULL, "80",
+/// …)`: a service lookup) is no name lookup and is skipped; a name that cannot be
+/// read, or a full ring buffer, is counted lost.
 #[inline(always)]
-fn on_lookup(ctx: &ProbeContext, function: u32) {
-    let Some(name) = ctx.arg::<*const u8>(0) else {
-        return;
-    };
+fn on_lookup(ctx: &ProbeContext, function: u32) -> Option<u64> {
+    let name = ctx.arg::<*const u8>(0)?;
     if name.is_null() {
-        return;
+        return None;
     }
     let Some(event) = LOOKUP_SCRATCH.get_ptr_mut(0) else {
         bump(counter::LOOKUPS_LOST);
-        return;
+        return None;
     };
     // SAFETY: the per-CPU scratch slot; see the check before the output below for
     // what happens if another task on this CPU takes it meanwhile.
@@ -90,11 +122,11 @@ fn on_lookup(ctx: &ProbeContext, function: u32) {
         Err(_) => {
             // Not readable without a page fault (or not a valid pointer): counted.
             bump(counter::LOOKUPS_LOST);
-            return;
+            return None;
         }
     };
     if len == 0 {
-        return;
+        return None;
     }
     let uid_gid = bpf_get_current_uid_gid();
     event.pid = (pid_tgid >> 32) as u32;
@@ -122,13 +154,181 @@ fn on_lookup(ctx: &ProbeContext, function: u32) {
     // the value this program wrote.
     if unsafe { core::ptr::read_volatile(&event.tid) } != tid {
         bump(counter::LOOKUPS_LOST);
-        return;
+        return None;
     }
+    let boot_ns = event.boot_ns;
     let total = LOOKUP_HEADER_LEN + len;
     // SAFETY: `total` ≤ size_of::<LookupEvent>(), the scratch value's size.
     let bytes = unsafe { core::slice::from_raw_parts((event as *const _) as *const u8, total) };
     match LOOKUPS.output::<[u8]>(bytes, 0) {
+        Ok(()) => {
+            bump(counter::LOOKUPS_DELIVERED);
+            Some(boot_ns)
+        }
+        Err(_) => {
+            bump(counter::LOOKUPS_LOST);
+            None
+        }
+    }
+}
+
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+
+/// Sends what the thread's `getaddrinfo` call returned: its status, and on
+/// success the addresses of the `addrinfo` list. A return without a recorded
+/// call (the call began before the probes were attached, or its event was not
+/// sent) sends nothing; a full ring buffer is counted lost.
+#[inline(always)]
+fn on_getaddrinfo_return(ctx: &RetProbeContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    // SAFETY: the value is copied out at once.
+    let Some(call) = (unsafe { GAI_CALLS.get(&tid) }).copied() else {
+        return;
+    };
+    let _ = GAI_CALLS.remove(&tid);
+    let Some(event) = ANSWER_SCRATCH.get_ptr_mut(0) else {
+        bump(counter::LOOKUPS_LOST);
+        return;
+    };
+    // SAFETY: the per-CPU scratch slot; taken over meanwhile is checked below, as
+    // in `on_lookup`.
+    let event = unsafe { &mut *event };
+    // SAFETY: a plain write to the slot (volatile: it is read back below).
+    unsafe { core::ptr::write_volatile(&mut event.tid, tid) };
+    let status: i32 = ctx.ret();
+    event.status = status;
+    event.count = 0;
+    event.truncated = 0;
+    event._pad = 0;
+    event.call_boot_ns = call.boot_ns;
+    if status == 0 {
+        read_addresses(call.res, event);
+    }
+    let uid_gid = bpf_get_current_uid_gid();
+    event.pid = (pid_tgid >> 32) as u32;
+    event.uid = uid_gid as u32;
+    event.gid = (uid_gid >> 32) as u32;
+    // SAFETY: helpers without pointer arguments.
+    event.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    event.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    event.netns = netns_inum();
+    event.function = lookup_fn::GETADDRINFO_ANSWER;
+    event.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    event.process_comm = process_comm();
+    // SAFETY: a plain read of the slot (see `on_lookup`).
+    if unsafe { core::ptr::read_volatile(&event.tid) } != tid {
+        bump(counter::LOOKUPS_LOST);
+        return;
+    }
+    match LOOKUPS.output::<LookupAnswerEvent>(event, 0) {
         Ok(()) => bump(counter::LOOKUPS_DELIVERED),
         Err(_) => bump(counter::LOOKUPS_LOST),
     }
+}
+
+/// Where the walk of an `addrinfo` list is, between steps of `bpf_loop`.
+struct Walk {
+    /// The next entry (0: the list is done).
+    next: u64,
+    /// Entries of the event's arrays used.
+    count: u32,
+    truncated: u32,
+    /// The last address kept: family, and its 16 bytes.
+    last: (u64, u64, u64),
+}
+
+/// Walks the `addrinfo` list at `*res` (the caller's memory) into `event`: each
+/// IPv4 and IPv6 address once, in order. glibc repeats an address once per
+/// socket type, next to each other, so comparing with the previous one drops
+/// the repeats. A list longer than the walk, more addresses than the event
+/// holds, or memory that cannot be read sets `truncated`. The steps run under
+/// `bpf_loop`, which the verifier checks once rather than once per step.
+#[inline(always)]
+fn read_addresses(res: u64, event: &mut LookupAnswerEvent) {
+    // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+    let Ok(next) = (unsafe { bpf_probe_read_user(res as *const u64) }) else {
+        event.truncated = 1;
+        return;
+    };
+    let mut walk = Walk {
+        next,
+        count: 0,
+        truncated: 0,
+        last: (0, 0, 0),
+    };
+    // SAFETY: the callback gets `walk` back as its context, on this stack.
+    unsafe {
+        bpf_loop(
+            MAX_ADDRINFO_WALK,
+            walk_step as *mut c_void,
+            (&mut walk as *mut Walk).cast(),
+            0,
+        )
+    };
+    if walk.next != 0 {
+        walk.truncated = 1;
+    }
+    event.count = walk.count;
+    event.truncated = walk.truncated;
+}
+
+/// One entry of the list (`bpf_loop`'s callback: 0 goes on, 1 stops). The event
+/// is this CPU's scratch slot, looked up again (the callback cannot be handed a
+/// map value).
+extern "C" fn walk_step(_index: u64, context: *mut c_void) -> i64 {
+    // SAFETY: `read_addresses` passes its `Walk`.
+    let walk = unsafe { &mut *context.cast::<Walk>() };
+    if walk.next == 0 {
+        return 1;
+    }
+    let Some(event) = ANSWER_SCRATCH.get_ptr_mut(0) else {
+        walk.truncated = 1;
+        return 1;
+    };
+    // SAFETY: the per-CPU scratch slot the caller is filling.
+    let event = unsafe { &mut *event };
+    // struct addrinfo (LP64): ai_flags, ai_family, ai_socktype, ai_protocol (4
+    // bytes each), ai_addrlen (4 + 4 padding), ai_addr at 24, ai_canonname at
+    // 32, ai_next at 40. Little-endian: ai_family is the high half of the first
+    // word.
+    // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+    let Ok(entry) = (unsafe { bpf_probe_read_user(walk.next as *const [u64; 6]) }) else {
+        walk.truncated = 1;
+        return 1;
+    };
+    walk.next = entry[5];
+    let sockaddr = entry[3];
+    let address = match (entry[0] >> 32) as u32 {
+        // sockaddr_in: family, port (2 bytes each), then the address.
+        // SAFETY: as above.
+        AF_INET => match unsafe { bpf_probe_read_user((sockaddr + 4) as *const u32) } {
+            Ok(v4) => (4u64, u64::from(v4), 0u64),
+            Err(_) => return 0,
+        },
+        // sockaddr_in6: family, port, flow info (4), then the address.
+        // SAFETY: as above.
+        AF_INET6 => match unsafe { bpf_probe_read_user((sockaddr + 8) as *const [u64; 2]) } {
+            Ok(v6) => (6u64, v6[0], v6[1]),
+            Err(_) => return 0,
+        },
+        _ => return 0,
+    };
+    if walk.count > 0 && address == walk.last {
+        return 0;
+    }
+    let index = walk.count as usize;
+    let (Some(family), Some(slot)) = (
+        event.families.get_mut(index),
+        event.addresses.get_mut(index),
+    ) else {
+        walk.truncated = 1;
+        return 1;
+    };
+    *family = address.0 as u8;
+    *slot = [address.1, address.2];
+    walk.last = address;
+    walk.count += 1;
+    0
 }

@@ -10,7 +10,8 @@
 //!   the receive path often runs in the sender's or a softirq's context.
 //! - [`lookup`]: uprobes on libc's resolver entry points (`getaddrinfo`,
 //!   `gethostbyname*`), which see the name an application asks for even when it
-//!   never sends a DNS packet itself (nss-resolve, nscd). Sent on `LOOKUPS`.
+//!   never sends a DNS packet itself (nss-resolve, nscd), and a uretprobe on
+//!   `getaddrinfo` that reads the addresses the call returned. Sent on `LOOKUPS`.
 //! - [`exec`]: `sched_process_exec`/`sched_process_fork` tracepoints that keep each
 //!   new process's executable path in `EXES`, for clients gone before user space
 //!   can read /proc.

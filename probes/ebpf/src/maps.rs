@@ -7,9 +7,9 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use dnsq_common::{
-    DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, EXES_CAPACITY, ExePath, LOOKUP_RING_BYTES,
-    LookupEvent, PORT_BITMAP_WORDS, PacketEvent, SOCK_OWNERS_CAPACITY, SockOwner, WAKEUP_FRACTION,
-    counter,
+    DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, EXES_CAPACITY, ExePath, GAI_CALLS_CAPACITY,
+    LOOKUP_RING_BYTES, LookupAnswerEvent, LookupEvent, PORT_BITMAP_WORDS, PacketEvent,
+    SOCK_OWNERS_CAPACITY, SockOwner, WAKEUP_FRACTION, counter,
 };
 
 /// Packet events for user space. Its size is set by the loader (`--ring-buffer-size`).
@@ -41,6 +41,25 @@ pub static LOOKUPS: RingBuf = RingBuf::with_byte_size(LOOKUP_RING_BYTES, 0);
 /// Where a lookup event is assembled (the name alone is half the BPF stack).
 #[map(name = "LOOKUP_SCRATCH")]
 pub static LOOKUP_SCRATCH: PerCpuArray<LookupEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// A `getaddrinfo` call under way: where its result goes and the call's event
+/// stamp, for the uretprobe.
+#[derive(Clone, Copy)]
+pub struct GaiCall {
+    /// The `struct addrinfo **res` argument.
+    pub res: u64,
+    /// `boot_ns` of the call's `LookupEvent`.
+    pub boot_ns: u64,
+}
+
+/// Thread id → its `getaddrinfo` call under way (lookup.rs).
+#[map(name = "GAI_CALLS")]
+pub static GAI_CALLS: LruHashMap<u32, GaiCall> =
+    LruHashMap::with_max_entries(GAI_CALLS_CAPACITY, 0);
+
+/// Where an answer event is assembled (bigger than the BPF stack allows).
+#[map(name = "ANSWER_SCRATCH")]
+pub static ANSWER_SCRATCH: PerCpuArray<LookupAnswerEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Pid → the executable it runs, for processes gone before /proc is read (exec.rs).
 #[map(name = "EXES")]

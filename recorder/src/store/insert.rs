@@ -5,6 +5,7 @@
 
 use std::{
     collections::hash_map::Entry,
+    net::IpAddr,
     sync::{Arc, LazyLock},
 };
 
@@ -19,11 +20,14 @@ use super::{
 use crate::{
     dns::{class_code, opcode_code, rcode_code, type_code},
     record::{
-        Attribution, Direction, DnsMessage, LookupRecord, MessageRecord, ResourceRecord, Transport,
+        Attribution, Direction, DnsMessage, LibcAnswer, LookupRecord, MessageRecord,
+        ResourceRecord, Transport,
     },
 };
 
 const CNAME: i64 = 5;
+const RTYPE_A: i64 = 1;
+const RTYPE_AAAA: i64 = 28;
 
 /// Writes one batch; [`Batch::finish`] adds what is aggregated over it.
 pub(super) struct Batch<'a> {
@@ -412,6 +416,8 @@ impl<'a> Batch<'a> {
 
     /// A libc lookup: one `libc_lookups` row. Lookups without a process or a name
     /// (neither comes from the kernel) are not kept.
+    /// A `getaddrinfo` answer is no call: it adds the `resolutions` facts of its
+    /// addresses (see [`Batch::libc_answer`]) and nothing else.
     pub fn lookup(&mut self, record: &LookupRecord) -> rusqlite::Result<()> {
         self.intern
             .at_hour(record.time_ns.div_euclid(schema::NS_PER_HOUR));
@@ -427,6 +433,9 @@ impl<'a> Batch<'a> {
         } else {
             self.intern.name(&format!("{}.", record.name))?
         };
+        if let Some(answer) = &record.answer {
+            return self.libc_answer(record, answer, process_id, qname_id);
+        }
         let function = libc_function::code(&record.function).unwrap_or(0);
         self.insert_lookup.execute(params![
             record.time_ns,
@@ -451,6 +460,44 @@ impl<'a> Batch<'a> {
                 hour: record.time_ns.div_euclid(schema::NS_PER_HOUR),
             };
             self.facts.lookup(key, record.time_ns, None);
+        }
+        Ok(())
+    }
+
+    /// The addresses a `getaddrinfo` call returned, as `resolutions` facts of
+    /// the caller: `dnsq who IP` then finds it also when no DNS message of
+    /// anyone carried the answer (a daemon's cache, /etc/hosts). libc does not
+    /// say through which CNAMEs or from which server, so the owner is the name
+    /// asked and the server [`schema::NO_SERVER`].
+    fn libc_answer(
+        &mut self,
+        record: &LookupRecord,
+        answer: &LibcAnswer,
+        process_id: i64,
+        qname_id: i64,
+    ) -> rusqlite::Result<()> {
+        let Some(process_id) = self
+            .intern
+            .fact_process(Some(process_id), &record.process)?
+        else {
+            return Ok(());
+        };
+        let hour = record.time_ns.div_euclid(schema::NS_PER_HOUR);
+        for address in &answer.addresses {
+            let rtype = match address {
+                IpAddr::V4(_) => RTYPE_A,
+                IpAddr::V6(_) => RTYPE_AAAA,
+            };
+            let key = ResolutionKey {
+                rdata_id: self.intern.rdata(&address.to_string())?,
+                hour,
+                rtype,
+                name_id: qname_id,
+                qname_id,
+                process_id,
+                endpoint_id: schema::NO_SERVER,
+            };
+            self.facts.resolution(key, record.time_ns);
         }
         Ok(())
     }
@@ -859,6 +906,28 @@ mod tests {
                 function: "gethostbyname2_r".into(),
                 name: "GitHub.com".into(),
                 process: app.clone().into(),
+                answer: None,
+            })
+            .unwrap();
+        // What a getaddrinfo call returned: no call of its own, but facts.
+        store
+            .write_lookup(LookupRecord {
+                kind: "lookup_answer".into(),
+                time: crate::record::Rfc3339(now + 500),
+                time_ns: now + 500,
+                function: "getaddrinfo".into(),
+                name: "GitHub.com".into(),
+                process: app.clone().into(),
+                answer: Some(crate::record::LibcAnswer {
+                    call_time_ns: now,
+                    status: 0,
+                    error: None,
+                    addresses: vec![
+                        "192.0.2.80".parse().unwrap(),
+                        "2001:db8::80".parse().unwrap(),
+                    ],
+                    truncated: false,
+                }),
             })
             .unwrap();
         // Linked through the lookup: a delegation. Linked through a local
@@ -907,6 +976,61 @@ mod tests {
             )
             .unwrap();
         assert_eq!(fact, (812, 5, -1, 1, None));
+        // The answer is no second call.
+        let calls: (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM libc_lookups),                         (SELECT count(*) FROM lookups WHERE role = 2)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(calls, (1, 1));
+        // Its addresses are resolutions of the name asked, to curl (without its
+        // thread), from no server.
+        type Answer = (String, i64, String, String, i64, Option<i64>, i64);
+        let answers: Vec<Answer> = conn
+            .prepare(
+                "SELECT d.data, r.rtype, n.name, q.name, p.pid, p.tid, r.endpoint_id                  FROM resolutions r JOIN rdata d ON d.id = r.rdata_id                  JOIN names n ON n.id = r.name_id JOIN names q ON q.id = r.qname_id                  JOIN processes p ON p.id = r.process_id ORDER BY r.rtype",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let github = "github.com.".to_owned();
+        assert_eq!(
+            answers,
+            [
+                (
+                    "192.0.2.80".to_owned(),
+                    1,
+                    github.clone(),
+                    github.clone(),
+                    812,
+                    None,
+                    0
+                ),
+                (
+                    "2001:db8::80".to_owned(),
+                    28,
+                    github.clone(),
+                    github,
+                    812,
+                    None,
+                    0
+                ),
+            ]
+        );
         let delegations: Vec<(i64, i64, String, i64, i64)> = conn
             .prepare(
                 "SELECT r.pid, c.pid, n.name, d.upstream, d.cached FROM delegations d \

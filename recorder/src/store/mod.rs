@@ -55,6 +55,7 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0011_interned_last_hour.sql"
     )),
+    M::up(include_str!("../../../migrations/0012_libc_answers.sql")),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

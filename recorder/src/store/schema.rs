@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 12;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -190,6 +190,11 @@ impl MinuteCounts {
         self.last_ns = self.last_ns.max(other.last_ns);
     }
 }
+
+/// `resolutions.endpoint_id` of an answer a libc call returned (`getaddrinfo`'s
+/// addresses): no server was seen, and no `endpoints` row has this id (schema
+/// 12, `migrations/0012_libc_answers.sql`).
+pub const NO_SERVER: i64 = 0;
 
 /// `libc_lookups.function`: the libc resolver function called (the same numbers
 /// as the probes' `dnsq_common::lookup_fn`).

@@ -38,6 +38,7 @@ fn lookup(time_ns: i64) -> LookupRecord {
             ..ProcessInfo::default()
         }
         .into(),
+        answer: None,
     }
 }
 

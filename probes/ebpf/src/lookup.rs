@@ -31,7 +31,7 @@ use dnsq_common::{
 };
 
 use crate::{
-    maps::{ANSWER_SCRATCH, GAI_CALLS, GaiCall, LOOKUP_SCRATCH, LOOKUPS, bump},
+    maps::{ANSWER_SCRATCH, GAI_CALLS, GaiCall, LOOKUP_SCRATCH, LOOKUPS, bump, output_answer},
     owner::{netns_inum, process_comm},
 };
 
@@ -222,7 +222,7 @@ fn on_getaddrinfo_return(ctx: &RetProbeContext) {
         bump(counter::LOOKUPS_LOST);
         return;
     }
-    match LOOKUPS.output::<LookupAnswerEvent>(event, 0) {
+    match output_answer(event) {
         Ok(()) => bump(counter::LOOKUPS_DELIVERED),
         Err(_) => bump(counter::LOOKUPS_LOST),
     }

@@ -62,6 +62,9 @@ IPERF_SECONDS = int(os.environ.get("BENCH_IPERF_SECONDS", 10))
 # runs with the same probes gave 0.907, 0.989 and 0.954), against a goal of 2 %:
 # the most repeats of all (20 s a pair).
 IPERF_REPEATS = int(os.environ.get("BENCH_IPERF_REPEATS", 10))
+# getaddrinfo calls timed per run of the libc figure, and its pairs.
+GAI_CALLS = int(os.environ.get("BENCH_GAI_CALLS", 20_000))
+GAI_REPEATS = int(os.environ.get("BENCH_GAI_REPEATS", 5))
 HISTORY_MESSAGES = int(os.environ.get("BENCH_HISTORY_MESSAGES", 10_000_000))
 # The first (uncached) generation stops here and the history figures are taken at
 # whatever size it reached, which the report then says.
@@ -250,6 +253,7 @@ def remove_leftovers():
         if m and not Path(f"/proc/{m.group(1)}").exists():
             log(f"removing the namespace {name} left by an earlier run")
             subprocess.run(["ip", "netns", "delete", name], check=False, timeout=30)
+            shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
     for path in [*WORK.glob("dnsq-bench-*"), *Path("/dev/shm").glob("dnsq-bench-history-*")]:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -623,6 +627,73 @@ def figure_iperf(host):
     return runs
 
 
+# Times N getaddrinfo calls of one name and prints the nanoseconds a call.
+GAI_SOURCE = r"""
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+int main(int argc, char **argv) {
+    int n = atoi(argv[2]);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < n; i++) {
+        struct addrinfo *res;
+        if (getaddrinfo(argv[1], "80", &hints, &res) != 0) return 1;
+        freeaddrinfo(res);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    printf("%.0f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n);
+    return 0;
+}
+"""
+
+
+def figure_libc(host):
+    """What the libc lookup probes cost an application: a loop of getaddrinfo
+    calls for a name in the namespace's /etc/hosts (`hosts: files`, so no DNS),
+    timed with the recorder running and without, interleaved; with it, the
+    getaddrinfo programs' run time (bpf_stats) a call."""
+    etc = Path("/etc/netns") / host.netns
+    name = f"gai.{host.zone}"
+    etc.mkdir(parents=True, exist_ok=True)
+    runs = {"with": [], "without": [], "with_probes_ns": []}
+    try:
+        (etc / "nsswitch.conf").write_text("hosts: files\n")
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n198.18.9.9 {name}\nfd00::9:9 {name}\n")
+        source, binary = host.dir / "gai.c", host.dir / "gai"
+        source.write_text(GAI_SOURCE)
+        run("libc", ["cc", "-O2", "-o", binary, source], 120)
+        argv = host.exec([binary, name, str(GAI_CALLS)])
+
+        def timed():
+            return int(run("libc", argv, 300, capture_output=True, text=True).stdout)
+
+        for rep, which in interleaved(GAI_REPEATS, "without", "with"):
+            if which == "with":
+                with bpf_stats_enabled("libc"), Recorder("libc", host) as rec:
+                    time.sleep(1)
+                    before = bpf_programs("libc", rec.prog_ids)
+                    ns = timed()
+                    after = bpf_programs("libc", rec.prog_ids)
+                probes = sum(after[p][0] - before.get(p, (0, 0))[0] for p in after
+                             if p.startswith("dnsq_getaddrinfo"))
+                runs["with_probes_ns"].append(probes / GAI_CALLS)
+            else:
+                ns = timed()
+            runs[which].append(ns)
+            log(f"libc {rep + 1}/{GAI_REPEATS} {which} probes: {ns} ns a getaddrinfo call"
+                + (f", probes {runs['with_probes_ns'][-1]:.0f} ns"
+                   if which == "with" else ""))
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+    return runs
+
+
 def iperf(host):
     """(received bits/s, CPU seconds of the iperf3 client and server), from the
     client's JSON (`cpu_utilization_percent`: each end's CPU over the test's
@@ -907,7 +978,7 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="loss,cpu,rate,iperf,history")
+    parser.add_argument("--only", default="loss,cpu,rate,iperf,libc,history")
     parser.add_argument("--no-report", action="store_true")
     options = parser.parse_args()
     only = set(options.only.split(","))
@@ -925,7 +996,7 @@ def main():
 
     remove_leftovers()
     others = other_recorders()
-    if others and only & {"loss", "cpu", "rate", "iperf"} \
+    if others and only & {"loss", "cpu", "rate", "iperf", "libc"} \
             and not os.environ.get("BENCH_ALLOW_OTHER_RECORDER"):
         sys.exit("dnsq probes are already attached by "
                  + ", ".join(f"pid {pid} ({comm})" for pid, comm in sorted(others.items()))
@@ -937,16 +1008,18 @@ def main():
                           "cpu_seconds": CPU_SECONDS, "rate_seconds": RATE_SECONDS,
                           "rate_repeats": RATE_REPEATS,
                           "iperf_seconds": IPERF_SECONDS, "iperf_repeats": IPERF_REPEATS,
+                          "gai_calls": GAI_CALLS, "gai_repeats": GAI_REPEATS,
                           "history_messages": HISTORY_MESSAGES,
                           "stop_seconds": STOP_SECONDS}}
     log("machine:", results["machine"], "background CPU busy %:",
         results["background_busy_pct"])
     try:
-        if only & {"loss", "cpu", "rate", "iperf"}:
+        if only & {"loss", "cpu", "rate", "iperf", "libc"}:
             with Host() as host:
                 results["mix"] = {"share_pct": host.mix, "lines": host.mix_size}
                 for name, figure in (("loss", figure_loss), ("cpu", figure_cpu),
-                                     ("rate", figure_rate), ("iperf", figure_iperf)):
+                                     ("rate", figure_rate), ("iperf", figure_iperf),
+                                     ("libc", figure_libc)):
                     if name in only:
                         results["background_busy_pct"][name] = background_busy(1)
                         results[name] = figure(host)

@@ -393,15 +393,31 @@ pub fn run(
         });
     }
 
-    // A libc call's answers: those its resolver received for the name in the
-    // window (the call's own answer went over a Unix socket, unseen).
+    // A libc call's answers: what getaddrinfo returned to the process (schema
+    // 12), or failing that, what its resolver received for the name in the
+    // window (stores before schema 12, gethostbyname*).
     let mut libc_answers = Vec::with_capacity(found.len());
-    for ((key, _), peers) in found.iter().zip(&peers) {
-        libc_answers.push(match (key.role, peers.via_id) {
-            (role::LIBC, Some(resolver)) => {
-                resolver_answers(reader, resolver, key.qname_id, (first_hour, last_hour))?
+    for ((key, agg), peers) in found.iter().zip(&peers) {
+        if key.role != role::LIBC {
+            libc_answers.push(Default::default());
+            continue;
+        }
+        let hours = (first_hour, last_hour);
+        let (mut set, mut more) = (BTreeSet::new(), 0);
+        for &pid in &agg.process_ids {
+            let (own, own_more) = answers_to(reader, pid, key.qname_id, hours)?;
+            for answer in own {
+                if set.len() < MAX_ANSWERS {
+                    set.insert(answer);
+                } else {
+                    more += 1;
+                }
             }
-            _ => Default::default(),
+            more += own_more;
+        }
+        libc_answers.push(match peers.via_id {
+            Some(resolver) if set.is_empty() => answers_to(reader, resolver, key.qname_id, hours)?,
+            _ => (set, more),
         });
     }
 
@@ -875,12 +891,12 @@ fn answer_texts(
     Ok(data)
 }
 
-/// The answers the local resolver `resolver` (a `processes` row) received for
-/// `qname_id` in the hours: (rtype, rdata_id), at most [`MAX_ANSWERS`], and how
-/// many more.
-fn resolver_answers(
+/// The answers a process (a `processes` row: a libc caller, or its local
+/// resolver) received for `qname_id` in the hours: (rtype, rdata_id), at most
+/// [`MAX_ANSWERS`], and how many more.
+fn answers_to(
     reader: &Reader,
-    resolver: i64,
+    process_id: i64,
     qname_id: i64,
     (first, last): (i64, i64),
 ) -> Result<(BTreeSet<(i64, i64)>, usize)> {
@@ -891,7 +907,7 @@ fn resolver_answers(
     )?;
     let mut set = BTreeSet::new();
     let mut more = 0;
-    let mut rows = stmt.query((resolver, qname_id, first, last))?;
+    let mut rows = stmt.query((process_id, qname_id, first, last))?;
     while let Some(row) = rows.next()? {
         if set.len() < MAX_ANSWERS {
             set.insert((row.get(0)?, row.get(1)?));

@@ -555,30 +555,31 @@ fn through_resolvers(
 /// DNS answer). The `getaddrinfo` row stays alone only when there is no such
 /// row. A resolver's own rows are left as they are.
 fn fold_getaddrinfo(seen: &mut HashMap<Key, Seen>) {
-    let libc_only: Vec<Key> = seen
-        .keys()
-        .filter(|k| k.server.is_none())
-        .cloned()
-        .collect();
-    for libc_key in libc_only {
-        let twins: Vec<Key> = seen
-            .keys()
-            .filter(|k| {
-                k.server.is_some()
-                    && k.qname_id == libc_key.qname_id
-                    && k.rtype == libc_key.rtype
-                    && k.identity == libc_key.identity
-            })
-            .cloned()
-            .collect();
-        if twins.is_empty() {
-            continue;
+    type Question = (i64, i64, Option<Rc<Identity>>);
+    // One pass over the rows, not one per getaddrinfo row: an address many
+    // processes resolved has many of both.
+    let mut dns_rows: HashMap<Question, Vec<Key>> = HashMap::new();
+    let mut libc_rows = Vec::new();
+    for key in seen.keys() {
+        if key.server.is_some() {
+            dns_rows
+                .entry((key.qname_id, key.rtype, key.identity.clone()))
+                .or_default()
+                .push(key.clone());
+        } else {
+            libc_rows.push(key.clone());
         }
+    }
+    for libc_key in libc_rows {
+        let question = (libc_key.qname_id, libc_key.rtype, libc_key.identity.clone());
+        let Some(twins) = dns_rows.get(&question) else {
+            continue;
+        };
         let Some(libc) = seen.remove(&libc_key) else {
             continue;
         };
         for twin in twins {
-            if let Some(dns) = seen.get_mut(&twin) {
+            if let Some(dns) = seen.get_mut(twin) {
                 let count = dns.count.max(libc.count);
                 dns.add(libc.first_ns, libc.last_ns, 0);
                 dns.count = count;

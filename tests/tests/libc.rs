@@ -717,5 +717,27 @@ fn who_finds_what_getaddrinfo_returned() -> anyhow::Result<()> {
         code == 0 && out.contains("(getaddrinfo)"),
         "{code} {out} {err}"
     );
+    // `dnsq by-process` shows the call with what it returned (no resolver was
+    // asked).
+    let (code, out, err) = dnsq(&[
+        "--db",
+        &db.to_string_lossy(),
+        "by-process",
+        &app.to_string(),
+        "--json",
+    ])?;
+    ensure!(code == 0, "dnsq by-process {app}: exit {code}: {err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let call = rows
+        .iter()
+        .find(|r| r["name"] == hosts_qname.as_str())
+        .with_context(|| format!("no row for {hosts_qname}: {out}"))?;
+    ensure!(
+        call["role"] == "libc" && call["answers"] == serde_json::json!([v4, v6]),
+        "{call}"
+    );
     Ok(())
 }

@@ -1,18 +1,19 @@
--- dnsq store, schema 12: what getaddrinfo returned is in `resolutions`.
+-- dnsq store, schema 12: what libc's resolver calls returned is in
+-- `resolutions`.
 --
--- A uretprobe on getaddrinfo reads the addresses the call returned to the
--- application, whichever way libc found them: from a DNS server (the
--- application's own queries), from a daemon over a Unix socket (nss-resolve
--- asking systemd-resolved, nscd; answered from its cache, no DNS message of
--- anyone carries the answer), or from /etc/hosts. Each address is a
+-- Uretprobes on getaddrinfo and the gethostbyname family read the addresses
+-- the call returned to the application, whichever way libc found them: from a
+-- DNS server (the application's own queries), from a daemon over a Unix socket
+-- (nss-resolve asking systemd-resolved, nscd; answered from its cache, no DNS
+-- message of anyone carries the answer), or from /etc/hosts. Each address is a
 -- `resolutions` row of the caller (without its thread), as an answer it
 -- received:
 --   rtype        1 (A) or 28 (AAAA)
 --   name_id      = qname_id, the name the application passed (libc does not say
 --                  through which CNAMEs)
 --   endpoint_id  0: no server was seen (no `endpoints` row has id 0)
--- `dnsq who` shows such a row as answered to the call (`"getaddrinfo": true`,
--- no server), folded into the DNS row of the same process and question when
+-- `dnsq who` shows such a row as answered to the call (`"libc": true`, no
+-- server), folded into the DNS row of the same process and question when
 -- there is one. Nothing in the layout changes; the version says that
 -- `endpoint_id` may now be 0, which a dnsq reading schema 11 would not expect.
 SELECT 1;

@@ -393,9 +393,9 @@ pub fn run(
         });
     }
 
-    // A libc call's answers: what getaddrinfo returned to the process (schema
+    // A libc call's answers: what the calls returned to the process (schema
     // 12), or failing that, what its resolver received for the name in the
-    // window (stores before schema 12, gethostbyname*).
+    // window (stores before schema 12).
     let mut libc_answers = Vec::with_capacity(found.len());
     for ((key, agg), peers) in found.iter().zip(&peers) {
         if key.role != role::LIBC {

@@ -60,7 +60,7 @@ struct Key {
     identity: Option<Rc<Identity>>,
     /// The local resolver the process asked.
     via: Option<Rc<Identity>>,
-    /// None: the address was what the process's `getaddrinfo` call returned,
+    /// None: the address was what the process's libc call returned,
     /// and no DNS answer of it (or of its resolver) was seen.
     server: Option<IpAddr>,
 }
@@ -74,8 +74,9 @@ struct Seen {
     /// Inferred from a resolver's answer and a client's query to it, rather
     /// than from an answer the process was seen receiving.
     inferred: bool,
-    /// The process's `getaddrinfo` call returned the address.
-    getaddrinfo: bool,
+    /// The process's libc call (`getaddrinfo`, `gethostbyname*`) returned the
+    /// address.
+    libc: bool,
 }
 
 impl Default for Seen {
@@ -86,7 +87,7 @@ impl Default for Seen {
             count: 0,
             clients: BTreeSet::new(),
             inferred: false,
-            getaddrinfo: false,
+            libc: false,
         }
     }
 }
@@ -106,7 +107,7 @@ struct Resolution {
     name_id: i64,
     rtype: i64,
     process_id: i64,
-    /// None for a `getaddrinfo` answer (`schema::NO_SERVER`).
+    /// None for a libc call's answer (`schema::NO_SERVER`).
     server: Option<IpAddr>,
     first_ns: i64,
     last_ns: i64,
@@ -154,10 +155,11 @@ struct WhoRow<'a> {
     /// process's query to it (the process's own answer was not seen): `count`
     /// is then its queries to the resolver, `server` the resolver's.
     inferred: bool,
-    /// True when the process's own `getaddrinfo` call returned the address (seen
+    /// True when the process's own libc call (`getaddrinfo`, `gethostbyname*`)
+    /// returned the address (seen
     /// by the uretprobe, whichever way libc found it).
-    getaddrinfo: bool,
-    /// The DNS server that gave the answer; null when only the `getaddrinfo`
+    libc: bool,
+    /// The DNS server that gave the answer; null when only the libc
     /// call was seen (a daemon's cache, /etc/hosts).
     server: Option<String>,
 }
@@ -215,7 +217,7 @@ pub fn run(
     let delegations = delegations(reader, &resolutions)?;
     let mut identities = Identities::default();
     let mut seen = through_resolvers(reader, &mut identities, &resolutions, &delegations)?;
-    fold_getaddrinfo(&mut seen);
+    fold_libc(&mut seen);
     if let Some(only) = options.only {
         seen.retain(|key, _| only.shows(key.identity.as_deref()));
     }
@@ -291,7 +293,7 @@ pub fn run(
             via: key.via.as_deref(),
             for_clients: seen.clients.iter().map(|c| c.as_deref()).collect(),
             inferred: seen.inferred,
-            getaddrinfo: seen.getaddrinfo,
+            libc: seen.libc,
             server: key.server.map(|ip| ip.to_string()),
         };
         if out.json {
@@ -337,7 +339,7 @@ pub fn run(
             Cell::new(process),
             cell(identity.and_then(|i| i.exe.as_deref()).unwrap_or("")),
             Cell::new(owner),
-            cell(row.server.as_deref().unwrap_or("(getaddrinfo)")),
+            cell(row.server.as_deref().unwrap_or("(libc call)")),
         ]);
     }
     if !out.json {
@@ -467,8 +469,8 @@ fn through_resolvers(
     let fits = |d: &Delegation, rtype: i64| d.qtype == rtype || d.qtype == TYPE_ANY;
     let none: &[Delegation] = &[];
     // The processes seen receiving the answer themselves: no inferred rows. (A
-    // `getaddrinfo` answer does not count: the inferred row knows the server,
-    // and `fold_getaddrinfo` makes the two one.)
+    // libc call's answer does not count: the inferred row knows the server,
+    // and `fold_libc` makes the two one.)
     let mut own: HashSet<(i64, i64, i64, Rc<Identity>)> = HashSet::new();
     for r in resolutions.iter().filter(|r| r.server.is_some()) {
         if let Some(identity) = identities.get(reader, r.process_id)? {
@@ -500,7 +502,7 @@ fn through_resolvers(
         };
         let entry = seen.entry(key.clone()).or_default();
         entry.add(r.first_ns, r.last_ns, r.count);
-        entry.getaddrinfo |= r.server.is_none();
+        entry.libc |= r.server.is_none();
 
         // A local resolver: the clients behind it, and theirs (bounded, and
         // each resolver once: delegations can loop).
@@ -547,16 +549,16 @@ fn through_resolvers(
     Ok(seen)
 }
 
-/// A process's `getaddrinfo` answer and a DNS answer of the same question to
+/// A process's libc call's answer and a DNS answer of the same question to
 /// the same process (its own, or inferred through its resolver) are one
 /// resolution seen twice: the DNS row stays (it knows the server and the
-/// CNAMEs), marked `getaddrinfo`, and spans the times of both; its count is the
+/// CNAMEs), marked `libc`, and spans the times of both; its count is the
 /// larger of the two (each call is one answer; a daemon's cache hits have no
-/// DNS answer). The `getaddrinfo` row stays alone only when there is no such
+/// DNS answer). The libc row stays alone only when there is no such
 /// row. A resolver's own rows are left as they are.
-fn fold_getaddrinfo(seen: &mut HashMap<Key, Seen>) {
+fn fold_libc(seen: &mut HashMap<Key, Seen>) {
     type Question = (i64, i64, Option<Rc<Identity>>);
-    // One pass over the rows, not one per getaddrinfo row: an address many
+    // One pass over the rows, not one per libc row: an address many
     // processes resolved has many of both.
     let mut dns_rows: HashMap<Question, Vec<Key>> = HashMap::new();
     let mut libc_rows = Vec::new();
@@ -583,7 +585,7 @@ fn fold_getaddrinfo(seen: &mut HashMap<Key, Seen>) {
                 let count = dns.count.max(libc.count);
                 dns.add(libc.first_ns, libc.last_ns, 0);
                 dns.count = count;
-                dns.getaddrinfo = true;
+                dns.libc = true;
                 dns.inferred = false;
             }
         }

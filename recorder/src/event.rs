@@ -140,16 +140,19 @@ pub struct Lookup {
     pub name: Vec<u8>,
 }
 
-/// What a thread's `getaddrinfo` call returned, as the uretprobe saw it.
+/// What a thread's resolver call returned, as the uretprobe saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupAnswer {
+    /// The function that returned (a `dnsq_common::lookup_fn` value).
+    pub function: u32,
     /// At the return.
     pub boot_ns: u64,
     /// `boot_ns` of the call ([`Lookup::boot_ns`]).
     pub call_boot_ns: u64,
     /// The caller at the return, in the same shape as [`Lookup::caller`].
     pub caller: SockOwner,
-    /// getaddrinfo's return value: 0 or an `EAI_*` code.
+    /// getaddrinfo's return value (0 or an `EAI_*` code); for the `gethostbyname`
+    /// family 0, or `dnsq_common::STATUS_NO_HOSTENT`.
     pub status: i32,
     /// Each address once, in the order the call gave them.
     pub addresses: Vec<IpAddr>,
@@ -170,7 +173,7 @@ pub fn parse_libc(record: &[u8]) -> Result<LibcEvent, EventError> {
     let function = record
         .get(36..40)
         .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-    if function == Some(lookup_fn::GETADDRINFO_ANSWER) {
+    if function.is_some_and(|f| f & lookup_fn::ANSWER != 0) {
         parse_answer(record).map(LibcEvent::Answer)
     } else {
         parse_lookup(record).map(LibcEvent::Call)
@@ -187,6 +190,13 @@ fn parse_answer(record: &[u8]) -> Result<LookupAnswer, EventError> {
     // SAFETY: LookupAnswerEvent is plain integers and arrays of them (any bit
     // pattern is valid) and `record` is exactly its size; any alignment is read.
     let event: LookupAnswerEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let function = event.function & !lookup_fn::ANSWER;
+    if lookup_fn::name(function).is_none() {
+        return Err(EventError::Field {
+            field: "function",
+            value: event.function.min(255) as u8,
+        });
+    }
     let count = event.count as usize;
     if count > MAX_ANSWER_ADDRESSES {
         return Err(EventError::Length {
@@ -221,6 +231,7 @@ fn parse_answer(record: &[u8]) -> Result<LookupAnswer, EventError> {
     caller.process_comm = event.process_comm;
     caller.netns = event.netns;
     Ok(LookupAnswer {
+        function,
         boot_ns: event.boot_ns,
         call_boot_ns: event.call_boot_ns,
         caller,
@@ -551,7 +562,25 @@ mod tests {
             parse_libc(&lookup_bytes(b"www.example.test", 1)),
             Ok(LibcEvent::Call(_))
         ));
-        // Lies: a cut record, a count over the array, an unknown family.
+        // Another function's answer says which function returned.
+        let mut bytes = answer_bytes(&addresses);
+        bytes[36..40]
+            .copy_from_slice(&(lookup_fn::ANSWER | lookup_fn::GETHOSTBYNAME_R).to_ne_bytes());
+        let Ok(LibcEvent::Answer(answer)) = parse_libc(&bytes) else {
+            panic!("not an answer");
+        };
+        assert_eq!(answer.function, lookup_fn::GETHOSTBYNAME_R);
+        // Lies: no such function, a cut record, a count over the array, an
+        // unknown family.
+        let mut bytes = answer_bytes(&addresses);
+        bytes[36..40].copy_from_slice(&(lookup_fn::ANSWER | 77).to_ne_bytes());
+        assert!(matches!(
+            parse_libc(&bytes),
+            Err(EventError::Field {
+                field: "function",
+                ..
+            })
+        ));
         let mut bytes = answer_bytes(&addresses);
         bytes.pop();
         assert!(matches!(parse_libc(&bytes), Err(EventError::Length { .. })));

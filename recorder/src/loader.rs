@@ -247,7 +247,8 @@ impl Probes {
         }
         let libcs = attach_lookups(&mut ebpf, libcs::find());
         let programs = lookup_fn::ALL.iter().map(|&(_, _, program)| program);
-        for program in programs.chain(lookup_fn::RETURNS.iter().map(|&(_, program)| program)) {
+        for program in programs.chain(lookup_fn::RETURNS.iter().map(|&(_, _, program, _)| program))
+        {
             if libcs.iter().any(|libc| !libc.functions.is_empty())
                 && ebpf.program(program).is_some()
             {
@@ -302,10 +303,6 @@ impl Probes {
     }
 }
 
-/// How `LibcProbes::functions` names the return probes of `lookup_fn::RETURNS`.
-const RETURN_LABELS: [&str; 1] = ["getaddrinfo (return)"];
-const _: () = assert!(RETURN_LABELS.len() == lookup_fn::RETURNS.len());
-
 /// Loads the lookup uprobes and attaches each to each libc file. Nothing here is
 /// fatal: what cannot be attached is logged and skipped.
 fn attach_lookups(ebpf: &mut Ebpf, files: Vec<LibcFile>) -> Vec<LibcProbes> {
@@ -317,8 +314,7 @@ fn attach_lookups(ebpf: &mut Ebpf, files: Vec<LibcFile>) -> Vec<LibcProbes> {
     // the `uretprobe` section at the function's return.
     let returns = lookup_fn::RETURNS
         .iter()
-        .zip(RETURN_LABELS)
-        .map(|(&(symbol, name), label)| (symbol, name, label));
+        .map(|&(_, symbol, name, label)| (symbol, name, label));
     for (symbol, name, label) in entries.chain(returns) {
         let result =
             program::<UProbe>(ebpf, name).and_then(|prog| prog.load().map_err(program_error(name)));

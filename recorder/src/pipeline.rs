@@ -50,6 +50,10 @@ const CLOCK_REFRESH_SECS: u64 = 10;
 const NESTED_CALL_NS: u64 = 1_000_000_000;
 /// Recent outer calls remembered for that.
 const MAX_OUTER_CALLS: usize = 256;
+/// Calls remembered for their answers: the oldest goes first, so a call whose
+/// answer comes after this many later calls (a slow lookup under a burst of
+/// others) has its answer counted unmatched.
+const MAX_RECENT_CALLS: usize = 1024;
 /// While events keep coming (a consumer behind never finds the ring empty, so
 /// the capture loop's tick never runs), the periodic work runs from the event
 /// path this often: every this many events, if the last tick is this old.
@@ -82,9 +86,9 @@ pub struct PipelineStats {
     pub lookup_events: u64,
     /// Libc lookups handed to the sink.
     pub lookups: u64,
-    /// `getaddrinfo` answers handed to the sink (`"lookup_answer"` records).
+    /// What calls returned, handed to the sink (`"lookup_answer"` records).
     pub lookup_answers: u64,
-    /// `getaddrinfo` answers whose call was not among the recent calls kept.
+    /// Answers whose call was not among the recent calls remembered.
     pub lookup_answers_unmatched: u64,
     /// Lookup events not handed on: libc's own inner call of another probed
     /// function (`gethostbyname` → `gethostbyname_r`), or a numeric address
@@ -118,6 +122,17 @@ impl Linked {
 
 /// A `getaddrinfo`/`gethostbyname`/`gethostbyname2` call, whose inner `_r` calls
 /// are skipped.
+/// A call whose answer has not come yet (each thread has at most a few under
+/// way: libc's inner calls).
+struct RecentCall {
+    tid: u32,
+    pid: u32,
+    boot_ns: u64,
+    name: Vec<u8>,
+    /// Handed on (not an inner call, not a numeric address).
+    kept: bool,
+}
+
 struct OuterCall {
     tid: u32,
     pid: u32,
@@ -137,6 +152,8 @@ pub struct Pipeline<M, S> {
     /// Attributed records and lookups waiting for `LINK_DELAY_NS`, ordered by time.
     linking: VecDeque<Linked>,
     outer_calls: VecDeque<OuterCall>,
+    /// Calls waiting for their answers.
+    recent_calls: VecDeque<RecentCall>,
     attributor: Attributor<M>,
     identities: Identities,
     decodes: dns::RecentDecodes,
@@ -160,6 +177,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             resolvers: ResolverLinker::default(),
             linking: VecDeque::new(),
             outer_calls: VecDeque::new(),
+            recent_calls: VecDeque::new(),
             attributor,
             identities: Identities::new(procinfo),
             decodes: dns::RecentDecodes::new(),
@@ -214,7 +232,9 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
                 return Ok(());
             }
         };
-        if self.nested(&lookup) || numeric(&lookup.name) {
+        let skip = self.nested(&lookup) || numeric(&lookup.name);
+        self.remember_call(&lookup, !skip);
+        if skip {
             self.stats.lookups_skipped += 1;
             return Ok(());
         }
@@ -231,20 +251,21 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         self.enqueue(Linked::Lookup(record))
     }
 
-    /// What a `getaddrinfo` call returned: named by the call it answers (the
-    /// thread's latest outer call, stamped as the answer says). An answer to a
-    /// call not seen or not kept (a numeric address) is not handed on.
+    /// What a call returned: named by the call it answers (the thread's call
+    /// stamped as the answer says). The answer to a call that was not handed on
+    /// (libc's own inner call, a numeric address) is skipped too; one to a call
+    /// not seen (or no longer remembered) is counted unmatched.
     fn handle_lookup_answer(&mut self, answer: &event::LookupAnswer) -> anyhow::Result<()> {
-        let call = self.outer_calls.iter().find(|call| {
+        let at = self.recent_calls.iter().position(|call| {
             call.tid == answer.caller.tid
                 && call.pid == answer.caller.pid
                 && call.boot_ns == answer.call_boot_ns
         });
-        let Some(call) = call else {
+        let Some(call) = at.and_then(|at| self.recent_calls.remove(at)) else {
             self.stats.lookup_answers_unmatched += 1;
             return Ok(());
         };
-        if numeric(&call.name) {
+        if !call.kept {
             self.stats.lookups_skipped += 1;
             return Ok(());
         }
@@ -255,18 +276,32 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             kind: "lookup_answer".into(),
             time: Rfc3339(time_ns),
             time_ns,
-            function: "getaddrinfo".into(),
+            function: lookup_fn::name(answer.function).unwrap_or("unknown").into(),
             name,
             process: self.caller(&answer.caller),
             answer: Some(LibcAnswer {
                 call_time_ns,
                 status: answer.status,
-                error: LibcAnswer::error_name(answer.status).map(str::to_owned),
+                error: LibcAnswer::error_name(answer.function, answer.status).map(str::to_owned),
                 addresses: answer.addresses.clone(),
                 truncated: answer.truncated,
             }),
         };
         self.enqueue(Linked::Lookup(record))
+    }
+
+    /// Remembers a call for its answer (the latest [`MAX_RECENT_CALLS`]).
+    fn remember_call(&mut self, lookup: &event::Lookup, kept: bool) {
+        if self.recent_calls.len() >= MAX_RECENT_CALLS {
+            self.recent_calls.pop_front();
+        }
+        self.recent_calls.push_back(RecentCall {
+            tid: lookup.caller.tid,
+            pid: lookup.caller.pid,
+            boot_ns: lookup.boot_ns,
+            name: lookup.name.clone(),
+            kept,
+        });
     }
 
     /// The process of a libc call: the kernel saw the caller itself, so there is

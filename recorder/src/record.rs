@@ -107,22 +107,23 @@ pub struct LookupRecord {
     /// The calling process and thread. `attribution` is absent: no socket is
     /// involved, the kernel saw the caller itself. Shared, like a message's.
     pub process: Arc<ProcessInfo>,
-    /// On a `"lookup_answer"` line: what the call returned (`getaddrinfo` only).
+    /// On a `"lookup_answer"` line: what the call returned.
     /// Its `time` is the return's, `name` and `function` the call's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<LibcAnswer>,
 }
 
-/// What a `getaddrinfo` call returned: the addresses the application got,
+/// What a libc resolver call returned: the addresses the application got,
 /// whichever way libc found them (a DNS server, a daemon's cache over a Unix
 /// socket, /etc/hosts).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LibcAnswer {
     /// When the call began: the `time_ns` of its `"lookup"` line.
     pub call_time_ns: i64,
-    /// getaddrinfo's return value: 0, or an `EAI_*` code.
+    /// getaddrinfo's return value: 0, or an `EAI_*` code; for the
+    /// `gethostbyname` family 0, or 1 when no `hostent` came back.
     pub status: i32,
-    /// The code's name (`EAI_NONAME`, …) when the call failed.
+    /// What a failure's status means (`EAI_NONAME`, …; `no hostent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Each address once, in the order the call gave them.
@@ -133,8 +134,13 @@ pub struct LibcAnswer {
 }
 
 impl LibcAnswer {
-    /// The name of a glibc `EAI_*` code.
-    pub fn error_name(status: i32) -> Option<&'static str> {
+    /// What a failed call's status means: a glibc `EAI_*` code for
+    /// `getaddrinfo` (`function`, a `dnsq_common::lookup_fn` value); no `hostent`
+    /// for the others.
+    pub fn error_name(function: u32, status: i32) -> Option<&'static str> {
+        if status != 0 && function != dnsq_common::lookup_fn::GETADDRINFO {
+            return Some("no hostent");
+        }
         Some(match status {
             0 => return None,
             libc::EAI_BADFLAGS => "EAI_BADFLAGS",

@@ -372,7 +372,7 @@ fn a_client_that_sends_nothing_is_behind_the_resolver_query() -> anyhow::Result<
     ensure!(
         rows.len() == 1
             && rows[0]["via"]["pid"] == resolver
-            && rows[0]["getaddrinfo"] == true
+            && rows[0]["libc"] == true
             && rows[0]["inferred"] == false
             && rows[0]["server"] == "127.0.0.1",
         "who {ANSWER_V4} for the client: {rows:?}"
@@ -381,7 +381,7 @@ fn a_client_that_sends_nothing_is_behind_the_resolver_query() -> anyhow::Result<
 }
 
 /// libc calls its own probed functions (gethostbyname2 → gethostbyname2_r): one
-/// call, one lookup. `getent hosts` calls gethostbyname2 (for AAAA, then A);
+/// call, one lookup, one answer (read from the `hostent` it returned). `getent hosts` calls gethostbyname2 (for AAAA, then A);
 /// perl calls gethostbyname_r itself.
 #[test]
 fn nested_libc_calls_are_one_lookup() -> anyhow::Result<()> {
@@ -405,13 +405,41 @@ fn nested_libc_calls_are_one_lookup() -> anyhow::Result<()> {
         None
     };
     let last = perl.unwrap_or(getent);
-    wait_for("the last lookup", Duration::from_secs(10), || {
-        lookups(&recorder)
+    wait_for("the last lookup's answer", Duration::from_secs(10), || {
+        answers(&recorder)
             .iter()
             .any(|l| l.process.pid == Some(last))
     })?;
     let seen = lookups(&recorder);
+    let returned = answers(&recorder);
     let recording = recorder.stop()?;
+    // What each call returned: the outer calls' answers only (an inner call's is
+    // skipped with the call), read from the `hostent`.
+    let answered = |pid: u32| -> Vec<(&str, Vec<String>)> {
+        returned
+            .iter()
+            .filter(|a| a.process.pid == Some(pid) && a.name == name)
+            .filter_map(|a| {
+                let answer = a.answer.as_ref()?;
+                let addresses = answer.addresses.iter().map(|ip| ip.to_string()).collect();
+                Some((a.function.as_str(), addresses))
+            })
+            .collect()
+    };
+    let getent_answers = answered(getent);
+    ensure!(
+        !getent_answers.is_empty()
+            && getent_answers.iter().all(|(f, _)| *f == "gethostbyname2")
+            && getent_answers.contains(&("gethostbyname2", vec![ANSWER_V4.to_owned()])),
+        "getent's answers: {getent_answers:?}"
+    );
+    if let Some(perl) = perl {
+        ensure!(
+            answered(perl) == [("gethostbyname_r", vec![ANSWER_V4.to_owned()])],
+            "perl's answers: {:?}",
+            answered(perl)
+        );
+    }
     let by = |pid: u32| -> Vec<(&str, &str)> {
         seen.iter()
             .filter(|l| l.process.pid == Some(pid))
@@ -558,7 +586,7 @@ fn host_libc() -> anyhow::Result<std::path::PathBuf> {
     Ok(path.into())
 }
 
-/// The `"lookup_answer"` lines printed so far (a getaddrinfo call's return).
+/// The `"lookup_answer"` lines printed so far (what a call returned).
 fn answers(recorder: &Recorder) -> Vec<LookupRecord> {
     recorder
         .lines_so_far()
@@ -691,7 +719,7 @@ fn who_finds_what_getaddrinfo_returned() -> anyhow::Result<()> {
                 && row["type"] == rtype
                 && row["process"]["pid"] == app
                 && row["process"]["comm"] == "python3"
-                && row["getaddrinfo"] == true
+                && row["libc"] == true
                 && row["server"].is_null()
                 && row["count"] == 1,
             "who {ip}: {row}"
@@ -707,14 +735,14 @@ fn who_finds_what_getaddrinfo_returned() -> anyhow::Result<()> {
     ensure!(
         rows.len() == 1
             && rows[0]["server"] == "127.0.0.1"
-            && rows[0]["getaddrinfo"] == true
+            && rows[0]["libc"] == true
             && rows[0]["inferred"] == false,
         "who {ANSWER_V4} for getent: {rows:?}"
     );
     // The table names the call where the server would be.
     let (code, out, err) = dnsq(&["--db", &db.to_string_lossy(), "who", v4])?;
     ensure!(
-        code == 0 && out.contains("(getaddrinfo)"),
+        code == 0 && out.contains("(libc call)"),
         "{code} {out} {err}"
     );
     // `dnsq by-process` shows the call with what it returned (no resolver was

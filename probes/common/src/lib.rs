@@ -237,13 +237,46 @@ pub mod lookup_fn {
         ),
     ];
 
-    /// Not a function: a [`super::LookupAnswerEvent`], what a `getaddrinfo` call
-    /// returned (sent by a uretprobe on the same ring buffer; `function` is at
-    /// the same offset in both events).
-    pub const GETADDRINFO_ANSWER: u32 = 0x81;
+    /// Set in `function` on a [`super::LookupAnswerEvent`]: what a call of the
+    /// function in the other bits returned (sent by a uretprobe on the same ring
+    /// buffer; `function` is at the same offset in both events).
+    pub const ANSWER: u32 = 0x80;
+    pub const GETADDRINFO_ANSWER: u32 = ANSWER | GETADDRINFO;
 
-    /// The return probes: (symbol, uretprobe program).
-    pub const RETURNS: [(&str, &str); 1] = [("getaddrinfo", "dnsq_getaddrinfo_ret")];
+    /// The return probes: (function id, symbol, uretprobe program, how the
+    /// recorder lists it), in attach order.
+    pub const RETURNS: [(u32, &str, &str, &str); 5] = [
+        (
+            GETADDRINFO,
+            "getaddrinfo",
+            "dnsq_getaddrinfo_ret",
+            "getaddrinfo (return)",
+        ),
+        (
+            GETHOSTBYNAME,
+            "gethostbyname",
+            "dnsq_gethostbyname_ret",
+            "gethostbyname (return)",
+        ),
+        (
+            GETHOSTBYNAME2,
+            "gethostbyname2",
+            "dnsq_gethostbyname2_ret",
+            "gethostbyname2 (return)",
+        ),
+        (
+            GETHOSTBYNAME_R,
+            "gethostbyname_r",
+            "dnsq_gethostbyname_r_ret",
+            "gethostbyname_r (return)",
+        ),
+        (
+            GETHOSTBYNAME2_R,
+            "gethostbyname2_r",
+            "dnsq_gethostbyname2_r_ret",
+            "gethostbyname2_r (return)",
+        ),
+    ];
 
     /// The symbol's name for a function id.
     pub const fn name(id: u32) -> Option<&'static str> {
@@ -295,10 +328,10 @@ const _: () = assert!(core::mem::offset_of!(LookupEvent, name) == LOOKUP_HEADER_
 const _: () = assert!(size_of::<LookupEvent>() == LOOKUP_HEADER_LEN + MAX_LOOKUP_NAME);
 const _: () = assert!(size_of::<LookupEvent>() == 336);
 
-/// Capacity of `GAI_CALLS`, the `getaddrinfo` calls under way (thread id → where
-/// the result goes). LRU: a thread that never returned (killed in the call) does
-/// not hold a slot for ever.
-pub const GAI_CALLS_CAPACITY: u32 = 4096;
+/// Capacity of `LIBC_CALLS`, the resolver calls under way ((thread id, function)
+/// → where the result goes). LRU: a thread that never returned (killed in the
+/// call) does not hold a slot for ever.
+pub const LIBC_CALLS_CAPACITY: u32 = 4096;
 
 /// Distinct addresses one [`LookupAnswerEvent`] holds.
 pub const MAX_ANSWER_ADDRESSES: usize = 16;
@@ -307,11 +340,15 @@ pub const MAX_ANSWER_ADDRESSES: usize = 16;
 /// type (three per address when the caller's hints leave the type open).
 pub const MAX_ADDRINFO_WALK: u32 = 48;
 
-/// What a `getaddrinfo` call returned, as its uretprobe sends it on `LOOKUPS`
-/// (the whole struct): the first 40 bytes are laid out as in [`LookupEvent`], so
-/// `function` ([`lookup_fn::GETADDRINFO_ANSWER`]) tells the two apart. The name
-/// is the call's: user space pairs the answer with the [`LookupEvent`] of the
-/// same thread stamped `call_boot_ns`.
+/// A `gethostbyname`-family answer's status when the call returned no `hostent`
+/// (the name was not found, or the lookup failed).
+pub const STATUS_NO_HOSTENT: i32 = 1;
+
+/// What a resolver call returned, as its uretprobe sends it on `LOOKUPS` (the
+/// whole struct): the first 40 bytes are laid out as in [`LookupEvent`], so
+/// `function` ([`lookup_fn::ANSWER`] set) tells the two apart. The name is the
+/// call's: user space pairs the answer with the [`LookupEvent`] of the same
+/// thread stamped `call_boot_ns`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct LookupAnswerEvent {
@@ -323,9 +360,11 @@ pub struct LookupAnswerEvent {
     pub uid: u32,
     pub gid: u32,
     pub netns: u32,
-    /// [`lookup_fn::GETADDRINFO_ANSWER`].
+    /// The call's [`lookup_fn`] value with [`lookup_fn::ANSWER`] set.
     pub function: u32,
     /// getaddrinfo's return value: 0, or an `EAI_*` code (negative in glibc).
+    /// The `gethostbyname` family: 0 when it returned a `hostent`,
+    /// [`STATUS_NO_HOSTENT`] when not (its reason, `h_errno`, is not read).
     pub status: i32,
     /// Entries of `addresses` used.
     pub count: u32,

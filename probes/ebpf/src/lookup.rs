@@ -8,10 +8,11 @@
 //! "current" is the application. The recorder joins the event to the resolver's
 //! query for the same name.
 //!
-//! A uretprobe on `getaddrinfo` reads what the call returned (the addresses in
-//! its `addrinfo` list), so `dnsq who IP` finds the application even when the
-//! daemon answered from its cache or the name came from /etc/hosts: no DNS
-//! packet of anyone carries that answer.
+//! A uretprobe on each reads what the call returned (the addresses of
+//! `getaddrinfo`'s `addrinfo` list, of the `hostent` of the others), so `dnsq
+//! who IP` finds the application even when the daemon answered from its cache
+//! or the name came from /etc/hosts: no DNS packet of anyone carries that
+//! answer.
 //!
 //! A uprobe never changes what the function does: the programs only read.
 
@@ -27,71 +28,112 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use dnsq_common::{
-    LOOKUP_HEADER_LEN, LookupAnswerEvent, MAX_ADDRINFO_WALK, MAX_LOOKUP_NAME, counter, lookup_fn,
+    LOOKUP_HEADER_LEN, LookupAnswerEvent, MAX_ADDRINFO_WALK, MAX_ANSWER_ADDRESSES, MAX_LOOKUP_NAME,
+    STATUS_NO_HOSTENT, counter, lookup_fn,
 };
 
 use crate::{
-    maps::{ANSWER_SCRATCH, GAI_CALLS, GaiCall, LOOKUP_SCRATCH, LOOKUPS, bump, output_answer},
+    maps::{ANSWER_SCRATCH, LIBC_CALLS, LOOKUP_SCRATCH, LOOKUPS, LibcCall, bump, output_answer},
     owner::{netns_inum, process_comm},
 };
 
 // match-proto:glibc:int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 #[uprobe]
 pub fn dnsq_getaddrinfo(ctx: ProbeContext) -> u32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let call = on_lookup(&ctx, lookup_fn::GETADDRINFO).and_then(|boot_ns| {
-        let res = ctx.arg::<u64>(3)?;
-        Some(GaiCall { res, boot_ns })
-    });
-    match call {
-        // The answer is read at the return (a call's event that was not sent
-        // has no answer sent either: user space could not name it).
-        Some(call) => {
-            if GAI_CALLS.insert(&tid, &call, 0).is_err() {
-                bump(counter::LOOKUPS_LOST);
-            }
-        }
-        // No earlier call of this thread may take this call's answer.
-        None => {
-            let _ = GAI_CALLS.remove(&tid);
-        }
-    }
-    0
-}
-
-// The return of the call above (the `res` it was given is in GAI_CALLS).
-#[uretprobe]
-pub fn dnsq_getaddrinfo_ret(ctx: RetProbeContext) -> u32 {
-    on_getaddrinfo_return(&ctx);
+    on_call(&ctx, lookup_fn::GETADDRINFO, Some(3));
     0
 }
 
 // match-proto:glibc:struct hostent *gethostbyname(const char *name)
 #[uprobe]
 pub fn dnsq_gethostbyname(ctx: ProbeContext) -> u32 {
-    let _ = on_lookup(&ctx, lookup_fn::GETHOSTBYNAME);
+    on_call(&ctx, lookup_fn::GETHOSTBYNAME, None);
     0
 }
 
 // match-proto:glibc:struct hostent *gethostbyname2(const char *name, int af)
 #[uprobe]
 pub fn dnsq_gethostbyname2(ctx: ProbeContext) -> u32 {
-    let _ = on_lookup(&ctx, lookup_fn::GETHOSTBYNAME2);
+    on_call(&ctx, lookup_fn::GETHOSTBYNAME2, None);
     0
 }
 
 // match-proto:glibc:int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen, struct hostent **result, int *h_errnop)
 #[uprobe]
 pub fn dnsq_gethostbyname_r(ctx: ProbeContext) -> u32 {
-    let _ = on_lookup(&ctx, lookup_fn::GETHOSTBYNAME_R);
+    on_call(&ctx, lookup_fn::GETHOSTBYNAME_R, Some(4));
     0
 }
 
 // match-proto:glibc:int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen, struct hostent **result, int *h_errnop)
 #[uprobe]
 pub fn dnsq_gethostbyname2_r(ctx: ProbeContext) -> u32 {
-    let _ = on_lookup(&ctx, lookup_fn::GETHOSTBYNAME2_R);
+    on_call(&ctx, lookup_fn::GETHOSTBYNAME2_R, Some(5));
     0
+}
+
+// The returns of the calls above (where each call's result goes is in LIBC_CALLS).
+#[uretprobe]
+pub fn dnsq_getaddrinfo_ret(ctx: RetProbeContext) -> u32 {
+    on_return(&ctx, lookup_fn::GETADDRINFO);
+    0
+}
+
+#[uretprobe]
+pub fn dnsq_gethostbyname_ret(ctx: RetProbeContext) -> u32 {
+    on_return(&ctx, lookup_fn::GETHOSTBYNAME);
+    0
+}
+
+#[uretprobe]
+pub fn dnsq_gethostbyname2_ret(ctx: RetProbeContext) -> u32 {
+    on_return(&ctx, lookup_fn::GETHOSTBYNAME2);
+    0
+}
+
+#[uretprobe]
+pub fn dnsq_gethostbyname_r_ret(ctx: RetProbeContext) -> u32 {
+    on_return(&ctx, lookup_fn::GETHOSTBYNAME_R);
+    0
+}
+
+#[uretprobe]
+pub fn dnsq_gethostbyname2_r_ret(ctx: RetProbeContext) -> u32 {
+    on_return(&ctx, lookup_fn::GETHOSTBYNAME2_R);
+    0
+}
+
+/// The `LIBC_CALLS` key of this thread's call of `function`.
+#[inline(always)]
+fn call_key(tid: u32, function: u32) -> u64 {
+    (u64::from(tid) << 32) | u64::from(function)
+}
+
+/// A call's entry: sends its event, and keeps where its result goes (argument
+/// `out`, for the functions that write it through a pointer) for the return.
+#[inline(always)]
+fn on_call(ctx: &ProbeContext, function: u32, out: Option<usize>) {
+    let key = call_key(bpf_get_current_pid_tgid() as u32, function);
+    let call = on_lookup(ctx, function).and_then(|boot_ns| {
+        let out = match out {
+            Some(n) => ctx.arg::<u64>(n)?,
+            None => 0,
+        };
+        Some(LibcCall { out, boot_ns })
+    });
+    match call {
+        // The answer is read at the return (a call's event that was not sent
+        // has no answer sent either: user space could not name it).
+        Some(call) => {
+            if LIBC_CALLS.insert(&key, &call, 0).is_err() {
+                bump(counter::LOOKUPS_LOST);
+            }
+        }
+        // No earlier call of this thread may take this call's answer.
+        None => {
+            let _ = LIBC_CALLS.remove(&key);
+        }
+    }
 }
 
 /// Reads the name (argument 0) and sends the event; returns the event's
@@ -175,19 +217,21 @@ fn on_lookup(ctx: &ProbeContext, function: u32) -> Option<u64> {
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 
-/// Sends what the thread's `getaddrinfo` call returned: its status, and on
-/// success the addresses of the `addrinfo` list. A return without a recorded
-/// call (the call began before the probes were attached, or its event was not
-/// sent) sends nothing; a full ring buffer is counted lost.
+/// Sends what the thread's call of `function` returned: its status and the
+/// addresses (`getaddrinfo`: its `addrinfo` list; the `gethostbyname` family:
+/// the `hostent`'s address list). A return without a recorded call (the call
+/// began before the probes were attached, or its event was not sent) sends
+/// nothing; a full ring buffer is counted lost.
 #[inline(always)]
-fn on_getaddrinfo_return(ctx: &RetProbeContext) {
+fn on_return(ctx: &RetProbeContext, function: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
+    let key = call_key(tid, function);
     // SAFETY: the value is copied out at once.
-    let Some(call) = (unsafe { GAI_CALLS.get(&tid) }).copied() else {
+    let Some(call) = (unsafe { LIBC_CALLS.get(&key) }).copied() else {
         return;
     };
-    let _ = GAI_CALLS.remove(&tid);
+    let _ = LIBC_CALLS.remove(&key);
     let Some(event) = ANSWER_SCRATCH.get_ptr_mut(0) else {
         bump(counter::LOOKUPS_LOST);
         return;
@@ -197,14 +241,31 @@ fn on_getaddrinfo_return(ctx: &RetProbeContext) {
     let event = unsafe { &mut *event };
     // SAFETY: a plain write to the slot (volatile: it is read back below).
     unsafe { core::ptr::write_volatile(&mut event.tid, tid) };
-    let status: i32 = ctx.ret();
-    event.status = status;
     event.count = 0;
     event.truncated = 0;
     event._pad = 0;
     event.call_boot_ns = call.boot_ns;
-    if status == 0 {
-        read_addresses(call.res, event);
+    if function == lookup_fn::GETADDRINFO {
+        let status: i32 = ctx.ret();
+        event.status = status;
+        if status == 0 {
+            read_addresses(call.out, event);
+        }
+    } else {
+        // The `hostent`: returned, or written through `result` (the `_r`
+        // functions return an error number; `*result` is NULL on failure).
+        let hostent = if call.out == 0 {
+            ctx.ret::<u64>()
+        } else {
+            // SAFETY: bpf_probe_read_user checks the address.
+            unsafe { bpf_probe_read_user(call.out as *const u64) }.unwrap_or(0)
+        };
+        if hostent == 0 {
+            event.status = STATUS_NO_HOSTENT;
+        } else {
+            event.status = 0;
+            read_hostent(hostent, event);
+        }
     }
     let uid_gid = bpf_get_current_uid_gid();
     event.pid = (pid_tgid >> 32) as u32;
@@ -214,7 +275,7 @@ fn on_getaddrinfo_return(ctx: &RetProbeContext) {
     event.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     event.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     event.netns = netns_inum();
-    event.function = lookup_fn::GETADDRINFO_ANSWER;
+    event.function = lookup_fn::ANSWER | function;
     event.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     event.process_comm = process_comm();
     // SAFETY: a plain read of the slot (see `on_lookup`).
@@ -329,6 +390,99 @@ extern "C" fn walk_step(_index: u64, context: *mut c_void) -> i64 {
     *family = address.0 as u8;
     *slot = [address.1, address.2];
     walk.last = address;
+    walk.count += 1;
+    0
+}
+
+/// Where the walk of a `hostent`'s address list is, between steps of `bpf_loop`.
+struct HostentWalk {
+    /// `h_addr_list`: an array of pointers, NULL-terminated.
+    list: u64,
+    /// 4 or 6.
+    family: u64,
+    count: u32,
+    truncated: u32,
+    done: u32,
+}
+
+/// Reads the addresses of a `hostent` (the caller's memory) into `event`:
+/// `struct hostent` (LP64) is h_name, h_aliases (8 bytes each), h_addrtype and
+/// h_length (4 each), then h_addr_list at 24. More addresses than the event
+/// holds, or memory that cannot be read, sets `truncated`.
+#[inline(always)]
+fn read_hostent(hostent: u64, event: &mut LookupAnswerEvent) {
+    // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+    let Ok(fields) = (unsafe { bpf_probe_read_user((hostent + 16) as *const [u64; 2]) }) else {
+        event.truncated = 1;
+        return;
+    };
+    let family = match fields[0] as u32 {
+        AF_INET => 4,
+        AF_INET6 => 6,
+        _ => return,
+    };
+    let mut walk = HostentWalk {
+        list: fields[1],
+        family,
+        count: 0,
+        truncated: 0,
+        done: 0,
+    };
+    // SAFETY: the callback gets `walk` back as its context, on this stack.
+    unsafe {
+        bpf_loop(
+            MAX_ANSWER_ADDRESSES as u32 + 1,
+            hostent_step as *mut c_void,
+            (&mut walk as *mut HostentWalk).cast(),
+            0,
+        )
+    };
+    event.count = walk.count;
+    event.truncated = walk.truncated | u32::from(walk.done == 0);
+}
+
+/// One address of the list (`bpf_loop`'s callback: 0 goes on, 1 stops).
+extern "C" fn hostent_step(index: u64, context: *mut c_void) -> i64 {
+    // SAFETY: `read_hostent` passes its `HostentWalk`.
+    let walk = unsafe { &mut *context.cast::<HostentWalk>() };
+    // SAFETY: as above.
+    let Ok(at) = (unsafe { bpf_probe_read_user((walk.list + 8 * index) as *const u64) }) else {
+        walk.truncated = 1;
+        return 1;
+    };
+    if at == 0 {
+        walk.done = 1;
+        return 1;
+    }
+    let address = if walk.family == 4 {
+        // SAFETY: as above.
+        match unsafe { bpf_probe_read_user(at as *const u32) } {
+            Ok(v4) => [u64::from(v4), 0],
+            Err(_) => return 0,
+        }
+    } else {
+        // SAFETY: as above.
+        match unsafe { bpf_probe_read_user(at as *const [u64; 2]) } {
+            Ok(v6) => v6,
+            Err(_) => return 0,
+        }
+    };
+    let Some(event) = ANSWER_SCRATCH.get_ptr_mut(0) else {
+        walk.truncated = 1;
+        return 1;
+    };
+    // SAFETY: the per-CPU scratch slot the caller is filling.
+    let event = unsafe { &mut *event };
+    let index = walk.count as usize;
+    let (Some(family), Some(slot)) = (
+        event.families.get_mut(index),
+        event.addresses.get_mut(index),
+    ) else {
+        walk.truncated = 1;
+        return 1;
+    };
+    *family = walk.family as u8;
+    *slot = address;
     walk.count += 1;
     0
 }

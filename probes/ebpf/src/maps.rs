@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use dnsq_common::{
-    DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, EXES_CAPACITY, ExePath, GAI_CALLS_CAPACITY,
+    DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES, EXES_CAPACITY, ExePath, LIBC_CALLS_CAPACITY,
     LOOKUP_RING_BYTES, LookupAnswerEvent, LookupEvent, PORT_BITMAP_WORDS, PacketEvent,
     SOCK_OWNERS_CAPACITY, SockOwner, WAKEUP_FRACTION, counter,
 };
@@ -42,20 +42,24 @@ pub static LOOKUPS: RingBuf = RingBuf::with_byte_size(LOOKUP_RING_BYTES, 0);
 #[map(name = "LOOKUP_SCRATCH")]
 pub static LOOKUP_SCRATCH: PerCpuArray<LookupEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// A `getaddrinfo` call under way: where its result goes and the call's event
+/// A resolver call under way: where its result goes and the call's event
 /// stamp, for the uretprobe.
 #[derive(Clone, Copy)]
-pub struct GaiCall {
-    /// The `struct addrinfo **res` argument.
-    pub res: u64,
+pub struct LibcCall {
+    /// Where the result is written: `getaddrinfo`'s `struct addrinfo **res`,
+    /// the `_r` functions' `struct hostent **result`; 0 for `gethostbyname` and
+    /// `gethostbyname2`, which return it.
+    pub out: u64,
     /// `boot_ns` of the call's `LookupEvent`.
     pub boot_ns: u64,
 }
 
-/// Thread id → its `getaddrinfo` call under way (lookup.rs).
-#[map(name = "GAI_CALLS")]
-pub static GAI_CALLS: LruHashMap<u32, GaiCall> =
-    LruHashMap::with_max_entries(GAI_CALLS_CAPACITY, 0);
+/// (thread id << 32 | function) → its call under way (lookup.rs). Keyed by the
+/// function too: libc's own inner calls (`gethostbyname` → `gethostbyname_r`)
+/// are under way at once on one thread.
+#[map(name = "LIBC_CALLS")]
+pub static LIBC_CALLS: LruHashMap<u64, LibcCall> =
+    LruHashMap::with_max_entries(LIBC_CALLS_CAPACITY, 0);
 
 /// Where an answer event is assembled (bigger than the BPF stack allows).
 #[map(name = "ANSWER_SCRATCH")]

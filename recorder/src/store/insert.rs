@@ -416,7 +416,7 @@ impl<'a> Batch<'a> {
 
     /// A libc lookup: one `libc_lookups` row. Lookups without a process or a name
     /// (neither comes from the kernel) are not kept.
-    /// A `getaddrinfo` answer is no call: it adds the `resolutions` facts of its
+    /// A call's answer is no call: it adds the `resolutions` facts of its
     /// addresses (see [`Batch::libc_answer`]) and nothing else.
     pub fn lookup(&mut self, record: &LookupRecord) -> rusqlite::Result<()> {
         self.intern
@@ -464,7 +464,7 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// The addresses a `getaddrinfo` call returned, as `resolutions` facts of
+    /// The addresses a libc call returned, as `resolutions` facts of
     /// the caller: `dnsq who IP` then finds it also when no DNS message of
     /// anyone carried the answer (a daemon's cache, /etc/hosts). libc does not
     /// say through which CNAMEs or from which server, so the owner is the name
@@ -909,7 +909,7 @@ mod tests {
                 answer: None,
             })
             .unwrap();
-        // What a getaddrinfo call returned: no call of its own, but facts.
+        // What a call returned: no call of its own, but facts.
         store
             .write_lookup(LookupRecord {
                 kind: "lookup_answer".into(),

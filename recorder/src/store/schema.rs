@@ -191,8 +191,8 @@ impl MinuteCounts {
     }
 }
 
-/// `resolutions.endpoint_id` of an answer a libc call returned (`getaddrinfo`'s
-/// addresses): no server was seen, and no `endpoints` row has this id (schema
+/// `resolutions.endpoint_id` of an answer a libc call returned (the addresses
+/// of `getaddrinfo`'s list or a `gethostbyname*` `hostent`): no server was seen, and no `endpoints` row has this id (schema
 /// 12, `migrations/0012_libc_answers.sql`).
 pub const NO_SERVER: i64 = 0;
 

@@ -92,7 +92,7 @@ pub struct PipelineStats {
     pub lookup_answers_unmatched: u64,
     /// Lookup events not handed on: libc's own inner call of another probed
     /// function (`gethostbyname` → `gethostbyname_r`), or a numeric address
-    /// (`getaddrinfo("192.0.2.1", …)` asks nobody).
+    /// (`getaddrinfo("192.0.2.1", …)` asks nobody), and their answers.
     pub lookups_skipped: u64,
     /// Messages that shared the decoding of the same bytes seen just before (on
     /// loopback, the receiver's copy of the sender's packet).
@@ -120,8 +120,6 @@ impl Linked {
     }
 }
 
-/// A `getaddrinfo`/`gethostbyname`/`gethostbyname2` call, whose inner `_r` calls
-/// are skipped.
 /// A call whose answer has not come yet (each thread has at most a few under
 /// way: libc's inner calls).
 struct RecentCall {
@@ -133,6 +131,8 @@ struct RecentCall {
     kept: bool,
 }
 
+/// A `getaddrinfo`/`gethostbyname`/`gethostbyname2` call, whose inner `_r` calls
+/// are skipped.
 struct OuterCall {
     tid: u32,
     pid: u32,
@@ -256,7 +256,8 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
     /// (libc's own inner call, a numeric address) is skipped too; one to a call
     /// not seen (or no longer remembered) is counted unmatched.
     fn handle_lookup_answer(&mut self, answer: &event::LookupAnswer) -> anyhow::Result<()> {
-        let at = self.recent_calls.iter().position(|call| {
+        // From the newest: the call is nearly always one of the last.
+        let at = self.recent_calls.iter().rposition(|call| {
             call.tid == answer.caller.tid
                 && call.pid == answer.caller.pid
                 && call.boot_ns == answer.call_boot_ns

@@ -60,8 +60,8 @@ struct Key {
     identity: Option<Rc<Identity>>,
     /// The local resolver the process asked.
     via: Option<Rc<Identity>>,
-    /// None: the address was what the process's libc call returned,
-    /// and no DNS answer of it (or of its resolver) was seen.
+    /// None: the address was what the process's libc call returned, and no DNS
+    /// answer of it (or of its resolver) was seen.
     server: Option<IpAddr>,
 }
 
@@ -156,11 +156,10 @@ struct WhoRow<'a> {
     /// is then its queries to the resolver, `server` the resolver's.
     inferred: bool,
     /// True when the process's own libc call (`getaddrinfo`, `gethostbyname*`)
-    /// returned the address (seen
-    /// by the uretprobe, whichever way libc found it).
+    /// returned the address (seen by a uretprobe, whichever way libc found it).
     libc: bool,
-    /// The DNS server that gave the answer; null when only the libc
-    /// call was seen (a daemon's cache, /etc/hosts).
+    /// The DNS server that gave the answer; null when only the libc call was
+    /// seen (a daemon's cache, /etc/hosts).
     server: Option<String>,
 }
 

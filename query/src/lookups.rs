@@ -403,21 +403,12 @@ pub fn run(
             continue;
         }
         let hours = (first_hour, last_hour);
-        let (mut set, mut more) = (BTreeSet::new(), 0);
-        for &pid in &agg.process_ids {
-            let (own, own_more) = answers_to(reader, pid, key.qname_id, hours)?;
-            for answer in own {
-                if set.len() < MAX_ANSWERS {
-                    set.insert(answer);
-                } else {
-                    more += 1;
-                }
-            }
-            more += own_more;
-        }
+        let own = answers_to(reader, &agg.process_ids, key.qname_id, hours)?;
         libc_answers.push(match peers.via_id {
-            Some(resolver) if set.is_empty() => answers_to(reader, resolver, key.qname_id, hours)?,
-            _ => (set, more),
+            Some(resolver) if own.0.is_empty() => {
+                answers_to(reader, [resolver], key.qname_id, hours)?
+            }
+            _ => own,
         });
     }
 
@@ -891,12 +882,12 @@ fn answer_texts(
     Ok(data)
 }
 
-/// The answers a process (a `processes` row: a libc caller, or its local
+/// The answers processes (`processes` rows: a libc caller's, or its local
 /// resolver) received for `qname_id` in the hours: (rtype, rdata_id), at most
 /// [`MAX_ANSWERS`], and how many more.
 fn answers_to(
     reader: &Reader,
-    process_id: i64,
+    process_ids: impl IntoIterator<Item = impl std::borrow::Borrow<i64>>,
     qname_id: i64,
     (first, last): (i64, i64),
 ) -> Result<(BTreeSet<(i64, i64)>, usize)> {
@@ -907,12 +898,15 @@ fn answers_to(
     )?;
     let mut set = BTreeSet::new();
     let mut more = 0;
-    let mut rows = stmt.query((process_id, qname_id, first, last))?;
-    while let Some(row) = rows.next()? {
-        if set.len() < MAX_ANSWERS {
-            set.insert((row.get(0)?, row.get(1)?));
-        } else {
-            more += 1;
+    for process_id in process_ids {
+        let mut rows = stmt.query((*process_id.borrow(), qname_id, first, last))?;
+        while let Some(row) = rows.next()? {
+            let answer = (row.get(0)?, row.get(1)?);
+            if set.len() < MAX_ANSWERS {
+                set.insert(answer);
+            } else {
+                more += 1;
+            }
         }
     }
     Ok((set, more))

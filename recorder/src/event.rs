@@ -128,6 +128,26 @@ pub fn parse(record: &[u8]) -> Result<Packet, EventError> {
     })
 }
 
+/// The caller of a libc call, in the shape of a socket's owner (`hook` unknown),
+/// from a [`LookupEvent`] or a [`LookupAnswerEvent`]: both carry the same caller
+/// fields (a macro, as the two are distinct types).
+macro_rules! caller_of {
+    ($event:expr) => {{
+        let event = &$event;
+        let mut caller = SockOwner::zeroed();
+        caller.pid = event.pid;
+        caller.tid = event.tid;
+        caller.uid = event.uid;
+        caller.gid = event.gid;
+        caller.cgroup_id = event.cgroup_id;
+        caller.seen_boot_ns = event.boot_ns;
+        caller.comm = event.comm;
+        caller.process_comm = event.process_comm;
+        caller.netns = event.netns;
+        caller
+    }};
+}
+
 /// A call of a libc resolver entry point, as the uprobes saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lookup {
@@ -170,8 +190,9 @@ pub enum LibcEvent {
 /// Parses one record of the lookup ring buffer: a call or an answer, told apart
 /// by `function` (at the same offset in both).
 pub fn parse_libc(record: &[u8]) -> Result<LibcEvent, EventError> {
+    const AT: usize = std::mem::offset_of!(LookupEvent, function);
     let function = record
-        .get(36..40)
+        .get(AT..AT + 4)
         .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
     if function.is_some_and(|f| f & lookup_fn::ANSWER != 0) {
         parse_answer(record).map(LibcEvent::Answer)
@@ -220,16 +241,7 @@ fn parse_answer(record: &[u8]) -> Result<LookupAnswer, EventError> {
             }
         });
     }
-    let mut caller = SockOwner::zeroed();
-    caller.pid = event.pid;
-    caller.tid = event.tid;
-    caller.uid = event.uid;
-    caller.gid = event.gid;
-    caller.cgroup_id = event.cgroup_id;
-    caller.seen_boot_ns = event.boot_ns;
-    caller.comm = event.comm;
-    caller.process_comm = event.process_comm;
-    caller.netns = event.netns;
+    let caller = caller_of!(event);
     Ok(LookupAnswer {
         function,
         boot_ns: event.boot_ns,
@@ -266,16 +278,7 @@ pub fn parse_lookup(record: &[u8]) -> Result<Lookup, EventError> {
             value: event.function.min(255) as u8,
         });
     }
-    let mut caller = SockOwner::zeroed();
-    caller.pid = event.pid;
-    caller.tid = event.tid;
-    caller.uid = event.uid;
-    caller.gid = event.gid;
-    caller.cgroup_id = event.cgroup_id;
-    caller.seen_boot_ns = event.boot_ns;
-    caller.comm = event.comm;
-    caller.process_comm = event.process_comm;
-    caller.netns = event.netns;
+    let caller = caller_of!(event);
     Ok(Lookup {
         boot_ns: event.boot_ns,
         function: event.function,

@@ -37,6 +37,25 @@ use crate::{
     owner::{netns_inum, process_comm},
 };
 
+/// Fills the caller's fields of a `LookupEvent` or a `LookupAnswerEvent` (the
+/// same in both; a macro, as the two are distinct types) from the current task
+/// (in a uprobe, the caller) and its `bpf_get_current_pid_tgid()`, and stamps
+/// the event.
+macro_rules! fill_caller {
+    ($event:expr, $pid_tgid:expr) => {{
+        let uid_gid = bpf_get_current_uid_gid();
+        $event.pid = ($pid_tgid >> 32) as u32;
+        $event.uid = uid_gid as u32;
+        $event.gid = (uid_gid >> 32) as u32;
+        // SAFETY: helpers without pointer arguments.
+        $event.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+        $event.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+        $event.netns = netns_inum();
+        $event.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        $event.process_comm = process_comm();
+    }};
+}
+
 // match-proto:glibc:int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 #[uprobe]
 pub fn dnsq_getaddrinfo(ctx: ProbeContext) -> u32 {
@@ -170,18 +189,9 @@ fn on_lookup(ctx: &ProbeContext, function: u32) -> Option<u64> {
     if len == 0 {
         return None;
     }
-    let uid_gid = bpf_get_current_uid_gid();
-    event.pid = (pid_tgid >> 32) as u32;
-    event.uid = uid_gid as u32;
-    event.gid = (uid_gid >> 32) as u32;
-    // SAFETY: helpers without pointer arguments.
-    event.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-    event.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    event.netns = netns_inum();
+    fill_caller!(event, pid_tgid);
     event.function = function;
     event._pad = 0;
-    event.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    event.process_comm = process_comm();
     // Bound for the verifier: the helper never returns more than the buffer.
     let len = if len < MAX_LOOKUP_NAME {
         len
@@ -267,17 +277,8 @@ fn on_return(ctx: &RetProbeContext, function: u32) {
             read_hostent(hostent, event);
         }
     }
-    let uid_gid = bpf_get_current_uid_gid();
-    event.pid = (pid_tgid >> 32) as u32;
-    event.uid = uid_gid as u32;
-    event.gid = (uid_gid >> 32) as u32;
-    // SAFETY: helpers without pointer arguments.
-    event.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-    event.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    event.netns = netns_inum();
+    fill_caller!(event, pid_tgid);
     event.function = lookup_fn::ANSWER | function;
-    event.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    event.process_comm = process_comm();
     // SAFETY: a plain read of the slot (see `on_lookup`).
     if unsafe { core::ptr::read_volatile(&event.tid) } != tid {
         bump(counter::LOOKUPS_LOST);

@@ -336,22 +336,7 @@ fn a_client_that_sends_nothing_is_behind_the_resolver_query() -> anyhow::Result<
 
     // `dnsq by-process` shows the client's call, with the resolver beside it and
     // the answer the resolver got (the client's own answer never was a packet).
-    let (code, out, err) = dnsq(&[
-        "--db",
-        &db.to_string_lossy(),
-        "by-process",
-        &app.to_string(),
-        "--json",
-    ])?;
-    ensure!(code == 0, "dnsq by-process {app}: exit {code}: {err}");
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
-    let call = rows
-        .iter()
-        .find(|r| r["name"] == qname.as_str())
-        .with_context(|| format!("no row for {qname}: {out}"))?;
+    let call = by_process_row(&db, app, &qname)?;
     ensure!(
         call["role"] == "libc"
             && call["type"] == "getaddrinfo"
@@ -596,6 +581,25 @@ fn answers(recorder: &Recorder) -> Vec<LookupRecord> {
         .collect()
 }
 
+/// `dnsq by-process PID --json`'s row for the question name `qname`.
+fn by_process_row(db: &Path, pid: u32, qname: &str) -> anyhow::Result<serde_json::Value> {
+    let (code, out, err) = dnsq(&[
+        "--db",
+        &db.to_string_lossy(),
+        "by-process",
+        &pid.to_string(),
+        "--json",
+    ])?;
+    ensure!(code == 0, "dnsq by-process {pid}: exit {code}: {err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .find(|r| r["name"] == qname)
+        .with_context(|| format!("no row for {qname}: {out}"))
+}
+
 /// `dnsq who IP --json` rows.
 fn who(db: &Path, ip: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let (code, out, err) = dnsq(&["--db", &db.to_string_lossy(), "who", ip, "--json"])?;
@@ -747,22 +751,7 @@ fn who_finds_what_getaddrinfo_returned() -> anyhow::Result<()> {
     );
     // `dnsq by-process` shows the call with what it returned (no resolver was
     // asked).
-    let (code, out, err) = dnsq(&[
-        "--db",
-        &db.to_string_lossy(),
-        "by-process",
-        &app.to_string(),
-        "--json",
-    ])?;
-    ensure!(code == 0, "dnsq by-process {app}: exit {code}: {err}");
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
-    let call = rows
-        .iter()
-        .find(|r| r["name"] == hosts_qname.as_str())
-        .with_context(|| format!("no row for {hosts_qname}: {out}"))?;
+    let call = by_process_row(&db, app, &hosts_qname)?;
     ensure!(
         call["role"] == "libc" && call["answers"] == serde_json::json!([v4, v6]),
         "{call}"

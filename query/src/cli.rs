@@ -212,20 +212,25 @@ Examples:
         limit: usize,
     },
 
-    /// The newest messages; with -f, new ones as they are recorded.
+    /// The newest messages and libc calls; with -f, new ones as they are recorded.
     #[command(after_help = "\
 One line a message: time, process, direction (> sent, < received), transport
 and peer, the question, and for a response its rcode, answers and latency.
-With --json, the messages as dnsq-recorder --print writes them.
+One line a libc resolver call (getaddrinfo, gethostbyname*), marked =: time,
+process, function, the name asked, and what it returned: the addresses, or
+the error (EAI_NONAME, ...), and how long the call took; (no return seen) when
+its return was not recorded. Followed, a call is shown once it returns (or
+after 2 s). With --json, the messages and calls as dnsq-recorder --print
+writes them; a call is one \"kind\":\"lookup\" line with its \"answer\".
 
 Examples:
   dnsq tail -n 50
-  dnsq tail -f --json | jq .dns.questions")]
+  dnsq tail -f --json | jq 'select(.kind == \"message\") | .dns.questions'")]
     Tail {
         /// Keep printing new messages as the recorder stores them.
         #[arg(short, long, conflicts_with = "until")]
         follow: bool,
-        /// How many of the newest messages to print first.
+        /// How many of the newest messages and calls to print first.
         #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
         lines: usize,
     },
@@ -247,6 +252,10 @@ Examples:
         /// Output format (--json is the same as --format jsonl).
         #[arg(long, value_enum, required_unless_present = "json")]
         format: Option<ExportFormat>,
+        /// The libc resolver calls (getaddrinfo, gethostbyname*) and what they
+        /// returned, instead of the messages.
+        #[arg(long)]
+        calls: bool,
         /// Do not guard CSV cells against formula injection.
         #[arg(long)]
         raw_csv: bool,
@@ -312,10 +321,29 @@ Cells that start with = + - @, a tab or a carriage return get a leading ' so
 spreadsheets do not run them as formulas; --raw-csv writes them as they are.
 When stdout is a terminal, control characters in cells are escaped (\\x1b).
 
+With --calls, the libc resolver calls applications made (an application
+that resolves through a daemon over a Unix socket sends no message of its
+own), with these CSV columns, in this order (new ones may only be appended):
+
+  time, time_ns    when the call was made
+  function         getaddrinfo | gethostbyname | gethostbyname2 |
+                   gethostbyname_r | gethostbyname2_r
+  name             the name asked, lower-cased, with a trailing dot
+  pid, tid, uid, gid, comm, exe, cgroup, unit, container
+                   the calling process and thread
+  status           getaddrinfo's return value (0, or a negative EAI_* code);
+                   0 or 1 (no hostent) for the others; empty when the
+                   return was not recorded
+  error            EAI_NONAME, EAI_AGAIN, ..., no hostent
+  addresses        the addresses returned, separated by `;` (`;...` at the
+                   end: there were more than 16)
+  latency_ms       how long the call took
+
 JSON lines: one object per message, as dnsq-recorder --print writes it (unit
 and container in each process object whose cgroup names them). Fields the
 store does not keep are absent: from_cache and on_behalf_of beyond its first
-process; the attribution of via and on_behalf_of is null.
+process; the attribution of via and on_behalf_of is null. With --calls, one
+\"kind\":\"lookup\" object per call, its return in \"answer\".
 
 Memory stays constant however many rows. Exit status 1 when the window held no
 message (the CSV header is still written).
@@ -323,7 +351,8 @@ message (the CSV header is still written).
 Examples:
   dnsq export --format csv --since 2026-11-24T00:00 --until 2026-11-25T00:00 > day.csv
   dnsq export --format jsonl --since 1h | gzip > last-hour.jsonl.gz
-  dnsq export --format csv --since 1h -o /srv/dns/last-hour.csv   # from cron";
+  dnsq export --format csv --since 1h -o /srv/dns/last-hour.csv   # from cron
+  dnsq export --calls --format csv --since 1d > libc-calls.csv";
 
 #[derive(Debug, Args)]
 pub struct Limit {

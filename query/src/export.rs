@@ -1,6 +1,7 @@
 //! `dnsq export --format csv|jsonl`: every message in the window, streamed from
 //! `messages` in rowid order (constant memory), as RFC 4180 CSV with stable
-//! columns or as the recorder's JSON lines.
+//! columns or as the recorder's JSON lines. With `--calls`, the libc resolver
+//! calls instead, from `libc_lookups`.
 
 use std::{
     collections::HashMap,
@@ -14,10 +15,10 @@ use std::{
 
 use anyhow::{Context, Result};
 use dnsq_recorder::{
-    record::{Attribution, Direction, Transport},
+    record::{Attribution, Direction, LookupRecord, Transport},
     store::read::{
-        MessageQuery, MessageRow, ReadError, Reader, StoredProcess, class_name, opcode_name,
-        rcode_name, type_name,
+        CallQuery, MessageQuery, MessageRow, ReadError, Reader, StoredProcess, class_name,
+        opcode_name, rcode_name, type_name,
     },
 };
 
@@ -70,8 +71,32 @@ pub const COLUMNS: [&str; 35] = [
     "for_comm",
 ];
 
+/// The CSV columns of `dnsq export --calls`, in order; as with [`COLUMNS`],
+/// only appended to.
+pub const CALL_COLUMNS: [&str; 17] = [
+    "time",
+    "time_ns",
+    "function",
+    "name",
+    "pid",
+    "tid",
+    "uid",
+    "gid",
+    "comm",
+    "exe",
+    "cgroup",
+    "unit",
+    "container",
+    "status",
+    "error",
+    "addresses",
+    "latency_ms",
+];
+
 pub struct Options<'a> {
     pub format: ExportFormat,
+    /// The libc resolver calls instead of the messages.
+    pub calls: bool,
     pub raw_csv: bool,
     pub output: Option<&'a Path>,
     pub only: Option<&'a Only>,
@@ -106,7 +131,12 @@ pub fn run(
             .only
             .map(|o| format!(" of processes {}", o.filter.describe()))
             .unwrap_or_default();
-        return Err(NothingFound(format!("no messages{only} {}", window.describe(&clock))).into());
+        let what = if options.calls {
+            "libc calls"
+        } else {
+            "messages"
+        };
+        return Err(NothingFound(format!("no {what}{only} {}", window.describe(&clock))).into());
     }
     Ok(())
 }
@@ -155,6 +185,9 @@ fn write<W: Write>(
     clock: &Clock,
     escape_controls: bool,
 ) -> Result<u64> {
+    if options.calls {
+        return write_calls(reader, writer, window, options, clock, escape_controls);
+    }
     let mut rows = 0u64;
     let Some(ids) = reader.id_range(window.since_ns, window.until_ns)? else {
         if options.format == ExportFormat::Csv {
@@ -180,9 +213,48 @@ fn write<W: Write>(
         }
         ExportFormat::Csv => {
             let mut csv = CsvRows::new(writer, !options.raw_csv, escape_controls, clock);
-            csv.header()?;
+            csv.header(&COLUMNS);
             reader.message_rows(&query, |row| -> Result<_, Error> {
                 csv.row(row)?;
+                rows += 1;
+                Ok(ControlFlow::Continue(()))
+            })?;
+            csv.finish()?;
+        }
+    }
+    Ok(rows)
+}
+
+/// `--calls`: the window's libc calls, oldest first.
+fn write_calls<W: Write>(
+    reader: &Reader,
+    writer: &mut W,
+    window: &Window,
+    options: &Options<'_>,
+    clock: &Clock,
+    escape_controls: bool,
+) -> Result<u64> {
+    let mut rows = 0u64;
+    let query = CallQuery {
+        since_ns: window.since_ns,
+        until_ns: window.until_ns,
+        processes: options.only.map(|o| &*o.matching.processes),
+        ..CallQuery::default()
+    };
+    match options.format {
+        ExportFormat::Jsonl => {
+            reader.libc_calls(&query, |call| -> Result<_, Error> {
+                escape::json_line(writer, &call.record)?;
+                rows += 1;
+                Ok(ControlFlow::Continue(()))
+            })?;
+            writer.flush()?;
+        }
+        ExportFormat::Csv => {
+            let mut csv = CsvRows::new(writer, !options.raw_csv, escape_controls, clock);
+            csv.header(&CALL_COLUMNS);
+            reader.libc_calls(&query, |call| -> Result<_, Error> {
+                csv.call_row(&call.record)?;
                 rows += 1;
                 Ok(ControlFlow::Continue(()))
             })?;
@@ -277,10 +349,9 @@ impl<'w, 'c, W: Write> CsvRows<'w, 'c, W> {
         }
     }
 
-    fn header(&mut self) -> io::Result<()> {
-        self.buffer.extend_from_slice(COLUMNS.join(",").as_bytes());
+    fn header(&mut self, columns: &[&str]) {
+        self.buffer.extend_from_slice(columns.join(",").as_bytes());
         self.buffer.extend_from_slice(b"\r\n");
-        Ok(())
     }
 
     fn finish(mut self) -> io::Result<()> {
@@ -470,13 +541,7 @@ impl<'w, 'c, W: Write> CsvRows<'w, 'c, W> {
         } else {
             self.buffer.extend_from_slice(b",,,,,,,,,");
         }
-        self.buffer.push(b',');
-        if let Some(ns) = r.latency_ns() {
-            // Exact decimal: nanoseconds are whole millionths of a millisecond.
-            push_u64(&mut self.buffer, ns / 1_000_000);
-            self.buffer.push(b'.');
-            push_padded(&mut self.buffer, ns % 1_000_000, 6);
-        }
+        self.millis(r.latency_ns());
         self.number(Some(u64::from(r.message_len())));
         self.number(Some(u64::from(r.captured_len())));
         self.text(false, r.malformed().map_or("", |(error, _)| error));
@@ -489,6 +554,63 @@ impl<'w, 'c, W: Write> CsvRows<'w, 'c, W> {
         let client = r.on_behalf_of();
         self.number(client.map(|p| u64::from(p.pid)));
         self.text(false, client.map_or("", |p| p.comm.as_str()));
+        self.end_line()
+    }
+
+    /// One libc call, in [`CALL_COLUMNS`] order.
+    fn call_row(&mut self, c: &LookupRecord) -> io::Result<()> {
+        self.time(c.time_ns);
+        self.number(u64::try_from(c.time_ns).ok());
+        self.text(false, &c.function);
+        self.text(false, &c.name);
+        let p = &c.process;
+        self.number(p.pid.map(u64::from));
+        self.number(p.tid.map(u64::from));
+        self.number(p.uid.map(u64::from));
+        self.number(p.gid.map(u64::from));
+        self.text(false, p.comm.as_deref().unwrap_or(""));
+        self.text(false, p.exe.as_deref().unwrap_or(""));
+        self.text(false, p.cgroup.as_deref().unwrap_or(""));
+        self.text(false, p.unit.as_deref().unwrap_or(""));
+        self.text(false, p.container.as_deref().unwrap_or(""));
+        let answer = c.answer.as_ref();
+        // Negative for EAI_* codes: a number all the same, which the formula
+        // guard must leave as it is.
+        self.buffer.push(b',');
+        if let Some(status) = answer.map(|a| a.status) {
+            if status < 0 {
+                self.buffer.push(b'-');
+            }
+            push_u64(&mut self.buffer, u64::from(status.unsigned_abs()));
+        }
+        self.text(false, answer.and_then(|a| a.error.as_deref()).unwrap_or(""));
+        self.start(false);
+        for (index, address) in answer.map_or(&[][..], |a| &a.addresses).iter().enumerate() {
+            if index > 0 {
+                self.buffer.push(b';');
+            }
+            let _ = write!(self.buffer, "{address}");
+        }
+        if answer.is_some_and(|a| a.truncated) {
+            self.buffer.extend_from_slice(b";...");
+        }
+        self.end();
+        self.millis(answer.and_then(|a| u64::try_from(a.latency_ns).ok()));
+        self.end_line()
+    }
+
+    /// Nanoseconds as milliseconds, an exact decimal: nanoseconds are whole
+    /// millionths of a millisecond. Empty for `None`.
+    fn millis(&mut self, ns: Option<u64>) {
+        self.buffer.push(b',');
+        if let Some(ns) = ns {
+            push_u64(&mut self.buffer, ns / 1_000_000);
+            self.buffer.push(b'.');
+            push_padded(&mut self.buffer, ns % 1_000_000, 6);
+        }
+    }
+
+    fn end_line(&mut self) -> io::Result<()> {
         self.buffer.extend_from_slice(b"\r\n");
         if self.buffer.len() >= FLUSH_AT {
             self.writer.write_all(&self.buffer)?;

@@ -140,11 +140,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stats => stats::run(&reader, &mut out, &window, only),
         Command::Export {
             format,
+            calls,
             raw_csv,
             output,
         } => {
             let options = export::Options {
                 format: format.unwrap_or(ExportFormat::Jsonl),
+                calls: *calls,
                 raw_csv: *raw_csv,
                 output: output.as_deref(),
                 only,

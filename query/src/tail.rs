@@ -1,14 +1,21 @@
-//! `dnsq tail [-f]`: the newest messages, then (with `-f`) new ones as they are
-//! stored. Following polls the newest rowid every 250 ms, each poll its own short
-//! read transaction, so the writer's WAL can always be checkpointed.
+//! `dnsq tail [-f]`: the newest messages and libc resolver calls, then (with
+//! `-f`) new ones as they are stored. Following polls the newest rowids every
+//! 250 ms, each poll its own short read transaction, so the writer's WAL can
+//! always be checkpointed.
 
-use std::{io::Write, net::IpAddr, ops::ControlFlow, thread, time::Duration};
+use std::{
+    io::Write,
+    net::IpAddr,
+    ops::ControlFlow,
+    thread,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use dnsq_recorder::{
-    record::{Direction, MessageRecord, ProcessInfo, Transport},
+    record::{Direction, LookupRecord, MessageRecord, ProcessInfo, Transport},
     service::CgroupOwner,
-    store::read::{IdRange, MessageQuery, ReadError, Reader},
+    store::read::{CallQuery, IdRange, MessageQuery, ProcessFilter, ReadError, Reader, StoredCall},
 };
 
 use crate::{
@@ -20,9 +27,30 @@ use crate::{
 };
 
 const POLL: Duration = Duration::from_millis(250);
+/// How long a followed call is held back for its return to be stored: most
+/// return within milliseconds; one that blocks longer (a DNS server that does
+/// not answer) is shown without it. Timed by this process's clock from when it
+/// first read the call, not from the call's time, which another host's clock
+/// may have stamped.
+const RETURN_WAIT: Duration = Duration::from_secs(2);
 const SHOWN_ANSWERS: usize = 6;
 /// Clients named after `for`.
 const SHOWN_CLIENTS: usize = 3;
+
+/// One line of output: a DNS message, or a libc call with what it returned.
+enum Line {
+    Message(MessageRecord),
+    Call(LookupRecord),
+}
+
+impl Line {
+    fn time_ns(&self) -> i64 {
+        match self {
+            Line::Message(m) => m.time_ns,
+            Line::Call(c) => c.time_ns,
+        }
+    }
+}
 
 pub struct Options<'a> {
     pub follow: bool,
@@ -44,6 +72,9 @@ pub fn run(
         .map(|o| (o.matching.processes.as_ref().clone(), o.matching.last_id));
     // Everything up to here is "the newest"; later rows are followed.
     let mut cursor = reader.max_id()?.unwrap_or(0);
+    let mut call_cursor = reader.max_call_id()?;
+    // The followed call held back for its return, and since when.
+    let mut held: Option<(i64, Instant)> = None;
     let mut newest = Vec::new();
     if lines > 0
         && let Some(ids) = reader.id_range(window.since_ns, window.until_ns)?
@@ -60,7 +91,7 @@ pub fn run(
             processes: matching.as_ref().map(|(processes, _)| processes),
         };
         reader.messages(&query, |record| -> Result<_, ReadError> {
-            newest.push(record);
+            newest.push(Line::Message(record));
             Ok(if newest.len() >= lines {
                 ControlFlow::Break(())
             } else {
@@ -68,17 +99,43 @@ pub fn run(
             })
         })?;
     }
+    if lines > 0 {
+        let query = CallQuery {
+            since_ns: window.since_ns,
+            until_ns: window.until_ns,
+            newest_first: true,
+            processes: matching.as_ref().map(|(processes, _)| processes),
+            ..CallQuery::default()
+        };
+        let mut calls = 0;
+        reader.libc_calls(&query, |call| -> Result<_, ReadError> {
+            if call.id <= call_cursor {
+                newest.push(Line::Call(call.record));
+                calls += 1;
+            }
+            Ok(if calls >= lines {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        // The newest `lines` of both, oldest first.
+        newest.sort_by_key(|line| std::cmp::Reverse(line.time_ns()));
+        newest.truncate(lines);
+    }
     if newest.is_empty() && !follow {
         let only = options
             .only
             .map(|o| format!(" of processes {}", o.filter.describe()))
             .unwrap_or_default();
-        return Err(
-            NothingFound(format!("no messages{only} {}", window.describe(&out.clock))).into(),
-        );
+        return Err(NothingFound(format!(
+            "no messages or libc calls{only} {}",
+            window.describe(&out.clock)
+        ))
+        .into());
     }
-    for record in newest.iter().rev() {
-        print(out, owners, record)?;
+    for line in newest.iter().rev() {
+        print(out, owners, line)?;
     }
     if !follow {
         return Ok(());
@@ -86,48 +143,171 @@ pub fn run(
     loop {
         out.flush()?;
         thread::sleep(POLL);
-        let Some(max) = reader.max_id()? else {
-            continue;
-        };
-        if max <= cursor {
+        let max = reader.max_id()?.unwrap_or(0);
+        if max < cursor {
             // Fewer rows than before: retention, or another database.
-            cursor = cursor.min(max);
+            cursor = max;
+        }
+        let max_call = reader.max_call_id()?;
+        if max_call < call_cursor {
+            call_cursor = max_call;
+        }
+        if max == cursor && max_call == call_cursor {
             continue;
         }
         if let (Some(only), Some((processes, last_id))) = (options.only, matching.as_mut()) {
             *last_id = only.filter.extend(reader, owners, *last_id, processes)?;
         }
-        let query = MessageQuery {
-            ids: IdRange {
-                first: cursor + 1,
-                last: max,
-            },
-            since_ns: window.since_ns,
-            until_ns: None,
-            newest_first: false,
-            processes: matching.as_ref().map(|(processes, _)| processes),
-        };
-        let mut result = Ok(());
-        reader.messages(&query, |record| -> Result<_, ReadError> {
-            result = print(out, owners, &record);
-            Ok(if result.is_err() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            })
-        })?;
-        result?;
-        cursor = max;
+        let processes = matching.as_ref().map(|(processes, _)| processes);
+        let mut new = Vec::new();
+        if max > cursor {
+            let query = MessageQuery {
+                ids: IdRange {
+                    first: cursor + 1,
+                    last: max,
+                },
+                since_ns: window.since_ns,
+                until_ns: None,
+                newest_first: false,
+                processes,
+            };
+            reader.messages(&query, |record| -> Result<_, ReadError> {
+                new.push(Line::Message(record));
+                Ok(ControlFlow::Continue(()))
+            })?;
+            cursor = max;
+        }
+        if max_call > call_cursor {
+            let calls = IdRange {
+                first: call_cursor + 1,
+                last: max_call,
+            };
+            call_cursor = new_calls(
+                reader,
+                window.since_ns,
+                calls,
+                processes,
+                &mut held,
+                &mut new,
+            )?;
+        }
+        new.sort_by_key(Line::time_ns);
+        for line in &new {
+            print(out, owners, line)?;
+        }
     }
 }
 
-fn print(out: &mut Output, owners: &mut Owners, record: &MessageRecord) -> Result<()> {
-    if out.json {
-        return Ok(out.json_line(record)?);
+/// The calls of `ids`, up to the first one still waiting for its return (see
+/// [`RETURN_WAIT`]; `held`: which one, since when), into `lines`. Returns the
+/// new cursor: the waiting call and those after it are read again at the next
+/// poll.
+fn new_calls(
+    reader: &Reader,
+    since_ns: Option<i64>,
+    ids: IdRange,
+    processes: Option<&ProcessFilter>,
+    held: &mut Option<(i64, Instant)>,
+    lines: &mut Vec<Line>,
+) -> Result<i64, ReadError> {
+    let now = Instant::now();
+    let query = CallQuery {
+        after_id: ids.first - 1,
+        last_id: Some(ids.last),
+        since_ns,
+        processes,
+        ..CallQuery::default()
+    };
+    let mut cursor = ids.first - 1;
+    let mut waiting = false;
+    reader.libc_calls(&query, |call: StoredCall| -> Result<_, ReadError> {
+        if call.record.answer.is_none() {
+            let since = match *held {
+                Some((id, since)) if id == call.id => since,
+                _ => held.insert((call.id, now)).1,
+            };
+            if now.duration_since(since) < RETURN_WAIT {
+                waiting = true;
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        cursor = call.id;
+        lines.push(Line::Call(call.record));
+        Ok(ControlFlow::Continue(()))
+    })?;
+    // With none waiting, the rows the query passed over (out of the window,
+    // other processes) are done with too.
+    Ok(if waiting { cursor } else { ids.last })
+}
+
+fn print(out: &mut Output, owners: &mut Owners, line: &Line) -> Result<()> {
+    let process = match line {
+        Line::Message(m) if out.json => return Ok(out.json_line(m)?),
+        Line::Call(c) if out.json => return Ok(out.json_line(c)?),
+        Line::Message(m) => &m.process,
+        Line::Call(c) => &c.process,
+    };
+    let owner = process.cgroup.as_deref().map(|c| owners.of_path(c));
+    let text = match line {
+        Line::Message(m) => message_line(out, m, owner.as_deref()),
+        Line::Call(c) => call_line(out, c, owner.as_deref()),
+    };
+    Ok(writeln!(out.writer(), "{text}")?)
+}
+
+/// `curl[4242] session-1.scope`, the process column.
+fn process_column(p: &ProcessInfo, owner: Option<&CgroupOwner>) -> String {
+    let mut process = label(p);
+    if let Some(owner) = owner.filter(|o| !o.is_empty()) {
+        process.push(' ');
+        process.push_str(&owner::text(owner));
     }
-    let owner = record.process.cgroup.as_deref().map(|c| owners.of_path(c));
-    let line = line(out, record, owner.as_deref());
-    Ok(writeln!(out.writer(), "{line}")?)
+    process
+}
+
+/// `2026-11-24 10:00:00.123  curl[4242]           = getaddrinfo            lookup www.example.com.  198.18.0.1, fd00::1  0.21 ms`
+fn call_line(out: &Output, c: &LookupRecord, owner: Option<&CgroupOwner>) -> String {
+    let process = process_column(&c.process, owner);
+    let mut text = format!(
+        "{}  {process:<20} = {:<25}  lookup {}",
+        out.clock.precise(c.time_ns),
+        safe(&c.function),
+        safe(&c.name),
+    );
+    match &c.answer {
+        None => text.push_str("  (no return seen)"),
+        Some(answer) => {
+            if let Some(error) = &answer.error {
+                text.push_str(&format!("  {}", safe(error)));
+            }
+            if !answer.addresses.is_empty() {
+                let shown: Vec<String> = answer
+                    .addresses
+                    .iter()
+                    .take(SHOWN_ANSWERS)
+                    .map(IpAddr::to_string)
+                    .collect();
+                text.push_str("  ");
+                text.push_str(&shown.join(", "));
+                let more = answer.addresses.len().saturating_sub(SHOWN_ANSWERS);
+                if more > 0 || answer.truncated {
+                    text.push_str(&format!(
+                        " (+{})",
+                        if more > 0 {
+                            more.to_string()
+                        } else {
+                            "more".into()
+                        }
+                    ));
+                }
+            }
+            text.push_str(&format!(
+                "  {} ms",
+                crate::output::millis(answer.latency_ns as f64)
+            ));
+        }
+    }
+    text
 }
 
 /// `curl[4242]`, escaped; `?` when unknown.
@@ -140,12 +320,8 @@ fn label(p: &ProcessInfo) -> String {
 }
 
 /// `2026-11-24 10:00:00.123  curl[4242] session-1.scope  > udp 198.18.0.1:53  query A www.example.com.`
-fn line(out: &Output, r: &MessageRecord, owner: Option<&CgroupOwner>) -> String {
-    let mut process = label(&r.process);
-    if let Some(owner) = owner.filter(|o| !o.is_empty()) {
-        process.push(' ');
-        process.push_str(&owner::text(owner));
-    }
+fn message_line(out: &Output, r: &MessageRecord, owner: Option<&CgroupOwner>) -> String {
+    let process = process_column(&r.process, owner);
     let (arrow, peer, port) = match r.direction {
         Direction::Sent => (">", r.dst, r.dport),
         Direction::Received => ("<", r.src, r.sport),

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use dnsq_recorder::record::MessageRecord;
+use dnsq_recorder::{pipeline::Sink, record::MessageRecord};
 use serde_json::{Value, json};
 
 /// Options that select the fixture's main hour (not the old messages).
@@ -473,6 +473,282 @@ fn tail_follow_prints_new_messages() {
     assert_eq!(next["dns"]["questions"][0]["name"], "late.example.com.");
     assert_eq!(next["process"]["comm"], "nginx");
     w.finish();
+}
+
+/// A libc call of curl's at `time_ns`, and with `returned` its return
+/// `latency_ns` later: (status, addresses).
+fn libc_call(w: &mut Writer, time_ns: i64, name: &str, returned: Option<(i64, i32, &[&str])>) {
+    use dnsq_recorder::record::{LibcAnswer, LookupRecord, Rfc3339};
+    let caller = std::sync::Arc::new(dnsq_recorder::record::ProcessInfo {
+        attribution: None,
+        ..process(&CURL)
+    });
+    let call = LookupRecord {
+        kind: "lookup".into(),
+        time: Rfc3339(time_ns),
+        time_ns,
+        function: "getaddrinfo".into(),
+        name: name.into(),
+        process: caller,
+        answer: None,
+    };
+    w.store.write_lookup(call.clone()).expect("call");
+    if let Some((latency_ns, status, addresses)) = returned {
+        let answer = LookupRecord {
+            kind: "lookup_answer".into(),
+            time: Rfc3339(time_ns + latency_ns),
+            time_ns: time_ns + latency_ns,
+            answer: Some(LibcAnswer {
+                call_time_ns: time_ns,
+                latency_ns,
+                status,
+                error: LibcAnswer::error_name(1, status).map(str::to_owned),
+                addresses: addresses.iter().map(|a| ip(a)).collect(),
+                truncated: false,
+            }),
+            ..call
+        };
+        w.store.write_lookup(answer).expect("answer");
+    }
+}
+
+#[test]
+fn tail_shows_libc_calls_with_what_they_returned() {
+    let dir = TempDir::new("tail-libc");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let mut w = Writer::open(&db);
+    // Between the fixture's messages (T0 + 240 s malformed, + 300 s nobody).
+    libc_call(
+        &mut w,
+        T0 + 250 * SECOND,
+        "hosts.example.com",
+        Some((330_000, 0, &["198.18.5.5", "fd00::5"])),
+    );
+    libc_call(
+        &mut w,
+        T0 + 260 * SECOND,
+        "gone.example.com",
+        Some((1_000_000, -2, &[])),
+    );
+    // Its return never came (the recorder stopped first).
+    libc_call(&mut w, T0 + 270 * SECOND, "hung.example.com", None);
+    w.finish();
+
+    let text = expect(&dnsq(&db, &["tail", "-n", "5"]), 0);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    // In time order among the messages; the newest 5 of both.
+    assert!(lines[0].contains("malformed"), "{text}");
+    assert!(
+        lines[1].starts_with("2026-11-24 10:04:10.000  curl[4242] session-1.scope = getaddrinfo ")
+            && lines[1].contains("lookup hosts.example.com.  198.18.5.5, fd00::5  0.33 ms"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("lookup gone.example.com.  EAI_NONAME  1.0 ms"),
+        "{text}"
+    );
+    assert!(
+        lines[3].contains("lookup hung.example.com.  (no return seen)"),
+        "{text}"
+    );
+    assert!(lines[4].contains("nobody.example.com."), "{text}");
+
+    let rows = json_lines(&dnsq(&db, &["tail", "-n", "4", "--json"]));
+    assert_eq!(rows.len(), 4);
+    assert_eq!(
+        rows[0],
+        json!({
+            "kind": "lookup",
+            "time": "2026-11-24T10:04:10.000000000Z",
+            "time_ns": T0 + 250 * SECOND,
+            "function": "getaddrinfo",
+            "name": "hosts.example.com.",
+            "process": rows[0]["process"].clone(),
+            "answer": {
+                "call_time_ns": T0 + 250 * SECOND,
+                "latency_ns": 330_000,
+                "status": 0,
+                "addresses": ["198.18.5.5", "fd00::5"],
+            },
+        })
+    );
+    assert_eq!(rows[0]["process"]["comm"], "curl");
+    assert_eq!(rows[1]["answer"]["error"], "EAI_NONAME");
+    assert!(rows[2].get("answer").is_none(), "{}", rows[2]);
+
+    // Another unit's processes: curl's calls are left out with its messages.
+    let text = expect(&dnsq(&db, &["--unit", "nginx", "tail", "-n", "50"]), 0);
+    assert!(
+        !text.contains("getaddrinfo") && text.contains("nginx"),
+        "{text}"
+    );
+}
+
+#[test]
+fn export_calls_as_csv_and_json_lines() {
+    let dir = TempDir::new("export-calls");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let mut w = Writer::open(&db);
+    libc_call(
+        &mut w,
+        T0 + 250 * SECOND,
+        "hosts.example.com",
+        Some((330_000, 0, &["198.18.5.5", "fd00::5"])),
+    );
+    libc_call(
+        &mut w,
+        T0 + 260 * SECOND,
+        "=1+1.example.com",
+        Some((1_000_000, -2, &[])),
+    );
+    libc_call(&mut w, T0 + 270 * SECOND, "hung.example.com", None);
+    // Outside the window.
+    libc_call(&mut w, T0 - 48 * HOUR, "old.example.com", None);
+    w.finish();
+
+    let text = expect(
+        &dnsq(&db, &with_window(&["export", "--calls", "--format", "csv"])),
+        0,
+    );
+    let mut rows = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let header: Vec<String> = rows
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        header.join(","),
+        "time,time_ns,function,name,pid,tid,uid,gid,comm,exe,cgroup,unit,container,status,\
+         error,addresses,latency_ms"
+    );
+    let rows: Vec<Vec<String>> = rows
+        .records()
+        .map(|r| r.expect("row").iter().map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    let cell = |row: &Vec<String>, column: &str| {
+        let at = header.iter().position(|c| c == column).expect("column");
+        row[at].clone()
+    };
+    assert_eq!(
+        cell(&rows[0], "time"),
+        "2026-11-24T10:04:10.000000000+00:00"
+    );
+    assert_eq!(cell(&rows[0], "function"), "getaddrinfo");
+    assert_eq!(cell(&rows[0], "name"), "hosts.example.com.");
+    assert_eq!(cell(&rows[0], "comm"), "curl");
+    assert_eq!(cell(&rows[0], "unit"), "session-1.scope");
+    assert_eq!(cell(&rows[0], "status"), "0");
+    assert_eq!(cell(&rows[0], "addresses"), "198.18.5.5;fd00::5");
+    assert_eq!(cell(&rows[0], "latency_ms"), "0.330000");
+    // A name an application passed is guarded like a message's.
+    assert_eq!(cell(&rows[1], "name"), "'=1+1.example.com.");
+    assert_eq!(cell(&rows[1], "status"), "-2");
+    assert_eq!(cell(&rows[1], "error"), "EAI_NONAME");
+    assert_eq!(cell(&rows[1], "addresses"), "");
+    assert_eq!(cell(&rows[2], "status"), "");
+    assert_eq!(cell(&rows[2], "latency_ms"), "");
+
+    // JSON lines: what `dnsq tail --json` shows of them.
+    let exported = json_lines(&dnsq(&db, &with_window(&["export", "--calls", "--json"])));
+    let tailed: Vec<Value> = json_lines(&dnsq(&db, &["tail", "-n", "50", "--json"]))
+        .into_iter()
+        .filter(|line| line["kind"] == "lookup" && line["name"] != "old.example.com.")
+        .collect();
+    assert_eq!(exported.len(), 3);
+    assert_eq!(exported, tailed);
+
+    // Nothing for another unit; the messages' export is as before.
+    let out = dnsq(
+        &db,
+        &with_window(&["--unit", "nginx", "export", "--calls", "--json"]),
+    );
+    expect(&out, 1);
+    assert!(stderr(&out).contains("no libc calls"), "{}", stderr(&out));
+    let messages = json_lines(&dnsq(&db, &with_window(&["export", "--json"])));
+    assert!(messages.iter().all(|m| m["kind"] == "message"));
+}
+
+#[test]
+fn tail_follow_shows_a_call_once_it_returns() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("follow-libc");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnsq"))
+        .args(["tail", "-f", "-n", "1", "--json"])
+        .env("DNSQ_DB", &db)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Should a line never come, the reads below end with the child.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let _ = std::process::Command::new("kill").arg(pid).status();
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // The newest message: from here on, dnsq follows.
+    let newest = lines.next().expect("a line").expect("read");
+    assert!(newest.contains("nobody.example.com."), "{newest}");
+    let mut w = Writer::open(&db);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    // The call is stored, and its return a moment later, in another commit:
+    // the call is shown once, with its return.
+    libc_call(&mut w, now, "slow.example.com", None);
+    w.commit();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    libc_call(&mut w, now + 1, "hung.example.com", None);
+    w.commit();
+    {
+        use dnsq_recorder::record::{LibcAnswer, LookupRecord, Rfc3339};
+        w.store
+            .write_lookup(LookupRecord {
+                kind: "lookup_answer".into(),
+                time: Rfc3339(now + 700_000_000),
+                time_ns: now + 700_000_000,
+                function: "getaddrinfo".into(),
+                name: "slow.example.com".into(),
+                process: std::sync::Arc::new(dnsq_recorder::record::ProcessInfo {
+                    attribution: None,
+                    ..process(&CURL)
+                }),
+                answer: Some(LibcAnswer {
+                    call_time_ns: now,
+                    latency_ns: 700_000_000,
+                    status: 0,
+                    error: None,
+                    addresses: vec![ip("198.18.0.9")],
+                    truncated: false,
+                }),
+            })
+            .expect("answer");
+    }
+    w.commit();
+    let first: Value =
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    // A call whose return does not come is shown without one, after a wait.
+    let second: Value =
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    let _ = child.kill();
+    let _ = child.wait();
+    w.finish();
+    assert_eq!(first["name"], "slow.example.com.", "{first}");
+    assert_eq!(
+        first["answer"]["addresses"],
+        json!(["198.18.0.9"]),
+        "{first}"
+    );
+    assert_eq!(first["answer"]["latency_ns"], 700_000_000, "{first}");
+    assert_eq!(second["name"], "hung.example.com.", "{second}");
+    assert!(second.get("answer").is_none(), "{second}");
 }
 
 #[test]

@@ -282,6 +282,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             process: self.caller(&answer.caller),
             answer: Some(LibcAnswer {
                 call_time_ns,
+                latency_ns: time_ns - call_time_ns,
                 status: answer.status,
                 error: LibcAnswer::error_name(answer.function, answer.status).map(str::to_owned),
                 addresses: answer.addresses.clone(),

@@ -120,6 +120,9 @@ pub struct LookupRecord {
 pub struct LibcAnswer {
     /// When the call began: the `time_ns` of its `"lookup"` line.
     pub call_time_ns: i64,
+    /// How long the call ran: from its call to its return.
+    #[serde(default)]
+    pub latency_ns: i64,
     /// getaddrinfo's return value: 0, or an `EAI_*` code; for the
     /// `gethostbyname` family 0, or 1 when no `hostent` came back.
     pub status: i32,

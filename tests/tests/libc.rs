@@ -756,5 +756,49 @@ fn who_finds_what_getaddrinfo_returned() -> anyhow::Result<()> {
         call["role"] == "libc" && call["answers"] == serde_json::json!([v4, v6]),
         "{call}"
     );
+    // `dnsq tail` shows each call with what it returned, from the call's row.
+    let (code, out, err) = dnsq(&[
+        "--db",
+        &db.to_string_lossy(),
+        "tail",
+        "--json",
+        "-n",
+        "1000",
+    ])?;
+    ensure!(code == 0, "{code} {err}");
+    let calls: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["kind"] == "lookup" && line["process"]["pid"] == app)
+        .collect();
+    let tail_call = |name: &str| {
+        calls
+            .iter()
+            .find(|c| c["name"] == name)
+            .with_context(|| format!("tail has no call for {name}: {out}"))
+    };
+    let hosts_call = tail_call(&hosts_qname)?;
+    let mut tail_addresses: Vec<&str> = hosts_call["answer"]["addresses"]
+        .as_array()
+        .context("no addresses")?
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    tail_addresses.sort();
+    ensure!(
+        hosts_call["function"] == "getaddrinfo"
+            && hosts_call["answer"]["status"] == 0
+            && hosts_call["answer"]["latency_ns"]
+                .as_i64()
+                .is_some_and(|l| l > 0)
+            && tail_addresses == [v4, v6],
+        "{hosts_call}"
+    );
+    let missing_call = tail_call(&format!("{missing}."))?;
+    ensure!(
+        missing_call["answer"]["status"] == failure
+            && missing_call["answer"]["error"] == failed_answer.error.as_deref().unwrap_or(""),
+        "{missing_call}"
+    );
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! One batch of records → rows, inside the writer's transaction: a `messages`
 //! row per record (with its `malformed` and `extra_questions` rows), a
-//! `libc_lookups` row per libc lookup, the batch's `time_index` minutes, and its
-//! facts, gathered for the writer to upsert.
+//! `libc_lookups` row per libc lookup (its return filled in when it comes), the
+//! batch's `time_index` minutes, and its facts, gathered for the writer to upsert.
 
 use std::{
-    collections::hash_map::Entry,
+    collections::{VecDeque, hash_map::Entry},
     net::IpAddr,
     sync::{Arc, LazyLock},
 };
@@ -15,7 +15,10 @@ use rusqlite::{CachedStatement, Connection, params};
 use super::{
     facts::{DelegationKey, Facts, LookupKey, ResolutionKey},
     intern::{Caches, Interner},
-    schema::{self, MinuteCounts, attribution, flags, libc_function, packed, role, section},
+    schema::{
+        self, MinuteCounts, attribution, flags, libc_addresses, libc_function, packed, role,
+        section,
+    },
 };
 use crate::{
     dns::{class_code, opcode_code, rcode_code, type_code},
@@ -39,6 +42,10 @@ pub(super) struct Batch<'a> {
     insert_malformed: CachedStatement<'a>,
     insert_extra_question: CachedStatement<'a>,
     insert_lookup: CachedStatement<'a>,
+    return_lookup: CachedStatement<'a>,
+    /// The rows of the latest calls, which their returns fill in. The writer's,
+    /// kept from batch to batch: a call and its return may be committed apart.
+    call_rows: &'a mut CallRows,
     upsert_minute: CachedStatement<'a>,
     conn: &'a Connection,
     run_id: i64,
@@ -74,6 +81,12 @@ pub(super) struct Batch<'a> {
     /// What `insert_message`'s and `insert_messages`' parameters hold.
     bound_one: Bound,
     bound_many: Bound,
+}
+
+/// Which call a lookup line is or answers: its caller's pid and thread and
+/// the call's time.
+fn call_key(record: &LookupRecord, call_time_ns: i64) -> CallKey {
+    (record.process.pid, record.process.tid, call_time_ns)
 }
 
 /// Columns of a `messages` row as inserted, in this order. SQLite numbers the
@@ -207,8 +220,44 @@ struct DnsColumns {
     edns_udp_size: Option<i64>,
 }
 
+/// The `libc_lookups` rows of the latest [`MAX_CALL_ROWS`] calls, by (pid,
+/// thread, call time): where their returns go. A return comes microseconds to
+/// seconds after its call (a DNS timeout), so nearly always while its call is
+/// among the latest.
+#[derive(Default)]
+pub(super) struct CallRows {
+    rows: HashMap<CallKey, i64>,
+    /// Oldest first; may hold keys already taken.
+    order: VecDeque<CallKey>,
+}
+
+type CallKey = (Option<u32>, Option<u32>, i64);
+
+const MAX_CALL_ROWS: usize = 4096;
+
+impl CallRows {
+    fn insert(&mut self, key: CallKey, id: i64) {
+        if self.order.len() >= MAX_CALL_ROWS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.rows.remove(&oldest);
+        }
+        self.order.push_back(key);
+        self.rows.insert(key, id);
+    }
+
+    fn take(&mut self, key: &CallKey) -> Option<i64> {
+        self.rows.remove(key)
+    }
+}
+
 impl<'a> Batch<'a> {
-    pub fn new(tx: &'a Connection, caches: &'a mut Caches, run_id: i64) -> rusqlite::Result<Self> {
+    pub fn new(
+        tx: &'a Connection,
+        caches: &'a mut Caches,
+        call_rows: &'a mut CallRows,
+        run_id: i64,
+    ) -> rusqlite::Result<Self> {
         Ok(Self {
             intern: Interner::new(tx, caches)?,
             insert_message: tx.prepare_cached(&INSERT_MESSAGE)?,
@@ -224,6 +273,13 @@ impl<'a> Batch<'a> {
                 "INSERT INTO libc_lookups (time_ns, run_id, process_id, qname_id, function) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?,
+            // The call time too: a row id handed out in a transaction that was
+            // then rolled back (a full disk) may since be another call's.
+            return_lookup: tx.prepare_cached(
+                "UPDATE libc_lookups SET returned_ns = ?1, status = ?2, addresses = ?3 \
+                 WHERE id = ?4 AND time_ns = ?5",
+            )?,
+            call_rows,
             upsert_minute: tx.prepare_cached(
                 // A NULL count (a minute from before schema 10, or one retention
                 // cut into) stays NULL: min() and max() of a NULL are NULL too.
@@ -416,8 +472,8 @@ impl<'a> Batch<'a> {
 
     /// A libc lookup: one `libc_lookups` row. Lookups without a process or a name
     /// (neither comes from the kernel) are not kept.
-    /// A call's answer is no call: it adds the `resolutions` facts of its
-    /// addresses (see [`Batch::libc_answer`]) and nothing else.
+    /// A call's answer is no call: it fills in its call's row and adds the
+    /// `resolutions` facts of its addresses (see [`Batch::libc_answer`]).
     pub fn lookup(&mut self, record: &LookupRecord) -> rusqlite::Result<()> {
         self.intern
             .at_hour(record.time_ns.div_euclid(schema::NS_PER_HOUR));
@@ -444,6 +500,10 @@ impl<'a> Batch<'a> {
             qname_id,
             function
         ])?;
+        self.call_rows.insert(
+            call_key(record, record.time_ns),
+            self.conn.last_insert_rowid(),
+        );
         // A fact as well, which `dnsq by-process` and `name` read: a caller that
         // asks a daemon over a Unix socket has no other trace when the daemon
         // answers from its cache.
@@ -464,10 +524,11 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// The addresses a libc call returned, as `resolutions` facts of
-    /// the caller: `dnsq who IP` then finds it also when no DNS message of
-    /// anyone carried the answer (a daemon's cache, /etc/hosts). libc does not
-    /// say through which CNAMEs or from which server, so the owner is the name
+    /// What a libc call returned: into its call's `libc_lookups` row (what
+    /// `dnsq tail` shows), and its addresses as `resolutions` facts of the
+    /// caller: `dnsq who IP` then finds it also when no DNS message of anyone
+    /// carried the answer (a daemon's cache, /etc/hosts). libc does not say
+    /// through which CNAMEs or from which server, so the owner is the name
     /// asked and the server [`schema::NO_SERVER`].
     fn libc_answer(
         &mut self,
@@ -476,6 +537,15 @@ impl<'a> Batch<'a> {
         process_id: i64,
         qname_id: i64,
     ) -> rusqlite::Result<()> {
+        if let Some(id) = self.call_rows.take(&call_key(record, answer.call_time_ns)) {
+            self.return_lookup.execute(params![
+                record.time_ns,
+                answer.status,
+                libc_addresses::text(&answer.addresses, answer.truncated),
+                id,
+                answer.call_time_ns,
+            ])?;
+        }
         let Some(process_id) = self
             .intern
             .fact_process(Some(process_id), &record.process)?
@@ -920,6 +990,7 @@ mod tests {
                 process: app.clone().into(),
                 answer: Some(crate::record::LibcAnswer {
                     call_time_ns: now,
+                    latency_ns: 500,
                     status: 0,
                     error: None,
                     addresses: vec![
@@ -930,6 +1001,29 @@ mod tests {
                 }),
             })
             .unwrap();
+        // A return whose call is not the one above (another call time) fills
+        // in nothing; a call with no return keeps NULLs.
+        let mut stray = LookupRecord {
+            kind: "lookup_answer".into(),
+            time: crate::record::Rfc3339(now + 600),
+            time_ns: now + 600,
+            function: "getaddrinfo".into(),
+            name: "GitHub.com".into(),
+            process: app.clone().into(),
+            answer: Some(crate::record::LibcAnswer {
+                call_time_ns: now - 1,
+                latency_ns: 601,
+                status: -2,
+                error: Some("EAI_NONAME".into()),
+                addresses: vec![],
+                truncated: false,
+            }),
+        };
+        store.write_lookup(stray.clone()).unwrap();
+        stray.kind = "lookup".into();
+        stray.answer = None;
+        stray.time_ns = now + 700;
+        store.write_lookup(stray).unwrap();
         // Linked through the lookup: a delegation. Linked through a local
         // exchange (a client with an attribution): counted on the resolver's
         // answer to that client instead, not here.
@@ -948,21 +1042,49 @@ mod tests {
         drop(store);
 
         let conn = rusqlite::Connection::open(&db).unwrap();
-        let row: (String, i64, i64) = conn
-            .query_row(
-                "SELECT n.name, l.function, p.pid FROM libc_lookups l \
-                 JOIN names n ON n.id = l.qname_id JOIN processes p ON p.id = l.process_id",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        type Call = (String, i64, i64, Option<i64>, Option<i64>, Option<String>);
+        let calls: Vec<Call> = conn
+            .prepare(
+                "SELECT n.name, l.function, p.pid, l.returned_ns, l.status, l.addresses \
+                 FROM libc_lookups l \
+                 JOIN names n ON n.id = l.qname_id JOIN processes p ON p.id = l.process_id \
+                 ORDER BY l.id",
             )
+            .unwrap()
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(row, ("github.com.".to_owned(), 5, 812));
+        let returned = "192.0.2.80 2001:db8::80".to_owned();
+        assert_eq!(
+            calls,
+            [
+                (
+                    "github.com.".to_owned(),
+                    5,
+                    812,
+                    Some(now + 500),
+                    Some(0),
+                    Some(returned)
+                ),
+                ("github.com.".to_owned(), 1, 812, None, None, None),
+            ]
+        );
         // And a fact: one call of gethostbyname2_r (5), a question (-1), by curl
         // without its thread, the row `dnsq by-process` reads.
         let fact: (i64, i64, i64, i64, Option<i64>) = conn
             .query_row(
                 "SELECT p.pid, l.qtype, l.rcode, l.count, p.tid FROM lookups l \
-                 JOIN processes p ON p.id = l.process_id WHERE l.role = 2",
+                 JOIN processes p ON p.id = l.process_id WHERE l.role = 2 AND l.qtype = 5",
                 [],
                 |row| {
                     Ok((
@@ -976,7 +1098,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(fact, (812, 5, -1, 1, None));
-        // The answer is no second call.
+        // The answers are no calls: two calls, each a fact of its function.
         let calls: (i64, i64) = conn
             .query_row(
                 "SELECT (SELECT count(*) FROM libc_lookups),                         (SELECT count(*) FROM lookups WHERE role = 2)",
@@ -984,7 +1106,7 @@ mod tests {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .unwrap();
-        assert_eq!(calls, (1, 1));
+        assert_eq!(calls, (2, 2));
         // Its addresses are resolutions of the name asked, to curl (without its
         // thread), from no server.
         type Answer = (String, i64, String, String, i64, Option<i64>, i64);

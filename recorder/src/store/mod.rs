@@ -56,6 +56,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
         "../../../migrations/0011_interned_last_hour.sql"
     )),
     M::up(include_str!("../../../migrations/0012_libc_answers.sql")),
+    M::up(include_str!(
+        "../../../migrations/0013_libc_call_returns.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -34,9 +34,11 @@ use super::schema::{self, MinuteCounts, NS_PER_MINUTE};
 use crate::service::{CgroupOwner, Container, owner_of_cgroup};
 
 mod cache;
+mod calls;
 mod open;
 mod rebuild;
 
+pub use calls::{CallQuery, StoredCall};
 pub use rebuild::{MessageRow, QuestionRef, RecordRef};
 
 /// The names of DNS codes, exactly as the decoder writes them.

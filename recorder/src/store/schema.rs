@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 12;
+pub const SCHEMA_VERSION: u32 = 13;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -228,6 +228,69 @@ pub mod libc_function {
         (GETHOSTBYNAME_R, "gethostbyname_r"),
         (GETHOSTBYNAME2_R, "gethostbyname2_r"),
     ];
+}
+
+/// `libc_lookups.addresses` (schema 13): the addresses a call returned, in
+/// order, separated by spaces, and ` +` at the end when there were more.
+pub mod libc_addresses {
+    use std::net::IpAddr;
+
+    const MORE: &str = "+";
+
+    pub fn text(addresses: &[IpAddr], truncated: bool) -> String {
+        let mut text = String::new();
+        for address in addresses {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(&address.to_string());
+        }
+        if truncated {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(MORE);
+        }
+        text
+    }
+
+    /// The addresses and whether there were more; `None` if `text` is not what
+    /// [`text`] writes.
+    pub fn parse(text: &str) -> Option<(Vec<IpAddr>, bool)> {
+        let mut addresses = Vec::new();
+        let mut truncated = false;
+        for word in text.split(' ').filter(|w| !w.is_empty()) {
+            if truncated {
+                return None;
+            }
+            if word == MORE {
+                truncated = true;
+            } else {
+                addresses.push(word.parse().ok()?);
+            }
+        }
+        Some((addresses, truncated))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trip() {
+            let addresses: Vec<IpAddr> =
+                vec!["198.18.0.1".parse().unwrap(), "fd00::1".parse().unwrap()];
+            for truncated in [false, true] {
+                let text = text(&addresses, truncated);
+                assert_eq!(parse(&text), Some((addresses.clone(), truncated)));
+            }
+            assert_eq!(text(&addresses, true), "198.18.0.1 fd00::1 +");
+            assert_eq!(parse(""), Some((vec![], false)));
+            assert_eq!(parse("+"), Some((vec![], true)));
+            assert_eq!(parse("+ 198.18.0.1"), None);
+            assert_eq!(parse("nonsense"), None);
+        }
+    }
 }
 
 /// `answer_sets.records` sections.

@@ -20,7 +20,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use super::{
     StoreError, StoreOptions, StoreStats,
     facts::Facts,
-    insert::Batch,
+    insert::{Batch, CallRows},
     intern::Caches,
     retention::{self, Limits, Retention},
 };
@@ -93,6 +93,8 @@ pub struct Store {
     /// When the oldest record of the current batch arrived.
     batch_since: Option<Instant>,
     caches: Caches,
+    /// Where the returns of recent libc calls go (see [`CallRows`]).
+    call_rows: CallRows,
     facts: HeldFacts,
     stats: StoreStats,
     trouble: Option<Trouble>,
@@ -120,6 +122,7 @@ impl Store {
             pending_counters: VecDeque::new(),
             batch_since: None,
             caches: Caches::default(),
+            call_rows: CallRows::default(),
             facts: HeldFacts::default(),
             stats: StoreStats::default(),
             trouble: None,
@@ -402,7 +405,7 @@ impl Store {
             Some(id) => id,
             None => insert_run(&tx, "{}")?,
         };
-        let mut batch = Batch::new(&tx, &mut self.caches, run_id)?;
+        let mut batch = Batch::new(&tx, &mut self.caches, &mut self.call_rows, run_id)?;
         for record in self.pending.iter().take(count) {
             batch.message(record)?;
         }

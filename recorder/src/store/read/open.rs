@@ -48,6 +48,8 @@ pub(super) struct Features {
     pub compact_messages: bool,
     /// `time_index` rows count their minute's messages (schema 10).
     pub minute_counts: bool,
+    /// `libc_lookups` rows keep what the call returned (schema 13).
+    pub libc_returns: bool,
 }
 
 /// Checks `PRAGMA application_id` and `user_version` against [`schema`]: any
@@ -104,6 +106,10 @@ pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<Features, R
              WHERE name IN ('bits', 'ports')")?,
         minute_counts: has("SELECT COUNT(*) = 1 FROM pragma_table_info('time_index') \
              WHERE name = 'messages'")?,
+        libc_returns: has(
+            "SELECT COUNT(*) = 3 FROM pragma_table_info('libc_lookups') \
+             WHERE name IN ('returned_ns', 'status', 'addresses')",
+        )?,
     })
 }
 

@@ -659,7 +659,7 @@ fn unpack_ports(bits: i64, ports: i64) -> (u16, u16, u16) {
     }
 }
 
-fn process_info(p: &StoredProcess, attribution: Option<Attribution>) -> ProcessInfo {
+pub(super) fn process_info(p: &StoredProcess, attribution: Option<Attribution>) -> ProcessInfo {
     ProcessInfo {
         attribution,
         pid: Some(p.pid),

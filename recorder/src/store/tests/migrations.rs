@@ -356,3 +356,53 @@ fn an_impossible_path_is_a_clear_error() {
     assert!(matches!(error, StoreError::CreateDir { .. }), "{error}");
     assert!(error.to_string().contains("/proc/no-such-dir"), "{error}");
 }
+
+/// A schema 12 store's libc calls read back without a return, before the
+/// upgrade (no such columns) and after it (NULLs).
+#[test]
+fn calls_stored_before_schema_13_read_back_without_a_return() {
+    use std::ops::ControlFlow;
+
+    use crate::store::read::{CallQuery, ReadError, Reader};
+
+    let dir = TempDir::new("calls-12");
+    let mut old = Connection::open(dir.db()).unwrap();
+    MIGRATIONS.to_version(&mut old, 12).unwrap();
+    old.execute_batch(
+        "INSERT INTO names (id, name) VALUES (1, 'old.example.');
+         INSERT INTO processes (id, pid, uid, gid, comm, key) VALUES (1, 9, 0, 0, 'old', 'old');
+         INSERT INTO libc_lookups (id, time_ns, run_id, process_id, qname_id, function)
+             VALUES (1, 10, 1, 1, 1, 1);",
+    )
+    .unwrap();
+    drop(old);
+    for upgraded in [false, true] {
+        if upgraded {
+            let mut store = open_quiet(&dir.db());
+            store.start_run("{}").unwrap();
+            store.finish("signal").unwrap();
+        }
+        let reader = Reader::open(&dir.db()).unwrap();
+        assert_eq!(reader.schema_version(), if upgraded { 13 } else { 12 });
+        let mut calls = Vec::new();
+        reader
+            .libc_calls(&CallQuery::default(), |call| -> Result<_, ReadError> {
+                calls.push(call);
+                Ok(ControlFlow::Continue(()))
+            })
+            .unwrap();
+        assert_eq!(calls.len(), 1, "upgraded {upgraded}");
+        let call = &calls[0].record;
+        assert_eq!(
+            (
+                call.name.as_str(),
+                call.function.as_str(),
+                call.process.pid,
+                call.time_ns
+            ),
+            ("old.example.", "getaddrinfo", Some(9), 10),
+            "upgraded {upgraded}"
+        );
+        assert!(call.answer.is_none(), "upgraded {upgraded}");
+    }
+}

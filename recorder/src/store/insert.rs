@@ -227,7 +227,7 @@ struct DnsColumns {
 #[derive(Default)]
 pub(super) struct CallRows {
     rows: HashMap<CallKey, i64>,
-    /// Oldest first; may hold keys already taken.
+    /// Oldest first.
     order: VecDeque<CallKey>,
 }
 
@@ -237,6 +237,12 @@ const MAX_CALL_ROWS: usize = 4096;
 
 impl CallRows {
     fn insert(&mut self, key: CallKey, id: i64) {
+        // The same call again: its batch is being written once more after a
+        // failed commit.
+        if let Some(known) = self.rows.get_mut(&key) {
+            *known = id;
+            return;
+        }
         if self.order.len() >= MAX_CALL_ROWS
             && let Some(oldest) = self.order.pop_front()
         {
@@ -246,8 +252,10 @@ impl CallRows {
         self.rows.insert(key, id);
     }
 
-    fn take(&mut self, key: &CallKey) -> Option<i64> {
-        self.rows.remove(key)
+    /// The row of a call. Kept after its return has used it: should the
+    /// return's transaction fail, it is written again with the next one.
+    fn row(&self, key: &CallKey) -> Option<i64> {
+        self.rows.get(key).copied()
     }
 }
 
@@ -537,7 +545,7 @@ impl<'a> Batch<'a> {
         process_id: i64,
         qname_id: i64,
     ) -> rusqlite::Result<()> {
-        if let Some(id) = self.call_rows.take(&call_key(record, answer.call_time_ns)) {
+        if let Some(id) = self.call_rows.row(&call_key(record, answer.call_time_ns)) {
             self.return_lookup.execute(params![
                 record.time_ns,
                 answer.status,

@@ -205,3 +205,67 @@ fn the_wal_files_outlive_the_writer_for_read_only_readers() {
     let wal = dir.path().join("dnsq.db-wal");
     assert!(wal.exists(), "the -wal file was removed at close");
 }
+
+/// A call committed in one batch, its return in a later one whose write fails
+/// once: the return still reaches the call's row at the next attempt.
+#[test]
+fn a_libc_call_keeps_its_return_across_a_failed_commit() {
+    use std::sync::Arc;
+
+    use crate::record::{LibcAnswer, LookupRecord, Rfc3339};
+
+    let dir = TempDir::new("failed-return");
+    let mut store = open(&dir.db(), 10, 100_000);
+    let call = LookupRecord {
+        kind: "lookup".into(),
+        time: Rfc3339(t0()),
+        time_ns: t0(),
+        function: "getaddrinfo".into(),
+        name: "a.example".into(),
+        process: Arc::new(process(812, "curl")),
+        answer: None,
+    };
+    store.write_lookup(call.clone()).unwrap();
+    drain(&mut store);
+    // The return's UPDATE fails, as a full disk or an I/O error would fail it.
+    store
+        .connection()
+        .execute_batch(
+            "CREATE TEMP TRIGGER fail_returns BEFORE UPDATE ON libc_lookups \
+             BEGIN SELECT RAISE(ABORT, 'injected'); END",
+        )
+        .unwrap();
+    store
+        .write_lookup(LookupRecord {
+            kind: "lookup_answer".into(),
+            time: Rfc3339(t0() + 1_000),
+            time_ns: t0() + 1_000,
+            answer: Some(LibcAnswer {
+                call_time_ns: t0(),
+                latency_ns: 1_000,
+                status: 0,
+                error: None,
+                addresses: vec!["192.0.2.1".parse().unwrap()],
+                truncated: false,
+            }),
+            ..call
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    store.flush().unwrap();
+    assert!(store.stats().failed_commits >= 1, "{:?}", store.stats());
+    store
+        .connection()
+        .execute_batch("DROP TRIGGER fail_returns")
+        .unwrap();
+    drain(&mut store);
+    store.finish("signal").unwrap();
+    let returned: (i64, i64, String) = inspect(&dir.db())
+        .query_row(
+            "SELECT returned_ns, status, addresses FROM libc_lookups",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(returned, (t0() + 1_000, 0, "192.0.2.1".to_owned()));
+}

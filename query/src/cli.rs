@@ -35,9 +35,9 @@ Units and containers:
     top         what matching processes asked (all three rankings)
     tail, export
                 their messages (and messages of unknown processes whose socket
-                was in a matching cgroup)
-    stats       the message, name and process counts; the database size, the
-                recorder's runs and losses are the whole recorder's
+                was in a matching cgroup) and libc calls
+    stats       the message, name, process and libc call counts; the database
+                size, the recorder's runs and losses are the whole recorder's
 
 Local resolvers:
   When an application asks a resolver on this host (dnsmasq, unbound,
@@ -235,7 +235,8 @@ Examples:
         lines: usize,
     },
 
-    /// Counts, time span, database size, recorder runs and losses.
+    /// Counts (messages, names, processes, libc calls), time span, database size, recorder runs
+    /// and losses.
     #[command(after_help = "\
 Counts read every message in the window (fast for hours, slower for months).
 Losses are the recorder's counters (events the kernel could not deliver,

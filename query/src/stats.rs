@@ -41,6 +41,14 @@ struct Stats {
     /// Distinct question names and pids (whole hours).
     names: i64,
     processes: i64,
+    /// Calls of libc's resolver functions (getaddrinfo, gethostbyname*) in the
+    /// window; of those, how many had their return recorded and how many of
+    /// those failed (schema 13 stores; absent before).
+    libc_calls: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    libc_calls_returned: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    libc_calls_failed: Option<i64>,
     runs: i64,
     /// Runs that ended without recording a stop (a crash, or still running).
     unclean_runs: i64,
@@ -119,6 +127,30 @@ pub fn run(reader: &Reader, out: &mut Output, window: &Window, only: Option<&Onl
         ))?
         .query_row((first_hour, last_hour), |row| {
             Ok((row.get(0)?, row.get(1)?))
+        })?;
+
+    // A scan of the table, which has no time index: calls are few beside
+    // messages (one per application lookup, not four).
+    let returns = if reader.schema_version() >= 13 {
+        "count(returned_ns), TOTAL(status != 0)"
+    } else {
+        "NULL, NULL"
+    };
+    (
+        stats.libc_calls,
+        stats.libc_calls_returned,
+        stats.libc_calls_failed,
+    ) = conn
+        .prepare_cached(&format!(
+            "SELECT count(*), {returns} FROM libc_lookups \
+             WHERE time_ns >= ?1 AND time_ns < ?2{lookups_filter}"
+        ))?
+        .query_row((since, until), |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get::<_, Option<f64>>(2)?.map(|n| n as i64),
+            ))
         })?;
 
     runs(reader, &mut stats, since, until, out)?;
@@ -273,7 +305,10 @@ fn print(out: &mut Output, s: &Stats, window: &Window) -> Result<()> {
     if let Some(only) = &s.only {
         add(
             "only",
-            format!("{only} (messages, names, processes; the rest is the whole recorder's)"),
+            format!(
+                "{only} (messages, names, processes, libc calls; the rest is the whole \
+                 recorder's)"
+            ),
         );
     }
     add("database", s.database.clone());
@@ -300,6 +335,10 @@ fn print(out: &mut Output, s: &Stats, window: &Window) -> Result<()> {
     }
     add("names", s.names.to_string());
     add("processes", format!("{} distinct pids", s.processes));
+    add("libc calls", s.libc_calls.to_string());
+    if let (Some(returned), Some(failed)) = (s.libc_calls_returned, s.libc_calls_failed) {
+        add("  returned", format!("{returned} ({failed} failed)"));
+    }
     add(
         "recorder runs",
         format!("{} ({} unclean)", s.runs, s.unclean_runs),

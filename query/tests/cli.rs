@@ -512,12 +512,13 @@ fn libc_call(w: &mut Writer, time_ns: i64, name: &str, returned: Option<(i64, i3
     }
 }
 
-#[test]
-fn tail_shows_libc_calls_with_what_they_returned() {
-    let dir = TempDir::new("tail-libc");
-    let db = dir.path("dnsq.db");
-    standard(&db);
-    let mut w = Writer::open(&db);
+/// The standard fixture and four libc calls of curl's: in the fixture's main
+/// hour, one that returned two addresses, one that failed (a name a
+/// spreadsheet would read as a formula), one whose return never came (the
+/// recorder stopped first); one two days earlier.
+fn with_libc_calls(db: &std::path::Path) {
+    standard(db);
+    let mut w = Writer::open(db);
     // Between the fixture's messages (T0 + 240 s malformed, + 300 s nobody).
     libc_call(
         &mut w,
@@ -528,12 +529,53 @@ fn tail_shows_libc_calls_with_what_they_returned() {
     libc_call(
         &mut w,
         T0 + 260 * SECOND,
-        "gone.example.com",
+        "=1+1.example.com",
         Some((1_000_000, -2, &[])),
     );
-    // Its return never came (the recorder stopped first).
     libc_call(&mut w, T0 + 270 * SECOND, "hung.example.com", None);
+    libc_call(&mut w, T0 - 48 * HOUR, "old.example.com", None);
     w.finish();
+}
+
+#[test]
+fn stats_counts_libc_calls() {
+    let dir = TempDir::new("stats-libc");
+    let db = dir.path("dnsq.db");
+    with_libc_calls(&db);
+    let stats = &json_lines(&dnsq(&db, &with_window(&["stats", "--json"])))[0];
+    assert_eq!(
+        (
+            &stats["libc_calls"],
+            &stats["libc_calls_returned"],
+            &stats["libc_calls_failed"]
+        ),
+        (&json!(3), &json!(2), &json!(1)),
+        "{stats}"
+    );
+    let text = expect(&dnsq(&db, &["stats"]), 0);
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| l[key.len()..].trim().to_owned())
+    };
+    assert_eq!(line("libc calls").as_deref(), Some("4"), "{text}");
+    assert_eq!(
+        line("  returned").as_deref(),
+        Some("2 (1 failed)"),
+        "{text}"
+    );
+    let stats = &json_lines(&dnsq(
+        &db,
+        &with_window(&["--unit", "nginx", "stats", "--json"]),
+    ))[0];
+    assert_eq!(stats["libc_calls"], 0, "{stats}");
+}
+
+#[test]
+fn tail_shows_libc_calls_with_what_they_returned() {
+    let dir = TempDir::new("tail-libc");
+    let db = dir.path("dnsq.db");
+    with_libc_calls(&db);
 
     let text = expect(&dnsq(&db, &["tail", "-n", "5"]), 0);
     let lines: Vec<&str> = text.lines().collect();
@@ -546,7 +588,7 @@ fn tail_shows_libc_calls_with_what_they_returned() {
         "{text}"
     );
     assert!(
-        lines[2].contains("lookup gone.example.com.  EAI_NONAME  1.0 ms"),
+        lines[2].contains("lookup =1+1.example.com.  EAI_NONAME  1.0 ms"),
         "{text}"
     );
     assert!(
@@ -590,24 +632,7 @@ fn tail_shows_libc_calls_with_what_they_returned() {
 fn export_calls_as_csv_and_json_lines() {
     let dir = TempDir::new("export-calls");
     let db = dir.path("dnsq.db");
-    standard(&db);
-    let mut w = Writer::open(&db);
-    libc_call(
-        &mut w,
-        T0 + 250 * SECOND,
-        "hosts.example.com",
-        Some((330_000, 0, &["198.18.5.5", "fd00::5"])),
-    );
-    libc_call(
-        &mut w,
-        T0 + 260 * SECOND,
-        "=1+1.example.com",
-        Some((1_000_000, -2, &[])),
-    );
-    libc_call(&mut w, T0 + 270 * SECOND, "hung.example.com", None);
-    // Outside the window.
-    libc_call(&mut w, T0 - 48 * HOUR, "old.example.com", None);
-    w.finish();
+    with_libc_calls(&db);
 
     let text = expect(
         &dnsq(&db, &with_window(&["export", "--calls", "--format", "csv"])),

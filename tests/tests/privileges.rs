@@ -578,17 +578,10 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     ),
     (
         "query/src/top.rs",
-        "SELECT process_id, SUM(CASE WHEN role = ?3 THEN {queries} ELSE 0 END),",
-        "queries is schema::lookup_queries_sql (static text); filtered is Matching::sql \
-         (above); hour is Window::hour_column, `hour` or `+hour`; process is the literal \
-         `process_id` or `+process_id`; everything else is bound",
-    ),
-    (
-        "query/src/top.rs",
-        "SELECT process_id, qname_id FROM lookups WHERE {process} IN ({list})",
-        "list is i64 process ids read from the database, joined with commas: digits and \
-         minus signs only; process and hour as in the statement above; asked is \
-         schema::lookup_asked_sql (static text)",
+        "SELECT qname_id, process_id, role, rcode, count, {queries}, {asked}, last_ns \\",
+        "queries and asked are schema::lookup_queries_sql and lookup_asked_sql (static \
+         text); filtered is Matching::sql (above); hour is Window::hour_column, `hour` or \
+         `+hour`; everything else is bound",
     ),
 ];
 

@@ -65,9 +65,10 @@ struct Stats {
 pub fn run(reader: &Reader, out: &mut Output, window: &Window, only: Option<&Only>) -> Result<()> {
     let conn = reader.connection();
     let path = reader.path();
-    let lookups_filter = only
-        .map(|o| o.matching.sql("process_id"))
-        .unwrap_or_default();
+    let lookups_filter = match only {
+        Some(o) => o.matching.lookups_sql(reader, window.hours())?,
+        None => String::new(),
+    };
     let mut stats = Stats {
         database: path.display().to_string(),
         only: only.map(|o| {

@@ -37,9 +37,10 @@ pub fn run(
     only: Option<&Only>,
 ) -> Result<()> {
     // Rankings count what the selected processes asked, filtered in SQL.
-    let filtered = only
-        .map(|o| o.matching.sql("process_id"))
-        .unwrap_or_default();
+    let filtered = match only {
+        Some(o) => o.matching.lookups_sql(reader, window.hours())?,
+        None => String::new(),
+    };
     let result = match what {
         TopKind::Domains => names(reader, out, window, RCODE_QUERY, limit, &filtered),
         TopKind::Nxdomain => names(reader, out, window, NXDOMAIN, limit, &filtered),

@@ -1060,3 +1060,41 @@ fn libc_calls_show_in_by_process_and_name() {
     let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
     assert_eq!(names, ["libc.test."], "{rows:#?}");
 }
+
+/// A unit whose processes hold more `lookups` rows than `INDEXED_ROWS`, which
+/// the filtered rankings read by a scan rather than through the process index:
+/// they count the same as unfiltered.
+#[test]
+fn unit_filter_over_many_rows() {
+    let (_dir, db) = store("unit-many");
+    let before = run_json(&db, &["top", "processes", "--unit", "session-3.scope"]);
+    let queries = before[0]["queries"].as_i64().expect("queries");
+    const EXTRA: i64 = 150_001;
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        // Copies of curl's question row, one an hour back in time.
+        let changed = conn
+            .execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+                 INSERT INTO lookups (process_id, hour, role, qname_id, qtype, rcode, count, \
+                     paired, latency_sum_ns, latency_max_ns, first_ns, last_ns) \
+                 SELECT l.process_id, l.hour - n.i, l.role, l.qname_id, l.qtype, l.rcode, 1, 0, \
+                     0, 0, l.first_ns, l.first_ns \
+                 FROM n, (SELECT l.* FROM lookups l JOIN processes p ON p.id = l.process_id \
+                          WHERE p.comm = 'curl' AND l.role = 0 AND l.rcode = -1 LIMIT 1) l",
+                [EXTRA],
+            )
+            .expect("insert");
+        assert_eq!(changed as i64, EXTRA);
+    }
+    let rows = run_json(&db, &["top", "processes", "--unit", "session-3.scope"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["comm"], "curl");
+    assert_eq!(rows[0]["queries"], queries + EXTRA);
+    let all = run_json(&db, &["top", "processes"]);
+    let curl = all.iter().find(|r| r["comm"] == "curl").expect("curl");
+    assert_eq!(curl["queries"], queries + EXTRA);
+    let rows = run_json(&db, &["top", "domains", "--unit", "session-3.scope"]);
+    assert_eq!(rows[0]["name"], "github.test.");
+    assert!(rows[0]["queries"].as_i64() > Some(EXTRA), "{}", rows[0]);
+}

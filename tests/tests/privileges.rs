@@ -559,6 +559,17 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     ),
     (
         "query/src/owner.rs",
+        "SELECT count(*) FROM (SELECT 1 FROM lookups WHERE process_id IN ({list}) \\",
+        "Matching::lookups_sql: list is an id_list() of i64 ids; hours and limit are bound",
+    ),
+    (
+        "query/src/owner.rs",
+        "\" AND {column} IN ({list})\"",
+        "Matching::lookups_sql: column is one of two constants (process_id, +process_id); \
+         list is an id_list() of i64 ids",
+    ),
+    (
+        "query/src/owner.rs",
         "AND (process_id IN ({}) OR (process_id IS NULL AND socket_cgroup_id IN ({})))",
         "Matching::sql_messages: two id_list()s of i64 ids",
     ),

@@ -219,15 +219,18 @@ and peer, the question, and for a response its rcode, answers and latency.
 One line a libc resolver call (getaddrinfo, gethostbyname*), marked =: time,
 process, function, the name asked, and what it returned: the addresses, or
 the error (EAI_NONAME, ...), and how long the call took; (no return seen) when
-its return was not recorded. Followed, a call is shown once it returns (or
-after 2 s). With --json, the messages and calls as dnsq-recorder --print
-writes them; a call is one \"kind\":\"lookup\" line with its \"answer\".
+its return was not recorded. Followed, a call is shown once it returns, or
+after 2 s without its return, which then gets a line of its own when it comes
+(return instead of lookup; in JSON a \"kind\":\"lookup_answer\" line at the
+time of the return). With --json, the messages and calls as dnsq-recorder
+--print writes them; a call is one \"kind\":\"lookup\" line with its
+\"answer\".
 
 Examples:
   dnsq tail -n 50
   dnsq tail -f --json | jq 'select(.kind == \"message\") | .dns.questions'")]
     Tail {
-        /// Keep printing new messages as the recorder stores them.
+        /// Keep printing new messages and calls as the recorder stores them.
         #[arg(short, long, conflicts_with = "until")]
         follow: bool,
         /// How many of the newest messages and calls to print first.

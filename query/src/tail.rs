@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::Result;
 use dnsq_recorder::{
-    record::{Direction, LookupRecord, MessageRecord, ProcessInfo, Transport},
+    record::{Direction, LookupRecord, MessageRecord, ProcessInfo, Rfc3339, Transport},
     service::CgroupOwner,
     store::read::{CallQuery, IdRange, MessageQuery, ProcessFilter, ReadError, Reader, StoredCall},
 };
@@ -37,18 +37,72 @@ const SHOWN_ANSWERS: usize = 6;
 /// Clients named after `for`.
 const SHOWN_CLIENTS: usize = 3;
 
-/// One line of output: a DNS message, or a libc call with what it returned.
+/// How long a followed call shown without its return is watched for it (a
+/// resolver's timeouts and retries: 5 s each by default), and how many are.
+const LATE_RETURN_WATCH: Duration = Duration::from_secs(60);
+const LATE_RETURNS_WATCHED: usize = 256;
+
+/// One line of output: a DNS message, a libc call with what it returned, or
+/// the return of a call shown before without it (`"kind":"lookup_answer"` at
+/// the time of the return, as `dnsq-recorder --print` writes it).
 enum Line {
     Message(MessageRecord),
     Call(LookupRecord),
+    Return(LookupRecord),
 }
 
 impl Line {
     fn time_ns(&self) -> i64 {
         match self {
             Line::Message(m) => m.time_ns,
-            Line::Call(c) => c.time_ns,
+            Line::Call(c) | Line::Return(c) => c.time_ns,
         }
+    }
+}
+
+/// Followed calls shown without their return, watched for it: the return of
+/// a call that blocked longer than [`RETURN_WAIT`] fills in its row later, and
+/// no new row says so.
+#[derive(Default)]
+struct LateReturns {
+    /// Row id and since when, oldest first.
+    watched: Vec<(i64, Instant)>,
+}
+
+impl LateReturns {
+    fn watch(&mut self, id: i64) {
+        if self.watched.len() >= LATE_RETURNS_WATCHED {
+            self.watched.remove(0);
+        }
+        self.watched.push((id, Instant::now()));
+    }
+
+    /// The returns stored since the last poll, into `lines`.
+    fn poll(&mut self, reader: &Reader, lines: &mut Vec<Line>) -> Result<(), ReadError> {
+        let now = Instant::now();
+        self.watched
+            .retain(|(_, since)| now.duration_since(*since) < LATE_RETURN_WATCH);
+        let mut returned = Vec::new();
+        for &(id, _) in &self.watched {
+            let query = CallQuery {
+                after_id: id - 1,
+                last_id: Some(id),
+                ..CallQuery::default()
+            };
+            reader.libc_calls(&query, |call| -> Result<_, ReadError> {
+                let mut record = call.record;
+                if let Some(answer) = &record.answer {
+                    record.kind = "lookup_answer".into();
+                    record.time_ns = answer.call_time_ns + answer.latency_ns;
+                    record.time = Rfc3339(record.time_ns);
+                    returned.push(id);
+                    lines.push(Line::Return(record));
+                }
+                Ok(ControlFlow::Break(()))
+            })?;
+        }
+        self.watched.retain(|(id, _)| !returned.contains(id));
+        Ok(())
     }
 }
 
@@ -75,6 +129,7 @@ pub fn run(
     let mut call_cursor = reader.max_call_id()?;
     // The followed call held back for its return, and since when.
     let mut held: Option<(i64, Instant)> = None;
+    let mut late = LateReturns::default();
     let mut newest = Vec::new();
     if lines > 0
         && let Some(ids) = reader.id_range(window.since_ns, window.until_ns)?
@@ -152,14 +207,15 @@ pub fn run(
         if max_call < call_cursor {
             call_cursor = max_call;
         }
-        if max == cursor && max_call == call_cursor {
+        let mut new = Vec::new();
+        late.poll(reader, &mut new)?;
+        if max == cursor && max_call == call_cursor && new.is_empty() {
             continue;
         }
         if let (Some(only), Some((processes, last_id))) = (options.only, matching.as_mut()) {
             *last_id = only.filter.extend(reader, owners, *last_id, processes)?;
         }
         let processes = matching.as_ref().map(|(processes, _)| processes);
-        let mut new = Vec::new();
         if max > cursor {
             let query = MessageQuery {
                 ids: IdRange {
@@ -188,6 +244,7 @@ pub fn run(
                 calls,
                 processes,
                 &mut held,
+                &mut late,
                 &mut new,
             )?;
         }
@@ -199,15 +256,16 @@ pub fn run(
 }
 
 /// The calls of `ids`, up to the first one still waiting for its return (see
-/// [`RETURN_WAIT`]; `held`: which one, since when), into `lines`. Returns the
-/// new cursor: the waiting call and those after it are read again at the next
-/// poll.
+/// [`RETURN_WAIT`]; `held`: which one, since when), into `lines`; those shown
+/// without it go to `late`. Returns the new cursor: the waiting call and those
+/// after it are read again at the next poll.
 fn new_calls(
     reader: &Reader,
     since_ns: Option<i64>,
     ids: IdRange,
     processes: Option<&ProcessFilter>,
     held: &mut Option<(i64, Instant)>,
+    late: &mut LateReturns,
     lines: &mut Vec<Line>,
 ) -> Result<i64, ReadError> {
     let now = Instant::now();
@@ -232,6 +290,9 @@ fn new_calls(
             }
         }
         cursor = call.id;
+        if call.record.answer.is_none() {
+            late.watch(call.id);
+        }
         lines.push(Line::Call(call.record));
         Ok(ControlFlow::Continue(()))
     })?;
@@ -243,14 +304,15 @@ fn new_calls(
 fn print(out: &mut Output, owners: &mut Owners, line: &Line) -> Result<()> {
     let process = match line {
         Line::Message(m) if out.json => return Ok(out.json_line(m)?),
-        Line::Call(c) if out.json => return Ok(out.json_line(c)?),
+        Line::Call(c) | Line::Return(c) if out.json => return Ok(out.json_line(c)?),
         Line::Message(m) => &m.process,
-        Line::Call(c) => &c.process,
+        Line::Call(c) | Line::Return(c) => &c.process,
     };
     let owner = process.cgroup.as_deref().map(|c| owners.of_path(c));
     let text = match line {
         Line::Message(m) => message_line(out, m, owner.as_deref()),
-        Line::Call(c) => call_line(out, c, owner.as_deref()),
+        Line::Call(c) => call_line(out, c, "lookup", owner.as_deref()),
+        Line::Return(c) => call_line(out, c, "return", owner.as_deref()),
     };
     Ok(writeln!(out.writer(), "{text}")?)
 }
@@ -265,11 +327,12 @@ fn process_column(p: &ProcessInfo, owner: Option<&CgroupOwner>) -> String {
     process
 }
 
-/// `2026-11-24 10:00:00.123  curl[4242]           = getaddrinfo            lookup www.example.com.  198.18.0.1, fd00::1  0.21 ms`
-fn call_line(out: &Output, c: &LookupRecord, owner: Option<&CgroupOwner>) -> String {
+/// `2026-11-24 10:00:00.123  curl[4242]           = getaddrinfo            lookup www.example.com.  198.18.0.1, fd00::1  0.21 ms`;
+/// `what` is `lookup`, or `return` for a return shown apart from its call.
+fn call_line(out: &Output, c: &LookupRecord, what: &str, owner: Option<&CgroupOwner>) -> String {
     let process = process_column(&c.process, owner);
     let mut text = format!(
-        "{}  {process:<20} = {:<25}  lookup {}",
+        "{}  {process:<20} = {:<25}  {what} {}",
         out.clock.precise(c.time_ns),
         safe(&c.function),
         safe(&c.name),

@@ -725,6 +725,31 @@ fn tail_follow_shows_a_call_once_it_returns() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_nanos() as i64;
+    let answer = |call_time_ns: i64, name: &str, latency_ns: i64, status: i32, addresses| {
+        use dnsq_recorder::record::{LibcAnswer, LookupRecord, Rfc3339};
+        LookupRecord {
+            kind: "lookup_answer".into(),
+            time: Rfc3339(call_time_ns + latency_ns),
+            time_ns: call_time_ns + latency_ns,
+            function: "getaddrinfo".into(),
+            name: name.into(),
+            process: std::sync::Arc::new(dnsq_recorder::record::ProcessInfo {
+                attribution: None,
+                ..process(&CURL)
+            }),
+            answer: Some(LibcAnswer {
+                call_time_ns,
+                latency_ns,
+                status,
+                error: LibcAnswer::error_name(1, status).map(str::to_owned),
+                addresses,
+                truncated: false,
+            }),
+        }
+    };
+    let mut next = || -> Value {
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json")
+    };
     // The call is stored, and its return a moment later, in another commit:
     // the call is shown once, with its return.
     libc_call(&mut w, now, "slow.example.com", None);
@@ -732,39 +757,35 @@ fn tail_follow_shows_a_call_once_it_returns() {
     std::thread::sleep(std::time::Duration::from_millis(600));
     libc_call(&mut w, now + 1, "hung.example.com", None);
     w.commit();
-    {
-        use dnsq_recorder::record::{LibcAnswer, LookupRecord, Rfc3339};
-        w.store
-            .write_lookup(LookupRecord {
-                kind: "lookup_answer".into(),
-                time: Rfc3339(now + 700_000_000),
-                time_ns: now + 700_000_000,
-                function: "getaddrinfo".into(),
-                name: "slow.example.com".into(),
-                process: std::sync::Arc::new(dnsq_recorder::record::ProcessInfo {
-                    attribution: None,
-                    ..process(&CURL)
-                }),
-                answer: Some(LibcAnswer {
-                    call_time_ns: now,
-                    latency_ns: 700_000_000,
-                    status: 0,
-                    error: None,
-                    addresses: vec![ip("198.18.0.9")],
-                    truncated: false,
-                }),
-            })
-            .expect("answer");
-    }
+    w.store
+        .write_lookup(answer(
+            now,
+            "slow.example.com",
+            700_000_000,
+            0,
+            vec![ip("198.18.0.9")],
+        ))
+        .expect("answer");
     w.commit();
-    let first: Value =
-        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
-    // A call whose return does not come is shown without one, after a wait.
-    let second: Value =
-        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    let first = next();
+    // A call whose return does not come is shown without one, after a wait…
+    let second = next();
+    // … and its return, when it comes, on a line of its own.
+    w.store
+        .write_lookup(answer(
+            now + 1,
+            "hung.example.com",
+            5_000_000_000,
+            -3,
+            vec![],
+        ))
+        .expect("answer");
+    w.commit();
+    let third = next();
     let _ = child.kill();
     let _ = child.wait();
     w.finish();
+    assert_eq!(first["kind"], "lookup", "{first}");
     assert_eq!(first["name"], "slow.example.com.", "{first}");
     assert_eq!(
         first["answer"]["addresses"],
@@ -774,6 +795,11 @@ fn tail_follow_shows_a_call_once_it_returns() {
     assert_eq!(first["answer"]["latency_ns"], 700_000_000, "{first}");
     assert_eq!(second["name"], "hung.example.com.", "{second}");
     assert!(second.get("answer").is_none(), "{second}");
+    assert_eq!(third["kind"], "lookup_answer", "{third}");
+    assert_eq!(third["name"], "hung.example.com.", "{third}");
+    assert_eq!(third["time_ns"], now + 1 + 5_000_000_000, "{third}");
+    assert_eq!(third["answer"]["error"], "EAI_AGAIN", "{third}");
+    assert_eq!(third["answer"]["call_time_ns"], now + 1, "{third}");
 }
 
 #[test]

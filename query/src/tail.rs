@@ -130,54 +130,13 @@ pub fn run(
     // The followed call held back for its return, and since when.
     let mut held: Option<(i64, Instant)> = None;
     let mut late = LateReturns::default();
-    let mut newest = Vec::new();
-    if lines > 0
-        && let Some(ids) = reader.id_range(window.since_ns, window.until_ns)?
-        && ids.first <= cursor
-    {
-        let query = MessageQuery {
-            ids: IdRange {
-                first: ids.first,
-                last: ids.last.min(cursor),
-            },
-            since_ns: window.since_ns,
-            until_ns: window.until_ns,
-            newest_first: true,
-            processes: matching.as_ref().map(|(processes, _)| processes),
-        };
-        reader.messages(&query, |record| -> Result<_, ReadError> {
-            newest.push(Line::Message(record));
-            Ok(if newest.len() >= lines {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            })
-        })?;
-    }
-    if lines > 0 {
-        let query = CallQuery {
-            since_ns: window.since_ns,
-            until_ns: window.until_ns,
-            newest_first: true,
-            processes: matching.as_ref().map(|(processes, _)| processes),
-            ..CallQuery::default()
-        };
-        let mut calls = 0;
-        reader.libc_calls(&query, |call| -> Result<_, ReadError> {
-            if call.id <= call_cursor {
-                newest.push(Line::Call(call.record));
-                calls += 1;
-            }
-            Ok(if calls >= lines {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            })
-        })?;
-        // The newest `lines` of both, oldest first.
-        newest.sort_by_key(|line| std::cmp::Reverse(line.time_ns()));
-        newest.truncate(lines);
-    }
+    let newest = newest(
+        reader,
+        window,
+        lines,
+        matching.as_ref().map(|(processes, _)| processes),
+        (cursor, call_cursor),
+    )?;
     if newest.is_empty() && !follow {
         let only = options
             .only
@@ -253,6 +212,66 @@ pub fn run(
             print(out, owners, line)?;
         }
     }
+}
+
+/// The newest `lines` messages and calls of the window, up to the rowids
+/// `cursors` (messages, calls), newest first.
+fn newest(
+    reader: &Reader,
+    window: &Window,
+    lines: usize,
+    processes: Option<&ProcessFilter>,
+    cursors: (i64, i64),
+) -> Result<Vec<Line>, ReadError> {
+    let mut newest = Vec::new();
+    if lines == 0 {
+        return Ok(newest);
+    }
+    if let Some(ids) = reader.id_range(window.since_ns, window.until_ns)?
+        && ids.first <= cursors.0
+    {
+        let query = MessageQuery {
+            ids: IdRange {
+                first: ids.first,
+                last: ids.last.min(cursors.0),
+            },
+            since_ns: window.since_ns,
+            until_ns: window.until_ns,
+            newest_first: true,
+            processes,
+        };
+        reader.messages(&query, |record| -> Result<_, ReadError> {
+            newest.push(Line::Message(record));
+            Ok(if newest.len() >= lines {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+    }
+    let query = CallQuery {
+        since_ns: window.since_ns,
+        until_ns: window.until_ns,
+        newest_first: true,
+        processes,
+        ..CallQuery::default()
+    };
+    let mut calls = 0;
+    reader.libc_calls(&query, |call| -> Result<_, ReadError> {
+        if call.id <= cursors.1 {
+            newest.push(Line::Call(call.record));
+            calls += 1;
+        }
+        Ok(if calls >= lines {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })?;
+    // The newest `lines` of both.
+    newest.sort_by_key(|line| std::cmp::Reverse(line.time_ns()));
+    newest.truncate(lines);
+    Ok(newest)
 }
 
 /// The calls of `ids`, up to the first one still waiting for its return (see

@@ -66,6 +66,21 @@ struct CallRow {
     addresses: Option<String>,
 }
 
+impl CallRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            time_ns: row.get(1)?,
+            process_id: row.get(2)?,
+            qname_id: row.get(3)?,
+            function: row.get(4)?,
+            returned_ns: row.get(5)?,
+            status: row.get(6)?,
+            addresses: row.get(7)?,
+        })
+    }
+}
+
 impl Reader {
     /// The largest `libc_lookups.id`, 0 when there is none: where following
     /// new calls starts.
@@ -90,21 +105,12 @@ impl Reader {
         let mut rows = statement
             .query([query.after_id, query.last_id.unwrap_or(i64::MAX)])
             .map_err(ReadError::from)?;
+        let (since, until) = (
+            query.since_ns.unwrap_or(i64::MIN),
+            query.until_ns.unwrap_or(i64::MAX),
+        );
         while let Some(row) = rows.next().map_err(ReadError::from)? {
-            let row = CallRow {
-                id: row.get(0).map_err(ReadError::from)?,
-                time_ns: row.get(1).map_err(ReadError::from)?,
-                process_id: row.get(2).map_err(ReadError::from)?,
-                qname_id: row.get(3).map_err(ReadError::from)?,
-                function: row.get(4).map_err(ReadError::from)?,
-                returned_ns: row.get(5).map_err(ReadError::from)?,
-                status: row.get(6).map_err(ReadError::from)?,
-                addresses: row.get(7).map_err(ReadError::from)?,
-            };
-            let (since, until) = (
-                query.since_ns.unwrap_or(i64::MIN),
-                query.until_ns.unwrap_or(i64::MAX),
-            );
+            let row = CallRow::read(row).map_err(ReadError::from)?;
             // Rows are in arrival order, which is time order give or take the
             // reordering between CPUs: past the window by more than that, no
             // later row is in it.

@@ -447,29 +447,19 @@ fn tail_shows_the_newest_messages() {
 
 #[test]
 fn tail_follow_prints_new_messages() {
-    use std::io::{BufRead, BufReader};
     let dir = TempDir::new("follow");
     let db = dir.path("dnsq.db");
     standard(&db);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnsq"))
-        .args(["tail", "-f", "-n", "1", "--json"])
-        .env("DNSQ_DB", &db)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first: Value =
-        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    let mut follow = Follow::start(&db, &["-n", "1"]);
+    let first = follow.next();
     assert_eq!(first["dns"]["questions"][0]["name"], "nobody.example.com.");
     // The recorder writes more while dnsq follows.
     let mut w = Writer::open(&db);
     let late = ask(T0 + 3 * HOUR, &NGINX, "late.example.com.", "A");
     w.write(late.query());
     w.commit();
-    let next: Value =
-        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
-    let _ = child.kill();
-    let _ = child.wait();
+    let next = follow.next();
+    drop(follow);
     assert_eq!(next["dns"]["questions"][0]["name"], "late.example.com.");
     assert_eq!(next["process"]["comm"], "nginx");
     w.finish();
@@ -477,38 +467,19 @@ fn tail_follow_prints_new_messages() {
 
 /// A libc call of curl's at `time_ns`, and with `returned` its return
 /// `latency_ns` later: (status, addresses).
-fn libc_call(w: &mut Writer, time_ns: i64, name: &str, returned: Option<(i64, i32, &[&str])>) {
-    use dnsq_recorder::record::{LibcAnswer, LookupRecord, Rfc3339};
-    let caller = std::sync::Arc::new(dnsq_recorder::record::ProcessInfo {
-        attribution: None,
-        ..process(&CURL)
-    });
-    let call = LookupRecord {
-        kind: "lookup".into(),
-        time: Rfc3339(time_ns),
-        time_ns,
-        function: "getaddrinfo".into(),
-        name: name.into(),
-        process: caller,
-        answer: None,
-    };
+fn store_libc_call(
+    w: &mut Writer,
+    time_ns: i64,
+    name: &str,
+    returned: Option<(i64, i32, &[&str])>,
+) {
+    let call = libc_call(time_ns, &CURL, "getaddrinfo", name);
     w.store.write_lookup(call.clone()).expect("call");
     if let Some((latency_ns, status, addresses)) = returned {
-        let answer = LookupRecord {
-            kind: "lookup_answer".into(),
-            time: Rfc3339(time_ns + latency_ns),
-            time_ns: time_ns + latency_ns,
-            answer: Some(LibcAnswer {
-                call_time_ns: time_ns,
-                latency_ns,
-                status,
-                error: LibcAnswer::error_name(1, status).map(str::to_owned),
-                addresses: addresses.iter().map(|a| ip(a)).collect(),
-                truncated: false,
-            }),
-            ..call
-        };
-        w.store.write_lookup(answer).expect("answer");
+        let addresses = addresses.iter().map(|a| ip(a)).collect();
+        w.store
+            .write_lookup(libc_return(&call, latency_ns, status, addresses))
+            .expect("answer");
     }
 }
 
@@ -520,20 +491,20 @@ fn with_libc_calls(db: &std::path::Path) {
     standard(db);
     let mut w = Writer::open(db);
     // Between the fixture's messages (T0 + 240 s malformed, + 300 s nobody).
-    libc_call(
+    store_libc_call(
         &mut w,
         T0 + 250 * SECOND,
         "hosts.example.com",
         Some((330_000, 0, &["198.18.5.5", "fd00::5"])),
     );
-    libc_call(
+    store_libc_call(
         &mut w,
         T0 + 260 * SECOND,
         "=1+1.example.com",
         Some((1_000_000, -2, &[])),
     );
-    libc_call(&mut w, T0 + 270 * SECOND, "hung.example.com", None);
-    libc_call(&mut w, T0 - 48 * HOUR, "old.example.com", None);
+    store_libc_call(&mut w, T0 + 270 * SECOND, "hung.example.com", None);
+    store_libc_call(&mut w, T0 - 48 * HOUR, "old.example.com", None);
     w.finish();
 }
 
@@ -700,90 +671,41 @@ fn export_calls_as_csv_and_json_lines() {
 
 #[test]
 fn tail_follow_shows_a_call_once_it_returns() {
-    use std::io::{BufRead, BufReader};
     let dir = TempDir::new("follow-libc");
     let db = dir.path("dnsq.db");
     standard(&db);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnsq"))
-        .args(["tail", "-f", "-n", "1", "--json"])
-        .env("DNSQ_DB", &db)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Should a line never come, the reads below end with the child.
-    let pid = child.id().to_string();
-    std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(30));
-        let _ = std::process::Command::new("kill").arg(pid).status();
-    });
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut follow = Follow::start(&db, &["-n", "1"]);
     // The newest message: from here on, dnsq follows.
-    let newest = lines.next().expect("a line").expect("read");
-    assert!(newest.contains("nobody.example.com."), "{newest}");
+    let newest = follow.next();
+    assert_eq!(newest["dns"]["questions"][0]["name"], "nobody.example.com.");
     let mut w = Writer::open(&db);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_nanos() as i64;
-    let answer = |call_time_ns: i64, name: &str, latency_ns: i64, status: i32, addresses| {
-        use dnsq_recorder::record::{LibcAnswer, LookupRecord, Rfc3339};
-        LookupRecord {
-            kind: "lookup_answer".into(),
-            time: Rfc3339(call_time_ns + latency_ns),
-            time_ns: call_time_ns + latency_ns,
-            function: "getaddrinfo".into(),
-            name: name.into(),
-            process: std::sync::Arc::new(dnsq_recorder::record::ProcessInfo {
-                attribution: None,
-                ..process(&CURL)
-            }),
-            answer: Some(LibcAnswer {
-                call_time_ns,
-                latency_ns,
-                status,
-                error: LibcAnswer::error_name(1, status).map(str::to_owned),
-                addresses,
-                truncated: false,
-            }),
-        }
-    };
-    let mut next = || -> Value {
-        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json")
-    };
     // The call is stored, and its return a moment later, in another commit:
     // the call is shown once, with its return.
-    libc_call(&mut w, now, "slow.example.com", None);
+    let slow = libc_call(now, &CURL, "getaddrinfo", "slow.example.com");
+    w.store.write_lookup(slow.clone()).expect("call");
     w.commit();
     std::thread::sleep(std::time::Duration::from_millis(600));
-    libc_call(&mut w, now + 1, "hung.example.com", None);
+    let hung = libc_call(now + 1, &CURL, "getaddrinfo", "hung.example.com");
+    w.store.write_lookup(hung.clone()).expect("call");
     w.commit();
     w.store
-        .write_lookup(answer(
-            now,
-            "slow.example.com",
-            700_000_000,
-            0,
-            vec![ip("198.18.0.9")],
-        ))
+        .write_lookup(libc_return(&slow, 700_000_000, 0, vec![ip("198.18.0.9")]))
         .expect("answer");
     w.commit();
-    let first = next();
+    let first = follow.next();
     // A call whose return does not come is shown without one, after a wait…
-    let second = next();
+    let second = follow.next();
     // … and its return, when it comes, on a line of its own.
     w.store
-        .write_lookup(answer(
-            now + 1,
-            "hung.example.com",
-            5_000_000_000,
-            -3,
-            vec![],
-        ))
+        .write_lookup(libc_return(&hung, 5_000_000_000, -3, vec![]))
         .expect("answer");
     w.commit();
-    let third = next();
-    let _ = child.kill();
-    let _ = child.wait();
+    let third = follow.next();
+    drop(follow);
     w.finish();
     assert_eq!(first["kind"], "lookup", "{first}");
     assert_eq!(first["name"], "slow.example.com.", "{first}");

@@ -727,16 +727,9 @@ fn fixture_processes_have_the_owners_their_cgroups_name() {
 
 #[test]
 fn tail_follow_keeps_up_with_new_processes_of_the_unit() {
-    use std::io::{BufRead, BufReader};
     let (_dir, db) = store("follow-unit");
     // No process of that unit yet: following waits for one.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnsq"))
-        .args(["tail", "-f", "-n", "5", "--json", "--unit", "late.service"])
-        .env("DNSQ_DB", &db)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut follow = Follow::start(&db, &["-n", "5", "--unit", "late.service"]);
     std::thread::sleep(std::time::Duration::from_millis(400));
     const LATE: Proc = Proc {
         pid: 4321,
@@ -749,10 +742,8 @@ fn tail_follow_keeps_up_with_new_processes_of_the_unit() {
     direct(&mut w, T0 + HOUR, &APP, "other.test.", "192.0.2.1", 500);
     direct(&mut w, T0 + HOUR, &LATE, "late.test.", "192.0.2.2", 600);
     w.commit();
-    let first: Value =
-        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
-    let _ = child.kill();
-    let _ = child.wait();
+    let first = follow.next();
+    drop(follow);
     w.finish();
     assert_eq!(first["process"]["pid"], 4321);
     assert_eq!(first["process"]["unit"], "late.service");
@@ -944,25 +935,14 @@ const LIBC_IP: &str = "140.82.112.50";
 /// here, asks upstream on its behalf) and later getaddrinfo for cached.test (the
 /// daemon answers from its cache: no packet at all).
 fn libc_fixture(path: &std::path::Path) {
-    use dnsq_recorder::{pipeline::Sink, record::LookupRecord};
+    use dnsq_recorder::pipeline::Sink;
     let mut w = Writer::open(path);
+    let call =
+        |time_ns: i64, function: &str, name: &str| libc_call(time_ns, &NSS_APP, function, name);
+    let first = call(T0 + 100 * SECOND, "gethostbyname2_r", "libc.test");
     // The caller as the uprobe sees it: no socket, so no attribution.
-    let caller = std::sync::Arc::new(ProcessInfo {
-        attribution: None,
-        ..process(&NSS_APP)
-    });
-    let call = |time_ns: i64, function: &str, name: &str| LookupRecord {
-        kind: "lookup".into(),
-        time: dnsq_recorder::record::Rfc3339(time_ns),
-        time_ns,
-        function: function.into(),
-        name: name.into(),
-        process: caller.clone(),
-        answer: None,
-    };
-    w.store
-        .write_lookup(call(T0 + 100 * SECOND, "gethostbyname2_r", "libc.test"))
-        .expect("lookup");
+    let caller = first.process.clone();
+    w.store.write_lookup(first).expect("lookup");
     let upstream = ("192.0.2.7", 53_000);
     let mut up = message(
         T0 + 100 * SECOND + 1_000_000,

@@ -4,17 +4,22 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::{
+    io::{BufRead, BufReader, Lines},
     net::IpAddr,
     path::{Path, PathBuf},
-    process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
+    process::{Child, ChildStdout, Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
 };
 
 use dnsq_recorder::{
     pipeline::Sink,
     record::{
-        Attribution, Direction, DnsFlags, DnsMessage, Malformed, MessageRecord, Pairing,
-        ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
+        Attribution, Direction, DnsFlags, DnsMessage, LibcAnswer, LookupRecord, Malformed,
+        MessageRecord, Pairing, ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
     },
     store::{Store, StoreOptions, open_for_writing},
 };
@@ -63,7 +68,7 @@ impl Writer {
             // The fixtures are in the past: keep them.
             retain: None,
             // `commit` commits at once.
-            batch_window: std::time::Duration::ZERO,
+            batch_window: Duration::ZERO,
             ..StoreOptions::default()
         };
         let mut store = open_for_writing(path)
@@ -310,7 +315,7 @@ impl Ask<'_> {
         });
         record.message_len = 100;
         record.captured_len = 100;
-        if let Some(dns) = record.dns.as_mut().map(std::sync::Arc::make_mut) {
+        if let Some(dns) = record.dns.as_mut().map(Arc::make_mut) {
             dns.rcode = rcode.to_owned().into();
             dns.answers = self::answers(answers, |index| 300 - index as u32);
         }
@@ -407,6 +412,86 @@ pub fn dnsq(db: &Path, args: &[&str]) -> Output {
         .env_remove("NO_COLOR")
         .output()
         .expect("run dnsq")
+}
+
+/// `dnsq tail -f --json` with `args` against `db`, read a line at a time.
+/// Killed when dropped, and after 30 s in any case: a line that never comes
+/// ends the read instead of hanging the test.
+pub struct Follow {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Follow {
+    pub fn start(db: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dnsq"))
+            .args(["tail", "-f", "--json"])
+            .args(args)
+            .env("DNSQ_DB", db)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn dnsq tail -f");
+        let pid = child.id().to_string();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(30));
+            let _ = Command::new("kill").arg(pid).status();
+        });
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Self { child, lines }
+    }
+
+    /// The next line, as JSON.
+    pub fn next(&mut self) -> serde_json::Value {
+        let line = self.lines.next().expect("a line").expect("read");
+        serde_json::from_str(&line).expect("JSON")
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A libc call as the uprobe reports it (no socket, so no attribution).
+pub fn libc_call(time_ns: i64, p: &Proc, function: &str, name: &str) -> LookupRecord {
+    LookupRecord {
+        kind: "lookup".into(),
+        time: Rfc3339(time_ns),
+        time_ns,
+        function: function.into(),
+        name: name.into(),
+        process: Arc::new(ProcessInfo {
+            attribution: None,
+            ..process(p)
+        }),
+        answer: None,
+    }
+}
+
+/// The return of `call`, `latency_ns` after it, with getaddrinfo's `status`.
+pub fn libc_return(
+    call: &LookupRecord,
+    latency_ns: i64,
+    status: i32,
+    addresses: Vec<IpAddr>,
+) -> LookupRecord {
+    let time_ns = call.time_ns + latency_ns;
+    LookupRecord {
+        kind: "lookup_answer".into(),
+        time: Rfc3339(time_ns),
+        time_ns,
+        answer: Some(LibcAnswer {
+            call_time_ns: call.time_ns,
+            latency_ns,
+            status,
+            error: LibcAnswer::error_name(1, status).map(str::to_owned),
+            addresses,
+            truncated: false,
+        }),
+        ..call.clone()
+    }
 }
 
 pub fn stdout(output: &Output) -> String {

@@ -968,6 +968,19 @@ mod tests {
         }
     }
 
+    /// Every row `sql` selects, as a tuple.
+    fn select<T>(conn: &rusqlite::Connection, sql: &str) -> Vec<T>
+    where
+        T: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error>,
+    {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |row| T::try_from(row))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[test]
     fn libc_lookups_and_their_delegations_are_stored() {
         let dir = std::env::temp_dir().join(format!("dnsq-insert-libc-{}", std::process::id()));
@@ -1051,27 +1064,13 @@ mod tests {
 
         let conn = rusqlite::Connection::open(&db).unwrap();
         type Call = (String, i64, i64, Option<i64>, Option<i64>, Option<String>);
-        let calls: Vec<Call> = conn
-            .prepare(
-                "SELECT n.name, l.function, p.pid, l.returned_ns, l.status, l.addresses \
-                 FROM libc_lookups l \
-                 JOIN names n ON n.id = l.qname_id JOIN processes p ON p.id = l.process_id \
-                 ORDER BY l.id",
-            )
-            .unwrap()
-            .query_map([], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                ))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let calls: Vec<Call> = select(
+            &conn,
+            "SELECT n.name, l.function, p.pid, l.returned_ns, l.status, l.addresses \
+             FROM libc_lookups l \
+             JOIN names n ON n.id = l.qname_id JOIN processes p ON p.id = l.process_id \
+             ORDER BY l.id",
+        );
         let returned = "192.0.2.80 2001:db8::80".to_owned();
         assert_eq!(
             calls,
@@ -1089,54 +1088,29 @@ mod tests {
         );
         // And a fact: one call of gethostbyname2_r (5), a question (-1), by curl
         // without its thread, the row `dnsq by-process` reads.
-        let fact: (i64, i64, i64, i64, Option<i64>) = conn
-            .query_row(
-                "SELECT p.pid, l.qtype, l.rcode, l.count, p.tid FROM lookups l \
-                 JOIN processes p ON p.id = l.process_id WHERE l.role = 2 AND l.qtype = 5",
-                [],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                },
-            )
-            .unwrap();
-        assert_eq!(fact, (812, 5, -1, 1, None));
+        let fact: Vec<(i64, i64, i64, i64, Option<i64>)> = select(
+            &conn,
+            "SELECT p.pid, l.qtype, l.rcode, l.count, p.tid FROM lookups l \
+             JOIN processes p ON p.id = l.process_id WHERE l.role = 2 AND l.qtype = 5",
+        );
+        assert_eq!(fact, [(812, 5, -1, 1, None)]);
         // The answers are no calls: two calls, each a fact of its function.
-        let calls: (i64, i64) = conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM libc_lookups),                         (SELECT count(*) FROM lookups WHERE role = 2)",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!(calls, (2, 2));
+        let calls: Vec<(i64, i64)> = select(
+            &conn,
+            "SELECT (SELECT count(*) FROM libc_lookups), \
+             (SELECT count(*) FROM lookups WHERE role = 2)",
+        );
+        assert_eq!(calls, [(2, 2)]);
         // Its addresses are resolutions of the name asked, to curl (without its
         // thread), from no server.
         type Answer = (String, i64, String, String, i64, Option<i64>, i64);
-        let answers: Vec<Answer> = conn
-            .prepare(
-                "SELECT d.data, r.rtype, n.name, q.name, p.pid, p.tid, r.endpoint_id                  FROM resolutions r JOIN rdata d ON d.id = r.rdata_id                  JOIN names n ON n.id = r.name_id JOIN names q ON q.id = r.qname_id                  JOIN processes p ON p.id = r.process_id ORDER BY r.rtype",
-            )
-            .unwrap()
-            .query_map([], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                ))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let answers: Vec<Answer> = select(
+            &conn,
+            "SELECT d.data, r.rtype, n.name, q.name, p.pid, p.tid, r.endpoint_id \
+             FROM resolutions r JOIN rdata d ON d.id = r.rdata_id \
+             JOIN names n ON n.id = r.name_id JOIN names q ON q.id = r.qname_id \
+             JOIN processes p ON p.id = r.process_id ORDER BY r.rtype",
+        );
         let github = "github.com.".to_owned();
         assert_eq!(
             answers,
@@ -1161,26 +1135,13 @@ mod tests {
                 ),
             ]
         );
-        let delegations: Vec<(i64, i64, String, i64, i64)> = conn
-            .prepare(
-                "SELECT r.pid, c.pid, n.name, d.upstream, d.cached FROM delegations d \
-                 JOIN processes r ON r.id = d.resolver_process_id \
-                 JOIN processes c ON c.id = d.client_process_id \
-                 JOIN names n ON n.id = d.qname_id",
-            )
-            .unwrap()
-            .query_map([], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let delegations: Vec<(i64, i64, String, i64, i64)> = select(
+            &conn,
+            "SELECT r.pid, c.pid, n.name, d.upstream, d.cached FROM delegations d \
+             JOIN processes r ON r.id = d.resolver_process_id \
+             JOIN processes c ON c.id = d.client_process_id \
+             JOIN names n ON n.id = d.qname_id",
+        );
         assert_eq!(delegations, [(150, 812, "github.com.".to_owned(), 1, 0)]);
         let _ = std::fs::remove_dir_all(&dir);
     }

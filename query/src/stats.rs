@@ -132,7 +132,7 @@ pub fn run(reader: &Reader, out: &mut Output, window: &Window, only: Option<&Onl
 
     // A scan of the table, which has no time index: calls are few beside
     // messages (one per application lookup, not four).
-    let returns = if reader.schema_version() >= 13 {
+    let returns = if reader.has_libc_returns() {
         "count(returned_ns), TOTAL(status != 0)"
     } else {
         "NULL, NULL"

@@ -264,6 +264,11 @@ impl Reader {
         self.features.message_peers
     }
 
+    /// Whether `libc_lookups` rows keep what each call returned (schema 13).
+    pub fn has_libc_returns(&self) -> bool {
+        self.features.libc_returns
+    }
+
     /// The newest message's rowid.
     pub fn max_id(&self) -> Result<Option<i64>, ReadError> {
         Ok(self

@@ -174,9 +174,10 @@ fn stores_before_schema_7_count_queries_the_same() {
     // Back to schema 6's counting: answered queries on the query rows too.
     conn.execute_batch(
         "INSERT INTO lookups (process_id, hour, role, qname_id, qtype, rcode, count, paired,
-             latency_sum_ns, latency_max_ns, first_ns, last_ns)
+             latency_sum_ns, latency_max_ns, first_offset_ns, span_ns)
          SELECT process_id, hour, role, qname_id, qtype, -1, SUM(paired), SUM(paired),
-             SUM(latency_sum_ns), MAX(latency_max_ns), MIN(first_ns), MAX(last_ns)
+             SUM(latency_sum_ns), MAX(latency_max_ns), MIN(first_offset_ns),
+             MAX(first_offset_ns + span_ns) - MIN(first_offset_ns)
          FROM lookups WHERE rcode != -1 AND paired > 0
          GROUP BY process_id, hour, role, qname_id, qtype
          ON CONFLICT DO UPDATE SET count = count + excluded.count, paired = excluded.paired,
@@ -1027,12 +1028,13 @@ fn who_survives_cname_loops_and_broken_chains() {
            SELECT t.id, n.id, {T0}, {T0}, 1 FROM names n, names t
            WHERE (n.name, t.name) IN (VALUES ('x.loop.', 'y.loop.'), ('y.loop.', 'x.loop.'));
          INSERT INTO resolutions (rdata_id, hour, rtype, name_id, qname_id, process_id,
-                                  endpoint_id, first_ns, last_ns, count)
+                                  endpoint_id, first_offset_ns, span_ns, count)
            SELECT (SELECT id FROM rdata WHERE data = '192.0.2.99'), {hour}, 1,
                   (SELECT id FROM names WHERE name = 'z.loop.'),
                   (SELECT id FROM names WHERE name = 'x.loop.'),
-                  0, (SELECT MIN(id) FROM endpoints), {T0}, {T0}, 2;",
-        hour = T0 / HOUR
+                  0, (SELECT MIN(id) FROM endpoints), {offset}, 0, 2;",
+        hour = T0 / HOUR,
+        offset = T0 % HOUR
     ))
     .expect("a CNAME loop");
     drop(conn);

@@ -1057,9 +1057,9 @@ fn unit_filter_over_many_rows() {
             .execute(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
                  INSERT INTO lookups (process_id, hour, role, qname_id, qtype, rcode, count, \
-                     paired, latency_sum_ns, latency_max_ns, first_ns, last_ns) \
+                     paired, latency_sum_ns, latency_max_ns, first_offset_ns, span_ns) \
                  SELECT l.process_id, l.hour - n.i, l.role, l.qname_id, l.qtype, l.rcode, 1, 0, \
-                     0, 0, l.first_ns, l.first_ns \
+                     0, 0, l.first_offset_ns, 0 \
                  FROM n, (SELECT l.* FROM lookups l JOIN processes p ON p.id = l.process_id \
                           WHERE p.comm = 'curl' AND l.role = 0 AND l.rcode = -1 LIMIT 1) l",
                 [EXTRA],

@@ -13,7 +13,7 @@ use std::{
 
 use rusqlite::{Connection, params, params_from_iter};
 
-use super::schema::RCODE_QUERY;
+use super::schema::{NS_PER_HOUR, RCODE_QUERY};
 
 /// Field order is the table's primary key order: sorted keys are upserted in
 /// b-tree order.
@@ -109,6 +109,27 @@ impl Seen {
         self.first_ns = self.first_ns.min(time_ns);
         self.last_ns = self.last_ns.max(time_ns);
     }
+
+    /// `first_offset_ns` and `span_ns` of a fact row of `hour` (schema 14): the
+    /// first time from the start of the hour, the last from the first.
+    fn offsets(&self, hour: i64) -> (i64, i64) {
+        (
+            self.first_ns - hour * NS_PER_HOUR,
+            self.last_ns - self.first_ns,
+        )
+    }
+}
+
+/// The `DO UPDATE` of an upsert that merges a row's first and last times, kept
+/// as offsets (schema 14): the earlier first, and the span from it to the
+/// later last. SQLite evaluates every SET expression on the row's old values.
+/// A macro, for `concat!`: the statements stay constant strings.
+macro_rules! merge_offsets {
+    () => {
+        "first_offset_ns = min(first_offset_ns, excluded.first_offset_ns), \
+         span_ns = max(first_offset_ns + span_ns, excluded.first_offset_ns + excluded.span_ns) \
+         - min(first_offset_ns, excluded.first_offset_ns)"
+    };
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -296,14 +317,17 @@ impl Facts {
 
     /// Adds the batch's facts to the tables.
     pub fn upsert(&self, tx: &Connection) -> rusqlite::Result<()> {
-        let mut resolutions = tx.prepare_cached(
+        let mut resolutions = tx.prepare_cached(concat!(
             "INSERT INTO resolutions (rdata_id, hour, rtype, name_id, qname_id, process_id, \
-             endpoint_id, first_ns, last_ns, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-             ON CONFLICT (rdata_id, hour, rtype, name_id, qname_id, process_id, endpoint_id) \
-             DO UPDATE SET first_ns = min(first_ns, excluded.first_ns), \
-             last_ns = max(last_ns, excluded.last_ns), count = count + excluded.count",
-        )?;
+                 endpoint_id, first_offset_ns, span_ns, count) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (rdata_id, hour, rtype, name_id, qname_id, process_id, endpoint_id) \
+                 DO UPDATE SET ",
+            merge_offsets!(),
+            ", count = count + excluded.count"
+        ))?;
         for (key, seen) in sorted(&self.resolutions) {
+            let (first_offset_ns, span_ns) = seen.offsets(key.hour);
             resolutions.execute(params![
                 key.rdata_id,
                 key.hour,
@@ -312,21 +336,21 @@ impl Facts {
                 key.qname_id,
                 key.process_id,
                 key.endpoint_id,
-                seen.first_ns,
-                seen.last_ns,
+                first_offset_ns,
+                span_ns,
                 seen.count,
             ])?;
         }
-        let mut lookups = tx.prepare_cached(
-            "INSERT INTO lookups (process_id, hour, role, qname_id, qtype, rcode, count, paired, \
-             latency_sum_ns, latency_max_ns, first_ns, last_ns) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT (qname_id, process_id, role, qtype, rcode, hour) \
-             DO UPDATE SET count = count + excluded.count, paired = paired + excluded.paired, \
-             latency_sum_ns = latency_sum_ns + excluded.latency_sum_ns, \
-             latency_max_ns = max(latency_max_ns, excluded.latency_max_ns), \
-             first_ns = min(first_ns, excluded.first_ns), last_ns = max(last_ns, excluded.last_ns)",
-        )?;
+        let mut lookups = tx.prepare_cached(concat!(
+            "INSERT INTO lookups (process_id, hour, role, qname_id, qtype, rcode, count, \
+                 paired, latency_sum_ns, latency_max_ns, first_offset_ns, span_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (qname_id, process_id, role, qtype, rcode, hour) \
+                 DO UPDATE SET count = count + excluded.count, paired = paired + excluded.paired, \
+                 latency_sum_ns = latency_sum_ns + excluded.latency_sum_ns, \
+                 latency_max_ns = max(latency_max_ns, excluded.latency_max_ns), ",
+            merge_offsets!()
+        ))?;
         // Query rows whose queries were answered after the row was written (the
         // query and its response fell in different flushes): their queries move
         // to the response rows, and a row left with none is deleted.
@@ -358,6 +382,7 @@ impl Facts {
                 forget.execute(row)?;
                 continue;
             }
+            let (first_offset_ns, span_ns) = lookup.seen.offsets(key.hour);
             lookups.execute(params![
                 key.process_id,
                 key.hour,
@@ -369,8 +394,8 @@ impl Facts {
                 lookup.paired,
                 lookup.latency_sum_ns,
                 lookup.latency_max_ns,
-                lookup.seen.first_ns,
-                lookup.seen.last_ns,
+                first_offset_ns,
+                span_ns,
             ])?;
         }
         let mut cnames = tx.prepare_cached(
@@ -379,16 +404,17 @@ impl Facts {
              DO UPDATE SET first_ns = min(first_ns, excluded.first_ns), \
              last_ns = max(last_ns, excluded.last_ns), count = count + excluded.count",
         )?;
-        let mut delegations = tx.prepare_cached(
+        let mut delegations = tx.prepare_cached(concat!(
             "INSERT INTO delegations (resolver_process_id, hour, qname_id, qtype, \
-             client_process_id, upstream, cached, first_ns, last_ns) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (qname_id, resolver_process_id, qtype, client_process_id, hour) \
-             DO UPDATE SET upstream = upstream + excluded.upstream, \
-             cached = cached + excluded.cached, first_ns = min(first_ns, excluded.first_ns), \
-             last_ns = max(last_ns, excluded.last_ns)",
-        )?;
+                 client_process_id, upstream, cached, first_offset_ns, span_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (qname_id, resolver_process_id, qtype, client_process_id, hour) \
+                 DO UPDATE SET upstream = upstream + excluded.upstream, \
+                 cached = cached + excluded.cached, ",
+            merge_offsets!()
+        ))?;
         for (key, delegation) in sorted(&self.delegations) {
+            let (first_offset_ns, span_ns) = delegation.seen.offsets(key.hour);
             delegations.execute(params![
                 key.resolver_process_id,
                 key.hour,
@@ -397,8 +423,8 @@ impl Facts {
                 key.client_process_id,
                 delegation.upstream,
                 delegation.cached,
-                delegation.seen.first_ns,
-                delegation.seen.last_ns,
+                first_offset_ns,
+                span_ns,
             ])?;
         }
         for ((target_id, name_id), seen) in sorted(&self.cnames) {

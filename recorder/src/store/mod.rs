@@ -59,6 +59,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0013_libc_call_returns.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/0014_fact_times_as_offsets.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -383,7 +383,10 @@ fn calls_stored_before_schema_13_read_back_without_a_return() {
             store.finish("signal").unwrap();
         }
         let reader = Reader::open(&dir.db()).unwrap();
-        assert_eq!(reader.schema_version(), if upgraded { 13 } else { 12 });
+        assert_eq!(
+            reader.schema_version(),
+            if upgraded { SCHEMA_VERSION } else { 12 }
+        );
         let mut calls = Vec::new();
         reader
             .libc_calls(&CallQuery::default(), |call| -> Result<_, ReadError> {
@@ -405,4 +408,63 @@ fn calls_stored_before_schema_13_read_back_without_a_return() {
         );
         assert!(call.answer.is_none(), "upgraded {upgraded}");
     }
+}
+
+/// Schema 14 stores the fact tables' first and last times as offsets: the
+/// upgrade keeps every time exactly, also one outside its row's hour (a
+/// response counted under its query's hour; a clock set back).
+#[test]
+fn fact_times_read_back_exactly_after_schema_14() {
+    let dir = TempDir::new("fact-offsets");
+    let mut old = Connection::open(dir.db()).unwrap();
+    MIGRATIONS.to_version(&mut old, 13).unwrap();
+    let hour = 3_600_000_000_000_i64;
+    let h = 490_000_i64;
+    // (first_ns, last_ns) of rows of hour h.
+    let times = [
+        (h * hour + 5, h * hour + 5),
+        (h * hour + 10, (h + 1) * hour + 7),
+        (h * hour - 3, h * hour + 1),
+    ];
+    for (i, (first, last)) in times.iter().enumerate() {
+        old.execute_batch(&format!(
+            "INSERT INTO lookups VALUES (1, {h}, 0, {i}, 1, 0, 1, 1, 9, 9, {first}, {last});
+             INSERT INTO resolutions VALUES ({i}, {h}, 1, 1, 1, 1, 1, {first}, {last}, 2);
+             INSERT INTO delegations VALUES (1, {h}, {i}, 1, 2, 1, 0, {first}, {last});"
+        ))
+        .unwrap();
+    }
+    MIGRATIONS.to_latest(&mut old).unwrap();
+    for (table, key) in [
+        ("lookups", "qname_id"),
+        ("resolutions", "rdata_id"),
+        ("delegations", "qname_id"),
+    ] {
+        let read: Vec<(i64, i64)> = old
+            .prepare(&format!(
+                "SELECT first_ns, last_ns FROM {table} WHERE hour = {h} ORDER BY {key}"
+            ))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(read, times, "{table}");
+    }
+    // The indexes are rebuilt with their tables.
+    let indexes: Vec<String> = old
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' \
+             AND tbl_name IN ('lookups', 'resolutions', 'delegations') AND sql IS NOT NULL \
+             ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        indexes,
+        ["lookups_hour", "lookups_process", "resolutions_name"]
+    );
 }

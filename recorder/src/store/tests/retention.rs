@@ -126,10 +126,10 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
     for hour in [old_hour, new_hour] {
         db.execute(
             "INSERT INTO delegations (resolver_process_id, hour, qname_id, qtype, \
-             client_process_id, upstream, cached, first_ns, last_ns) \
+             client_process_id, upstream, cached, first_offset_ns, span_ns) \
              VALUES ((SELECT max(id) FROM processes), ?1, (SELECT max(id) FROM names), 1, \
-                     (SELECT max(id) FROM processes), 1, 0, ?2, ?2)",
-            [hour, hour * NS_PER_HOUR],
+                     (SELECT max(id) FROM processes), 1, 0, 0, 0)",
+            [hour],
         )
         .unwrap();
     }
@@ -285,8 +285,9 @@ fn old_resolutions_go_by_a_walk_over_the_answers() {
         for (hour, process_id) in [(old_hour, 1), (old_hour + 1, 2), (new_hour, 1)] {
             db.execute(
                 "INSERT INTO resolutions (rdata_id, hour, rtype, name_id, qname_id, process_id, \
-                 endpoint_id, first_ns, last_ns, count) VALUES (?1, ?2, 1, 1, 1, ?3, 1, ?4, ?4, 1)",
-                (rdata_id, hour, process_id, hour * NS_PER_HOUR),
+                 endpoint_id, first_offset_ns, span_ns, count) \
+                 VALUES (?1, ?2, 1, 1, 1, ?3, 1, 0, 0, 1)",
+                (rdata_id, hour, process_id),
             )
             .unwrap();
         }

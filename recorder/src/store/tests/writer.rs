@@ -265,6 +265,56 @@ fn an_answered_query_moves_from_the_query_row_to_the_response_row() {
     );
 }
 
+/// Fact rows keep their first and last times as offsets (schema 14): a row
+/// upserted in three flushes, the second earlier than the first and the third
+/// later than both, reads back with the earliest first and the latest last
+/// time, exactly.
+#[test]
+fn fact_rows_merge_their_first_and_last_times_across_flushes() {
+    let dir = TempDir::new("fact-times");
+    let quiet = open_quiet(&dir.db());
+    // Facts are upserted with every commit.
+    let options = StoreOptions {
+        facts_window: Duration::ZERO,
+        ..quiet.options().clone()
+    };
+    let mut store = quiet.with_options(options).unwrap();
+    let answers = || vec![rr("www.example.com.", "A", 300, "192.0.2.1")];
+    // Nanoseconds apart, in one hour: a millisecond-rounded time would show.
+    let flushes = [t0() + 1_000 * MS + 1, t0() + 7, t0() + 2_000 * MS + 3];
+    let mut id = 0;
+    for time in flushes {
+        id += 1;
+        let asked = query(time, "www.example.com.", "A", id);
+        store.write(asked.clone()).unwrap();
+        store
+            .write(response(&asked, 3, "NOERROR", answers(), vec![]))
+            .unwrap();
+        store.commit_all();
+    }
+    store.finish("signal").unwrap();
+    let db = inspect(&dir.db());
+    let times = |sql: &str| -> (i64, i64, i64) {
+        db.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+    };
+    let (first, last) = (t0() + 7 + 3 * MS, t0() + 2_003 * MS + 3);
+    assert_eq!(
+        times("SELECT first_ns, last_ns, paired FROM lookups WHERE rcode = 0"),
+        (first, last, 3)
+    );
+    assert_eq!(
+        times("SELECT first_ns, last_ns, count FROM resolutions"),
+        (first, last, 3)
+    );
+    // What is stored: the first time from the start of its hour, the last from
+    // the first.
+    assert_eq!(
+        times("SELECT first_offset_ns, span_ns, hour * 3600000000000 FROM resolutions"),
+        (first - t0(), last - first, t0())
+    );
+}
+
 #[test]
 fn nxdomain_malformed_unknown_process_and_server_side() {
     let dir = TempDir::new("kinds");

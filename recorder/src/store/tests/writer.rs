@@ -34,6 +34,16 @@ pub fn open_batched(path: &std::path::Path, batch_size: usize) -> Store {
         .unwrap()
 }
 
+/// A quiet store ([`open_quiet`]) that upserts its facts with every commit.
+fn open_flushing_facts(path: &std::path::Path) -> Store {
+    let quiet = open_quiet(path);
+    let options = StoreOptions {
+        facts_window: Duration::ZERO,
+        ..quiet.options().clone()
+    };
+    quiet.with_options(options).unwrap()
+}
+
 fn name_id(conn: &Connection, name: &str) -> i64 {
     conn.query_row("SELECT id FROM names WHERE name = ?1", [name], |r| r.get(0))
         .unwrap_or_else(|_| panic!("no names row for {name}"))
@@ -217,13 +227,7 @@ fn query_and_response_with_a_cname_chain() {
 #[test]
 fn an_answered_query_moves_from_the_query_row_to_the_response_row() {
     let dir = TempDir::new("answered");
-    // Quiet, but facts are upserted with every commit.
-    let quiet = open_quiet(&dir.db());
-    let options = StoreOptions {
-        facts_window: Duration::ZERO,
-        ..quiet.options().clone()
-    };
-    let mut store = quiet.with_options(options).unwrap();
+    let mut store = open_flushing_facts(&dir.db());
     let rows = |db: &Connection| -> Vec<(i64, i64, i64, i64)> {
         db.prepare("SELECT qname_id, rcode, count, paired FROM lookups ORDER BY qname_id, rcode")
             .unwrap()
@@ -272,13 +276,7 @@ fn an_answered_query_moves_from_the_query_row_to_the_response_row() {
 #[test]
 fn fact_rows_merge_their_first_and_last_times_across_flushes() {
     let dir = TempDir::new("fact-times");
-    let quiet = open_quiet(&dir.db());
-    // Facts are upserted with every commit.
-    let options = StoreOptions {
-        facts_window: Duration::ZERO,
-        ..quiet.options().clone()
-    };
-    let mut store = quiet.with_options(options).unwrap();
+    let mut store = open_flushing_facts(&dir.db());
     let answers = || vec![rr("www.example.com.", "A", 300, "192.0.2.1")];
     // Nanoseconds apart, in one hour: a millisecond-rounded time would show.
     let flushes = [t0() + 1_000 * MS + 1, t0() + 7, t0() + 2_000 * MS + 3];

@@ -373,10 +373,10 @@ def history(r):
 
 # What storing one row per loopback packet instead of one per socket copy would
 # leave of the recorder's user-space work at best: callgrind on
-# recorder/examples/replay.rs with and without `sent-only` (2026-11-26, e2aa14c):
-# 1.2354G -> 0.9804G instructions for 80,000 messages, of which ~0.166G is the
-# replay building its events (not the recorder's work), so 1.069G -> 0.814G.
-ONE_ROW_PER_PACKET_USER = 0.814 / 1.069
+# recorder/examples/replay.rs with and without `sent-only` (2026-11-26, schema
+# 15): 0.992G -> 0.835G instructions for 80,000 messages, of which ~0.166G is the
+# replay building its events (not the recorder's work), so 0.826G -> 0.669G.
+ONE_ROW_PER_PACKET_USER = 0.669 / 0.826
 
 
 def cpu_analysis(r):
@@ -392,15 +392,17 @@ def cpu_analysis(r):
         "and −23 % a run) and read the headers straight from the packet, and the "
         "send/receive tracepoints read the socket's ports with plain loads (−26 % and "
         "−29 % a run; bpf_stats, side by side). "
-        "User side (callgrind on recorder/examples/replay.rs, dnsperf-like traffic: "
-        "15.9k instructions a message in all, ~2k of them the replay building its "
-        "events; 15.5k before schema 11 made the writer mark the interned rows it uses "
-        "(so that retention can delete the unused ones: +2.4 %, 0.4 % of it their "
-        "indexes), 15.9k, 16.8k and 19.8k the rounds before that): capture "
-        "~5.1k — DNS decoding ~1.8k (one decode shared by the two loopback copies of a "
-        "packet), resolver linking ~1k, pairing ~0.4k; store ~8.3k — the `messages` "
-        "INSERT ~4.8k (SQLite's interpreter runs ~50 opcodes a row of 18 values), fact "
-        "upserts ~0.8k, interning and binding the rest. This round: a question key "
+        "User side (callgrind on recorder/examples/replay.rs, dnsperf-like traffic, "
+        "20,000 queries, 80,000 messages): 12.4k instructions a message in all since "
+        "schema 15 (992M), 16.6k before it (1,326M; schema 14's fact offsets had "
+        "added 4 %), ~2k of them the replay building its events. Schema 15 writes the "
+        "message log in chunks: the `messages` INSERT (~4.8k a message: SQLite's "
+        "interpreter runs ~50 opcodes a row of 18 values) became packing the columns "
+        "(~0.7k) and deflating them (~0.5k, a third of it miniz_oxide zeroing its "
+        "hash tables once a chunk) — −25 % of the user-side instructions. What is "
+        "left is flat: DNS decoding ~1.8k (one decode shared by the two loopback "
+        "copies of a packet), resolver linking ~1k, pairing ~0.4k, fact upserts ~0.9k, "
+        "interning the rest. Earlier rounds: a question key "
         "keeps its hash, so pairing's and the resolver linker's maps hash a number "
         "rather than the name at each lookup (−1.8 %); the linker finds or starts an "
         "exchange with one lookup (−1.0 %); the type, class and rcode names the "
@@ -419,10 +421,8 @@ def cpu_analysis(r):
         needed = 0.1 * tshark - kernel
         text += (f" On this run's figures that would give about {merged / tshark:.2f} × "
                  f"tshark ({kernel:.2f} + {user * ONE_ROW_PER_PACKET_USER:.2f} µs a "
-                 "message), not 0.1 ×: that needs the user side at "
-                 f"{needed:.1f} µs a message, {100 * (1 - needed / user):.0f} % less than "
-                 "now — fewer rows and less work per row (the INSERT alone is a third of "
-                 "the user side), e.g. the message log written several messages to a row.")
+                 f"message). 0.1 × needs the user side at {needed:.1f} µs a message, "
+                 f"{100 * (1 - needed / user):.0f} % less than now.")
     return text
 
 
@@ -539,33 +539,33 @@ ANALYSIS = {
         "(57k for the busiest name). Fix: per-day roll-ups for windows longer than a "
         "day."),
     "export": (
-        "CSV is written straight from the stored rows (no `MessageRecord` per row); "
-        "what is left is SQLite's row decoding and the cached lookups of names, "
-        "processes and answer sets."),
+        "CSV is written straight from the stored messages (no `MessageRecord` per "
+        "row); since schema 15 they are unpacked a chunk (up to 1,024) at a time, "
+        "~0.2 µs a message, where SQLite decoded a row each (1.8 s for 1M before, "
+        "side by side 1.83 → 1.25 s); what is left is the cached lookups of names, "
+        "processes and answer sets, and formatting."),
     "disk": lambda r: (
-        "The `messages` row is "
-        + f"{dict(r['disk']['tables']).get('messages', 0) / r['disk']['messages']:.0f}"
-        + " bytes (schema 6 packs ports, id, rcode and flags; TTLs are one integer "
-        "when equal; on this history ~30 bytes of values, the time alone 8, and ~25 "
-        "of record header, one byte a column, rowid and cell pointer). The hourly "
-        "fact tables add nearly as much: `lookups` ("
+        "Since schema 15 the message log is written in chunks: the messages of one "
+        "write (up to 1,024) packed column by column (each value a varint of its "
+        "difference from the message before) and deflated at level 1, "
+        + f"{dict(r['disk']['tables']).get('message_chunks', 0) / r['disk']['messages']:.1f}"
+        + " bytes a message where a `messages` row took ~58 (a record header of 18, "
+        "the time alone 8); level 6 would pack ~1.3 bytes smaller at 3.7 × the time "
+        "(`recorder/examples/chunk_size.rs`). The rest is the hourly fact tables: "
+        "`lookups` ("
         + f"{r['disk']['counts']['lookups'] / r['disk']['messages']:.2f}"
         + " rows a message on this history) and `resolutions` ("
         + f"{r['disk']['counts']['resolutions'] / r['disk']['messages']:.2f}"
         + "), each with secondary indexes that repeat the whole key — on a month with "
         "50,000 names a process rarely asks the same name twice in an hour, so an "
         "hourly fact row is nearly a copy of the messages it sums up. Schema 7 took "
-        "156 bytes to 121: an answered query counts once, on its response's `lookups` "
-        "row (half the rows were query rows repeating their responses), and one "
-        "`resolutions` index by (name, process, hour) replaced two; schema 8 drops "
-        "`resolutions_hour` (retention walks the table's (rdata_id, hour) key "
-        "instead: ~0.4–0.9 s of work an hour on this history, spread over many "
-        "steps). Further: one row per loopback packet instead of one per socket copy "
-        "(each stub-resolver exchange is stored twice, once per end), coarser facts "
-        "for old hours (per day), and time stored as an offset. `lookups_hour` stays: "
-        "`top` and `stats` read short windows through it (a walk of "
-        "`lookups_process` instead would seek once per process row, and those grow "
-        "with every short-lived client)."
+        "156 bytes to 121 (an answered query counts once; one `resolutions` index "
+        "replaced two), schema 8 dropped `resolutions_hour`, schema 14 stores the "
+        "fact rows' times as offsets (115 → 108), schema 15 the chunks (108 → ~64). "
+        "The next lever is `lookups_hour` (~5 bytes a message): `top` and `stats` "
+        "read short windows through it, and retention deletes old hours through it; "
+        "without it those would walk `lookups_process` once per process (not "
+        "measured yet)."
         + resolver_share(r) + loopback_share(r)),
 }
 
@@ -594,16 +594,15 @@ def loopback_share(r):
     if loopback is None:
         return ""
     share = loopback / disk["messages"]
-    row = dict(disk["tables"]).get("messages", 0) / disk["messages"]
+    tables = dict(disk["tables"])
+    row = (tables.get("messages", 0) + tables.get("message_chunks", 0)) / disk["messages"]
     saved = row * share / 2
     return (f" {100 * share:.0f} % of this history's messages are between two sockets "
             "of the host (applications and their stub resolver), each packet stored "
             "once per end: one row per loopback packet would take at most "
             f"{saved:.0f} bytes a message off (to ~{disk['bytes_per_message'] - saved:.0f}"
-            "), less the receiving end's columns it would have to carry. No one of "
-            "these levers reaches 60 bytes alone; the `messages` table by itself is "
-            f"{row:.0f} bytes a message, so the goal needs the log written several "
-            "messages to a row as well as leaner facts.")
+            "), less the receiving end's columns it would have to carry: little, now "
+            f"that the message log is {row:.0f} bytes a message.")
 
 
 def rows_and_sections(r):

@@ -424,14 +424,13 @@ class Recorder:
     def counted(self, zone):
         """Messages of the benchmark's zone in the database, and the run's last
         counters row (kernel, pipeline and store counters)."""
+        counts = tally(self.db)
         db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
         try:
             ids = [r[0] for r in db.execute(
                 "SELECT id FROM names WHERE name LIKE ?", (f"%.{zone}.",))]
-            marks = ",".join("?" * len(ids))
-            count = db.execute(
-                f"SELECT count(*) FROM messages WHERE qname_id IN ({marks})", ids).fetchone()[0]
-            total = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+            count = sum(counts["by_qname"].get(str(i), 0) for i in ids)
+            total = counts["messages"]
             row = db.execute(
                 'SELECT "values" FROM counters ORDER BY time_ns DESC LIMIT 1').fetchone()
             counters = json.loads(row[0]) if row else {}
@@ -835,24 +834,25 @@ def ns_text(ns):
     return stamp.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:09d}Z"
 
 
-def newest_since(db, newest):
-    """The time from which the history holds exactly its `newest` last messages."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT time_ns FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?",
-                           (newest - 1,)).fetchone()
-    finally:
-        conn.close()
-    return row[0] if row else None
+def tally(db, newest=()):
+    """`dnsq-bench tally`: the store's messages counted (they are packed in
+    chunks, which SQL cannot read), with the time from which it holds exactly
+    its `newest` last messages for each N of `newest`."""
+    argv = [str(GENERATOR), "tally", "--db", str(db)]
+    for n in newest:
+        argv += ["--newest", str(n)]
+    return json.loads(subprocess.run(argv, check=True, capture_output=True,
+                                     text=True).stdout)
 
 
 def figure_export(db):
     """`dnsq export --format csv` of the newest 1,000,000 and 100,000 messages:
     wall time and peak RSS (getrusage of the child), interleaved."""
     results = {}
+    newest_since = tally(db, (1_000_000, 100_000))["newest_since"]
     for rep in range(REPEATS):
         for newest in (1_000_000, 100_000):
-            since = newest_since(db, newest)
+            since = newest_since.get(str(newest))
             if since is None:
                 continue
             out = WORK / "export.csv"
@@ -884,9 +884,10 @@ def figure_disk(db, manifest):
     """Bytes on disk per message: database file plus WAL, over messages."""
     sizes = {suffix or "db": os.path.getsize(str(db) + suffix)
              for suffix in ("", "-wal") if os.path.exists(str(db) + suffix)}
+    counted = tally(db)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        messages = counted["messages"]
         tables = conn.execute(
             "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -905,8 +906,8 @@ def figure_disk(db, manifest):
                           "SELECT id, local_ip, remote_ip FROM endpoints")
                       if local_ip == remote_ip
                       or ipaddress.ip_address(bytes(remote_ip)).is_loopback}
-        loopback = sum(count for endpoint, count in conn.execute(
-            "SELECT endpoint_id, count(*) FROM messages GROUP BY 1") if endpoint in local_ends)
+        loopback = sum(count for endpoint, count in counted["by_endpoint"].items()
+                       if int(endpoint) in local_ends)
     finally:
         conn.close()
     return {"sizes": sizes, "messages": messages,

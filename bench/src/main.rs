@@ -73,12 +73,26 @@ enum Command {
     },
     /// Print the generator version (the harness's cache key).
     Version,
+    /// Count a store's messages (packed in chunks, which plain SQL cannot read)
+    /// and print the tallies the harness needs (JSON): all of them, by endpoint,
+    /// by first question's name id, and the time of the `--newest`th newest.
+    Tally {
+        #[arg(long)]
+        db: PathBuf,
+        /// Also the time from which the store holds its newest N messages.
+        #[arg(long)]
+        newest: Vec<u64>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Version => {
             println!("{GENERATOR_VERSION}");
+            Ok(())
+        }
+        Command::Tally { db, newest } => {
+            println!("{}", serde_json::to_string(&tally(&db, &newest)?)?);
             Ok(())
         }
         Command::Generate {
@@ -110,6 +124,38 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// What `dnsq-bench tally` prints.
+fn tally(db: &std::path::Path, newest: &[u64]) -> anyhow::Result<serde_json::Value> {
+    use std::{collections::BTreeMap, ops::ControlFlow};
+
+    use dnsq_recorder::store::chunk::{self, column};
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut messages = 0u64;
+    let mut by_endpoint: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut by_qname: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut newest_since: BTreeMap<u64, i64> = BTreeMap::new();
+    chunk::scan_messages(&conn, true, |_, values, _| {
+        messages += 1;
+        if newest.contains(&messages) {
+            newest_since.insert(messages, values[column::TIME_NS].unwrap_or_default());
+        }
+        *by_endpoint
+            .entry(values[column::ENDPOINT_ID].unwrap_or_default())
+            .or_default() += 1;
+        if let Some(qname_id) = values[column::QNAME_ID] {
+            *by_qname.entry(qname_id).or_default() += 1;
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(json!({
+        "messages": messages,
+        "by_endpoint": by_endpoint,
+        "by_qname": by_qname,
+        "newest_since": newest_since,
+    }))
 }
 
 struct Args {

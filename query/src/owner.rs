@@ -247,22 +247,6 @@ impl Matching {
         };
         Ok(format!(" AND {column} IN ({list})"))
     }
-
-    /// `AND (<process> IN (…) OR (<process> IS NULL AND <cgroup> IN (…)))`: the
-    /// messages filter, for SQL.
-    pub fn sql_messages(&self) -> String {
-        let cgroups: HashSet<i64> = self
-            .processes
-            .socket_cgroup_ids
-            .iter()
-            .map(|&id| id as i64)
-            .collect();
-        format!(
-            " AND (process_id IN ({}) OR (process_id IS NULL AND socket_cgroup_id IN ({})))",
-            id_list(&self.processes.process_ids),
-            id_list(&cgroups)
-        )
-    }
 }
 
 /// Selected `lookups` rows up to which reading them through the process index

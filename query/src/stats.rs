@@ -4,10 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use dnsq_recorder::store::{
-    read::Reader,
-    schema::{MinuteCounts, flags},
-};
+use dnsq_recorder::store::{read::Reader, schema::MinuteCounts};
 use serde::Serialize;
 
 use crate::{
@@ -183,49 +180,12 @@ fn message_counts(reader: &Reader, window: &Window, only: Option<&Only>) -> Resu
         ),
         None => reader.minute_counts(window.since_ns, window.until_ns)?,
     };
-    let messages_filter = only.map(|o| o.matching.sql_messages()).unwrap_or_default();
-    // Classified as `MinuteCounts::add` does; malformed messages are neither
-    // queries nor responses.
-    let mut scan = reader.connection().prepare_cached(&format!(
-        "SELECT COUNT(*), \
-                TOTAL((flags & {mal}) = 0 AND (flags & {resp}) = 0), \
-                TOTAL((flags & {mal}) = 0 AND (flags & {resp}) != 0), \
-                TOTAL((flags & {mal}) != 0), \
-                TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = 0), \
-                TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = ({resp} | {recv}) \
-                      AND latency_ns IS NOT NULL), \
-                MIN(time_ns), MAX(time_ns) \
-         FROM messages WHERE id BETWEEN ?1 AND ?2 AND time_ns >= ?3 AND time_ns < ?4\
-         {messages_filter}",
-        mal = flags::MALFORMED,
-        resp = flags::RESPONSE,
-        recv = flags::RECEIVED,
-    ))?;
+    let processes = only.map(|o| &*o.matching.processes);
     for (since, until) in uncounted {
         let Some(ids) = reader.id_range(since, until)? else {
             continue;
         };
-        let part = scan.query_row(
-            (
-                ids.first,
-                ids.last,
-                since.unwrap_or(i64::MIN),
-                until.unwrap_or(i64::MAX),
-            ),
-            |row| {
-                Ok(MinuteCounts {
-                    messages: row.get(0)?,
-                    queries: row.get::<_, f64>(1)? as i64,
-                    responses: row.get::<_, f64>(2)? as i64,
-                    malformed: row.get::<_, f64>(3)? as i64,
-                    queries_sent: row.get::<_, f64>(4)? as i64,
-                    answered: row.get::<_, f64>(5)? as i64,
-                    first_ns: row.get::<_, Option<i64>>(6)?.unwrap_or_default(),
-                    last_ns: row.get::<_, Option<i64>>(7)?.unwrap_or_default(),
-                })
-            },
-        )?;
-        counts.merge(&part);
+        counts.merge(&reader.count_messages(ids, since, until, processes)?);
     }
     Ok(counts)
 }

@@ -180,7 +180,12 @@ fn read_only(db: &Path) -> anyhow::Result<Connection> {
     )?)
 }
 
+/// The integer `sql` selects. SQL that reads `messages` reads them as they are
+/// now (in this connection's transaction), chunks unpacked into a TEMP table.
 fn count(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> anyhow::Result<i64> {
+    if sql.contains("messages") {
+        dnsq_recorder::store::chunk::unpack_messages(conn)?;
+    }
     Ok(conn.query_row(sql, params, |row| row.get(0))?)
 }
 
@@ -363,6 +368,7 @@ fn sigkill_under_load_loses_at_most_a_batch_window() -> anyhow::Result<()> {
         "the second run: {:?}",
         runs[1]
     );
+    dnsq_recorder::store::chunk::unpack_messages(&conn)?;
     let ids = |run: i64| -> anyhow::Result<(i64, i64)> {
         Ok(conn.query_row(
             "SELECT min(id), max(id) FROM messages WHERE run_id = ?1",

@@ -824,7 +824,11 @@ fn memory_stays_bounded_under_hostile_traffic() -> anyhow::Result<()> {
     };
     let stored = |db: &Path| -> anyhow::Result<i64> {
         let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        Ok(conn.query_row("SELECT count(*) FROM messages", [], |row| row.get(0))?)
+        Ok(
+            conn.query_row(dnsq_recorder::store::schema::MESSAGE_COUNT, [], |row| {
+                row.get(0)
+            })?,
+        )
     };
 
     // Warm up: caches, the page cache of SQLite, the first allocations.

@@ -322,6 +322,7 @@ fn a_client_that_sends_nothing_is_behind_the_resolver_query() -> anyhow::Result<
         delegations == 1,
         "delegations upstream {delegations}, expected 1"
     );
+    dnsq_recorder::store::chunk::unpack_messages(&conn)?;
     let for_app: i64 = conn.query_row(
         "SELECT count(*) FROM messages m JOIN processes c ON c.id = m.for_process_id \
          WHERE c.pid = ?1",

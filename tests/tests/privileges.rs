@@ -531,12 +531,6 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     ),
     (
         "query/src/stats.rs",
-        "TOTAL((flags & {mal}) = 0 AND (flags & {resp}) = 0)",
-        "mal, resp and recv are the integer constants of schema::flags; a process filter \
-         is Matching::sql_messages (below)",
-    ),
-    (
-        "query/src/stats.rs",
         "WHERE qname_id = n.id AND hour BETWEEN ?1 AND ?2{lookups_filter})",
         "lookups_filter is Matching::sql (below); the hours are bound",
     ),
@@ -573,11 +567,6 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
         "\" AND {column} IN ({list})\"",
         "Matching::lookups_sql: column is one of two constants (process_id, +process_id); \
          list is an id_list() of i64 ids",
-    ),
-    (
-        "query/src/owner.rs",
-        "AND (process_id IN ({}) OR (process_id IS NULL AND socket_cgroup_id IN ({})))",
-        "Matching::sql_messages: two id_list()s of i64 ids",
     ),
     (
         "query/src/top.rs",

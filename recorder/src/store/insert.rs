@@ -1,18 +1,20 @@
-//! One batch of records → rows, inside the writer's transaction: a `messages`
-//! row per record (with its `malformed` and `extra_questions` rows), a
+//! One batch of records → rows, inside the writer's transaction: the records'
+//! messages packed into `message_chunks` (with their `malformed` and
+//! `extra_questions` rows), a
 //! `libc_lookups` row per libc lookup (its return filled in when it comes), the
 //! batch's `time_index` minutes, and its facts, gathered for the writer to upsert.
 
 use std::{
     collections::{VecDeque, hash_map::Entry},
     net::IpAddr,
-    sync::{Arc, LazyLock},
+    sync::Arc,
 };
 
 use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, params};
 
 use super::{
+    chunk::{self, Encoder, Ttls},
     facts::{DelegationKey, Facts, LookupKey, ResolutionKey},
     intern::{Caches, Interner},
     schema::{
@@ -35,10 +37,7 @@ const RTYPE_AAAA: i64 = 28;
 /// Writes one batch; [`Batch::finish`] adds what is aggregated over it.
 pub(super) struct Batch<'a> {
     intern: Interner<'a>,
-    /// Inserts one `messages` row; the rows left over when the batch ends.
-    insert_message: CachedStatement<'a>,
-    /// Inserts [`ROWS_PER_INSERT`] rows at once.
-    insert_messages: CachedStatement<'a>,
+    insert_chunk: CachedStatement<'a>,
     insert_malformed: CachedStatement<'a>,
     insert_extra_question: CachedStatement<'a>,
     insert_lookup: CachedStatement<'a>,
@@ -49,15 +48,13 @@ pub(super) struct Batch<'a> {
     upsert_minute: CachedStatement<'a>,
     conn: &'a Connection,
     run_id: i64,
-    /// The id the next message gets: one past the largest, as SQLite numbers
-    /// them. The batch's transaction is the store's only writer, so the ids are
-    /// known before the rows are inserted, several to a statement.
+    /// The id the next message gets: one past the largest. The batch's
+    /// transaction is the store's only writer.
     next_id: i64,
-    /// Rows not yet inserted: up to [`ROWS_PER_INSERT`].
-    rows: Vec<MessageRow>,
-    /// The `ttls` text of each row in `rows` that has one (indexed like `rows`;
-    /// the strings are kept to reuse their buffers).
-    row_ttls: Vec<String>,
+    /// The messages of the chunk being packed (the writer's: it keeps its
+    /// buffers), and its first id and time.
+    chunk: &'a mut Encoder,
+    chunk_start: Option<(i64, i64)>,
     facts: Facts,
     /// minute → its ids and counts in this batch.
     minutes: HashMap<i64, MinuteSpan>,
@@ -78,118 +75,12 @@ pub(super) struct Batch<'a> {
     /// the second copy reuses the first one's interned names, answer set and
     /// TTLs. Holding the `Arc` keeps its address from being reused.
     previous_dns: Option<(Arc<DnsMessage>, i64, DnsColumns)>,
-    /// What `insert_message`'s and `insert_messages`' parameters hold.
-    bound_one: Bound,
-    bound_many: Bound,
 }
 
 /// Which call a lookup line is or answers: its caller's pid and thread and
 /// the call's time.
 fn call_key(record: &LookupRecord, call_time_ns: i64) -> CallKey {
     (record.process.pid, record.process.tid, call_time_ns)
-}
-
-/// Columns of a `messages` row as inserted, in this order. SQLite numbers the
-/// rows (`id`): given the id, it would seek the table for each row to check it
-/// is free (~1,200 instructions), where numbering its own it stays at the end.
-const MESSAGE_COLUMNS: &str = "time_ns, run_id, bits, process_id, endpoint_id, \
-     socket_cookie, ports, qname_id, qtype, answer_set_id, ttls, edns_udp_size, message_len, \
-     captured_len, latency_ns, socket_cgroup_id, for_process_id, via_process_id";
-/// How many values a `messages` row binds.
-const MESSAGE_PARAMETERS: usize = 18;
-/// The `ttls` value of a row (0-based).
-const TTLS: usize = 10;
-/// Rows per multi-row INSERT. One statement per row cost ~1,400 instructions
-/// besides the row itself (opening a cursor, seeking the table's end, halting):
-/// 32 rows a statement took a message's whole cost down by ~7 % (callgrind,
-/// recorder/examples/replay.rs); 16 and 64 did less well.
-const ROWS_PER_INSERT: usize = 32;
-
-/// `INSERT INTO messages (…) VALUES (?, …)` with `rows` rows of parameters, built
-/// from constants only.
-fn insert_messages_sql(rows: usize) -> String {
-    let mut row = String::from("(?");
-    row.push_str(&", ?".repeat(MESSAGE_PARAMETERS - 1));
-    row.push(')');
-    let mut sql = String::from("INSERT INTO messages (");
-    sql.push_str(MESSAGE_COLUMNS);
-    sql.push_str(") VALUES ");
-    sql.push_str(&row);
-    for _ in 1..rows {
-        sql.push_str(", ");
-        sql.push_str(&row);
-    }
-    sql
-}
-
-static INSERT_MESSAGE: LazyLock<String> = LazyLock::new(|| insert_messages_sql(1));
-static INSERT_MESSAGES: LazyLock<String> = LazyLock::new(|| insert_messages_sql(ROWS_PER_INSERT));
-
-/// One `messages` row waiting in the batch; `ttls_text` says that its `ttls` is
-/// the text in `Batch::row_ttls` at the same index, not the integer.
-struct MessageRow {
-    values: [Option<i64>; MESSAGE_PARAMETERS],
-    ttls_text: bool,
-}
-
-/// What one parameter of a statement holds.
-#[derive(Clone, Copy, PartialEq)]
-enum Slot {
-    Integer(Option<i64>),
-    /// Something else (text), bound again every time.
-    Other,
-}
-
-/// The values bound to a messages INSERT. SQLite keeps a statement's bindings
-/// from one execution to the next (rusqlite clears them when the statement goes
-/// back to its cache, and a new statement has all NULL), so only the values that
-/// changed since the previous execution are bound: most of a row (run, process,
-/// endpoint, the NULL columns) repeats.
-struct Bound(Vec<Slot>);
-
-impl Bound {
-    fn new(parameters: usize) -> Self {
-        Self(vec![Slot::Integer(None); parameters])
-    }
-
-    /// Binds `value` to the parameter at `at` (0-based) unless it holds it.
-    fn set(
-        &mut self,
-        statement: &mut CachedStatement<'_>,
-        at: usize,
-        value: Option<i64>,
-    ) -> rusqlite::Result<()> {
-        let slot = Slot::Integer(value);
-        if self.0[at] != slot {
-            // Not known to hold anything if binding fails.
-            self.0[at] = Slot::Other;
-            statement.raw_bind_parameter(at + 1, value)?;
-            self.0[at] = slot;
-        }
-        Ok(())
-    }
-
-    /// Binds the values of a `messages` row as the statement's `index`th row
-    /// (0-based); `ttls_text` is its `ttls` when that is text.
-    fn row(
-        &mut self,
-        statement: &mut CachedStatement<'_>,
-        index: usize,
-        values: &[Option<i64>; MESSAGE_PARAMETERS],
-        ttls_text: Option<&str>,
-    ) -> rusqlite::Result<()> {
-        let base = index * MESSAGE_PARAMETERS;
-        for (column, value) in values.iter().enumerate() {
-            match ttls_text {
-                Some(text) if column == TTLS => {
-                    self.0[base + column] = Slot::Other;
-                    statement.raw_bind_parameter(base + column + 1, text)?;
-                }
-                _ => self.set(statement, base + column, *value)?,
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A minute's messages in one batch: what its `time_index` row gets.
@@ -264,12 +155,17 @@ impl<'a> Batch<'a> {
         tx: &'a Connection,
         caches: &'a mut Caches,
         call_rows: &'a mut CallRows,
+        chunk: &'a mut Encoder,
         run_id: i64,
     ) -> rusqlite::Result<Self> {
+        // What a batch that failed part-way left.
+        chunk.clear();
         Ok(Self {
             intern: Interner::new(tx, caches)?,
-            insert_message: tx.prepare_cached(&INSERT_MESSAGE)?,
-            insert_messages: tx.prepare_cached(&INSERT_MESSAGES)?,
+            insert_chunk: tx.prepare_cached(
+                "INSERT INTO message_chunks (last_id, first_id, first_ns, data) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?,
             insert_malformed: tx.prepare_cached(
                 "INSERT INTO malformed (message_id, error, raw) VALUES (?1, ?2, ?3)",
             )?,
@@ -306,11 +202,9 @@ impl<'a> Batch<'a> {
             )?,
             conn: tx,
             run_id,
-            next_id: tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM messages", [], |row| {
-                row.get(0)
-            })?,
-            rows: Vec::with_capacity(ROWS_PER_INSERT),
-            row_ttls: Vec::new(),
+            next_id: tx.query_row(schema::NEXT_MESSAGE_ID, [], |row| row.get(0))?,
+            chunk,
+            chunk_start: None,
             facts: Facts::default(),
             minutes: HashMap::default(),
             minute: None,
@@ -319,8 +213,6 @@ impl<'a> Batch<'a> {
             ttls: String::new(),
             same_ttl: None,
             previous_dns: None,
-            bound_one: Bound::new(MESSAGE_PARAMETERS),
-            bound_many: Bound::new(MESSAGE_PARAMETERS * ROWS_PER_INSERT),
         })
     }
 
@@ -424,18 +316,16 @@ impl<'a> Batch<'a> {
             for_process_id,
             via_process_id,
         ];
-        if ttls_text {
-            let at = self.rows.len();
-            if self.row_ttls.len() <= at {
-                self.row_ttls.resize_with(at + 1, String::new);
-            }
-            self.row_ttls[at].clear();
-            self.row_ttls[at].push_str(&self.ttls);
-        }
-        self.rows.push(MessageRow { values, ttls_text });
+        let ttls = match one_ttl {
+            _ if ttls_text => Ttls::Text(&self.ttls),
+            Some(ttl) => Ttls::Integer(ttl),
+            None => Ttls::Null,
+        };
+        self.chunk.push(&values, ttls);
+        self.chunk_start.get_or_insert((id, record.time_ns));
         self.next_id += 1;
-        if self.rows.len() == ROWS_PER_INSERT {
-            self.insert_rows()?;
+        if self.chunk.len() == chunk::MAX_MESSAGES {
+            self.insert_chunk()?;
         }
 
         let minute = record.time_ns.div_euclid(schema::NS_PER_MINUTE);
@@ -580,44 +470,21 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// Inserts the waiting `messages` rows: all at once when there are
-    /// [`ROWS_PER_INSERT`], otherwise one by one.
-    fn insert_rows(&mut self) -> rusqlite::Result<()> {
-        let many = self.rows.len() == ROWS_PER_INSERT;
-        for (index, row) in self.rows.iter().enumerate() {
-            let ttls = row.ttls_text.then(|| self.row_ttls[index].as_str());
-            if many {
-                self.bound_many
-                    .row(&mut self.insert_messages, index, &row.values, ttls)?;
-            } else {
-                self.bound_one
-                    .row(&mut self.insert_message, 0, &row.values, ttls)?;
-                self.insert_message.raw_execute()?;
-            }
-        }
-        if many {
-            self.insert_messages.raw_execute()?;
-        }
-        // The ids given to the rows' extra questions, malformed rows and time
-        // index must be the rows' own.
-        let last = self.conn.last_insert_rowid();
-        if !self.rows.is_empty() && last != self.next_id - 1 {
-            return Err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERNAL),
-                Some(format!(
-                    "messages rows were numbered up to {last}, not {} as expected",
-                    self.next_id - 1
-                )),
-            ));
-        }
-        self.rows.clear();
+    /// Inserts the chunk of the messages packed so far, if any.
+    fn insert_chunk(&mut self) -> rusqlite::Result<()> {
+        let Some((first_id, first_ns)) = self.chunk_start.take() else {
+            return Ok(());
+        };
+        let blob = self.chunk.finish();
+        self.insert_chunk
+            .execute(params![self.next_id - 1, first_id, first_ns, blob])?;
         Ok(())
     }
 
-    /// Inserts the rows still waiting and upserts the batch's time-index
-    /// minutes; returns its facts.
+    /// Inserts the last chunk and upserts the batch's time-index minutes;
+    /// returns its facts.
     pub fn finish(mut self) -> rusqlite::Result<Facts> {
-        self.insert_rows()?;
+        self.insert_chunk()?;
         self.close_minute();
         for (minute, span) in &self.minutes {
             let counts = &span.counts;

@@ -8,6 +8,7 @@
 //! database never stops the pipeline (see [`Store`]).
 
 mod background;
+pub mod chunk;
 mod facts;
 mod insert;
 mod intern;
@@ -62,6 +63,7 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0014_fact_times_as_offsets.sql"
     )),
+    M::up(include_str!("../../../migrations/0015_message_chunks.sql")),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -271,10 +271,22 @@ impl Reader {
 
     /// The newest message's rowid.
     pub fn max_id(&self) -> Result<Option<i64>, ReadError> {
+        Ok(self.id_bounds()?.1)
+    }
+
+    /// The oldest and the newest message's rowid.
+    fn id_bounds(&self) -> Result<(Option<i64>, Option<i64>), ReadError> {
+        let sql = if self.features.message_chunks {
+            schema::MESSAGE_ID_BOUNDS
+        } else {
+            // Two subqueries: each is one rowid b-tree lookup, where the combined
+            // form scans the whole table.
+            "SELECT (SELECT MIN(id) FROM messages), (SELECT MAX(id) FROM messages)"
+        };
         Ok(self
             .conn
-            .prepare_cached("SELECT MAX(id) FROM messages")?
-            .query_row([], |row| row.get(0))?)
+            .prepare_cached(sql)?
+            .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
     }
 
     /// The rowids that can hold messages with `since_ns <= time_ns < until_ns`:
@@ -286,14 +298,7 @@ impl Reader {
         since_ns: Option<i64>,
         until_ns: Option<i64>,
     ) -> Result<Option<IdRange>, ReadError> {
-        let (min_id, max_id): (Option<i64>, Option<i64>) = self
-            .conn
-            // Two subqueries: each is one rowid b-tree lookup, where the combined form
-            // scans the whole table.
-            .prepare_cached(
-                "SELECT (SELECT MIN(id) FROM messages), (SELECT MAX(id) FROM messages)",
-            )?
-            .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let (min_id, max_id) = self.id_bounds()?;
         let (Some(min_id), Some(max_id)) = (min_id, max_id) else {
             return Ok(None);
         };

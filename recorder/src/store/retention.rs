@@ -147,7 +147,10 @@ impl Retention {
         self.behind = false;
         let chunk = limits.chunk.max(1);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let min_id: Option<i64> = tx.query_row("SELECT min(id) FROM messages", [], |r| r.get(0))?;
+        // The oldest message, and the newest that deleting it takes with it: a
+        // chunk goes whole.
+        let (min_id, first_end): (Option<i64>, Option<i64>) =
+            tx.query_row(OLDEST_MESSAGE_IDS, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
 
         let cutoff_ns = limits.retain.map(|retain| {
             now_ns.saturating_sub(i64::try_from(retain.as_nanos()).unwrap_or(i64::MAX))
@@ -167,10 +170,12 @@ impl Retention {
         let mut sweep = self.resolutions;
         let mut step = Step::default();
         if let Some(min_id) = min_id {
+            // At most `chunk` messages, or the first chunk when it holds more.
+            let most = (min_id + chunk - 1).max(first_end.unwrap_or(min_id));
             if over_size {
-                cut = Some(cut.unwrap_or(min_id).max(min_id + chunk - 1));
+                cut = Some(cut.unwrap_or(min_id).max(most));
             }
-            let cut = cut.map(|cut| cut.min(min_id + chunk - 1));
+            let cut = cut.map(|cut| cut.min(most));
             if let Some(cut) = cut.filter(|cut| *cut >= min_id) {
                 step.messages = delete_messages(&tx, cut)?;
             }
@@ -226,9 +231,17 @@ impl Retention {
 
 const LOOKUPS_KEY: &str = "qname_id, process_id, role, qtype, rcode, hour";
 
-/// The time of the first row of `messages` / `libc_lookups` (in arrival order:
-/// rowid order is time order to within a second), NULL when empty.
-const OLDEST_MESSAGE_NS: &str = "SELECT (SELECT time_ns FROM messages ORDER BY id LIMIT 1)";
+/// The time of the first message / `libc_lookups` row (in arrival order: rowid
+/// order is time order to within a second), NULL when empty. Rows of `messages`
+/// (from before schema 15) come before every chunk.
+const OLDEST_MESSAGE_NS: &str = "SELECT coalesce(\
+     (SELECT time_ns FROM messages ORDER BY id LIMIT 1), \
+     (SELECT first_ns FROM message_chunks ORDER BY last_id LIMIT 1))";
+/// The oldest message's id and the last id of its chunk (itself for a row).
+const OLDEST_MESSAGE_IDS: &str = "SELECT \
+     coalesce((SELECT min(id) FROM messages), \
+              (SELECT first_id FROM message_chunks ORDER BY last_id LIMIT 1)), \
+     coalesce((SELECT min(id) FROM messages), (SELECT min(last_id) FROM message_chunks))";
 const OLDEST_LIBC_LOOKUP_NS: &str = "SELECT (SELECT time_ns FROM libc_lookups ORDER BY id LIMIT 1)";
 
 /// One of the `OLDEST_*_NS` queries.
@@ -272,9 +285,30 @@ impl ResolutionSweep {
     }
 }
 
-/// Deletes messages with ids up to `cut` and everything hanging off them.
+/// Deletes messages with ids up to `cut` and everything hanging off them; a
+/// chunk that holds `cut` but also newer messages is kept whole.
 pub(super) fn delete_messages(tx: &Connection, cut: i64) -> rusqlite::Result<u64> {
-    let deleted = tx.execute("DELETE FROM messages WHERE id <= ?1", [cut])?;
+    let holding: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT first_id, last_id FROM message_chunks WHERE last_id >= ?1 \
+             ORDER BY last_id LIMIT 1",
+        )?
+        .query_row([cut], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let cut = match holding {
+        Some((first_id, last_id)) if first_id <= cut && cut < last_id => first_id - 1,
+        _ => cut,
+    };
+    let chunked: i64 = tx.query_row(
+        "SELECT coalesce(sum(last_id - first_id + 1), 0) FROM message_chunks WHERE last_id <= ?1",
+        [cut],
+        |r| r.get(0),
+    )?;
+    tx.execute("DELETE FROM message_chunks WHERE last_id <= ?1", [cut])?;
+    // `main.`: a connection may have unpacked the messages into a TEMP table of
+    // that name (chunk::unpack_messages).
+    let rows = tx.execute("DELETE FROM main.messages WHERE id <= ?1", [cut])?;
+    let deleted = rows as u64 + chunked as u64;
     tx.execute("DELETE FROM malformed WHERE message_id <= ?1", [cut])?;
     tx.execute("DELETE FROM extra_questions WHERE message_id <= ?1", [cut])?;
     tx.execute("DELETE FROM time_index WHERE last_id <= ?1", [cut])?;
@@ -286,7 +320,7 @@ pub(super) fn delete_messages(tx: &Connection, cut: i64) -> rusqlite::Result<u64
          first_ns = NULL, last_ns = NULL WHERE first_id <= ?1",
         [cut],
     )?;
-    Ok(deleted as u64)
+    Ok(deleted)
 }
 
 /// Deletes at most `chunk` rows of `table` whose hour is before `hour` (through

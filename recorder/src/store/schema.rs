@@ -3,11 +3,28 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 14;
+pub const SCHEMA_VERSION: u32 = 15;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
 pub const APPLICATION_ID: i32 = 0x646e_7371;
+
+/// The id the next message gets (schema 15): one past the newest, whether a
+/// row of `messages` (written before schema 15) or in a chunk.
+pub const NEXT_MESSAGE_ID: &str = "SELECT max((SELECT coalesce(max(id), 0) FROM messages), \
+     (SELECT coalesce(max(last_id), 0) FROM message_chunks)) + 1";
+
+/// The oldest and the newest message's id (NULL, NULL without messages) of a
+/// schema 15 store: rows of `messages` come before every chunk. Each is one
+/// b-tree lookup.
+pub const MESSAGE_ID_BOUNDS: &str = "SELECT \
+     coalesce((SELECT min(id) FROM messages), \
+              (SELECT first_id FROM message_chunks ORDER BY last_id LIMIT 1)), \
+     coalesce((SELECT max(last_id) FROM message_chunks), (SELECT max(id) FROM messages))";
+
+/// How many messages a schema 15 store holds, rows and chunks.
+pub const MESSAGE_COUNT: &str = "SELECT (SELECT count(*) FROM messages) + \
+     (SELECT coalesce(sum(last_id - first_id + 1), 0) FROM message_chunks)";
 
 /// Default database path, for both binaries; `--db` or `DNSQ_DB` override it.
 pub const DEFAULT_DB_PATH: &str = "/var/lib/dnsq/dnsq.db";

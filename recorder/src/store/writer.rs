@@ -19,6 +19,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 
 use super::{
     StoreError, StoreOptions, StoreStats,
+    chunk::Encoder,
     facts::Facts,
     insert::{Batch, CallRows},
     intern::Caches,
@@ -95,6 +96,8 @@ pub struct Store {
     caches: Caches,
     /// Where the returns of recent libc calls go (see [`CallRows`]).
     call_rows: CallRows,
+    /// Packs each batch's messages; kept so that its buffers keep their size.
+    chunk: Encoder,
     facts: HeldFacts,
     stats: StoreStats,
     trouble: Option<Trouble>,
@@ -123,6 +126,7 @@ impl Store {
             batch_since: None,
             caches: Caches::default(),
             call_rows: CallRows::default(),
+            chunk: Encoder::default(),
             facts: HeldFacts::default(),
             stats: StoreStats::default(),
             trouble: None,
@@ -405,7 +409,13 @@ impl Store {
             Some(id) => id,
             None => insert_run(&tx, "{}")?,
         };
-        let mut batch = Batch::new(&tx, &mut self.caches, &mut self.call_rows, run_id)?;
+        let mut batch = Batch::new(
+            &tx,
+            &mut self.caches,
+            &mut self.call_rows,
+            &mut self.chunk,
+            run_id,
+        )?;
         for record in self.pending.iter().take(count) {
             batch.message(record)?;
         }

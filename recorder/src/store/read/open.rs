@@ -50,6 +50,8 @@ pub(super) struct Features {
     pub minute_counts: bool,
     /// `libc_lookups` rows keep what the call returned (schema 13).
     pub libc_returns: bool,
+    /// New messages are packed in `message_chunks` (schema 15).
+    pub message_chunks: bool,
 }
 
 /// Checks `PRAGMA application_id` and `user_version` against [`schema`]: any
@@ -110,6 +112,8 @@ pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<Features, R
             "SELECT COUNT(*) = 3 FROM pragma_table_info('libc_lookups') \
              WHERE name IN ('returned_ns', 'status', 'addresses')",
         )?,
+        message_chunks: has("SELECT EXISTS (SELECT 1 FROM sqlite_schema \
+             WHERE type = 'table' AND name = 'message_chunks')")?,
     })
 }
 

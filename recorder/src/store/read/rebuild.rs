@@ -8,15 +8,18 @@ use std::{net::IpAddr, ops::ControlFlow, rc::Rc, sync::Arc};
 use rusqlite::{OptionalExtension, Row, params, types::ValueRef};
 
 use super::{
-    MessageQuery, ReadError, Reader, StoredEndpoint, StoredProcess, class_name, opcode_name,
-    rcode_name, type_name,
+    IdRange, MessageQuery, ProcessFilter, ReadError, Reader, StoredEndpoint, StoredProcess,
+    class_name, opcode_name, rcode_name, type_name,
 };
 use crate::{
     record::{
         Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
         ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
     },
-    store::schema::{self, flags},
+    store::{
+        chunk::{self, Chunk, column},
+        schema::{self, MinuteCounts, flags},
+    },
 };
 
 /// One record of an answer set with its strings resolved (TTL aside).
@@ -53,6 +56,18 @@ const COMPACT: [[&str; 2]; 2] = [
     ],
 ];
 const COMPACT_TTLS: usize = 10;
+
+/// The chunks holding ids `?1..=?2` (schema 15), \[oldest first, newest
+/// first\]. The rowid range ends at the chunk holding `?2`: one seek, where a
+/// condition on `first_id` would read on to the table's end.
+const CHUNKS: [&str; 2] = [
+    "SELECT last_id, first_id, data FROM message_chunks WHERE last_id BETWEEN ?1 AND \
+     coalesce((SELECT min(last_id) FROM message_chunks WHERE last_id >= ?2), ?2) \
+     ORDER BY last_id ASC",
+    "SELECT last_id, first_id, data FROM message_chunks WHERE last_id BETWEEN ?1 AND \
+     coalesce((SELECT min(last_id) FROM message_chunks WHERE last_id >= ?2), ?2) \
+     ORDER BY last_id DESC",
+];
 
 /// Answer sets whose text is larger than this are not cached (bounds the memory
 /// a hostile or huge answer set can take).
@@ -332,28 +347,6 @@ impl Reader {
         let since = query.since_ns.unwrap_or(i64::MIN);
         let until = query.until_ns.unwrap_or(i64::MAX);
         let (first, last) = (query.ids.first, query.ids.last);
-        // The compact row (schema 6) with static SQL; older rows with schema
-        // 3's resolver links when the store has them.
-        let compact = self.features.compact_messages;
-        let mut main = if compact {
-            self.conn.prepare_cached(
-                COMPACT[usize::from(!self.features.message_peers)][usize::from(query.newest_first)],
-            )
-        } else {
-            let peers = if self.features.message_peers {
-                "via_process_id, for_process_id"
-            } else {
-                "NULL, NULL"
-            };
-            self.conn.prepare_cached(&format!(
-                "SELECT id, time_ns, flags, process_id, endpoint_id, local_port, remote_port, \
-                 socket_cookie, dns_id, qname_id, qtype, qclass, rcode, answer_set_id, ttls, \
-                 edns_udp_size, message_len, captured_len, latency_ns, socket_cgroup_id, {peers} \
-                 FROM messages WHERE id BETWEEN ?1 AND ?2 ORDER BY id {order}"
-            ))
-        }
-        .map_err(ReadError::from)?;
-        let ttls_column = if compact { COMPACT_TTLS } else { 14 };
         // The rare side tables are read beside the messages in the same order (a
         // merge join) rather than looked up once per message.
         let mut malformed_stmt = self
@@ -370,7 +363,6 @@ impl Reader {
                  WHERE message_id BETWEEN ?1 AND ?2 ORDER BY message_id {order}, position"
             ))
             .map_err(ReadError::from)?;
-        let mut rows = main.query(params![first, last]).map_err(ReadError::from)?;
         let mut malformed = malformed_stmt
             .query_map(params![first, last], |row| {
                 Ok((
@@ -405,13 +397,7 @@ impl Reader {
         let mut ttls = Ttls::default();
         let mut extra_ids: Vec<(i64, i64, i64)> = Vec::new();
         let mut extra_questions: Vec<(Rc<str>, i64, i64)> = Vec::new();
-        while let Some(row) = rows.next().map_err(ReadError::from)? {
-            let stored = if compact {
-                StoredMessage::from_compact_row(row)
-            } else {
-                StoredMessage::from_row(row)
-            }
-            .map_err(ReadError::from)?;
+        self.stored_messages(first, last, query.newest_first, |stored, ttls_value| {
             last_id = Some(stored.id);
             let mut bad = None;
             while let Some(next) = malformed.peek() {
@@ -451,17 +437,14 @@ impl Reader {
                 }
             }
             if stored.time_ns < since || stored.time_ns >= until {
-                continue;
+                return Ok(ControlFlow::Continue(()));
             }
             if let Some(filter) = query.processes
                 && !filter.matches(stored.process_id, stored.socket_cgroup_id)
             {
-                continue;
+                return Ok(ControlFlow::Continue(()));
             }
-            ttls.read(
-                row.get_ref(ttls_column).map_err(ReadError::from)?,
-                stored.id,
-            )?;
+            ttls.read(ttls_value, stored.id)?;
             extra_questions.clear();
             for &(name_id, qtype, qclass) in &extra_ids {
                 extra_questions.push((self.name(name_id)?, qtype, qclass));
@@ -489,7 +472,7 @@ impl Reader {
                 _ => None,
             };
             let view = MessageRow {
-                m: &stored,
+                m: stored,
                 first_name: first_name.as_deref().unwrap_or(""),
                 endpoint: &endpoint,
                 process: process.as_deref(),
@@ -500,11 +483,162 @@ impl Reader {
                 malformed: bad.as_ref().map(|(e, raw)| (e.as_str(), raw.as_slice())),
                 extra_questions: &extra_questions,
             };
-            if visit(&view)?.is_break() {
-                break;
+            visit(&view)
+        })?;
+        Ok(last_id)
+    }
+
+    /// Counts the messages with ids `ids` and `since_ns <= time_ns < until_ns`
+    /// (of the processes `processes` selects) as the writer counts a minute's,
+    /// reading nothing but the messages themselves.
+    pub fn count_messages(
+        &self,
+        ids: IdRange,
+        since_ns: Option<i64>,
+        until_ns: Option<i64>,
+        processes: Option<&ProcessFilter>,
+    ) -> Result<MinuteCounts, ReadError> {
+        let since = since_ns.unwrap_or(i64::MIN);
+        let until = until_ns.unwrap_or(i64::MAX);
+        let mut counts = MinuteCounts::default();
+        self.stored_messages(ids.first, ids.last, false, |stored, _| {
+            let selected = processes
+                .is_none_or(|filter| filter.matches(stored.process_id, stored.socket_cgroup_id));
+            if selected && stored.time_ns >= since && stored.time_ns < until {
+                counts.add(stored.flags, stored.time_ns, stored.latency_ns.is_some());
+            }
+            Ok::<_, ReadError>(ControlFlow::Continue(()))
+        })?;
+        Ok(counts)
+    }
+
+    /// The stored messages with ids `first..=last`, in id order (oldest or
+    /// newest first), with each one's `ttls` value, until `visit` breaks: the
+    /// rows of `messages` (written before schema 15) and the chunks after them.
+    fn stored_messages<E: From<ReadError>>(
+        &self,
+        first: i64,
+        last: i64,
+        newest_first: bool,
+        mut visit: impl FnMut(&StoredMessage, ValueRef<'_>) -> Result<ControlFlow<()>, E>,
+    ) -> Result<(), E> {
+        let chunks = self.features.message_chunks;
+        if chunks
+            && newest_first
+            && self
+                .chunked_messages(first, last, true, &mut visit)?
+                .is_break()
+        {
+            return Ok(());
+        }
+        if self
+            .message_table_rows(first, last, newest_first, &mut visit)?
+            .is_break()
+        {
+            return Ok(());
+        }
+        if chunks && !newest_first {
+            // The last of the two: whether it broke off changes nothing.
+            let _ = self.chunked_messages(first, last, false, &mut visit)?;
+        }
+        Ok(())
+    }
+
+    /// [`Reader::stored_messages`] of the `messages` table.
+    fn message_table_rows<E: From<ReadError>>(
+        &self,
+        first: i64,
+        last: i64,
+        newest_first: bool,
+        visit: &mut impl FnMut(&StoredMessage, ValueRef<'_>) -> Result<ControlFlow<()>, E>,
+    ) -> Result<ControlFlow<()>, E> {
+        // The compact row (schema 6) with static SQL; older rows with schema
+        // 3's resolver links when the store has them.
+        let compact = self.features.compact_messages;
+        let mut main = if compact {
+            self.conn.prepare_cached(
+                COMPACT[usize::from(!self.features.message_peers)][usize::from(newest_first)],
+            )
+        } else {
+            let peers = if self.features.message_peers {
+                "via_process_id, for_process_id"
+            } else {
+                "NULL, NULL"
+            };
+            let order = if newest_first { "DESC" } else { "ASC" };
+            self.conn.prepare_cached(&format!(
+                "SELECT id, time_ns, flags, process_id, endpoint_id, local_port, remote_port, \
+                 socket_cookie, dns_id, qname_id, qtype, qclass, rcode, answer_set_id, ttls, \
+                 edns_udp_size, message_len, captured_len, latency_ns, socket_cgroup_id, {peers} \
+                 FROM messages WHERE id BETWEEN ?1 AND ?2 ORDER BY id {order}"
+            ))
+        }
+        .map_err(ReadError::from)?;
+        let ttls_column = if compact { COMPACT_TTLS } else { 14 };
+        let mut rows = main.query(params![first, last]).map_err(ReadError::from)?;
+        while let Some(row) = rows.next().map_err(ReadError::from)? {
+            let stored = if compact {
+                StoredMessage::from_compact_row(row)
+            } else {
+                StoredMessage::from_row(row)
+            }
+            .map_err(ReadError::from)?;
+            let ttls = row.get_ref(ttls_column).map_err(ReadError::from)?;
+            if visit(&stored, ttls)?.is_break() {
+                return Ok(ControlFlow::Break(()));
             }
         }
-        Ok(last_id)
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// [`Reader::stored_messages`] of `message_chunks` (schema 15).
+    fn chunked_messages<E: From<ReadError>>(
+        &self,
+        first: i64,
+        last: i64,
+        newest_first: bool,
+        visit: &mut impl FnMut(&StoredMessage, ValueRef<'_>) -> Result<ControlFlow<()>, E>,
+    ) -> Result<ControlFlow<()>, E> {
+        let mut statement = self
+            .conn
+            .prepare_cached(CHUNKS[usize::from(newest_first)])
+            .map_err(ReadError::from)?;
+        let mut rows = statement
+            .query(params![first, last])
+            .map_err(ReadError::from)?;
+        let mut chunk = Chunk::default();
+        while let Some(row) = rows.next().map_err(ReadError::from)? {
+            let last_id: i64 = row.get(0).map_err(ReadError::from)?;
+            let first_id: i64 = row.get(1).map_err(ReadError::from)?;
+            let corrupt = |what: &dyn std::fmt::Display| {
+                ReadError::Corrupt(format!("message chunk {first_id}..={last_id}: {what}"))
+            };
+            let count = usize::try_from(last_id - first_id + 1)
+                .ok()
+                .filter(|count| (1..=chunk::MAX_DECODED).contains(count))
+                .ok_or_else(|| corrupt(&"bad id range"))?;
+            let blob = row
+                .get_ref(2)
+                .and_then(|value| value.as_blob().map_err(rusqlite::Error::from))
+                .map_err(|e| corrupt(&e))?;
+            chunk.decode(blob, count).map_err(|e| corrupt(&e))?;
+            let (lo, hi) = (first.max(first_id), last.min(last_id));
+            let mut id = if newest_first { hi } else { lo };
+            while lo <= id && id <= hi {
+                let index = (id - first_id) as usize;
+                let stored = StoredMessage::from_chunk(&chunk, index, id);
+                let ttls = match chunk.ttls(index) {
+                    chunk::Ttls::Null => ValueRef::Null,
+                    chunk::Ttls::Integer(ttl) => ValueRef::Integer(ttl),
+                    chunk::Ttls::Text(text) => ValueRef::Text(text.as_bytes()),
+                };
+                if visit(&stored, ttls)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+                id += if newest_first { -1 } else { 1 };
+            }
+        }
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Rebuilds the messages `query` selects, in rowid order, and hands each to
@@ -735,6 +869,37 @@ impl StoredMessage {
             via_process_id: peers.then(|| row.get(16)).transpose()?.flatten(),
             for_process_id: peers.then(|| row.get(17)).transpose()?.flatten(),
         })
+    }
+
+    /// The `index`th message of a chunk, `id` its id.
+    fn from_chunk(chunk: &Chunk, index: usize, id: i64) -> Self {
+        let get = |column| chunk.get(index, column);
+        let bits = get(column::BITS).unwrap_or(0);
+        let (local_port, remote_port, dns_id) = unpack_ports(bits, get(column::PORTS).unwrap_or(0));
+        let qname_id = get(column::QNAME_ID);
+        Self {
+            id,
+            time_ns: get(column::TIME_NS).unwrap_or(0),
+            flags: bits & schema::packed::FLAGS_MASK,
+            process_id: get(column::PROCESS_ID),
+            endpoint_id: get(column::ENDPOINT_ID).unwrap_or(0),
+            local_port,
+            remote_port,
+            socket_cookie: get(column::SOCKET_COOKIE).unwrap_or(0),
+            dns_id: Some(i64::from(dns_id)),
+            qname_id,
+            qtype: get(column::QTYPE),
+            qclass: qname_id.map(|_| 1),
+            rcode: Some((bits & schema::packed::RCODE_MASK) >> schema::packed::RCODE_SHIFT),
+            answer_set_id: get(column::ANSWER_SET_ID),
+            edns_udp_size: get(column::EDNS_UDP_SIZE),
+            message_len: get(column::MESSAGE_LEN).map_or(0, |len| len as u32),
+            captured_len: get(column::CAPTURED_LEN).map(|len| len as u32),
+            latency_ns: get(column::LATENCY_NS),
+            socket_cgroup_id: get(column::SOCKET_CGROUP_ID),
+            via_process_id: get(column::VIA_PROCESS_ID),
+            for_process_id: get(column::FOR_PROCESS_ID),
+        }
     }
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {

@@ -116,8 +116,10 @@ fn a_full_disk_delays_the_batch() {
         .connection()
         .pragma_update(None, "max_page_count", pages)
         .unwrap();
+    // Names long enough that a batch's new ones need a new page (its messages
+    // alone pack into a few hundred bytes).
     for i in 0..1000 {
-        let name = format!("host{i}.example.");
+        let name = format!("host{i}-{}.example.", "x".repeat(40));
         store.write(query(t0() + i, &name, "A", i as u16)).unwrap();
     }
     let stats = store.stats();

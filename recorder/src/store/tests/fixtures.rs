@@ -54,7 +54,21 @@ pub fn inspect(path: &Path) -> Connection {
     Connection::open(path).unwrap()
 }
 
+/// [`inspect`] with the messages unpacked into a TEMP `messages` table (a
+/// snapshot: see [`unpack_messages`](crate::store::chunk::unpack_messages)).
+pub fn inspect_unpacked(path: &Path) -> Connection {
+    let conn = inspect(path);
+    crate::store::chunk::unpack_messages(&conn).unwrap();
+    conn
+}
+
+/// The integer `sql` selects. SQL that reads `messages` reads them as they are
+/// now (in this connection's transaction), chunks unpacked: see
+/// [`unpack_messages`](crate::store::chunk::unpack_messages).
 pub fn count(conn: &Connection, sql: &str) -> i64 {
+    if sql.contains("messages") {
+        crate::store::chunk::unpack_messages(conn).unwrap();
+    }
     conn.query_row(sql, [], |row| row.get(0)).unwrap()
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the store: each opens its own database in a temporary directory.
 
 mod background;
+mod chunks;
 mod failures;
 mod fixtures;
 mod migrations;

@@ -62,6 +62,8 @@ fn generate(path: &std::path::Path, from_ns: i64, per_hour: i64) -> i64 {
             store.write(two).unwrap();
             written += 2;
         }
+        // An hour a commit, so a chunk: a recorder commits what a second brings.
+        store.commit_all();
     }
     store.finish("signal").unwrap();
     written
@@ -382,6 +384,32 @@ fn the_size_cap_deletes_the_oldest_and_reuses_the_pages() {
     );
 }
 
+/// A chunk of more messages than a retention step deletes goes whole: retention
+/// never stalls on it.
+#[test]
+fn a_chunk_larger_than_a_step_goes_whole() {
+    let dir = TempDir::new("big-chunk");
+    let old = now_ns() - 40 * DAY;
+    let mut store = open_quiet(&dir.db());
+    store.start_run("{}").unwrap();
+    // One transaction: chunks of 1,024, 1,024 and 952.
+    for i in 0..3_000 {
+        store
+            .write(query(old + i, "old.example.", "A", i as u16))
+            .unwrap();
+    }
+    store.finish("signal").unwrap();
+    drop(store);
+    let chunks = "SELECT count(*) FROM message_chunks";
+    assert_eq!(count(&inspect(&dir.db()), chunks), 3);
+    let mut store = open_retaining_30_days(&dir.db(), 100);
+    let deleted: Vec<u64> = (0..4)
+        .map(|_| store.retention_now().unwrap().messages)
+        .collect();
+    assert_eq!(deleted, [1_024, 1_024, 952, 0]);
+    assert_eq!(count(&inspect(&dir.db()), chunks), 0);
+}
+
 /// Retention that cuts into a minute leaves that minute's `time_index` counts
 /// NULL, so that readers count what is left of it from `messages`; the other
 /// minutes stay counted.
@@ -397,6 +425,10 @@ fn a_minute_cut_into_is_no_longer_counted() {
         let r = response(&q, 1, "NOERROR", vec![], vec![]);
         store.write(q).unwrap();
         store.write(r).unwrap();
+        // The first pair is a chunk of its own.
+        if i == 0 {
+            store.commit_all();
+        }
     }
     store.write(malformed(start + NS_PER_MINUTE + 1)).unwrap();
     store.finish("signal").unwrap();
@@ -430,7 +462,8 @@ fn a_minute_cut_into_is_no_longer_counted() {
     consistent(&db);
 
     let tx = db.unchecked_transaction().unwrap();
-    assert_eq!(delete_messages(&tx, first + 1).unwrap(), 2);
+    // A cut inside the second chunk keeps it whole: only the first pair goes.
+    assert_eq!(delete_messages(&tx, first + 3).unwrap(), 2);
     tx.commit().unwrap();
     assert_eq!(
         counts(minute),
@@ -548,7 +581,12 @@ fn interned_rows_nothing_refers_to_any_more_go() {
         8_800,
         "198.18.0.88",
     ));
+    // The old exchange is committed (a chunk) apart from the recent ones, as a
+    // recorder running then would have.
     for message in messages {
+        if message.time_ns == recent {
+            store.commit_all();
+        }
         store.write(message).unwrap();
     }
     store.finish("signal").unwrap();

@@ -65,7 +65,7 @@ fn query_and_response_with_a_cname_chain() {
     let stats = store.finish("signal").unwrap();
     assert_eq!((stats.committed, stats.batches, stats.pending), (2, 1, 0));
 
-    let db = inspect(&dir.db());
+    let db = inspect_unpacked(&dir.db());
     let www = name_id(&db, "www.example.com.");
     let edge = name_id(&db, "edge.example.net.");
     let e1 = name_id(&db, "e1.cdn.example.");
@@ -647,13 +647,13 @@ fn server_copy(client: &MessageRecord) -> MessageRecord {
     copy
 }
 
-/// Messages inserted 32 to a statement are the rows inserted one by one: the
-/// same ids, columns (text TTLs at their row), extra questions and malformed
-/// rows, whichever row of a statement a message lands in. And a message that
+/// Messages packed a hundred to a chunk read back as the messages packed one
+/// to a chunk: the same ids, columns (text TTLs at their message), extra
+/// questions and malformed rows, wherever in a chunk a message lands. And a message that
 /// shares its decode with the one before (its loopback copy) gets the same DNS
 /// columns as when it is written alone.
 #[test]
-fn rows_inserted_many_to_a_statement_or_from_a_shared_decode_equal_rows_inserted_one_by_one() {
+fn messages_packed_many_to_a_chunk_or_from_a_shared_decode_equal_messages_packed_one_by_one() {
     // Varied on purpose, so that a value bound at the wrong row shows.
     let records: Vec<_> = (0..150_i64)
         .flat_map(|i| {
@@ -724,7 +724,12 @@ fn rows_inserted_many_to_a_statement_or_from_a_shared_decode_equal_rows_inserted
             store.write(record.clone()).unwrap();
         }
         store.finish("signal").unwrap();
-        let db = inspect(&dir.db());
+        let db = inspect_unpacked(&dir.db());
+        // A chunk a transaction.
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM main.message_chunks"),
+            records.len().div_ceil(batch_size) as i64
+        );
         let mut dump = Vec::new();
         for sql in tables {
             let mut statement = db.prepare(sql).unwrap();

@@ -19,7 +19,7 @@ RUN_ARGS    ?=
 TEST_THREADS ?= 1
 # Seconds each fuzz target runs in `make test` / `make fuzz`.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := dns_decode dns_names tcp_reassembly
+FUZZ_TARGETS := dns_decode dns_names tcp_reassembly message_chunk
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 

@@ -44,11 +44,12 @@ def main():
     args = parser.parse_args()
     if not args.other.is_file():
         sys.exit(f"no recorder at {args.other}")
-    if not (R.RELEASE / "dnsq-recorder").is_file():
-        sys.exit("build this tree first (make build)")
+    if not all((R.RELEASE / name).is_file() for name in ("dnsq-recorder", "dnsq-bench")):
+        sys.exit("build this tree first (make build; cargo build --release -p dnsq-bench)")
 
     R.BIN.mkdir(parents=True, exist_ok=True)
-    for binary in (R.RECORDER, R.DNSQ):
+    # dnsq-bench counts the stored messages (`tally`).
+    for binary in (R.RECORDER, R.DNSQ, R.GENERATOR):
         shutil.copy2(R.RELEASE / binary.name, binary)
     builds = {"this": R.RECORDER, "other": R.BIN / "dnsq-recorder-other"}
     shutil.copy2(args.other, builds["other"])

@@ -64,9 +64,9 @@ def loss(r):
         "Each run: a fresh database, `dnsq-recorder --db` started and ready, then dnsperf "
         f"at `-Q {50_000}` for {seconds} s against dnsmasq; 3 s later the recorder is stopped "
         "(SIGINT: it drains the ring buffer and commits everything) and the messages of "
-        "the run's zone are counted in `messages`. Expected messages = 2 × *Queries sent* "
-        "+ 2 × *Queries completed* (client sent, server received; server sent, client "
-        "received). Counters are the recorder's last `counters` row.",
+        "the run's zone are counted (`dnsq-bench tally`: they are packed in chunks). "
+        "Expected messages = 2 × *Queries sent* + 2 × *Queries completed* (client sent, "
+        "server received; server sent, client received). Counters are the recorder's last `counters` row.",
         "",
         "| run | dnsperf sent | completed | q/s reached | expected | in database | ratio "
         "| kernel: delivered | lost, ring buffer full | lost, load/parse | recorder dropped |",
@@ -399,7 +399,10 @@ def cpu_analysis(r):
         "message log in chunks: the `messages` INSERT (~4.8k a message: SQLite's "
         "interpreter runs ~50 opcodes a row of 18 values) became packing the columns "
         "(~0.7k) and deflating them (~0.5k, a third of it miniz_oxide zeroing its "
-        "hash tables once a chunk) — −25 % of the user-side instructions. What is "
+        "hash tables once a chunk) — −25 % of the user-side instructions; live, side "
+        "by side with the schema-14 build (`bench/compare.py`, 4 rounds at 20k q/s), "
+        "the recorder's CPU went 3.10 → 2.73 µs a message (0.88: syscalls, the ring "
+        "buffer and cache misses did not shrink with the instructions). What is "
         "left is flat: DNS decoding ~1.8k (one decode shared by the two loopback "
         "copies of a packet), resolver linking ~1k, pairing ~0.4k, fact upserts ~0.9k, "
         "interning the rest. Earlier rounds: a question key "
@@ -561,11 +564,15 @@ ANALYSIS = {
         "hourly fact row is nearly a copy of the messages it sums up. Schema 7 took "
         "156 bytes to 121 (an answered query counts once; one `resolutions` index "
         "replaced two), schema 8 dropped `resolutions_hour`, schema 14 stores the "
-        "fact rows' times as offsets (115 → 108), schema 15 the chunks (108 → ~64). "
-        "The next lever is `lookups_hour` (~5 bytes a message): `top` and `stats` "
-        "read short windows through it, and retention deletes old hours through it; "
-        "without it those would walk `lookups_process` once per process (not "
-        "measured yet)."
+        "fact rows' times as offsets (115 → 108), schema 15 the chunks (108 → 64), "
+        "schema 16 drops `lookups_hour` (64 → ~59: retention, the table's first and "
+        "last hour and short `top`/`stats` windows seek each process's hours in "
+        "`lookups_process` instead, 251 processes on this history; side by side "
+        "`top domains` over the last hour 24 / 21 ms, `top processes` over the last "
+        "day 275 / 274 ms, `stats` over the last hour 10.9 / 11.5 ms). The fact "
+        "tables and their indexes, filled in random key order, take ~14 % more pages "
+        "than packed ones: VACUUM packs this history to 53.5 bytes a message, which "
+        "the recorder does not do (it would rewrite the whole file)."
         + resolver_share(r) + loopback_share(r)),
 }
 

@@ -5,7 +5,10 @@ use std::{collections::HashMap, fmt, rc::Rc};
 
 use dnsq_recorder::{
     service::{CgroupOwner, Container},
-    store::read::{ReadError, Reader, StoredProcess},
+    store::{
+        read::{ReadError, Reader, StoredProcess},
+        schema,
+    },
 };
 use serde::Serialize;
 
@@ -150,14 +153,12 @@ pub fn glob_literal(text: &str) -> String {
     out
 }
 
-/// The first and last hour `lookups` holds: its hour index's two ends (one
-/// aggregate a subquery, or SQLite reads the whole index: 0.2 s on the
-/// benchmark's history).
+/// The first and last hour `lookups` holds: each process's two ends in the
+/// (process_id, hour) index ([`schema::LOOKUPS_HOURS`]).
 pub fn lookups_hours(reader: &Reader) -> Result<Option<(i64, i64)>, ReadError> {
-    let (oldest, newest): (Option<i64>, Option<i64>) = reader.connection().query_row(
-        "SELECT (SELECT MIN(hour) FROM lookups), (SELECT MAX(hour) FROM lookups)",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
+    let (oldest, newest): (Option<i64>, Option<i64>) = reader
+        .connection()
+        .prepare_cached(schema::LOOKUPS_HOURS)?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(oldest.zip(newest))
 }

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use dnsq_recorder::store::schema::NS_PER_HOUR;
+use dnsq_recorder::store::schema::{self, NS_PER_HOUR};
 use jiff::{Span, Timestamp, Zoned, civil, tz::TimeZone};
 
 /// A `--since` / `--until` value as given; [`TimeArg::resolve`] makes it a time.
@@ -189,15 +189,22 @@ impl Window {
         )
     }
 
-    /// How a fact query should name the `hour` column: `hour` lets SQLite range
-    /// over a table's index on hour; `+hour` (the same value) keeps it from doing
-    /// so. `span` is the first and last hour the table holds (`None`: empty). A
-    /// window over at least a fifth of them reads so many rows that one pass over
-    /// the table in key order beats the index, which costs a lookup of the row
-    /// for each entry (`top processes` over all 30 days of the benchmark's
-    /// history: 1.2 s scanning, 4.5–6.5 s through an index).
+    /// How a `lookups` query should name the `hour` column (followed by its
+    /// range): `+hour` (the same value) keeps SQLite from ranging over an index
+    /// on hour; over a narrow window the column comes after
+    /// `process_id IN (every process) AND` ([`schema::LOOKUPS_BY_PROCESS_HOUR`]),
+    /// which makes SQLite range over each process's hours in the (process_id,
+    /// hour) index (schema 16 has no index on hour alone). `span` is the first and last hour the table holds (`None`:
+    /// empty). A window over at least a fifth of them reads so many rows that one
+    /// pass over the table in key order beats the index, which costs a lookup of
+    /// the row for each entry (`top processes` over all 30 days of the
+    /// benchmark's history: 1.2 s scanning, 4.5–6.5 s through an index).
     pub fn hour_column(&self, span: Option<(i64, i64)>) -> &'static str {
-        if self.is_wide(span) { "+hour" } else { "hour" }
+        if self.is_wide(span) {
+            "+hour"
+        } else {
+            schema::LOOKUPS_BY_PROCESS_HOUR
+        }
     }
 
     /// Whether the window covers at least a fifth of `span`, the first and last
@@ -306,10 +313,19 @@ mod tests {
         // The last 7 days of 30: over a fifth.
         assert_eq!(window(Some(820 - 7 * 24)).hour_column(span), "+hour");
         // The last day.
-        assert_eq!(window(Some(820 - 24)).hour_column(span), "hour");
+        assert_eq!(
+            window(Some(820 - 24)).hour_column(span),
+            schema::LOOKUPS_BY_PROCESS_HOUR
+        );
         // Entirely after the table's hours: nothing to read, through the index.
-        assert_eq!(window(Some(900)).hour_column(span), "hour");
-        assert_eq!(window(None).hour_column(None), "hour");
+        assert_eq!(
+            window(Some(900)).hour_column(span),
+            schema::LOOKUPS_BY_PROCESS_HOUR
+        );
+        assert_eq!(
+            window(None).hour_column(None),
+            schema::LOOKUPS_BY_PROCESS_HOUR
+        );
     }
 
     #[test]

@@ -253,8 +253,8 @@ fn processes(
     // One pass over the window's rows in key order, name then process, summed
     // per program here: the rows of one name are together, so the distinct
     // names of a program are counted without a set of them. Without bounds
-    // (`+hour`) the key order is the table's own; through the hour index
-    // SQLite sorts the window's rows. (All 30 days of the benchmark's history:
+    // (`+hour`) the key order is the table's own; through each process's hours
+    // in `lookups_process` SQLite sorts the window's rows. (All 30 days of the benchmark's history:
     // 0.6 s, where SQL's GROUP BY per process and then per process and name
     // sorted every row twice, 1.9 s.)
     let mut stmt = conn.prepare_cached(&format!(

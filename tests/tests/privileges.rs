@@ -488,10 +488,16 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
          upserts are constant; every value is bound",
     ),
     (
-        "recorder/src/store/retention.rs",
-        "DELETE FROM {table} WHERE ({key}) IN",
-        "table and key are the constants lookups/resolutions and LOOKUPS_KEY/RESOLUTIONS_KEY; \
-         hour and chunk are bound",
+        "recorder/src/store/schema.rs",
+        "lookup_process_ids!(), \") AND hour\")",
+        "concat! of string literals and lookup_process_ids!, itself a literal: a \
+         constant condition",
+    ),
+    (
+        "recorder/src/store/schema.rs",
+        "lookup_process_ids!(), \") AS q\"",
+        "concat! of string literals and lookup_process_ids!, itself a literal: a \
+         constant statement",
     ),
     (
         "recorder/src/store/retention.rs",
@@ -537,7 +543,8 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     (
         "query/src/stats.rs",
         "SELECT COUNT(DISTINCT qname_id) FROM lookups \\",
-        "lookups_filter is Matching::sql (below); the hours are bound",
+        "by_process_hour is schema::LOOKUPS_BY_PROCESS_HOUR (static text); lookups_filter is Matching::sql (below); \
+         the hours are bound",
     ),
     (
         "query/src/stats.rs",
@@ -573,8 +580,8 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
         "SELECT qname_id, SUM({ranked}) AS ranked, SUM({queries}),",
         "queries is schema::lookup_queries_sql (static text); ranked and counting are \
          that, schema::lookup_asked_sql (static) or built from the i64 constant NXDOMAIN; \
-         filtered is Matching::sql (above); hour is Window::hour_column, `hour` or \
-         `+hour`; everything else is bound",
+         filtered is Matching::sql (above); hour is Window::hour_column, `+hour` or \
+         schema::LOOKUPS_BY_PROCESS_HOUR (static text); everything else is bound",
     ),
     (
         "query/src/top.rs",
@@ -586,8 +593,8 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
         "query/src/top.rs",
         "SELECT qname_id, process_id, role, rcode, count, {queries}, {asked}, last_ns \\",
         "queries and asked are schema::lookup_queries_sql and lookup_asked_sql (static \
-         text); filtered is Matching::sql (above); hour is Window::hour_column, `hour` or \
-         `+hour`; everything else is bound",
+         text); filtered is Matching::sql (above); hour is Window::hour_column, `+hour` or \
+         schema::LOOKUPS_BY_PROCESS_HOUR (static text); everything else is bound",
     ),
 ];
 

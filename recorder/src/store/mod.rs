@@ -64,6 +64,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
         "../../../migrations/0014_fact_times_as_offsets.sql"
     )),
     M::up(include_str!("../../../migrations/0015_message_chunks.sql")),
+    M::up(include_str!(
+        "../../../migrations/0016_lookups_without_hour_index.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::schema::{NS_PER_HOUR, NS_PER_MINUTE};
+use super::schema::{LOOKUPS_HOURS, NS_PER_HOUR, NS_PER_MINUTE};
 
 /// Between steps when the last one found nothing more to delete.
 const IDLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -36,23 +36,54 @@ pub(super) struct Step {
     pub interned: u64,
     /// The database is over the size cap and holds no message left to delete.
     pub stuck_over_size: bool,
-    /// A sweep of `resolutions` is part way through (more steps follow soon).
+    /// A sweep of `resolutions` or `lookups` is part way through (more steps
+    /// follow soon).
     pub sweeping: bool,
 }
 
-/// Answers (`resolutions.rdata_id`) one step looks at.
-const ANSWERS_PER_STEP: i64 = 2_000;
+/// A fact table without an index on hour, and the column whose rows of one
+/// value have their old hours in one range of an index: `resolutions` (schema
+/// 8: its key starts with (rdata_id, hour)) and `lookups` (schema 16: the
+/// (process_id, hour) index).
+struct SweptTable {
+    /// The first value of the column from `?1` on.
+    next: &'static str,
+    /// Deletes rows of value `?1` before hour `?2` (at most `?3`, when
+    /// `bounded`).
+    delete: &'static str,
+    bounded: bool,
+    /// Values one step looks at.
+    per_step: usize,
+}
 
-/// `resolutions` has no index on hour (schema 8): its key starts with
-/// (rdata_id, hour), so an answer's old rows are one range. A pass walks the
-/// answers in key order, some each step, deleting each one's rows before the
-/// cut-off hour, and a new pass starts when the cut-off moves to a later hour.
+/// An answer has a row an hour for each name and process that got it: few.
+const RESOLUTIONS: SweptTable = SweptTable {
+    next: "SELECT rdata_id FROM resolutions WHERE rdata_id >= ?1 ORDER BY rdata_id LIMIT 1",
+    delete: "DELETE FROM resolutions WHERE rdata_id = ?1 AND hour < ?2",
+    bounded: false,
+    per_step: 2_000,
+};
+
+/// A process can have a row an hour for each name it asked: many, so a step
+/// deletes at most its chunk of one process's rows and goes on from there.
+const LOOKUPS: SweptTable = SweptTable {
+    next: "SELECT process_id FROM lookups WHERE process_id >= ?1 ORDER BY process_id LIMIT 1",
+    delete: "DELETE FROM lookups WHERE (qname_id, process_id, role, qtype, rcode, hour) IN \
+             (SELECT qname_id, process_id, role, qtype, rcode, hour FROM lookups \
+              WHERE process_id = ?1 AND hour < ?2 LIMIT ?3)",
+    bounded: true,
+    per_step: 2_000,
+};
+
+/// A pass over a [`SweptTable`]: it walks the column's values in order, some
+/// each step, deleting each one's rows before the cut-off hour; a new pass
+/// starts when the cut-off moves to a later hour.
 #[derive(Debug, Default, Clone, Copy)]
-struct ResolutionSweep {
+struct Sweep {
     /// The cut-off hour of the current or last pass.
     hour: Option<i64>,
-    /// The next answer to look at; `None` once the pass is done.
-    next_rdata_id: Option<i64>,
+    /// The next value to look at; `None` once the pass is done.
+    next: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -64,7 +95,8 @@ pub(super) struct Retention {
     swept_hour: Option<i64>,
     /// The last sweep of `counters` stopped at its chunk: more is due.
     counters_behind: bool,
-    resolutions: ResolutionSweep,
+    resolutions: Sweep,
+    lookups: Sweep,
 }
 
 impl Retention {
@@ -82,12 +114,11 @@ impl Retention {
     fn collect_interned(
         &self,
         tx: &Connection,
-        sweep: &ResolutionSweep,
+        sweep: &Sweep,
         in_use_from_hour: Option<i64>,
         chunk: i64,
     ) -> rusqlite::Result<u64> {
-        let (Some(swept_hour), Some(sweep_hour), None) =
-            (self.swept_hour, sweep.hour, sweep.next_rdata_id)
+        let (Some(swept_hour), Some(sweep_hour), None) = (self.swept_hour, sweep.hour, sweep.next)
         else {
             return Ok(0);
         };
@@ -101,9 +132,7 @@ impl Retention {
                 from = from.min(ns.div_euclid(NS_PER_HOUR) - 1);
             }
         }
-        if let Some(hour) = tx.query_row("SELECT min(hour) FROM lookups", [], |r| {
-            r.get::<_, Option<i64>>(0)
-        })? {
+        if let Some(hour) = oldest_lookup_hour(tx)? {
             from = from.min(hour);
         }
         // Used in an hour: `last_hour` at least that hour less one.
@@ -168,6 +197,7 @@ impl Retention {
             None => false,
         };
         let mut sweep = self.resolutions;
+        let mut lookups = self.lookups;
         let mut step = Step::default();
         if let Some(min_id) = min_id {
             // At most `chunk` messages, or the first chunk when it holds more.
@@ -193,10 +223,10 @@ impl Retention {
         }
         if let Some(fact_cut_ns) = fact_cut_ns {
             let hour = fact_cut_ns.div_euclid(NS_PER_HOUR);
-            step.facts += delete_old_facts(&tx, "lookups", LOOKUPS_KEY, hour, chunk)?;
+            step.facts += lookups.step(&tx, &LOOKUPS, hour, chunk)?;
             step.facts += delete_old_libc_lookups(&tx, fact_cut_ns, chunk)?;
-            step.facts += sweep.step(&tx, hour, chunk)?;
-            step.sweeping = sweep.next_rdata_id.is_some();
+            step.facts += sweep.step(&tx, &RESOLUTIONS, hour, chunk)?;
+            step.sweeping = sweep.next.is_some() || lookups.next.is_some();
             let new_hour = self.swept_hour != Some(hour);
             // cnames go by `last_ns`, which the cut-off passes within an hour under
             // size pressure; delegations go by hour, so a second sweep in the same
@@ -219,6 +249,7 @@ impl Retention {
         tx.commit()?;
         // Only now: a step that rolls back walks the same answers again.
         self.resolutions = sweep;
+        self.lookups = lookups;
         step.stuck_over_size = over_size && step.messages == 0 && step.facts == 0;
         self.behind = step.messages >= chunk as u64
             || step.facts >= chunk as u64
@@ -228,8 +259,6 @@ impl Retention {
         Ok(step)
     }
 }
-
-const LOOKUPS_KEY: &str = "qname_id, process_id, role, qtype, rcode, hour";
 
 /// The time of the first message / `libc_lookups` row (in arrival order: rowid
 /// order is time order to within a second), NULL when empty. Rows of `messages`
@@ -252,31 +281,46 @@ fn oldest_ns(tx: &Connection, sql: &str) -> rusqlite::Result<Option<i64>> {
 /// Tables of interned rows, each with an index on `last_hour` (schema 11).
 const INTERNED_TABLES: [&str; 5] = ["names", "rdata", "answer_sets", "processes", "endpoints"];
 
-impl ResolutionSweep {
-    /// Deletes the rows before `hour` of the next answers: at most
-    /// [`ANSWERS_PER_STEP`] answers, stopping once `chunk` rows are gone.
-    fn step(&mut self, tx: &Connection, hour: i64, chunk: i64) -> rusqlite::Result<u64> {
+impl Sweep {
+    /// Deletes the rows before `hour` of the next values of `table`'s column:
+    /// at most [`SweptTable::per_step`] values, stopping once `chunk` rows are
+    /// gone.
+    fn step(
+        &mut self,
+        tx: &Connection,
+        table: &SweptTable,
+        hour: i64,
+        chunk: i64,
+    ) -> rusqlite::Result<u64> {
         if self.hour != Some(hour) {
             self.hour = Some(hour);
-            self.next_rdata_id = Some(i64::MIN);
+            self.next = Some(i64::MIN);
         }
-        let mut next = tx.prepare_cached(
-            "SELECT rdata_id FROM resolutions WHERE rdata_id >= ?1 ORDER BY rdata_id LIMIT 1",
-        )?;
-        let mut delete =
-            tx.prepare_cached("DELETE FROM resolutions WHERE rdata_id = ?1 AND hour < ?2")?;
+        let mut next = tx.prepare_cached(table.next)?;
+        let mut delete = tx.prepare_cached(table.delete)?;
         let mut deleted = 0;
-        for _ in 0..ANSWERS_PER_STEP {
-            let Some(from) = self.next_rdata_id else {
+        for _ in 0..table.per_step {
+            let Some(from) = self.next else {
                 break;
             };
-            let rdata_id: Option<i64> = next.query_row([from], |row| row.get(0)).optional()?;
-            let Some(rdata_id) = rdata_id else {
-                self.next_rdata_id = None;
+            let value: Option<i64> = next.query_row([from], |row| row.get(0)).optional()?;
+            let Some(value) = value else {
+                self.next = None;
                 break;
             };
-            deleted += delete.execute([rdata_id, hour])? as u64;
-            self.next_rdata_id = rdata_id.checked_add(1);
+            if table.bounded {
+                let most = chunk - deleted as i64;
+                let now = delete.execute([value, hour, most])? as u64;
+                deleted += now;
+                if now as i64 >= most {
+                    // This value may have more: the next step starts with it.
+                    self.next = Some(value);
+                    break;
+                }
+            } else {
+                deleted += delete.execute([value, hour])? as u64;
+            }
+            self.next = value.checked_add(1);
             if deleted >= chunk as u64 {
                 break;
             }
@@ -321,22 +365,6 @@ pub(super) fn delete_messages(tx: &Connection, cut: i64) -> rusqlite::Result<u64
         [cut],
     )?;
     Ok(deleted)
-}
-
-/// Deletes at most `chunk` rows of `table` whose hour is before `hour` (through
-/// the table's index on hour).
-fn delete_old_facts(
-    tx: &Connection,
-    table: &str,
-    key: &str,
-    hour: i64,
-    chunk: i64,
-) -> rusqlite::Result<u64> {
-    let sql = format!(
-        "DELETE FROM {table} WHERE ({key}) IN \
-         (SELECT {key} FROM {table} WHERE hour < ?1 ORDER BY hour LIMIT ?2)"
-    );
-    Ok(tx.prepare_cached(&sql)?.execute([hour, chunk])? as u64)
 }
 
 /// Deletes at most `chunk` of the oldest `libc_lookups` rows older than
@@ -387,10 +415,13 @@ fn delete_old_counters(tx: &Connection, cut_ns: i64, chunk: i64) -> rusqlite::Re
 /// `resolutions` row and a `lookups` row of the same hour, so `resolutions` (no
 /// index on hour) is no older.
 fn oldest_fact_ns(tx: &Connection) -> rusqlite::Result<Option<i64>> {
-    tx.query_row("SELECT min(hour) FROM lookups", [], |r| {
-        r.get::<_, Option<i64>>(0)
-    })
-    .map(|hour| hour.map(|hour| hour * NS_PER_HOUR))
+    Ok(oldest_lookup_hour(tx)?.map(|hour| hour * NS_PER_HOUR))
+}
+
+/// The first hour `lookups` holds (see [`LOOKUPS_HOURS`]).
+fn oldest_lookup_hour(tx: &Connection) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached(LOOKUPS_HOURS)?
+        .query_row([], |r| r.get::<_, Option<i64>>(0))
 }
 
 /// Bytes of the database in use: its pages less the free ones.

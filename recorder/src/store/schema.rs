@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 15;
+pub const SCHEMA_VERSION: u32 = 16;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -25,6 +25,34 @@ pub const MESSAGE_ID_BOUNDS: &str = "SELECT \
 /// How many messages a schema 15 store holds, rows and chunks.
 pub const MESSAGE_COUNT: &str = "SELECT (SELECT count(*) FROM messages) + \
      (SELECT coalesce(sum(last_id - first_id + 1), 0) FROM message_chunks)";
+
+/// The process ids `lookups` holds, each found with one seek into its
+/// (process_id, hour) index (a skip scan): a `SELECT`, as a literal for
+/// `concat!`.
+macro_rules! lookup_process_ids {
+    () => {
+        "WITH RECURSIVE p(id) AS (SELECT min(process_id) FROM lookups UNION ALL \
+         SELECT (SELECT process_id FROM lookups WHERE process_id > p.id \
+                 ORDER BY process_id LIMIT 1) FROM p WHERE p.id IS NOT NULL) \
+         SELECT id FROM p WHERE id IS NOT NULL"
+    };
+}
+
+/// The `hour` column of `lookups` for a condition on a few hours (schema 16 has
+/// no index on hour alone): after `process_id IN (every process it holds) AND`,
+/// SQLite ranges over each process's hours in the (process_id, hour) index.
+pub const LOOKUPS_BY_PROCESS_HOUR: &str =
+    concat!("process_id IN (", lookup_process_ids!(), ") AND hour");
+
+/// The first and the last hour `lookups` holds (NULL, NULL when empty): each
+/// process's first and last through the (process_id, hour) index, where a
+/// plain min(hour) reads the whole table (schema 16).
+pub const LOOKUPS_HOURS: &str = concat!(
+    "SELECT min((SELECT min(hour) FROM lookups WHERE process_id = q.id)), \
+            max((SELECT max(hour) FROM lookups WHERE process_id = q.id)) FROM (",
+    lookup_process_ids!(),
+    ") AS q"
+);
 
 /// Default database path, for both binaries; `--db` or `DNSQ_DB` override it.
 pub const DEFAULT_DB_PATH: &str = "/var/lib/dnsq/dnsq.db";

@@ -11,7 +11,7 @@ use crate::{
         StoreOptions, open_for_writing, parse_duration, parse_retain, parse_size,
         read::{IdRange, MessageQuery, ReadError, Reader},
         retention::{delete_messages, used_bytes},
-        schema::{NS_PER_HOUR, NS_PER_MINUTE},
+        schema::{self, NS_PER_HOUR, NS_PER_MINUTE},
         writer::now_ns,
     },
 };
@@ -323,6 +323,107 @@ fn old_resolutions_go_by_a_walk_over_the_answers() {
     // The pass is done: the next step (same cut-off hour) finds nothing to do.
     let step = store.retention_now().unwrap();
     assert_eq!((step.facts, step.sweeping), (0, false));
+}
+
+/// `lookups` has no index on hour (schema 16): retention walks its processes
+/// through `lookups_process`, at most a chunk of rows a step even within one
+/// process, and keeps the recent rows.
+#[test]
+fn old_lookups_go_by_a_walk_over_the_processes() {
+    let dir = TempDir::new("lookups-sweep");
+    drop(open_quiet(&dir.db()));
+    let db = inspect(&dir.db());
+    let old_hour = (now_ns() - 40 * DAY).div_euclid(NS_PER_HOUR);
+    let new_hour = now_ns().div_euclid(NS_PER_HOUR);
+    // Process 0 (not known), a busy process 7 and a quiet one, 9.
+    let names = 1_000;
+    db.execute_batch("BEGIN").unwrap();
+    for qname_id in 1..=names {
+        for (process_id, hours) in [(0, 1), (7, 3), (9, qname_id % 2)] {
+            for hour in (0..hours).map(|h| old_hour + h).chain([new_hour]) {
+                db.execute(
+                    "INSERT INTO lookups (process_id, hour, role, qname_id, qtype, rcode, \
+                     count, paired, latency_sum_ns, latency_max_ns, first_offset_ns, span_ns) \
+                     VALUES (?1, ?2, 0, ?3, 1, -1, 1, 0, 0, 0, 0, 0)",
+                    (process_id, hour, qname_id),
+                )
+                .unwrap();
+            }
+        }
+    }
+    db.execute_batch("COMMIT").unwrap();
+    let old = names + 3 * names + names / 2;
+    let hours = |db: &Connection| -> (i64, i64) {
+        db.query_row(schema::LOOKUPS_HOURS, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+    };
+    assert_eq!(hours(&db), (old_hour, new_hour));
+
+    let mut store = open_retaining_30_days(&dir.db(), 700);
+    let mut steps = Vec::new();
+    for _ in 0..100 {
+        let step = store.retention_now().unwrap();
+        steps.push(step.facts);
+        if !step.sweeping {
+            break;
+        }
+    }
+    assert_eq!(steps.iter().sum::<u64>(), old as u64, "{steps:?}");
+    // A chunk a step, also through the busy process's 3,000 old rows.
+    assert!(steps.iter().all(|&n| n <= 700), "{steps:?}");
+    assert!(steps.len() >= old as usize / 700, "{steps:?}");
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM lookups WHERE hour < {new_hour}")
+        ),
+        0
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM lookups"), 3 * names);
+    assert_eq!(hours(&db), (new_hour, new_hour));
+    let step = store.retention_now().unwrap();
+    assert_eq!((step.facts, step.sweeping), (0, false));
+}
+
+/// What reads `lookups` by hour seeks its (process_id, hour) index, one process
+/// at a time, and never reads the whole table: retention's walk, the table's
+/// first and last hour, and a narrow window.
+#[test]
+fn lookups_by_hour_read_through_the_process_index() {
+    let dir = TempDir::new("lookups-plans");
+    drop(open_quiet(&dir.db()));
+    let db = inspect(&dir.db());
+    let window = format!(
+        "SELECT qname_id, count FROM lookups WHERE {} BETWEEN 10 AND 12",
+        schema::LOOKUPS_BY_PROCESS_HOUR
+    );
+    for sql in [
+        schema::LOOKUPS_HOURS,
+        window.as_str(),
+        "SELECT process_id FROM lookups WHERE process_id >= 5 ORDER BY process_id LIMIT 1",
+        "SELECT qname_id, process_id, role, qtype, rcode, hour FROM lookups \
+         WHERE process_id = 5 AND hour < 9 LIMIT 10",
+    ] {
+        let plan: Vec<String> = db
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.contains("lookups_process")),
+            "{sql}: {plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .filter(|step| step.contains("lookups"))
+                .all(|step| step
+                    .starts_with("SEARCH lookups USING COVERING INDEX lookups_process")
+                    || step.starts_with("SEARCH lookups USING INDEX lookups_process")),
+            "{sql}: {plan:?}"
+        );
+    }
 }
 
 #[test]

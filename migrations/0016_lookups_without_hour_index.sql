@@ -1,0 +1,14 @@
+-- dnsq store, schema 16: `lookups` loses its index on hour alone.
+--
+-- `lookups_hour` repeated the whole key of every `lookups` row (~5 bytes a
+-- message on the benchmark's history, 8 % of the store). What read through it
+-- now goes through `lookups_process` (process_id, hour), one seek per process
+-- (the history's 10 million messages name 251 of them):
+--   * retention deletes each process's rows before the cut-off hour in turn,
+--     a little at a time, as it walks `resolutions` by answer (schema 8);
+--   * the first and last hour the table holds are the least and greatest of
+--     each process's first and last;
+--   * `dnsq top` and `dnsq stats` over a short window range over each
+--     process's hours (a window of a fifth of the history or more reads the
+--     table whole, as before).
+DROP INDEX lookups_hour;

@@ -243,18 +243,9 @@ fn fixture(path: &std::path::Path) {
 fn downgrade_to_schema_2(path: &std::path::Path) {
     let conn = rusqlite::Connection::open(path).expect("open");
     // Messages were rows before schema 15.
-    dnsq_recorder::store::chunk::unpack_messages(&conn).expect("unpack");
+    dnsq_recorder::store::chunk::chunks_to_rows(&conn, i64::MAX).expect("rows");
     conn.execute_batch(
-        "INSERT INTO main.messages (id, time_ns, run_id, bits, process_id, endpoint_id, \
-             socket_cookie, ports, qname_id, qtype, answer_set_id, ttls, edns_udp_size, \
-             message_len, captured_len, latency_ns, socket_cgroup_id, for_process_id, \
-             via_process_id) \
-         SELECT id, time_ns, run_id, bits, process_id, endpoint_id, socket_cookie, ports, \
-             qname_id, qtype, answer_set_id, ttls, edns_udp_size, message_len, captured_len, \
-             latency_ns, socket_cgroup_id, for_process_id, via_process_id \
-         FROM temp.messages WHERE id NOT IN (SELECT id FROM main.messages);
-         DROP TABLE temp.messages;
-         DROP TABLE message_chunks;
+        "DROP TABLE message_chunks;
          DROP TABLE delegations;
          ALTER TABLE messages DROP COLUMN for_process_id;
          ALTER TABLE messages DROP COLUMN via_process_id;

@@ -517,6 +517,34 @@ pub fn unpack_messages(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
     }
 }
 
+/// Rewrites the chunks that end at or before `through_id` as rows of
+/// `main.messages`, the way a recorder stored messages before schema 15: for
+/// tests of stores written across the upgrade or read as older schemas.
+#[doc(hidden)]
+pub fn chunks_to_rows(conn: &rusqlite::Connection, through_id: i64) -> rusqlite::Result<()> {
+    unpack_messages(conn)?;
+    let cut: Option<i64> = conn.query_row(
+        "SELECT max(last_id) FROM main.message_chunks WHERE last_id <= ?1",
+        [through_id],
+        |row| row.get(0),
+    )?;
+    if let Some(cut) = cut {
+        conn.execute(
+            "INSERT INTO main.messages (id, time_ns, run_id, bits, process_id, endpoint_id, \
+                 socket_cookie, ports, qname_id, qtype, answer_set_id, ttls, edns_udp_size, \
+                 message_len, captured_len, latency_ns, socket_cgroup_id, for_process_id, \
+                 via_process_id) \
+             SELECT id, time_ns, run_id, bits, process_id, endpoint_id, socket_cookie, ports, \
+                 qname_id, qtype, answer_set_id, ttls, edns_udp_size, message_len, \
+                 captured_len, latency_ns, socket_cgroup_id, for_process_id, via_process_id \
+             FROM temp.messages WHERE id <= ?1 AND id NOT IN (SELECT id FROM main.messages)",
+            [cut],
+        )?;
+        conn.execute("DELETE FROM main.message_chunks WHERE last_id <= ?1", [cut])?;
+    }
+    conn.execute_batch("DROP TABLE temp.messages")
+}
+
 /// The TEMP table of [`unpack_messages`], empty.
 const UNPACKED_MESSAGES: &str = "DROP TABLE IF EXISTS temp.messages;
 CREATE TEMP TABLE messages (

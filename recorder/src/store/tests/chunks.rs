@@ -7,7 +7,7 @@ use super::{fixtures::*, writer::open_batched};
 use crate::{
     pipeline::Sink,
     store::{
-        chunk::unpack_messages,
+        chunk::chunks_to_rows,
         read::{IdRange, MessageQuery, ReadError, Reader},
         retention::delete_messages,
     },
@@ -29,19 +29,7 @@ fn rows_then_chunks(dir: &TempDir) {
     store.finish("signal").unwrap();
     drop(store);
     let conn = inspect(&dir.db());
-    unpack_messages(&conn).unwrap();
-    conn.execute_batch(
-        "INSERT INTO main.messages (id, time_ns, run_id, bits, process_id, endpoint_id, \
-             socket_cookie, ports, qname_id, qtype, answer_set_id, ttls, edns_udp_size, \
-             message_len, captured_len, latency_ns, socket_cgroup_id, for_process_id, \
-             via_process_id) \
-         SELECT id, time_ns, run_id, bits, process_id, endpoint_id, socket_cookie, ports, \
-             qname_id, qtype, answer_set_id, ttls, edns_udp_size, message_len, captured_len, \
-             latency_ns, socket_cgroup_id, for_process_id, via_process_id \
-         FROM temp.messages WHERE id <= 21;
-         DELETE FROM main.message_chunks WHERE last_id <= 21;",
-    )
-    .unwrap();
+    chunks_to_rows(&conn, 21).unwrap();
     assert_eq!(count(&conn, "SELECT count(*) FROM main.messages"), 21);
     assert_eq!(count(&conn, "SELECT count(*) FROM main.message_chunks"), 6);
 }

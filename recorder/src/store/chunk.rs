@@ -14,7 +14,8 @@
 //! count                     varint: the chunk's messages
 //! COLUMNS.len() columns     `count` values each, in `COLUMNS` order:
 //!                             0 for NULL, otherwise zigzag(value - previous) + 1,
-//!                             `previous` the column's last value (0 at first);
+//!                             `previous` the column's last value that was not
+//!                             NULL (0 at first);
 //!                           the `ttls` column: 0 for NULL, 1 for text,
 //!                             otherwise zigzag(value) + 2
 //! texts                     each `ttls` text, oldest first: varint length, bytes
@@ -28,8 +29,8 @@ use std::ops::{ControlFlow, Range};
 use miniz_oxide::{deflate::compress_to_vec, inflate::decompress_to_vec_with_limit};
 use rusqlite::types::{Type, Value, ValueRef};
 
-/// The columns of a message, as the writer binds them (`insert.rs`'s
-/// `MESSAGE_COLUMNS`, the compact row of schema 6 but for `id`).
+/// The columns of a message, in the order a chunk packs them: the compact
+/// `messages` row of schema 6 but for `id`.
 pub const COLUMNS: [&str; 18] = [
     "time_ns",
     "run_id",

@@ -296,6 +296,7 @@ impl<'a> Batch<'a> {
         };
         let rcode_bits = (columns.rcode.unwrap_or(0) & 0xfff) << packed::RCODE_SHIFT;
         let id = self.next_id;
+        // In `chunk::COLUMNS` order (the `ttls` one is packed from `ttls` below).
         let values = [
             Some(record.time_ns),
             Some(self.run_id),

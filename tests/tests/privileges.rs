@@ -482,6 +482,17 @@ fn unprivileged_reader_in_the_group_reads_the_history() -> anyhow::Result<()> {
 /// constants, with why each is safe. Everything else must bind its values.
 const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     (
+        "recorder/src/store/read/rebuild.rs",
+        "TOTAL((flags & {mal}) = 0 AND (flags & {resp}) = 0)",
+        "mal, resp and recv are the integer constants of schema::flags; filter is \
+         ProcessFilter::sql (below); everything else is bound",
+    ),
+    (
+        "recorder/src/store/read.rs",
+        "AND (process_id IN ({}) OR (process_id IS NULL AND socket_cgroup_id IN ({})))",
+        "ProcessFilter::sql: two comma-joined lists of i64 ids (digits, '-' and ',')",
+    ),
+    (
         "recorder/src/store/facts.rs",
         "merge_offsets!()",
         "concat! of string literals and merge_offsets!, itself a literal: the three fact \

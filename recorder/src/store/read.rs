@@ -143,6 +143,25 @@ pub struct ProcessFilter {
 }
 
 impl ProcessFilter {
+    /// `AND (process_id IN (…) OR (process_id IS NULL AND socket_cgroup_id IN
+    /// (…)))`: [`ProcessFilter::matches`] as SQL on `messages` rows.
+    pub fn sql(&self) -> String {
+        let list = |ids: &mut dyn Iterator<Item = i64>| {
+            let mut sorted: Vec<i64> = ids.collect();
+            sorted.sort_unstable();
+            sorted
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            " AND (process_id IN ({}) OR (process_id IS NULL AND socket_cgroup_id IN ({})))",
+            list(&mut self.process_ids.iter().copied()),
+            list(&mut self.socket_cgroup_ids.iter().map(|&id| id as i64)),
+        )
+    }
+
     /// Whether a message with this `process_id` and stored `socket_cgroup_id`
     /// matches.
     pub fn matches(&self, process_id: Option<i64>, socket_cgroup_id: Option<i64>) -> bool {

@@ -500,16 +500,61 @@ impl Reader {
     ) -> Result<MinuteCounts, ReadError> {
         let since = since_ns.unwrap_or(i64::MIN);
         let until = until_ns.unwrap_or(i64::MAX);
-        let mut counts = MinuteCounts::default();
-        self.stored_messages(ids.first, ids.last, false, |stored, _| {
-            let selected = processes
-                .is_none_or(|filter| filter.matches(stored.process_id, stored.socket_cgroup_id));
-            if selected && stored.time_ns >= since && stored.time_ns < until {
-                counts.add(stored.flags, stored.time_ns, stored.latency_ns.is_some());
-            }
-            Ok::<_, ReadError>(ControlFlow::Continue(()))
-        })?;
+        let mut counts = self.count_message_rows(ids, since, until, processes)?;
+        if self.features.message_chunks {
+            let mut add = |stored: &StoredMessage, _: ValueRef<'_>| {
+                let selected = processes.is_none_or(|filter| {
+                    filter.matches(stored.process_id, stored.socket_cgroup_id)
+                });
+                if selected && stored.time_ns >= since && stored.time_ns < until {
+                    counts.add(stored.flags, stored.time_ns, stored.latency_ns.is_some());
+                }
+                Ok::<_, ReadError>(ControlFlow::Continue(()))
+            };
+            let _ = self.chunked_messages(ids.first, ids.last, false, &mut add)?;
+        }
         Ok(counts)
+    }
+
+    /// [`Reader::count_messages`] of the rows of `messages` (stored before
+    /// schema 15): SQLite adds them up itself, classified as
+    /// `MinuteCounts::add` does, faster than reading them out (`stats --unit`
+    /// on the benchmark's 10M messages as rows: 2.6 s against 6.5 s; 2.9 s as
+    /// chunks).
+    fn count_message_rows(
+        &self,
+        ids: IdRange,
+        since: i64,
+        until: i64,
+        processes: Option<&ProcessFilter>,
+    ) -> Result<MinuteCounts, ReadError> {
+        let filter = processes.map(ProcessFilter::sql).unwrap_or_default();
+        let mut scan = self.conn.prepare_cached(&format!(
+            "SELECT COUNT(*), \
+                    TOTAL((flags & {mal}) = 0 AND (flags & {resp}) = 0), \
+                    TOTAL((flags & {mal}) = 0 AND (flags & {resp}) != 0), \
+                    TOTAL((flags & {mal}) != 0), \
+                    TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = 0), \
+                    TOTAL((flags & {mal}) = 0 AND (flags & ({resp} | {recv})) = ({resp} | {recv}) \
+                          AND latency_ns IS NOT NULL), \
+                    MIN(time_ns), MAX(time_ns) \
+             FROM messages WHERE id BETWEEN ?1 AND ?2 AND time_ns >= ?3 AND time_ns < ?4{filter}",
+            mal = flags::MALFORMED,
+            resp = flags::RESPONSE,
+            recv = flags::RECEIVED,
+        ))?;
+        Ok(scan.query_row((ids.first, ids.last, since, until), |row| {
+            Ok(MinuteCounts {
+                messages: row.get(0)?,
+                queries: row.get::<_, f64>(1)? as i64,
+                responses: row.get::<_, f64>(2)? as i64,
+                malformed: row.get::<_, f64>(3)? as i64,
+                queries_sent: row.get::<_, f64>(4)? as i64,
+                answered: row.get::<_, f64>(5)? as i64,
+                first_ns: row.get::<_, Option<i64>>(6)?.unwrap_or_default(),
+                last_ns: row.get::<_, Option<i64>>(7)?.unwrap_or_default(),
+            })
+        })?)
     }
 
     /// The stored messages with ids `first..=last`, in id order (oldest or

@@ -1,14 +1,14 @@
 //! The message log of schema 15: messages stored as rows before it and packed
 //! into chunks after it read as one log.
 
-use std::ops::ControlFlow;
+use std::{collections::HashSet, ops::ControlFlow};
 
 use super::{fixtures::*, writer::open_batched};
 use crate::{
     pipeline::Sink,
     store::{
-        chunk::chunks_to_rows,
-        read::{IdRange, MessageQuery, ReadError, Reader},
+        chunk::{chunks_to_rows, unpack_messages},
+        read::{IdRange, MessageQuery, ProcessFilter, ReadError, Reader},
         retention::delete_messages,
     },
 };
@@ -111,6 +111,27 @@ fn rows_from_before_schema_15_and_chunks_read_as_one_log() {
         (counts.first_ns, counts.last_ns),
         (t0() + 10 * MS, t0() + 59 * MS)
     );
+    // A process filter: in SQL over the rows, in Rust over the chunks.
+    let conn = inspect(&dir.db());
+    unpack_messages(&conn).unwrap();
+    let process_ids: HashSet<i64> = conn
+        .prepare("SELECT DISTINCT process_id FROM messages")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(process_ids.len(), 1);
+    let only = |process_ids: HashSet<i64>| ProcessFilter {
+        process_ids,
+        socket_cgroup_ids: HashSet::from([7]),
+    };
+    for (filter, expected) in [(only(process_ids), 60), (only(HashSet::from([-5])), 0)] {
+        let counts = reader
+            .count_messages(all, None, None, Some(&filter))
+            .unwrap();
+        assert_eq!((counts.messages, counts.queries), (expected, expected));
+    }
 }
 
 /// Retention deletes the rows first, then whole chunks: one that holds the cut

@@ -493,6 +493,12 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
         "ProcessFilter::sql: two comma-joined lists of i64 ids (digits, '-' and ',')",
     ),
     (
+        "recorder/src/store/chunk.rs",
+        "message_columns!()",
+        "concat! of string literals and message_columns!, itself a literal: constant \
+         statements; every value is bound",
+    ),
+    (
         "recorder/src/store/facts.rs",
         "merge_offsets!()",
         "concat! of string literals and merge_offsets!, itself a literal: the three fact \

@@ -34,6 +34,16 @@ use miniz_oxide::{
 };
 use rusqlite::types::{Type, Value, ValueRef};
 
+/// [`COLUMNS`] as SQL, a literal for `concat!`: the statements that copy whole
+/// `messages` rows name them from here.
+macro_rules! message_columns {
+    () => {
+        "time_ns, run_id, bits, process_id, endpoint_id, socket_cookie, ports, qname_id, \
+         qtype, answer_set_id, ttls, edns_udp_size, message_len, captured_len, latency_ns, \
+         socket_cgroup_id, for_process_id, via_process_id"
+    };
+}
+
 /// The columns of a message, in the order a chunk packs them: the compact
 /// `messages` row of schema 6 but for `id`.
 pub const COLUMNS: [&str; 18] = [
@@ -90,7 +100,7 @@ const LEVEL: u8 = 1;
 /// Most messages a chunk holds: the writer starts a new one after this many.
 pub const MAX_MESSAGES: usize = 1_024;
 /// Most messages a reader unpacks from one chunk: more is corrupt.
-pub const MAX_DECODED: usize = 1 << 20;
+const MAX_DECODED: usize = 1 << 20;
 /// Most bytes a chunk's payload may inflate to: a corrupt blob never makes the
 /// reader allocate more (a message packs into well under 1 KiB, text aside).
 const MAX_PAYLOAD: usize = 64 << 20;
@@ -101,6 +111,17 @@ pub enum Ttls<'a> {
     Null,
     Integer(i64),
     Text(&'a str),
+}
+
+impl<'a> From<Ttls<'a>> for ValueRef<'a> {
+    /// As the `ttls` column of a `messages` row holds it.
+    fn from(ttls: Ttls<'a>) -> Self {
+        match ttls {
+            Ttls::Null => ValueRef::Null,
+            Ttls::Integer(ttl) => ValueRef::Integer(ttl),
+            Ttls::Text(text) => ValueRef::Text(text.as_bytes()),
+        }
+    }
 }
 
 /// Packs messages into a chunk, one at a time.
@@ -174,9 +195,8 @@ impl Encoder {
     pub fn finish(&mut self) -> Vec<u8> {
         self.payload.clear();
         put_varint(&mut self.payload, self.count as u128);
-        for column in &mut self.columns {
+        for column in &self.columns {
             self.payload.extend_from_slice(column);
-            column.clear();
         }
         self.payload.extend_from_slice(&self.texts);
         self.clear();
@@ -225,6 +245,8 @@ pub enum ChunkError {
     Trailing(usize),
     #[error("ttls text is not UTF-8")]
     Utf8,
+    #[error("not a range of ids a chunk can hold")]
+    Ids,
 }
 
 /// One chunk unpacked: its values by column, then by message.
@@ -239,6 +261,23 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// Unpacks the blob of the `message_chunks` row of ids
+    /// `first_id..=last_id`.
+    pub fn decode_ids(
+        &mut self,
+        first_id: i64,
+        last_id: i64,
+        blob: &[u8],
+    ) -> Result<(), ChunkError> {
+        let count = last_id
+            .checked_sub(first_id)
+            .and_then(|span| usize::try_from(span).ok())
+            .map(|span| span + 1)
+            .filter(|count| *count <= MAX_DECODED)
+            .ok_or(ChunkError::Ids)?;
+        self.decode(blob, count)
+    }
+
     /// Unpacks `blob` (reusing this chunk's buffers), which must hold `count`
     /// messages.
     pub fn decode(&mut self, blob: &[u8], count: usize) -> Result<(), ChunkError> {
@@ -265,7 +304,6 @@ impl Chunk {
         self.values.clear();
         self.ttls.clear();
         self.texts.clear();
-        let mut texts = 0;
         for index in 0..COLUMNS.len() {
             let mut previous = 0i64;
             for _ in 0..count {
@@ -274,10 +312,8 @@ impl Chunk {
                     self.values.push(None);
                     self.ttls.push(match raw {
                         0 => None,
-                        1 => {
-                            texts += 1;
-                            Some(Err(0..0))
-                        }
+                        // Its range is known once the texts are read.
+                        1 => Some(Err(0..0)),
                         n => Some(Ok(unzigzag(n - 2)?)),
                     });
                     continue;
@@ -304,10 +340,8 @@ impl Chunk {
                 self.texts
                     .push_str(std::str::from_utf8(text).map_err(|_| ChunkError::Utf8)?);
                 *range = start..self.texts.len();
-                texts -= 1;
             }
         }
-        debug_assert_eq!(texts, 0);
         if !input.is_empty() {
             return Err(ChunkError::Trailing(input.len()));
         }
@@ -479,10 +513,10 @@ fn scan_chunks(
     let mut values = [None; COLUMNS.len()];
     while let Some(row) = rows.next()? {
         let (last_id, first_id): (i64, i64) = (row.get(0)?, row.get(1)?);
-        let count = usize::try_from(last_id - first_id + 1).unwrap_or(0);
         chunk
-            .decode(row.get_ref(2)?.as_blob()?, count)
+            .decode_ids(first_id, last_id, row.get_ref(2)?.as_blob()?)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, Type::Blob, e.into()))?;
+        let count = chunk.len();
         for step in 0..count {
             let index = if newest_first { count - 1 - step } else { step };
             for (column, value) in values.iter_mut().enumerate() {
@@ -496,14 +530,16 @@ fn scan_chunks(
     Ok(ControlFlow::Continue(()))
 }
 
-const SCAN_ROWS: &str = "SELECT id, time_ns, run_id, bits, process_id, endpoint_id, \
-     socket_cookie, ports, qname_id, qtype, answer_set_id, ttls, edns_udp_size, message_len, \
-     captured_len, latency_ns, socket_cgroup_id, for_process_id, via_process_id \
-     FROM main.messages ORDER BY id ASC";
-const SCAN_ROWS_NEWEST_FIRST: &str = "SELECT id, time_ns, run_id, bits, process_id, \
-     endpoint_id, socket_cookie, ports, qname_id, qtype, answer_set_id, ttls, edns_udp_size, \
-     message_len, captured_len, latency_ns, socket_cgroup_id, for_process_id, via_process_id \
-     FROM main.messages ORDER BY id DESC";
+const SCAN_ROWS: &str = concat!(
+    "SELECT id, ",
+    message_columns!(),
+    " FROM main.messages ORDER BY id ASC"
+);
+const SCAN_ROWS_NEWEST_FIRST: &str = concat!(
+    "SELECT id, ",
+    message_columns!(),
+    " FROM main.messages ORDER BY id DESC"
+);
 
 /// Unpacks every message of the store into a TEMP table `messages`, which
 /// shadows the store's own for this connection only: the rows written before
@@ -519,11 +555,10 @@ pub fn unpack_messages(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
         let mut row: Vec<Value> = Vec::with_capacity(COLUMNS.len() + 1);
         row.push(id.into());
         for (column, value) in values.iter().enumerate() {
-            row.push(match (column, ttls) {
-                (column::TTLS, Ttls::Text(text)) => text.to_owned().into(),
-                (column::TTLS, Ttls::Integer(ttl)) => ttl.into(),
-                (column::TTLS, Ttls::Null) => Value::Null,
-                _ => (*value).into(),
+            row.push(if column == column::TTLS {
+                ValueRef::from(ttls).into()
+            } else {
+                (*value).into()
             });
         }
         match insert.execute(rusqlite::params_from_iter(row)) {
@@ -556,14 +591,13 @@ pub fn chunks_to_rows(conn: &rusqlite::Connection, through_id: i64) -> rusqlite:
     )?;
     if let Some(cut) = cut {
         conn.execute(
-            "INSERT INTO main.messages (id, time_ns, run_id, bits, process_id, endpoint_id, \
-                 socket_cookie, ports, qname_id, qtype, answer_set_id, ttls, edns_udp_size, \
-                 message_len, captured_len, latency_ns, socket_cgroup_id, for_process_id, \
-                 via_process_id) \
-             SELECT id, time_ns, run_id, bits, process_id, endpoint_id, socket_cookie, ports, \
-                 qname_id, qtype, answer_set_id, ttls, edns_udp_size, message_len, \
-                 captured_len, latency_ns, socket_cgroup_id, for_process_id, via_process_id \
-             FROM temp.messages WHERE id <= ?1 AND id NOT IN (SELECT id FROM main.messages)",
+            concat!(
+                "INSERT INTO main.messages (id, ",
+                message_columns!(),
+                ") SELECT id, ",
+                message_columns!(),
+                " FROM temp.messages WHERE id <= ?1 AND id NOT IN (SELECT id FROM main.messages)"
+            ),
             [cut],
         )?;
         conn.execute("DELETE FROM main.message_chunks WHERE last_id <= ?1", [cut])?;
@@ -583,11 +617,13 @@ CREATE TEMP TABLE messages (
     flags INTEGER GENERATED ALWAYS AS (bits & 268386303) VIRTUAL
 );";
 
-const INSERT_UNPACKED: &str = "INSERT INTO temp.messages (id, time_ns, run_id, bits, \
-     process_id, endpoint_id, socket_cookie, ports, qname_id, qtype, answer_set_id, ttls, \
-     edns_udp_size, message_len, captured_len, latency_ns, socket_cgroup_id, for_process_id, \
-     via_process_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-     ?15, ?16, ?17, ?18, ?19)";
+/// A row of it: the id, then [`COLUMNS`].
+const INSERT_UNPACKED: &str = concat!(
+    "INSERT INTO temp.messages (id, ",
+    message_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+     ?18, ?19)"
+);
 
 #[cfg(test)]
 mod tests {
@@ -737,6 +773,16 @@ mod tests {
                 }
             }
         }
+        // The ids of its row: 1 message, none, more than the i64 range holds.
+        chunk.decode_ids(10, 10, &stored).unwrap();
+        assert!(matches!(
+            chunk.decode_ids(5, 4, &stored),
+            Err(ChunkError::Ids)
+        ));
+        assert!(matches!(
+            chunk.decode_ids(i64::MIN, i64::MAX, &stored),
+            Err(ChunkError::Ids)
+        ));
         assert!(matches!(
             chunk.decode(&[7, 0], 0),
             Err(ChunkError::Format(7))

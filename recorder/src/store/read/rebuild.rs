@@ -17,7 +17,7 @@ use crate::{
         ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
     },
     store::{
-        chunk::{self, Chunk, column},
+        chunk::{Chunk, column},
         schema::{self, MinuteCounts, flags},
     },
 };
@@ -68,6 +68,10 @@ const CHUNKS: [&str; 2] = [
      coalesce((SELECT min(last_id) FROM message_chunks WHERE last_id >= ?2), ?2) \
      ORDER BY last_id DESC",
 ];
+
+/// What [`Reader::stored_messages`] hands each message to, with its `ttls`.
+type VisitStored<'v, E> =
+    dyn FnMut(&StoredMessage, ValueRef<'_>) -> Result<ControlFlow<()>, E> + 'v;
 
 /// Answer sets whose text is larger than this are not cached (bounds the memory
 /// a hostile or huge answer set can take).
@@ -595,7 +599,7 @@ impl Reader {
         first: i64,
         last: i64,
         newest_first: bool,
-        visit: &mut impl FnMut(&StoredMessage, ValueRef<'_>) -> Result<ControlFlow<()>, E>,
+        visit: &mut VisitStored<'_, E>,
     ) -> Result<ControlFlow<()>, E> {
         // The compact row (schema 6) with static SQL; older rows with schema
         // 3's resolver links when the store has them.
@@ -642,7 +646,7 @@ impl Reader {
         first: i64,
         last: i64,
         newest_first: bool,
-        visit: &mut impl FnMut(&StoredMessage, ValueRef<'_>) -> Result<ControlFlow<()>, E>,
+        visit: &mut VisitStored<'_, E>,
     ) -> Result<ControlFlow<()>, E> {
         let mut statement = self
             .conn
@@ -658,26 +662,19 @@ impl Reader {
             let corrupt = |what: &dyn std::fmt::Display| {
                 ReadError::Corrupt(format!("message chunk {first_id}..={last_id}: {what}"))
             };
-            let count = usize::try_from(last_id - first_id + 1)
-                .ok()
-                .filter(|count| (1..=chunk::MAX_DECODED).contains(count))
-                .ok_or_else(|| corrupt(&"bad id range"))?;
             let blob = row
                 .get_ref(2)
                 .and_then(|value| value.as_blob().map_err(rusqlite::Error::from))
                 .map_err(|e| corrupt(&e))?;
-            chunk.decode(blob, count).map_err(|e| corrupt(&e))?;
+            chunk
+                .decode_ids(first_id, last_id, blob)
+                .map_err(|e| corrupt(&e))?;
             let (lo, hi) = (first.max(first_id), last.min(last_id));
             let mut id = if newest_first { hi } else { lo };
             while lo <= id && id <= hi {
                 let index = (id - first_id) as usize;
                 let stored = StoredMessage::from_chunk(&chunk, index, id);
-                let ttls = match chunk.ttls(index) {
-                    chunk::Ttls::Null => ValueRef::Null,
-                    chunk::Ttls::Integer(ttl) => ValueRef::Integer(ttl),
-                    chunk::Ttls::Text(text) => ValueRef::Text(text.as_bytes()),
-                };
-                if visit(&stored, ttls)?.is_break() {
+                if visit(&stored, chunk.ttls(index).into())?.is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
                 id += if newest_first { -1 } else { 1 };

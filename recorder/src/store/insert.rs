@@ -280,12 +280,6 @@ impl<'a> Batch<'a> {
             .filter(|id| *id != 0 && Some(*id) != record.process.cgroup_id)
             .map(|id| id as i64);
         let captured_len = Some(record.captured_len).filter(|len| *len != record.message_len);
-        // Every TTL the same: that one integer; otherwise the JSON array.
-        let (one_ttl, ttls_text) = match self.same_ttl {
-            _ if self.ttls.is_empty() => (None, false),
-            Some(Some(ttl)) => (Some(i64::from(ttl)), false),
-            _ => (None, true),
-        };
         let (port_bits, ports) =
             pack_ports(local_port, remote_port, columns.dns_id.unwrap_or(0) as u16);
         // The first question stays in the row only when it is class IN.
@@ -296,7 +290,7 @@ impl<'a> Batch<'a> {
         };
         let rcode_bits = (columns.rcode.unwrap_or(0) & 0xfff) << packed::RCODE_SHIFT;
         let id = self.next_id;
-        // In `chunk::COLUMNS` order (the `ttls` one is packed from `ttls` below).
+        // In `chunk::COLUMNS` order; `ttls` is packed from `ttls` below.
         let values = [
             Some(record.time_ns),
             Some(self.run_id),
@@ -308,7 +302,7 @@ impl<'a> Batch<'a> {
             qname_id,
             qtype,
             columns.answer_set_id,
-            one_ttl,
+            None,
             columns.edns_udp_size,
             Some(i64::from(record.message_len)),
             captured_len.map(i64::from),
@@ -317,10 +311,11 @@ impl<'a> Batch<'a> {
             for_process_id,
             via_process_id,
         ];
-        let ttls = match one_ttl {
-            _ if ttls_text => Ttls::Text(&self.ttls),
-            Some(ttl) => Ttls::Integer(ttl),
-            None => Ttls::Null,
+        // Every TTL the same: that one integer; otherwise the JSON array.
+        let ttls = match self.same_ttl {
+            _ if self.ttls.is_empty() => Ttls::Null,
+            Some(Some(ttl)) => Ttls::Integer(i64::from(ttl)),
+            _ => Ttls::Text(&self.ttls),
         };
         self.chunk.push(&values, ttls);
         self.chunk_start.get_or_insert((id, record.time_ns));

@@ -272,6 +272,20 @@ fn messages_and_facts_older_than_retain_go_a_little_at_a_time() {
     store.finish("signal").unwrap();
 }
 
+/// Retention steps until no sweep is part way through (at most 100): the fact
+/// rows each one deleted.
+fn sweep_pass(store: &mut crate::store::Store) -> Vec<u64> {
+    let mut steps = Vec::new();
+    for _ in 0..100 {
+        let step = store.retention_now().unwrap();
+        steps.push(step.facts);
+        if !step.sweeping {
+            break;
+        }
+    }
+    steps
+}
+
 /// `resolutions` has no index on hour: retention walks its answers a few
 /// thousand a step, over as many steps as it takes, and keeps the recent rows.
 #[test]
@@ -297,16 +311,10 @@ fn old_resolutions_go_by_a_walk_over_the_answers() {
     db.execute_batch("COMMIT").unwrap();
 
     let mut store = open_retaining_30_days(&dir.db(), 100_000);
-    let mut sweeping_steps = 0;
-    let mut deleted = 0;
-    for _ in 0..100 {
-        let step = store.retention_now().unwrap();
-        deleted += step.facts;
-        if !step.sweeping {
-            break;
-        }
-        sweeping_steps += 1;
-    }
+    let steps = sweep_pass(&mut store);
+    let deleted: u64 = steps.iter().sum();
+    // The last step finished the pass.
+    let sweeping_steps = steps.len() - 1;
     assert_eq!(deleted, 2 * answers as u64);
     assert!(
         sweeping_steps >= 2,
@@ -360,14 +368,7 @@ fn old_lookups_go_by_a_walk_over_the_processes() {
     assert_eq!(hours(&db), (old_hour, new_hour));
 
     let mut store = open_retaining_30_days(&dir.db(), 700);
-    let mut steps = Vec::new();
-    for _ in 0..100 {
-        let step = store.retention_now().unwrap();
-        steps.push(step.facts);
-        if !step.sweeping {
-            break;
-        }
-    }
+    let steps = sweep_pass(&mut store);
     assert_eq!(steps.iter().sum::<u64>(), old as u64, "{steps:?}");
     // A chunk a step, also through the busy process's 3,000 old rows.
     assert!(steps.iter().all(|&n| n <= 700), "{steps:?}");

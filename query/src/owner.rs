@@ -7,14 +7,11 @@
 //! of process ids (and cgroup ids) that match; fact rows and messages are then
 //! filtered by `process_id`.
 
-use std::{
-    collections::{HashMap, HashSet},
-    rc::Rc,
-};
+use std::{collections::HashMap, rc::Rc};
 
 use dnsq_recorder::{
     service::{CgroupOwner, owner_of_cgroup},
-    store::read::{ProcessFilter, ReadError, Reader},
+    store::read::{ProcessFilter, ReadError, Reader, sql_id_list},
 };
 
 use crate::{escape, facts::Usage};
@@ -217,7 +214,7 @@ impl Matching {
     pub fn sql(&self, column: &str) -> String {
         format!(
             " AND {column} IN ({})",
-            id_list(&self.processes.process_ids)
+            sql_id_list(self.processes.process_ids.iter().copied())
         )
     }
 
@@ -230,7 +227,7 @@ impl Matching {
     /// times the unfiltered command (the benchmark's history). Counting the
     /// selected rows, up to [`INDEXED_ROWS`], reads the index alone.
     pub fn lookups_sql(&self, reader: &Reader, hours: (i64, i64)) -> Result<String, ReadError> {
-        let list = id_list(&self.processes.process_ids);
+        let list = sql_id_list(self.processes.process_ids.iter().copied());
         let selected: i64 = reader.connection().query_row(
             &format!(
                 "SELECT count(*) FROM (SELECT 1 FROM lookups WHERE process_id IN ({list}) \
@@ -253,19 +250,6 @@ impl Matching {
 /// beats a scan: ~0.3 s of seeks (the benchmark's history: a unit with 171k
 /// rows took 0.3 s through the index, a scan of its 2.8M rows 0.5 s).
 const INDEXED_ROWS: i64 = 150_000;
-
-fn id_list(ids: &HashSet<i64>) -> String {
-    let mut sorted: Vec<i64> = ids.iter().copied().collect();
-    sorted.sort_unstable();
-    let mut text = String::with_capacity(sorted.len() * 6);
-    for (index, id) in sorted.iter().enumerate() {
-        if index > 0 {
-            text.push(',');
-        }
-        text.push_str(&id.to_string());
-    }
-    text
-}
 
 /// `--unit`: a glob when it has `*` or `?`; else the name itself, or, without
 /// a suffix, `NAME.service` (as systemctl does).

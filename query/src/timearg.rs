@@ -194,11 +194,12 @@ impl Window {
     /// on hour; over a narrow window the column comes after
     /// `process_id IN (every process) AND` ([`schema::LOOKUPS_BY_PROCESS_HOUR`]),
     /// which makes SQLite range over each process's hours in the (process_id,
-    /// hour) index (schema 16 has no index on hour alone). `span` is the first and last hour the table holds (`None`:
-    /// empty). A window over at least a fifth of them reads so many rows that one
-    /// pass over the table in key order beats the index, which costs a lookup of
-    /// the row for each entry (`top processes` over all 30 days of the
-    /// benchmark's history: 1.2 s scanning, 4.5–6.5 s through an index).
+    /// hour) index (schema 16 has no index on hour alone). `span` is the first
+    /// and last hour the table holds (`None`: empty). A window over at least a
+    /// fifth of them reads so many rows that one pass over the table in key
+    /// order beats the index, which costs a lookup of the row for each entry
+    /// (`top processes` over all 30 days of the benchmark's history: 1.2 s
+    /// scanning, 4.5–6.5 s through an index).
     pub fn hour_column(&self, span: Option<(i64, i64)>) -> &'static str {
         if self.is_wide(span) {
             "+hour"

@@ -254,9 +254,9 @@ fn processes(
     // per program here: the rows of one name are together, so the distinct
     // names of a program are counted without a set of them. Without bounds
     // (`+hour`) the key order is the table's own; through each process's hours
-    // in `lookups_process` SQLite sorts the window's rows. (All 30 days of the benchmark's history:
-    // 0.6 s, where SQL's GROUP BY per process and then per process and name
-    // sorted every row twice, 1.9 s.)
+    // in `lookups_process` SQLite sorts the window's rows. (All 30 days of the
+    // benchmark's history: 0.6 s, where SQL's GROUP BY per process and then per
+    // process and name sorted every row twice, 1.9 s.)
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT qname_id, process_id, role, rcode, count, {queries}, {asked}, last_ns \
          FROM lookups WHERE {hour} BETWEEN ?1 AND ?2 AND role IN (?3, ?4){filtered} \

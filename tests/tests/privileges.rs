@@ -490,7 +490,7 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     (
         "recorder/src/store/read.rs",
         "AND (process_id IN ({}) OR (process_id IS NULL AND socket_cgroup_id IN ({})))",
-        "ProcessFilter::sql: two comma-joined lists of i64 ids (digits, '-' and ',')",
+        "ProcessFilter::sql: two sql_id_lists of i64 ids (digits, '-' and ',')",
     ),
     (
         "recorder/src/store/chunk.rs",
@@ -577,20 +577,22 @@ const ALLOWED_SQL_FORMATS: &[(&str, &str, &str)] = &[
     ),
     (
         "query/src/owner.rs",
-        "\" AND {column} IN ({})\", id_list(&self.processes.process_ids)",
+        "\" AND {column} IN ({})\", sql_id_list(self.processes.process_ids.iter().copied())",
         "Matching::sql: column is a constant column name given by its callers \
-         (process_id, l.process_id); id_list joins i64 process ids: digits, '-' and ','",
+         (process_id, l.process_id); read::sql_id_list joins i64 process ids: digits, '-' \
+         and ','",
     ),
     (
         "query/src/owner.rs",
         "SELECT count(*) FROM (SELECT 1 FROM lookups WHERE process_id IN ({list}) \\",
-        "Matching::lookups_sql: list is an id_list() of i64 ids; hours and limit are bound",
+        "Matching::lookups_sql: list is a read::sql_id_list of i64 ids; hours and limit \
+         are bound",
     ),
     (
         "query/src/owner.rs",
         "\" AND {column} IN ({list})\"",
         "Matching::lookups_sql: column is one of two constants (process_id, +process_id); \
-         list is an id_list() of i64 ids",
+         list is a read::sql_id_list of i64 ids",
     ),
     (
         "query/src/top.rs",

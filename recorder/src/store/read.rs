@@ -142,23 +142,28 @@ pub struct ProcessFilter {
     pub socket_cgroup_ids: HashSet<u64>,
 }
 
+/// Integer ids as the list of an SQL `IN (…)`, in order: digits, `-` and `,`.
+pub fn sql_id_list(ids: impl IntoIterator<Item = i64>) -> String {
+    let mut sorted: Vec<i64> = ids.into_iter().collect();
+    sorted.sort_unstable();
+    let mut text = String::with_capacity(sorted.len() * 6);
+    for (index, id) in sorted.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(&id.to_string());
+    }
+    text
+}
+
 impl ProcessFilter {
     /// `AND (process_id IN (…) OR (process_id IS NULL AND socket_cgroup_id IN
     /// (…)))`: [`ProcessFilter::matches`] as SQL on `messages` rows.
     pub fn sql(&self) -> String {
-        let list = |ids: &mut dyn Iterator<Item = i64>| {
-            let mut sorted: Vec<i64> = ids.collect();
-            sorted.sort_unstable();
-            sorted
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         format!(
             " AND (process_id IN ({}) OR (process_id IS NULL AND socket_cgroup_id IN ({})))",
-            list(&mut self.process_ids.iter().copied()),
-            list(&mut self.socket_cgroup_ids.iter().map(|&id| id as i64)),
+            sql_id_list(self.process_ids.iter().copied()),
+            sql_id_list(self.socket_cgroup_ids.iter().map(|&id| id as i64)),
         )
     }
 

@@ -7,6 +7,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use dnsq_recorder::{
+    dns::QuestionKey,
     record::{
         Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
         ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
@@ -159,7 +160,8 @@ impl<'w> Generator<'w> {
                 if self.emitted == self.target {
                     break;
                 }
-                self.linker.annotate(&mut record);
+                let question = record.dns.as_deref().and_then(QuestionKey::of);
+                self.linker.annotate(&mut record, question.as_ref());
                 self.emit(record, out);
             }
         }

@@ -97,13 +97,31 @@ impl fmt::Display for Place {
     }
 }
 
+/// A decoded message and its [`QuestionKey`], made together once: pairing and
+/// the resolver linker both look the key up, and so do both loopback copies of a
+/// packet.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    pub message: Arc<DnsMessage>,
+    pub question: Option<QuestionKey>,
+}
+
+impl Decoded {
+    pub fn new(message: DnsMessage) -> Self {
+        Self {
+            question: QuestionKey::of(&message),
+            message: Arc::new(message),
+        }
+    }
+}
+
 /// Messages decoded lately, by their bytes. On loopback every packet passes two
 /// sockets (the sender's egress, then the receiver's ingress, a few events
 /// apart in the ring buffer): the second copy shares the first one's decoding.
 /// Decoding depends on the bytes alone, so sharing changes nothing else.
 pub struct RecentDecodes {
     /// (bytes, their decoding), replaced round-robin.
-    slots: Vec<(Vec<u8>, Arc<DnsMessage>)>,
+    slots: Vec<(Vec<u8>, Decoded)>,
     next: usize,
     /// Decodings shared instead of made.
     pub shared: u64,
@@ -125,25 +143,25 @@ impl RecentDecodes {
     }
 
     /// [`decode`], or the decoding of the same bytes seen lately.
-    pub fn decode(&mut self, bytes: &[u8]) -> Result<Arc<DnsMessage>, DecodeError> {
-        if let Some((_, message)) = self.slots.iter().find(|(seen, _)| seen == bytes) {
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+        if let Some((_, decoded)) = self.slots.iter().find(|(seen, _)| seen == bytes) {
             self.shared += 1;
-            return Ok(Arc::clone(message));
+            return Ok(decoded.clone());
         }
-        let message = Arc::new(decode(bytes)?);
+        let decoded = Decoded::new(decode(bytes)?);
         if bytes.len() > Self::MAX_KEPT_LEN {
-            return Ok(message);
+            return Ok(decoded);
         }
         if self.slots.len() < Self::SLOTS {
-            self.slots.push((bytes.to_vec(), Arc::clone(&message)));
+            self.slots.push((bytes.to_vec(), decoded.clone()));
         } else {
             let slot = &mut self.slots[self.next];
             slot.0.clear();
             slot.0.extend_from_slice(bytes);
-            slot.1 = Arc::clone(&message);
+            slot.1 = decoded.clone();
             self.next = (self.next + 1) % Self::SLOTS;
         }
-        Ok(message)
+        Ok(decoded)
     }
 }
 
@@ -251,6 +269,11 @@ impl QuestionKey {
         Self(Arc::new(KeyText { name, qtype, hash }))
     }
 
+    /// `message`'s [`question_key`].
+    pub fn of(message: &DnsMessage) -> Option<Self> {
+        question_key(message).map(|(name, qtype)| Self::new(name, qtype))
+    }
+
     pub fn name(&self) -> &str {
         &self.0.name
     }
@@ -282,27 +305,6 @@ impl Eq for QuestionKey {}
 impl Hash for QuestionKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.0.hash);
-    }
-}
-
-/// The question key of the message asked about last. The two loopback copies of
-/// a packet share one decoding ([`RecentDecodes`]) and nearly always come one
-/// after the other, so the second asks for the same message: its key is not made
-/// again. Holding the message keeps its address from being reused.
-#[derive(Default)]
-pub struct LastQuestion(Option<(Arc<DnsMessage>, Option<QuestionKey>)>);
-
-impl LastQuestion {
-    /// `message`'s [`question_key`].
-    pub fn of(&mut self, message: &Arc<DnsMessage>) -> Option<QuestionKey> {
-        if let Some((last, key)) = &self.0
-            && Arc::ptr_eq(last, message)
-        {
-            return key.clone();
-        }
-        let key = question_key(message).map(|(name, qtype)| QuestionKey::new(name, qtype));
-        self.0 = Some((Arc::clone(message), key.clone()));
-        key
     }
 }
 
@@ -1243,16 +1245,24 @@ mod tests {
         let packet = nxdomain();
         let first = recent.decode(&packet).unwrap();
         let twin = recent.decode(&packet).unwrap();
-        assert!(Arc::ptr_eq(&first, &twin));
+        assert!(Arc::ptr_eq(&first.message, &twin.message));
+        // The question key is made once too: the twin's is the same allocation.
+        let key = first.question.as_ref().unwrap();
+        assert!(key.same(twin.question.as_ref().unwrap()));
+        assert_eq!(Some(key), QuestionKey::of(&first.message).as_ref());
         assert_eq!(recent.shared, 1);
         // Another message, and one differing in a single byte (the id), decode anew.
         let other = recent.decode(&txt_message()).unwrap();
-        assert_eq!(other.questions[0].name, "t.example.");
+        assert_eq!(other.message.questions[0].name, "t.example.");
+        assert_ne!(other.question.as_ref(), Some(key));
         let mut next_id = packet.clone();
         next_id[1] ^= 1;
         let next = recent.decode(&next_id).unwrap();
-        assert!(!Arc::ptr_eq(&first, &next));
-        assert_eq!(next.id, first.id ^ 1);
+        assert!(!Arc::ptr_eq(&first.message, &next.message));
+        assert_eq!(next.message.id, first.message.id ^ 1);
+        // The same question, a key of its own.
+        let next_key = next.question.as_ref().unwrap();
+        assert!(next_key == key && !next_key.same(key));
         assert_eq!(recent.shared, 1);
         // Errors are not remembered: the same bad bytes fail again.
         assert!(recent.decode(&packet[..5]).is_err());
@@ -1265,8 +1275,17 @@ mod tests {
             filler[1] = 0xee;
             recent.decode(&filler).unwrap();
         }
-        assert!(!Arc::ptr_eq(&first, &recent.decode(&packet).unwrap()));
-        assert_eq!(*first, *recent.decode(&packet).unwrap());
+        let again = recent.decode(&packet).unwrap();
+        assert!(!Arc::ptr_eq(&first.message, &again.message));
+        assert_eq!(*first.message, *again.message);
+        // A message without a question has no key.
+        assert!(
+            recent
+                .decode(&Wire::new(1, 0, [0, 0, 0, 0]).0)
+                .unwrap()
+                .question
+                .is_none()
+        );
     }
 
     fn txt_message() -> Vec<u8> {
@@ -1676,26 +1695,6 @@ mod tests {
         }
         // The mutations must leave enough valid messages for the checks to mean much.
         assert!(decoded_ok > 2_000, "{decoded_ok}");
-    }
-
-    /// The key of the message asked about last is handed out again (the same
-    /// allocation), and only for that message.
-    #[test]
-    fn last_question_is_kept_for_its_message_only() {
-        let mut last = LastQuestion::default();
-        let cname = Arc::new(decoded(&cname_chain()));
-        let first = last.of(&cname).unwrap();
-        assert!(first.same(&last.of(&cname).unwrap()));
-        // Another decoding of the same bytes: the same key, made again.
-        let again = Arc::new(decoded(&cname_chain()));
-        let other = last.of(&again).unwrap();
-        assert!(!first.same(&other) && first == other);
-        let nxdomain = Arc::new(decoded(&nxdomain()));
-        let (name, qtype) = question_key(&nxdomain).unwrap();
-        assert_eq!(last.of(&nxdomain), Some(QuestionKey::new(name, qtype)));
-        assert_ne!(last.of(&nxdomain), Some(first));
-        let no_question = Arc::new(decoded(&Wire::new(1, 0, [0, 0, 0, 0]).0));
-        assert_eq!(last.of(&no_question), None);
     }
 
     /// One to five random edits: a byte changed (to anything, a pointer, a label

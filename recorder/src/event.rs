@@ -27,9 +27,8 @@ pub struct Packet {
     pub ifindex: u32,
     pub tcp_seq: u32,
     pub tcp_flags: u8,
-    /// True L4 payload length; `payload.len()` may be shorter (the cap).
+    /// True L4 payload length; the payload captured may be shorter (the cap).
     pub payload_len: u32,
-    pub payload: Vec<u8>,
 }
 
 impl Packet {
@@ -62,8 +61,10 @@ pub enum EventError {
 
 const HEADER_LEN: usize = size_of::<PacketHeader>();
 
-/// Parses one ring-buffer record: a [`PacketHeader`] followed by the payload.
-pub fn parse(record: &[u8]) -> Result<Packet, EventError> {
+/// Parses one ring-buffer record: a [`PacketHeader`] followed by the payload,
+/// which is handed back where it lies (UDP messages are decoded from it, TCP
+/// reassembly copies what it keeps).
+pub fn parse(record: &[u8]) -> Result<(Packet, &[u8]), EventError> {
     if record.len() < HEADER_LEN {
         return Err(EventError::Short(record.len()));
     }
@@ -109,7 +110,7 @@ pub fn parse(record: &[u8]) -> Result<Packet, EventError> {
             }),
         }
     };
-    Ok(Packet {
+    let packet = Packet {
         boot_ns: header.boot_ns,
         cookie: header.sock_cookie,
         sock_cgroup_id: header.sock_cgroup_id,
@@ -124,8 +125,8 @@ pub fn parse(record: &[u8]) -> Result<Packet, EventError> {
         tcp_seq: header.tcp_seq,
         tcp_flags: header.tcp_flags,
         payload_len: header.payload_len,
-        payload: payload.to_vec(),
-    })
+    };
+    Ok((packet, payload))
 }
 
 /// The caller of a libc call, in the shape of a socket's owner (`hook` unknown),
@@ -415,8 +416,9 @@ mod tests {
 
     #[test]
     fn parses_header_and_payload() {
-        let p = parse(&bytes(&header(), &[1, 2, 3])).unwrap();
-        assert_eq!(p.payload, vec![1, 2, 3]);
+        let record = bytes(&header(), &[1, 2, 3]);
+        let (p, payload) = parse(&record).unwrap();
+        assert_eq!(payload, [1, 2, 3]);
         assert_eq!(p.payload_len, 4);
         assert_eq!(p.src, "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(p.remote(), ("127.0.0.53".parse().unwrap(), 53));

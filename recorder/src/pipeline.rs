@@ -14,7 +14,7 @@ use dnsq_common::lookup_fn;
 
 use crate::{
     attribution::{Attributor, Owner, OwnerMap, SocketId},
-    dns,
+    dns::{self, QuestionKey},
     event::{self, LibcEvent, Packet, WallClock},
     identities::Identities,
     pairing::{Pairer, QueryKey},
@@ -101,20 +101,22 @@ pub struct PipelineStats {
 
 struct Waiting {
     record: MessageRecord,
+    question: Option<QuestionKey>,
     socket: SocketId,
     due_boot_ns: u64,
 }
 
 /// A record in the time-ordered queue before the resolver linker.
 enum Linked {
-    Message(MessageRecord),
+    /// With its question key, for the linker.
+    Message(MessageRecord, Option<QuestionKey>),
     Lookup(LookupRecord),
 }
 
 impl Linked {
     fn time_ns(&self) -> i64 {
         match self {
-            Self::Message(record) => record.time_ns,
+            Self::Message(record, _) => record.time_ns,
             Self::Lookup(record) => record.time_ns,
         }
     }
@@ -157,8 +159,6 @@ pub struct Pipeline<M, S> {
     attributor: Attributor<M>,
     identities: Identities,
     decodes: dns::RecentDecodes,
-    /// The pairer's question key of the message decoded last.
-    last_question: dns::LastQuestion,
     waiting: VecDeque<Waiting>,
     sink: S,
     stats: PipelineStats,
@@ -181,7 +181,6 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             attributor,
             identities: Identities::new(procinfo),
             decodes: dns::RecentDecodes::new(),
-            last_question: dns::LastQuestion::default(),
             waiting: VecDeque::new(),
             sink,
             stats: PipelineStats::default(),
@@ -211,7 +210,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             self.tick()?;
         }
         match event::parse(bytes) {
-            Ok(packet) => self.handle_packet(packet),
+            Ok((packet, payload)) => self.handle_packet(packet, payload),
             Err(error) => {
                 self.stats.bad_events += 1;
                 tracing::warn!(%error, "dropping an event the recorder cannot read");
@@ -346,26 +345,22 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         }
     }
 
-    fn handle_packet(&mut self, packet: Packet) -> anyhow::Result<()> {
+    fn handle_packet(&mut self, packet: Packet, payload: &[u8]) -> anyhow::Result<()> {
         match packet.transport {
-            Transport::Udp => {
-                self.handle_message(&packet, &packet.payload, packet.payload_len, None)
-            }
+            Transport::Udp => self.handle_message(&packet, payload, packet.payload_len, None),
             Transport::Tcp => {
                 let key = StreamKey {
                     cookie: packet.cookie,
                     sent: packet.direction == crate::record::Direction::Sent,
                 };
-                let mut ctx = packet;
-                let payload = std::mem::take(&mut ctx.payload);
                 let segment = Segment {
-                    seq: ctx.tcp_seq,
-                    flags: ctx.tcp_flags,
-                    payload: &payload,
-                    payload_len: ctx.payload_len,
-                    now_ns: ctx.boot_ns,
+                    seq: packet.tcp_seq,
+                    flags: packet.tcp_flags,
+                    payload,
+                    payload_len: packet.payload_len,
+                    now_ns: packet.boot_ns,
                 };
-                self.reassemble(|streams, output| streams.push(key, &ctx, segment, output))
+                self.reassemble(|streams, output| streams.push(key, &packet, segment, output))
             }
         }
     }
@@ -417,10 +412,10 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         broken: Option<String>,
     ) -> anyhow::Result<()> {
         let time_ns = self.clock.to_unix_ns(packet.boot_ns);
-        let (dns, malformed) = match broken {
+        let (decoded, malformed) = match broken {
             Some(error) => (None, Some(malformed(error, bytes))),
             None => match self.decodes.decode(bytes) {
-                Ok(message) => (Some(message), None),
+                Ok(decoded) => (Some(decoded), None),
                 Err(error) if (bytes.len() as u32) < true_len => (
                     None,
                     Some(malformed(
@@ -434,12 +429,15 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         if malformed.is_some() {
             self.stats.malformed += 1;
         }
+        let (dns, question) = decoded.map_or((None, None), |decoded| {
+            (Some(decoded.message), decoded.question)
+        });
         let pair = dns.as_ref().and_then(|message| {
             let key = QueryKey {
                 cookie: packet.cookie,
                 remote: packet.remote(),
                 id: message.id,
-                question: self.last_question.of(message).unwrap_or_default(),
+                question: question.clone().unwrap_or_default(),
             };
             if message.response {
                 self.pairer.response(&key, time_ns)
@@ -480,7 +478,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
                 .map(|owner| Arc::new(self.identities.build(Attribution::SocketLate, Some(owner)))),
         };
         match found {
-            Some(process) => self.emit(record, process),
+            Some(process) => self.emit(record, question, process),
             None => {
                 let socket = SocketId {
                     cookie: packet.cookie,
@@ -490,6 +488,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
                 };
                 self.waiting.push_back(Waiting {
                     record,
+                    question,
                     socket,
                     due_boot_ns: packet.boot_ns + ATTRIBUTION_WAIT_NS,
                 });
@@ -501,7 +500,12 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         }
     }
 
-    fn emit(&mut self, mut record: MessageRecord, process: Arc<ProcessInfo>) -> anyhow::Result<()> {
+    fn emit(
+        &mut self,
+        mut record: MessageRecord,
+        question: Option<QuestionKey>,
+        process: Arc<ProcessInfo>,
+    ) -> anyhow::Result<()> {
         record.interface = self
             .identities
             .procinfo()
@@ -510,7 +514,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             self.stats.unattributed += 1;
         }
         record.process = process;
-        self.enqueue(Linked::Message(record))
+        self.enqueue(Linked::Message(record, question))
     }
 
     /// Into the time-ordered queue before the linker.
@@ -560,8 +564,8 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         for _ in 0..most {
             match self.linking.pop_front() {
                 None => break,
-                Some(Linked::Message(mut record)) => {
-                    self.resolvers.annotate(&mut record);
+                Some(Linked::Message(mut record, question)) => {
+                    self.resolvers.annotate(&mut record, question.as_ref());
                     self.stats.messages += 1;
                     self.sink.write(record)?;
                 }
@@ -592,7 +596,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             };
             let (attribution, owner) = self.attributor.resolve(&waiting.socket);
             let process = Arc::new(self.identities.build(attribution, owner));
-            self.emit(waiting.record, process)?;
+            self.emit(waiting.record, waiting.question, process)?;
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ use std::{
 use foldhash::HashMap;
 
 use crate::{
-    dns::{LastQuestion, QuestionKey},
+    dns::QuestionKey,
     record::{Direction, LookupRecord, MessageRecord, ProcessInfo, Transport},
 };
 
@@ -106,7 +106,6 @@ pub struct ResolverLinker {
     libc_order: VecDeque<(i64, String)>,
     /// Messages given `via` or `on_behalf_of`.
     pub linked: u64,
-    last_question: LastQuestion,
 }
 
 impl ResolverLinker {
@@ -140,8 +139,19 @@ impl ResolverLinker {
     /// `pid` sends now was made for: callers other than `pid`, within the window,
     /// that have sent no query for it themselves. A query of a caller's own marks
     /// its calls as answered by itself.
-    fn libc_callers(&mut self, pid: u32, name: &str, now: i64) -> Vec<Arc<ProcessInfo>> {
-        let Some(calls) = self.libc_calls.get_mut(&LookupRecord::match_key(name)) else {
+    fn libc_callers(
+        &mut self,
+        pid: u32,
+        question: &QuestionKey,
+        now: i64,
+    ) -> Vec<Arc<ProcessInfo>> {
+        // The key's name is lower-cased already: its match key is it without the
+        // dot, and finding it copies nothing.
+        let name = question.name();
+        let Some(calls) = self
+            .libc_calls
+            .get_mut(name.strip_suffix('.').unwrap_or(name))
+        else {
             return Vec::new();
         };
         let recent = |call: &LibcCall| call.time_ns <= now && now - call.time_ns <= LINK_WINDOW_NS;
@@ -164,11 +174,12 @@ impl ResolverLinker {
     }
 
     /// Adds `via`, `on_behalf_of` and `from_cache` to `record` where it can.
-    pub fn annotate(&mut self, record: &mut MessageRecord) {
+    /// `question` is its message's [`QuestionKey::of`].
+    pub fn annotate(&mut self, record: &mut MessageRecord, question: Option<&QuestionKey>) {
         let Some(dns) = record.dns.as_ref() else {
             return;
         };
-        let (Some(question), Some(pid)) = (self.last_question.of(dns), record.process.pid) else {
+        let (Some(question), Some(pid)) = (question, record.process.pid) else {
             return;
         };
         let response = dns.response;
@@ -201,15 +212,15 @@ impl ResolverLinker {
                 self.note(key, now, |exchange| {
                     exchange.client = Some(Arc::clone(&record.process))
                 });
-                let mut clients = self.take_asks(pid, &question, now);
-                for caller in self.libc_callers(pid, question.name(), now) {
+                let mut clients = self.take_asks(pid, question, now);
+                for caller in self.libc_callers(pid, question, now) {
                     if !clients.iter().any(|known| known.pid == caller.pid) {
                         clients.push(caller);
                     }
                 }
                 if !clients.is_empty() {
                     record.on_behalf_of = clients.clone();
-                    self.remember_upstream((pid, question, id), now, clients);
+                    self.remember_upstream((pid, question.clone(), id), now, clients);
                     self.linked += 1;
                 }
             }
@@ -238,15 +249,15 @@ impl ResolverLinker {
                 }
             }
             // A process receives an answer: from upstream for its clients, or from
-            // a local resolver.
+            // a local resolver. The exchange is over: forgetting it now keeps the
+            // map as small as what is in flight, which is most of its cost.
             (true, true) => {
-                if let Some((_, clients)) = self.upstream.get(&(pid, question, id)) {
+                let exchange = self.exchanges.remove(&key);
+                if let Some((_, clients)) = self.upstream.get(&(pid, key.question, id)) {
                     record.on_behalf_of = clients.clone();
                     self.linked += 1;
-                } else if let Some(exchange) = self.exchanges.get(&key)
-                    && let Some(resolver) = &exchange.resolver
-                {
-                    record.via = Some(Arc::clone(resolver));
+                } else if let Some(resolver) = exchange.and_then(|exchange| exchange.resolver) {
+                    record.via = Some(resolver);
                     self.linked += 1;
                 }
             }
@@ -257,11 +268,13 @@ impl ResolverLinker {
     /// resolver to go upstream.
     fn note(&mut self, key: ExchangeKey, now: i64, update: impl FnOnce(&mut Exchange)) {
         self.expire_oldest(now);
-        if self.exchanges.len() >= MAX_EXCHANGES
+        // Every exchange remembered has an entry here (finished ones may too), so
+        // bounding this bounds both.
+        if self.exchange_order.len() >= MAX_EXCHANGES
             && !self.exchanges.contains_key(&key)
-            && let Some((_, oldest)) = self.exchange_order.pop_front()
+            && let Some((time, oldest)) = self.exchange_order.pop_front()
         {
-            self.exchanges.remove(&oldest);
+            forget_exchange(&mut self.exchanges, time, &oldest);
         }
         // One lookup: the exchange is either known or started here.
         let exchange = match self.exchanges.entry(key.clone()) {
@@ -344,8 +357,8 @@ impl ResolverLinker {
             if now - time <= EXCHANGE_TTL_NS {
                 break;
             }
-            if let Some((_, key)) = self.exchange_order.pop_front() {
-                self.exchanges.remove(&key);
+            if let Some((time, key)) = self.exchange_order.pop_front() {
+                forget_exchange(&mut self.exchanges, time, &key);
             }
         }
         while let Some((time, _)) = self.upstream_order.front() {
@@ -367,6 +380,17 @@ impl ResolverLinker {
     }
 }
 
+/// Forgets the exchange `key` started at `time`, unless it is over already and
+/// the key is in use again (the same client port, id and question).
+fn forget_exchange(exchanges: &mut HashMap<ExchangeKey, Exchange>, time: i64, key: &ExchangeKey) {
+    if exchanges
+        .get(key)
+        .is_some_and(|exchange| exchange.time_ns == time)
+    {
+        exchanges.remove(key);
+    }
+}
+
 /// Drops the oldest call remembered for `key` (calls are kept in time order, per
 /// name and overall, so the oldest overall is the oldest of its name).
 fn forget_oldest_call(calls: &mut HashMap<String, VecDeque<LibcCall>>, key: &str) {
@@ -382,6 +406,14 @@ fn forget_oldest_call(calls: &mut HashMap<String, VecDeque<LibcCall>>, key: &str
 mod tests {
     use super::*;
     use crate::record::{DnsMessage, Question};
+
+    impl ResolverLinker {
+        /// [`Self::annotate`] with the key made from the record's own message.
+        fn annotate_own(&mut self, record: &mut MessageRecord) {
+            let question = record.dns.as_deref().and_then(QuestionKey::of);
+            self.annotate(record, question.as_ref());
+        }
+    }
 
     const APP: u32 = 812;
     const RESOLVER: u32 = 300;
@@ -469,8 +501,8 @@ mod tests {
             APP_SOCKET,
             id,
         );
-        linker.annotate(&mut sent);
-        linker.annotate(&mut received);
+        linker.annotate_own(&mut sent);
+        linker.annotate_own(&mut received);
     }
 
     #[test]
@@ -486,7 +518,7 @@ mod tests {
             UPSTREAM_SOCKET,
             99,
         );
-        linker.annotate(&mut upstream);
+        linker.annotate_own(&mut upstream);
         assert_eq!(upstream.on_behalf_of, [process(APP, "curl")]);
         let mut answer = message(
             3_000,
@@ -497,7 +529,7 @@ mod tests {
             UPSTREAM_SOCKET,
             99,
         );
-        linker.annotate(&mut answer);
+        linker.annotate_own(&mut answer);
         assert_eq!(answer.on_behalf_of, [process(APP, "curl")]);
         let mut to_client = message(
             4_000,
@@ -508,7 +540,7 @@ mod tests {
             APP_SOCKET,
             7,
         );
-        linker.annotate(&mut to_client);
+        linker.annotate_own(&mut to_client);
         assert_eq!(to_client.from_cache, Some(false));
         assert_eq!(to_client.on_behalf_of, [process(APP, "curl")]);
         let mut at_client = message(
@@ -520,9 +552,57 @@ mod tests {
             RESOLVER_SOCKET,
             7,
         );
-        linker.annotate(&mut at_client);
+        linker.annotate_own(&mut at_client);
         assert_eq!(at_client.via, Some(process(RESOLVER, "dnsmasq")));
         assert!(at_client.on_behalf_of.is_empty());
+        // Both exchanges (client ↔ resolver, resolver ↔ upstream) are over.
+        assert!(linker.exchanges.is_empty());
+    }
+
+    /// The resolver answers the client, and the client receives it: `via`.
+    fn answer_client(linker: &mut ResolverLinker, t: i64, id: u16) -> MessageRecord {
+        let mut to_client = message(
+            t,
+            RESOLVER,
+            Direction::Sent,
+            true,
+            RESOLVER_SOCKET,
+            APP_SOCKET,
+            id,
+        );
+        linker.annotate_own(&mut to_client);
+        let mut at_client = message(
+            t + 1,
+            APP,
+            Direction::Received,
+            true,
+            APP_SOCKET,
+            RESOLVER_SOCKET,
+            id,
+        );
+        linker.annotate_own(&mut at_client);
+        at_client
+    }
+
+    #[test]
+    fn a_finished_exchange_is_forgotten_and_its_key_can_start_again() {
+        let mut linker = ResolverLinker::default();
+        client_exchange(&mut linker, 1_000, 7);
+        assert_eq!(linker.exchanges.len(), 1);
+        let answered = answer_client(&mut linker, 2_000, 7);
+        assert_eq!(answered.via, Some(process(RESOLVER, "dnsmasq")));
+        assert!(linker.exchanges.is_empty());
+        // A second answer to the same exchange finds nothing to link.
+        assert_eq!(answer_client(&mut linker, 2_500, 7).via, None);
+        // The client asks again from the same port with the same id: the first
+        // exchange's expiry must not take the second one with it.
+        client_exchange(&mut linker, 3_000, 7);
+        assert_eq!(linker.exchange_order.len(), 2);
+        linker.expire(1_000 + EXCHANGE_TTL_NS + 1);
+        assert_eq!(linker.exchange_order.len(), 1);
+        assert_eq!(linker.exchanges.len(), 1);
+        let answered = answer_client(&mut linker, 4_000, 7);
+        assert_eq!(answered.via, Some(process(RESOLVER, "dnsmasq")));
     }
 
     #[test]
@@ -538,7 +618,7 @@ mod tests {
             APP_SOCKET,
             8,
         );
-        linker.annotate(&mut to_client);
+        linker.annotate_own(&mut to_client);
         assert_eq!(to_client.from_cache, Some(true));
     }
 
@@ -555,7 +635,7 @@ mod tests {
             UPSTREAM_SOCKET,
             99,
         );
-        linker.annotate(&mut upstream);
+        linker.annotate_own(&mut upstream);
         assert!(upstream.on_behalf_of.is_empty());
     }
 
@@ -593,7 +673,7 @@ mod tests {
             UPSTREAM_SOCKET,
             5,
         );
-        linker.annotate(&mut query);
+        linker.annotate_own(&mut query);
         let behalf: Vec<_> = query.on_behalf_of.iter().map(|p| p.pid).collect();
         assert_eq!(behalf, [Some(CALLER)]);
         // Its AAAA twin too, and the answers.
@@ -607,7 +687,7 @@ mod tests {
             6,
         );
         Arc::make_mut(twin.dns.as_mut().unwrap()).questions[0].qtype = "AAAA".into();
-        linker.annotate(&mut twin);
+        linker.annotate_own(&mut twin);
         assert_eq!(twin.on_behalf_of.first().and_then(|p| p.pid), Some(CALLER));
         let mut answer = message(
             3_000,
@@ -618,7 +698,7 @@ mod tests {
             UPSTREAM_SOCKET,
             5,
         );
-        linker.annotate(&mut answer);
+        linker.annotate_own(&mut answer);
         assert_eq!(
             answer.on_behalf_of.first().and_then(|p| p.pid),
             Some(CALLER)
@@ -639,7 +719,7 @@ mod tests {
             UPSTREAM_SOCKET,
             5,
         );
-        linker.annotate(&mut own);
+        linker.annotate_own(&mut own);
         assert!(own.on_behalf_of.is_empty());
         // A forwarder then asking upstream for it is not linked through the lookup.
         let mut upstream = message(
@@ -651,7 +731,7 @@ mod tests {
             UPSTREAM_SOCKET,
             6,
         );
-        linker.annotate(&mut upstream);
+        linker.annotate_own(&mut upstream);
         assert!(upstream.on_behalf_of.is_empty());
     }
 
@@ -669,7 +749,7 @@ mod tests {
             UPSTREAM_SOCKET,
             5,
         );
-        linker.annotate(&mut late);
+        linker.annotate_own(&mut late);
         assert!(late.on_behalf_of.is_empty());
         linker.expire(1_000 + LIBC_CALL_TTL_NS + 1);
         assert!(!linker.libc_calls.contains_key("github.com"));
@@ -701,8 +781,9 @@ mod tests {
                 i as u16,
             );
             sent.sport = (i % 60_000) as u16;
-            linker.annotate(&mut sent);
+            linker.annotate_own(&mut sent);
         }
         assert!(linker.exchanges.len() <= MAX_EXCHANGES);
+        assert!(linker.exchange_order.len() <= MAX_EXCHANGES);
     }
 }

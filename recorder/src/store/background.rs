@@ -33,6 +33,9 @@ enum Item {
     Lookup(LookupRecord),
 }
 
+/// An emptied batch and the records committed since the one before.
+type Returned = (Vec<Item>, Vec<MessageRecord>);
+
 enum Command {
     Items(Vec<Item>),
     Flush,
@@ -48,8 +51,9 @@ pub struct Background {
     /// Emptied batches back from the store's thread, to be filled again: a
     /// batch's buffer (`BATCH` items, some 150 KiB) allocated on one thread and
     /// freed on the other cost the allocator a consolidation of its free lists
-    /// each time.
-    emptied: Receiver<Vec<Item>>,
+    /// each time. With each come the records the store has committed since, to be
+    /// dropped on this thread, which made them ([`Store::keep_spent`]).
+    emptied: Receiver<Returned>,
     thread: Option<JoinHandle<()>>,
     batch: Vec<Item>,
     path: PathBuf,
@@ -57,8 +61,9 @@ pub struct Background {
 
 impl Background {
     /// Moves `store` to a new thread.
-    pub fn spawn(store: Store) -> std::io::Result<Self> {
+    pub fn spawn(mut store: Store) -> std::io::Result<Self> {
         let path = store.path().to_owned();
+        store.keep_spent();
         let (commands, receiver) = mpsc::sync_channel(QUEUED_BATCHES);
         let (give_back, emptied) = mpsc::sync_channel(QUEUED_BATCHES);
         let thread = std::thread::Builder::new()
@@ -130,10 +135,11 @@ impl Background {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let empty = self
-            .emptied
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let empty = match self.emptied.try_recv() {
+            // The spent records are dropped here, on the thread that made them.
+            Ok((items, _spent)) => items,
+            Err(_) => Vec::with_capacity(BATCH),
+        };
         let batch = std::mem::replace(&mut self.batch, empty);
         self.send(Command::Items(batch))
     }
@@ -177,7 +183,7 @@ impl Sink for Background {
 
 /// The store's thread: the commands in order, until `Finish` or the channel
 /// closes.
-fn serve(mut store: Store, commands: Receiver<Command>, give_back: SyncSender<Vec<Item>>) {
+fn serve(mut store: Store, commands: Receiver<Command>, give_back: SyncSender<Returned>) {
     while let Ok(command) = commands.recv() {
         match command {
             Command::Items(mut items) => {
@@ -189,7 +195,7 @@ fn serve(mut store: Store, commands: Receiver<Command>, give_back: SyncSender<Ve
                     };
                 }
                 // Dropped here (with the error) when the pipeline has enough.
-                let _ = give_back.try_send(items);
+                let _ = give_back.try_send((items, store.take_spent()));
             }
             Command::Flush => {
                 let _ = store.flush();

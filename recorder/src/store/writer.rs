@@ -87,6 +87,8 @@ pub struct Store {
     options: StoreOptions,
     run_id: Option<i64>,
     pending: VecDeque<MessageRecord>,
+    /// Committed records kept for [`Self::take_spent`] (when asked to keep them).
+    spent: Option<Vec<MessageRecord>>,
     /// Libc lookups waiting; every commit writes all of them.
     pending_lookups: VecDeque<LookupRecord>,
     /// (time_ns, JSON) samples waiting for the next commit.
@@ -121,6 +123,7 @@ impl Store {
             options,
             run_id: None,
             pending: VecDeque::new(),
+            spent: None,
             pending_lookups: VecDeque::new(),
             pending_counters: VecDeque::new(),
             batch_since: None,
@@ -454,8 +457,26 @@ impl Store {
             && self.facts.held.is_empty()
     }
 
+    /// From now on, committed records are kept for [`Self::take_spent`] instead of
+    /// dropped here. A record's text and shared identities were allocated by the
+    /// pipeline's thread: freeing them on the store's thread cost the allocator a
+    /// cross-thread free of each, and the two threads bounced the cache line of
+    /// every shared identity's reference count between them.
+    pub(super) fn keep_spent(&mut self) {
+        self.spent.get_or_insert_with(Vec::new);
+    }
+
+    /// The committed records kept since the last call (see [`Self::keep_spent`]).
+    pub(super) fn take_spent(&mut self) -> Vec<MessageRecord> {
+        self.spent.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     fn committed(&mut self, count: usize) {
-        self.pending.drain(..count);
+        let records = self.pending.drain(..count);
+        match &mut self.spent {
+            Some(spent) => spent.extend(records),
+            None => drop(records),
+        }
         self.pending_counters.clear();
         self.stats.committed += count as u64;
         if count > 0 {

@@ -114,3 +114,30 @@ fn a_dropped_handle_stops_the_thread_and_keeps_what_it_had() {
         5
     );
 }
+
+/// A store on its own thread hands its committed records back to the pipeline's
+/// thread to be dropped there; a store called directly drops them itself.
+#[test]
+fn committed_records_are_kept_for_their_thread_only_when_asked() {
+    let dir = TempDir::new("spent");
+    let mut store = open(&dir.db(), 64);
+    feed(&mut store);
+    store.commit_all();
+    assert_eq!(store.stats().committed, 1_000);
+    assert!(store.take_spent().is_empty());
+    store.keep_spent();
+    let times: Vec<i64> = (0..200).map(|i| t0() + 10_000_000 + i * 1_000).collect();
+    for (i, time) in times.iter().enumerate() {
+        store
+            .write(query(*time, "www.example.com.", "A", i as u16))
+            .unwrap();
+    }
+    // Three batches of 64 are committed by now; the last 8 records wait.
+    let spent: Vec<i64> = store.take_spent().iter().map(|r| r.time_ns).collect();
+    assert_eq!(spent, times[..192]);
+    assert!(store.take_spent().is_empty());
+    store.commit_all();
+    let spent: Vec<i64> = store.take_spent().iter().map(|r| r.time_ns).collect();
+    assert_eq!(spent, times[192..]);
+    assert_eq!(store.stats().committed, 1_000 + 200);
+}

@@ -203,23 +203,35 @@ impl Facts {
         self.last_ns = self.last_ns.max(time_ns);
     }
 
-    /// Adds `other`'s counts to these.
-    pub fn merge(&mut self, other: Facts) {
+    /// Forgets every fact, keeping the maps' room: a batch's facts and the held
+    /// ones fill to about the same size again and again, and growing a map
+    /// from nothing rehashes it at every doubling.
+    pub fn clear(&mut self) {
+        self.resolutions.clear();
+        self.lookups.clear();
+        self.cnames.clear();
+        self.delegations.clear();
+        self.first_ns = i64::MAX;
+        self.last_ns = i64::MIN;
+    }
+
+    /// Adds `other`'s counts to these, and empties `other` (see [`Self::clear`]).
+    pub fn merge(&mut self, other: &mut Facts) {
         self.saw(other.first_ns);
         self.saw(other.last_ns);
-        for (key, seen) in other.resolutions {
+        for (key, seen) in other.resolutions.drain() {
             self.resolutions
                 .entry(key)
                 .and_modify(|mine| mine.add(&seen))
                 .or_insert(seen);
         }
-        for (key, seen) in other.cnames {
+        for (key, seen) in other.cnames.drain() {
             self.cnames
                 .entry(key)
                 .and_modify(|mine| mine.add(&seen))
                 .or_insert(seen);
         }
-        for (key, delegation) in other.delegations {
+        for (key, delegation) in other.delegations.drain() {
             self.delegations
                 .entry(key)
                 .and_modify(|mine| {
@@ -229,7 +241,7 @@ impl Facts {
                 })
                 .or_insert(delegation);
         }
-        for (key, lookup) in other.lookups {
+        for (key, lookup) in other.lookups.drain() {
             self.lookups
                 .entry(key)
                 .and_modify(|mine| {
@@ -240,6 +252,7 @@ impl Facts {
                 })
                 .or_insert(lookup);
         }
+        other.clear();
     }
 
     pub fn resolution(&mut self, key: ResolutionKey, time_ns: i64) {

@@ -156,10 +156,12 @@ impl<'a> Batch<'a> {
         caches: &'a mut Caches,
         call_rows: &'a mut CallRows,
         chunk: &'a mut Encoder,
+        mut facts: Facts,
         run_id: i64,
     ) -> rusqlite::Result<Self> {
         // What a batch that failed part-way left.
         chunk.clear();
+        facts.clear();
         Ok(Self {
             intern: Interner::new(tx, caches)?,
             insert_chunk: tx.prepare_cached(
@@ -205,7 +207,7 @@ impl<'a> Batch<'a> {
             next_id: tx.query_row(schema::NEXT_MESSAGE_ID, [], |row| row.get(0))?,
             chunk,
             chunk_start: None,
-            facts: Facts::default(),
+            facts,
             minutes: HashMap::default(),
             minute: None,
             answers: Vec::new(),

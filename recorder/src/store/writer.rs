@@ -52,6 +52,9 @@ struct HeldFacts {
     since: Option<Instant>,
     /// Upsert with the next commit, due or not (shutdown).
     flush: bool,
+    /// The last batch's facts, emptied, for the next batch to fill: their maps
+    /// keep their room (see [`Facts::clear`]).
+    spare: Facts,
 }
 
 impl HeldFacts {
@@ -417,6 +420,7 @@ impl Store {
             &mut self.caches,
             &mut self.call_rows,
             &mut self.chunk,
+            std::mem::take(&mut self.facts.spare),
             run_id,
         )?;
         for record in self.pending.iter().take(count) {
@@ -425,7 +429,7 @@ impl Store {
         for lookup in &self.pending_lookups {
             batch.lookup(lookup)?;
         }
-        let facts = batch.finish()?;
+        let mut facts = batch.finish()?;
         let flush_facts = self.facts.due(&self.options, Instant::now(), Some(&facts));
         if flush_facts {
             self.facts.held.upsert(&tx)?;
@@ -441,12 +445,13 @@ impl Store {
         self.pending_lookups.clear();
         self.run_id = Some(run_id);
         if flush_facts {
-            self.facts.held = Facts::default();
+            self.facts.held.clear();
             self.facts.since = None;
         } else if !facts.is_empty() {
             self.facts.since.get_or_insert_with(Instant::now);
-            self.facts.held.merge(facts);
+            self.facts.held.merge(&mut facts);
         }
+        self.facts.spare = facts;
         Ok(())
     }
 

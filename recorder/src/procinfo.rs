@@ -7,6 +7,7 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -43,7 +44,7 @@ pub struct ProcInfo {
     cgroups: HashMap<u64, String>,
     cgroups_walked: Option<Instant>,
     own_netns: Option<u64>,
-    interfaces: HashMap<u32, Option<String>>,
+    interfaces: HashMap<u32, Option<Arc<str>>>,
 }
 
 impl ProcInfo {
@@ -118,13 +119,13 @@ impl ProcInfo {
 
     /// The interface's name, when the packet was in the recorder's own namespace
     /// (interface indexes mean nothing across namespaces).
-    pub fn interface(&mut self, ifindex: u32, netns: Option<u64>) -> Option<String> {
+    pub fn interface(&mut self, ifindex: u32, netns: Option<u64>) -> Option<Arc<str>> {
         if ifindex == 0 || netns.is_none() || netns != self.own_netns {
             return None;
         }
         self.interfaces
             .entry(ifindex)
-            .or_insert_with(|| interface_name(ifindex))
+            .or_insert_with(|| interface_name(ifindex).map(Arc::from))
             .clone()
     }
 }

@@ -52,7 +52,9 @@ pub struct MessageRecord {
     pub ifindex: u32,
     /// Interface name, when the packet's namespace is the recorder's own.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub interface: Option<String>,
+    // Shared: every message on an interface names it, and copying the name for
+    // each cost an allocation a message.
+    pub interface: Option<Arc<str>>,
     pub socket_cookie: u64,
     /// cgroup v2 id of the socket.
     pub socket_cgroup_id: u64,

@@ -751,7 +751,7 @@ impl Reader {
             dst,
             dport,
             ifindex: row.endpoint.ifindex,
-            interface: row.endpoint.interface.clone(),
+            interface: row.endpoint.interface.as_deref().map(Arc::from),
             socket_cookie: row.socket_cookie(),
             socket_cgroup_id: row.socket_cgroup_id(),
             process: Arc::new(process),

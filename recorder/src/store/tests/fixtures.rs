@@ -140,7 +140,7 @@ fn envelope(time_ns: i64, direction: Direction, client_port: u16) -> MessageReco
         dst,
         dport,
         ifindex: 2,
-        interface: Some("eth0".to_owned()),
+        interface: Some("eth0".into()),
         socket_cookie: 0x8000_0000_0000_1234,
         socket_cgroup_id: 4242,
         process: process(4321, "curl").into(),

@@ -230,7 +230,13 @@ impl<'a> Batch<'a> {
         let endpoint_id =
             self.intern
                 .endpoint(local, remote, record.ifindex, record.interface.as_deref())?;
-        let process_id = self.intern.process(&record.process)?;
+        let process = self.intern.process_row(&record.process)?;
+        let process_id = process.map(|row| row.id);
+        // An identity without a row (no pid) is read from the record.
+        let (attribution, cgroup_id) = process.map_or(
+            (record.process.attribution, record.process.cgroup_id),
+            |row| (row.attribution, row.cgroup_id),
+        );
         // The first client a local resolver acted for; the resolver a client used.
         let for_process_id = match record.on_behalf_of.first() {
             Some(client) => self.intern.process(client)?,
@@ -241,7 +247,7 @@ impl<'a> Batch<'a> {
             None => None,
         };
 
-        let mut bits = attribution_bits(record.process.attribution) << flags::ATTRIBUTION_SHIFT;
+        let mut bits = attribution_bits(attribution) << flags::ATTRIBUTION_SHIFT;
         if received {
             bits |= flags::RECEIVED;
         }
@@ -279,7 +285,7 @@ impl<'a> Batch<'a> {
             .pair
             .map(|pair| i64::try_from(pair.latency_ns).unwrap_or(i64::MAX));
         let socket_cgroup_id = Some(record.socket_cgroup_id)
-            .filter(|id| *id != 0 && Some(*id) != record.process.cgroup_id)
+            .filter(|id| *id != 0 && Some(*id) != cgroup_id)
             .map(|id| id as i64);
         let captured_len = Some(record.captured_len).filter(|len| *len != record.message_len);
         let (port_bits, ports) =

@@ -17,7 +17,7 @@ use std::{borrow::Cow, collections::VecDeque, net::IpAddr, sync::Arc};
 use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
-use crate::record::ProcessInfo;
+use crate::record::{Attribution, ProcessInfo};
 
 /// Entries each cache holds before it starts again empty (the database is the
 /// truth; the caches only spare it the look-ups of recurring values).
@@ -27,6 +27,15 @@ const RECENT_PROCESSES: usize = 8;
 
 /// The interfaces seen with one (local, remote, ifindex), and their endpoint rows.
 type Interfaces = Vec<(Option<String>, i64)>;
+
+/// A process identity's row and what a message's columns take from the identity
+/// (see [`Interner::process_row`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ProcessRow {
+    pub id: i64,
+    pub attribution: Option<Attribution>,
+    pub cgroup_id: Option<u64>,
+}
 
 /// Ids of rows already in the database. Cleared whenever a transaction rolls
 /// back, since ids handed out inside it no longer exist, and at each new message
@@ -43,7 +52,7 @@ pub(super) struct Caches {
     /// The last processes seen: most messages come from a few, and comparing
     /// them spares building their key. The records' own shared identities, so
     /// that the same one is recognised by its address before its contents.
-    recent_processes: VecDeque<(Arc<ProcessInfo>, i64)>,
+    recent_processes: VecDeque<(Arc<ProcessInfo>, ProcessRow)>,
     endpoints: HashMap<(IpAddr, IpAddr, u32), Interfaces>,
     /// Process row → the same process without its thread (see `fact_process`).
     thread_less: HashMap<i64, i64>,
@@ -254,9 +263,8 @@ impl<'a> Interner<'a> {
         let Some(id) = id else {
             return Ok(None);
         };
-        if process.tid.is_none() && process.thread.is_none() {
-            return Ok(Some(id));
-        }
+        // The cached answers first, which spare reading `process` (see
+        // `process_row`): only a row with a thread is ever a key of them.
         match self.caches.last_thread_less {
             Some((last, fact)) if last == id => return Ok(Some(fact)),
             _ => {}
@@ -264,6 +272,9 @@ impl<'a> Interner<'a> {
         if let Some(&fact) = self.caches.thread_less.get(&id) {
             self.caches.last_thread_less = Some((id, fact));
             return Ok(Some(fact));
+        }
+        if process.tid.is_none() && process.thread.is_none() {
+            return Ok(Some(id));
         }
         let whole = Arc::new(ProcessInfo {
             tid: None,
@@ -282,34 +293,46 @@ impl<'a> Interner<'a> {
     }
 
     pub fn process(&mut self, process: &Arc<ProcessInfo>) -> rusqlite::Result<Option<i64>> {
-        let Some(pid) = process.pid else {
-            return Ok(None);
-        };
+        Ok(self.process_row(process)?.map(|row| row.id))
+    }
+
+    /// The row of `process` (`None` for an identity without a pid), with what a
+    /// message's columns take from it. A recent identity is recognised by its
+    /// address alone, without reading it: the pipeline's thread shares it and
+    /// bumps its reference count for every message, and reading it from here
+    /// moved that cache line between the cores twice a message.
+    pub fn process_row(
+        &mut self,
+        process: &Arc<ProcessInfo>,
+    ) -> rusqlite::Result<Option<ProcessRow>> {
         let recent = &mut self.caches.recent_processes;
-        let found = match recent
+        let mut found = recent
             .iter()
-            .position(|(seen, _)| Arc::ptr_eq(seen, process))
-        {
-            Some(at) => Some(at),
-            None => {
-                let at = recent.iter().position(|(seen, _)| seen == process);
-                // An equal identity built anew (the pipeline rebuilds them now and
-                // then): keep the new one, which the next messages share.
-                if let Some(at) = at {
-                    recent[at].0 = Arc::clone(process);
-                }
-                at
+            .position(|(seen, _)| Arc::ptr_eq(seen, process));
+        if found.is_none() {
+            // Identities without a pid are never kept.
+            if process.pid.is_none() {
+                return Ok(None);
             }
-        };
+            found = recent.iter().position(|(seen, _)| seen == process);
+            // An equal identity built anew (the pipeline rebuilds them now and
+            // then): keep the new one, which the next messages share.
+            if let Some(at) = found {
+                recent[at].0 = Arc::clone(process);
+            }
+        }
         if let Some(at) = found {
-            let id = recent[at].1;
+            let row = recent[at].1;
             // One step to the front (a swap, not a shift): the processes in use
             // gather there.
             if at > 0 {
                 recent.swap(at - 1, at);
             }
-            return Ok(Some(id));
+            return Ok(Some(row));
         }
+        let Some(pid) = process.pid else {
+            return Ok(None);
+        };
         let uid = process.uid.map_or(-1, i64::from);
         let gid = process.gid.map_or(-1, i64::from);
         let comm = process.comm.as_deref().unwrap_or("");
@@ -354,10 +377,15 @@ impl<'a> Interner<'a> {
                 id
             }
         };
+        let row = ProcessRow {
+            id,
+            attribution: process.attribution,
+            cgroup_id: process.cgroup_id,
+        };
         let recent = &mut self.caches.recent_processes;
         recent.truncate(RECENT_PROCESSES - 1);
-        recent.push_front((Arc::clone(process), id));
-        Ok(Some(id))
+        recent.push_front((Arc::clone(process), row));
+        Ok(Some(row))
     }
 
     pub fn endpoint(

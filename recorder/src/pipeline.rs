@@ -519,6 +519,12 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
 
     /// Into the time-ordered queue before the linker.
     fn enqueue(&mut self, item: Linked) -> anyhow::Result<()> {
+        // Nothing held and nothing waiting for its owner (the steady state): the
+        // item would go in and straight out again; it goes on without the two
+        // copies of a whole record.
+        if self.linking.is_empty() && self.waiting.is_empty() {
+            return self.release(item);
+        }
         let time_ns = item.time_ns();
         // Nearly every item is the newest: append without searching (a binary
         // search over a long queue of large records is a cache miss a step).
@@ -564,25 +570,32 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         for _ in 0..most {
             match self.linking.pop_front() {
                 None => break,
-                Some(Linked::Message(mut record, question)) => {
-                    self.resolvers.annotate(&mut record, question.as_ref());
-                    self.stats.messages += 1;
-                    self.sink.write(record)?;
-                }
-                Some(Linked::Lookup(record)) => {
-                    if record.answer.is_some() {
-                        self.stats.lookup_answers += 1;
-                    } else {
-                        // The call, not its answer, is what a daemon's query
-                        // for the name follows.
-                        self.resolvers.lookup(&record);
-                        self.stats.lookups += 1;
-                    }
-                    self.sink.write_lookup(record)?;
-                }
+                Some(item) => self.release(item)?,
             }
         }
         Ok(())
+    }
+
+    /// Through the resolver linker to the sink.
+    fn release(&mut self, item: Linked) -> anyhow::Result<()> {
+        match item {
+            Linked::Message(mut record, question) => {
+                self.resolvers.annotate(&mut record, question.as_ref());
+                self.stats.messages += 1;
+                self.sink.write(record)
+            }
+            Linked::Lookup(record) => {
+                if record.answer.is_some() {
+                    self.stats.lookup_answers += 1;
+                } else {
+                    // The call, not its answer, is what a daemon's query for the
+                    // name follows.
+                    self.resolvers.lookup(&record);
+                    self.stats.lookups += 1;
+                }
+                self.sink.write_lookup(record)
+            }
+        }
     }
 
     /// Attributes the waiting messages that are due by `boot_ns`.

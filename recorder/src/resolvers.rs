@@ -75,6 +75,8 @@ struct Exchange {
     resolver: Option<Arc<ProcessInfo>>,
     /// The resolver asked upstream for it.
     upstream: bool,
+    /// The resolver's answer to the client was seen.
+    answered: bool,
     time_ns: i64,
 }
 
@@ -232,12 +234,13 @@ impl ResolverLinker {
             }
             // A resolver answers a client.
             (false, true) => {
-                if let Some(exchange) = self.exchanges.get(&key)
-                    && let Some(client) = &exchange.client
-                {
-                    record.on_behalf_of = vec![Arc::clone(client)];
-                    record.from_cache = Some(!exchange.upstream);
-                    self.linked += 1;
+                if let Some(exchange) = self.exchanges.get_mut(&key) {
+                    exchange.answered = true;
+                    if let Some(client) = &exchange.client {
+                        record.on_behalf_of = vec![Arc::clone(client)];
+                        record.from_cache = Some(!exchange.upstream);
+                        self.linked += 1;
+                    }
                 }
                 // Answered: no later upstream query can be for this exchange.
                 let ask = (pid, key.question.clone());
@@ -250,13 +253,26 @@ impl ResolverLinker {
             }
             // A process receives an answer: from upstream for its clients, or from
             // a local resolver. The exchange is over: forgetting it now keeps the
-            // map as small as what is in flight, which is most of its cost.
+            // map as small as what is in flight, which is most of its cost. Unless
+            // a local resolver's answer to it is still to come (records from two
+            // CPUs can reach the linker out of order): that one still needs it,
+            // and expiry forgets it.
             (true, true) => {
-                let exchange = self.exchanges.remove(&key);
-                if let Some((_, clients)) = self.upstream.get(&(pid, key.question, id)) {
+                let resolver = match self.exchanges.entry(key) {
+                    Entry::Occupied(exchange) => {
+                        let known = exchange.get();
+                        if known.answered || known.resolver.is_none() {
+                            exchange.remove().resolver
+                        } else {
+                            known.resolver.clone()
+                        }
+                    }
+                    Entry::Vacant(_) => None,
+                };
+                if let Some((_, clients)) = self.upstream.get(&(pid, question.clone(), id)) {
                     record.on_behalf_of = clients.clone();
                     self.linked += 1;
-                } else if let Some(resolver) = exchange.and_then(|exchange| exchange.resolver) {
+                } else if let Some(resolver) = resolver {
                     record.via = Some(resolver);
                     self.linked += 1;
                 }
@@ -582,6 +598,62 @@ mod tests {
         );
         linker.annotate_own(&mut at_client);
         at_client
+    }
+
+    /// The client's received answer reaches the linker before the resolver's
+    /// sent one (two CPUs' records out of order): the exchange waits for it.
+    #[test]
+    fn an_answer_seen_first_at_the_client_leaves_the_exchange_for_the_resolver() {
+        let mut linker = ResolverLinker::default();
+        client_exchange(&mut linker, 1_000, 7);
+        let mut at_client = message(
+            2_000,
+            APP,
+            Direction::Received,
+            true,
+            APP_SOCKET,
+            RESOLVER_SOCKET,
+            7,
+        );
+        linker.annotate_own(&mut at_client);
+        assert_eq!(at_client.via, Some(process(RESOLVER, "dnsmasq")));
+        assert_eq!(linker.exchanges.len(), 1);
+        let mut to_client = message(
+            1_999,
+            RESOLVER,
+            Direction::Sent,
+            true,
+            RESOLVER_SOCKET,
+            APP_SOCKET,
+            7,
+        );
+        linker.annotate_own(&mut to_client);
+        assert_eq!(to_client.on_behalf_of, [process(APP, "curl")]);
+        assert_eq!(to_client.from_cache, Some(true));
+        // A client talking to a resolver that is not local: nothing to wait for.
+        let mut remote = ResolverLinker::default();
+        let mut sent = message(
+            1_000,
+            APP,
+            Direction::Sent,
+            false,
+            APP_SOCKET,
+            UPSTREAM_SOCKET,
+            9,
+        );
+        remote.annotate_own(&mut sent);
+        let mut answer = message(
+            2_000,
+            APP,
+            Direction::Received,
+            true,
+            APP_SOCKET,
+            UPSTREAM_SOCKET,
+            9,
+        );
+        remote.annotate_own(&mut answer);
+        assert_eq!(answer.via, None);
+        assert!(remote.exchanges.is_empty());
     }
 
     #[test]

@@ -547,27 +547,11 @@ mod tests {
         );
         linker.annotate_own(&mut answer);
         assert_eq!(answer.on_behalf_of, [process(APP, "curl")]);
-        let mut to_client = message(
-            4_000,
-            RESOLVER,
-            Direction::Sent,
-            true,
-            RESOLVER_SOCKET,
-            APP_SOCKET,
-            7,
-        );
+        let mut to_client = answer_sent(4_000, 7);
         linker.annotate_own(&mut to_client);
         assert_eq!(to_client.from_cache, Some(false));
         assert_eq!(to_client.on_behalf_of, [process(APP, "curl")]);
-        let mut at_client = message(
-            5_000,
-            APP,
-            Direction::Received,
-            true,
-            APP_SOCKET,
-            RESOLVER_SOCKET,
-            7,
-        );
+        let mut at_client = answer_received(5_000, 7);
         linker.annotate_own(&mut at_client);
         assert_eq!(at_client.via, Some(process(RESOLVER, "dnsmasq")));
         assert!(at_client.on_behalf_of.is_empty());
@@ -575,27 +559,37 @@ mod tests {
         assert!(linker.exchanges.is_empty());
     }
 
-    /// The resolver answers the client, and the client receives it: `via`.
-    fn answer_client(linker: &mut ResolverLinker, t: i64, id: u16) -> MessageRecord {
-        let mut to_client = message(
-            t,
+    /// The resolver's answer to the client, as the resolver sent it.
+    fn answer_sent(time_ns: i64, id: u16) -> MessageRecord {
+        message(
+            time_ns,
             RESOLVER,
             Direction::Sent,
             true,
             RESOLVER_SOCKET,
             APP_SOCKET,
             id,
-        );
-        linker.annotate_own(&mut to_client);
-        let mut at_client = message(
-            t + 1,
+        )
+    }
+
+    /// The resolver's answer, as the client received it.
+    fn answer_received(time_ns: i64, id: u16) -> MessageRecord {
+        message(
+            time_ns,
             APP,
             Direction::Received,
             true,
             APP_SOCKET,
             RESOLVER_SOCKET,
             id,
-        );
+        )
+    }
+
+    /// The resolver answers the client, and the client receives it: `via`.
+    fn answer_client(linker: &mut ResolverLinker, t: i64, id: u16) -> MessageRecord {
+        let mut to_client = answer_sent(t, id);
+        linker.annotate_own(&mut to_client);
+        let mut at_client = answer_received(t + 1, id);
         linker.annotate_own(&mut at_client);
         at_client
     }
@@ -606,27 +600,11 @@ mod tests {
     fn an_answer_seen_first_at_the_client_leaves_the_exchange_for_the_resolver() {
         let mut linker = ResolverLinker::default();
         client_exchange(&mut linker, 1_000, 7);
-        let mut at_client = message(
-            2_000,
-            APP,
-            Direction::Received,
-            true,
-            APP_SOCKET,
-            RESOLVER_SOCKET,
-            7,
-        );
+        let mut at_client = answer_received(2_000, 7);
         linker.annotate_own(&mut at_client);
         assert_eq!(at_client.via, Some(process(RESOLVER, "dnsmasq")));
         assert_eq!(linker.exchanges.len(), 1);
-        let mut to_client = message(
-            1_999,
-            RESOLVER,
-            Direction::Sent,
-            true,
-            RESOLVER_SOCKET,
-            APP_SOCKET,
-            7,
-        );
+        let mut to_client = answer_sent(1_999, 7);
         linker.annotate_own(&mut to_client);
         assert_eq!(to_client.on_behalf_of, [process(APP, "curl")]);
         assert_eq!(to_client.from_cache, Some(true));
@@ -681,15 +659,7 @@ mod tests {
     fn an_answer_without_an_upstream_query_is_from_the_cache() {
         let mut linker = ResolverLinker::default();
         client_exchange(&mut linker, 1_000, 8);
-        let mut to_client = message(
-            2_000,
-            RESOLVER,
-            Direction::Sent,
-            true,
-            RESOLVER_SOCKET,
-            APP_SOCKET,
-            8,
-        );
+        let mut to_client = answer_sent(2_000, 8);
         linker.annotate_own(&mut to_client);
         assert_eq!(to_client.from_cache, Some(true));
     }

@@ -37,6 +37,16 @@ pub(super) struct ProcessRow {
     pub cgroup_id: Option<u64>,
 }
 
+/// The row of the recent process at `at`, moved one step to the front (a swap,
+/// not a shift): the processes in use gather there.
+fn step_forward(recent: &mut VecDeque<(Arc<ProcessInfo>, ProcessRow)>, at: usize) -> ProcessRow {
+    if at > 0 {
+        recent.swap(at - 1, at);
+        return recent[at - 1].1;
+    }
+    recent[at].1
+}
+
 /// Ids of rows already in the database. Cleared whenever a transaction rolls
 /// back, since ids handed out inside it no longer exist, and at each new message
 /// hour (see the module's documentation).
@@ -306,33 +316,22 @@ impl<'a> Interner<'a> {
         process: &Arc<ProcessInfo>,
     ) -> rusqlite::Result<Option<ProcessRow>> {
         let recent = &mut self.caches.recent_processes;
-        let mut found = recent
+        if let Some(at) = recent
             .iter()
-            .position(|(seen, _)| Arc::ptr_eq(seen, process));
-        if found.is_none() {
-            // Identities without a pid are never kept.
-            if process.pid.is_none() {
-                return Ok(None);
-            }
-            found = recent.iter().position(|(seen, _)| seen == process);
-            // An equal identity built anew (the pipeline rebuilds them now and
-            // then): keep the new one, which the next messages share.
-            if let Some(at) = found {
-                recent[at].0 = Arc::clone(process);
-            }
+            .position(|(seen, _)| Arc::ptr_eq(seen, process))
+        {
+            return Ok(Some(step_forward(recent, at)));
         }
-        if let Some(at) = found {
-            let row = recent[at].1;
-            // One step to the front (a swap, not a shift): the processes in use
-            // gather there.
-            if at > 0 {
-                recent.swap(at - 1, at);
-            }
-            return Ok(Some(row));
-        }
+        // Identities without a pid are never kept.
         let Some(pid) = process.pid else {
             return Ok(None);
         };
+        if let Some(at) = recent.iter().position(|(seen, _)| seen == process) {
+            // An equal identity built anew (the pipeline rebuilds them now and
+            // then): keep the new one, which the next messages share.
+            recent[at].0 = Arc::clone(process);
+            return Ok(Some(step_forward(recent, at)));
+        }
         let uid = process.uid.map_or(-1, i64::from);
         let gid = process.gid.map_or(-1, i64::from);
         let comm = process.comm.as_deref().unwrap_or("");

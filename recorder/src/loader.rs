@@ -28,11 +28,18 @@ use crate::libcs::{self, LibcFile};
 /// The compiled probes, built by build.rs.
 static PROBES_ELF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dnsq-probes"));
 
-/// How often the capture loop reads the ring buffers when the probes do not wake
-/// it (see [`Probes::load`]): the most an event waits, at low rates, before it is
-/// read. Measured: at 5k queries/s it cut the recorder's wakeups from ~2,600–5,300
-/// a second to ~50; 10, 20 and 50 ms cost the same CPU within the noise.
+/// How often the capture loop reads the ring buffers while events come and the
+/// probes do not wake it (see [`Probes::load`]): the most an event waits, at low
+/// rates, before it is read. Measured: at 5k queries/s it cut the recorder's
+/// wakeups from ~2,600–5,300 a second to ~50; 10, 20 and 50 ms cost the same CPU
+/// within the noise.
 pub const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// How long the capture loop sleeps once no event has come for two poll
+/// intervals and the pipeline holds nothing: the probes wake it for the first
+/// event after a poll interval without a wakeup, so this wait only paces the
+/// store's housekeeping (commits of the last batch, retention, counters).
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
@@ -175,14 +182,15 @@ impl Probes {
             [0; 11],
         );
         // The packet programs wake the reader only when the ring fills past a
-        // fraction of its size or for a process new on its socket; the capture
-        // loop reads every POLL_EVERY for the rest.
+        // fraction of its size, for a process new on its socket, or after a
+        // poll interval without a wakeup; the capture loop reads every POLL_EVERY
+        // for the rest, while events come.
         let events_wakeup = config.ring_bytes / WAKEUP_FRACTION;
-        let new_owner_ns = POLL_EVERY.as_nanos() as u64;
+        let poll_interval_ns = POLL_EVERY.as_nanos() as u64;
         let mut ebpf = EbpfLoader::new()
             .override_global(names::PAYLOAD_CAP, &config.payload_cap, true)
             .override_global(names::EVENTS_WAKEUP_BYTES, &events_wakeup, true)
-            .override_global(names::NEW_OWNER_NS, &new_owner_ns, true)
+            .override_global(names::POLL_INTERVAL_NS, &poll_interval_ns, true)
             .override_global(names::TASK_GROUP_LEADER_OFFSET, &leader_offset, true)
             .override_global(names::TASK_COMM_OFFSET, &comm_offset, true)
             .override_global(names::NETNS_OFFSETS, &netns_offsets, true)

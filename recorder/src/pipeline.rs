@@ -197,6 +197,12 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         }
     }
 
+    /// Whether anything waits here for time to pass ([`Self::tick`]): records
+    /// held for linking or for their owner, or part of a TCP message.
+    pub fn holds_records(&self) -> bool {
+        !self.linking.is_empty() || !self.waiting.is_empty() || self.streams.holds_data()
+    }
+
     pub fn sink_mut(&mut self) -> &mut S {
         &mut self.sink
     }

@@ -543,6 +543,11 @@ impl<C: Clone> Reassembler<C> {
         }
     }
 
+    /// Whether any stream holds data not given out yet.
+    pub fn holds_data(&self) -> bool {
+        self.bytes > 0
+    }
+
     pub fn stats(&self) -> TcpStats {
         TcpStats {
             streams_open: self

@@ -568,6 +568,68 @@ print(sent)
     Ok(())
 }
 
+/// With no DNS traffic the recorder sleeps: its threads wake about once a second
+/// (the store's housekeeping) instead of fifty times (polling the rings every
+/// 20 ms), and the first query after the quiet still reaches it while it runs.
+/// Other DNS traffic of the host would wake it too; the bound leaves room for a
+/// little of it.
+#[test]
+fn an_idle_recorder_sleeps_until_the_next_query() -> anyhow::Result<()> {
+    require_bpf!();
+    let netns = Netns::new("idle")?;
+    let dnsmasq = Dnsmasq::start(&netns, &["127.0.0.1"], 53, &[])?;
+    let recorder = Recorder::start(&[])?;
+    // Past the two quiet poll intervals after start-up.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = context_switches(recorder.pid())?;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let wakeups = context_switches(recorder.pid())? - before;
+    eprintln!("the idle recorder's threads were switched in {wakeups} times in 3 s");
+    ensure!(
+        wakeups < 60,
+        "the idle recorder woke {wakeups} times in 3 s (polling every 20 ms: about 150)"
+    );
+    let qname = name("idle");
+    let (pid, out) =
+        client(
+            netns
+                .command("dig")
+                .args(["@127.0.0.1", &qname, "A", "+short", "+tries=1"]),
+        )?;
+    ensure!(out.trim() == ANSWER_V4, "dig answered {out:?}");
+    recorder.wait_for_messages("the query after the quiet", |messages| {
+        messages
+            .iter()
+            .filter(|m| m.qname() == Some(qname.as_str()))
+            .count()
+            == 4
+    })?;
+    let recording = recorder.stop()?;
+    assert_exchange(
+        &recording.messages,
+        &qname,
+        "A",
+        Transport::Udp,
+        (pid, "dig"),
+        Some((dnsmasq.pid(), "dnsmasq")),
+    )?;
+    Ok(())
+}
+
+/// Voluntary and involuntary context switches of all of `pid`'s threads.
+fn context_switches(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let status = std::fs::read_to_string(task?.path().join("status"))?;
+        total += status
+            .lines()
+            .filter(|line| line.contains("ctxt_switches:"))
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
 /// The query went from `client` to `server` and the response back, as the packet
 /// programs read the addresses (IPv4 in the first 4 bytes, IPv6 whole).
 fn ensure_addresses(

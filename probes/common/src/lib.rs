@@ -42,7 +42,7 @@ pub mod names {
     pub const LOOKUPS: &str = "LOOKUPS";
     pub const LOOKUP_SCRATCH: &str = "LOOKUP_SCRATCH";
     pub const EVENTS_WAKEUP_BYTES: &str = "EVENTS_WAKEUP_BYTES";
-    pub const NEW_OWNER_NS: &str = "NEW_OWNER_NS";
+    pub const POLL_INTERVAL_NS: &str = "POLL_INTERVAL_NS";
     pub const EXES: &str = "EXES";
     pub const EXE_SCRATCH: &str = "EXE_SCRATCH";
     pub const EXE_OFFSETS: &str = "EXE_OFFSETS";
@@ -50,8 +50,10 @@ pub mod names {
 
 /// The packet programs do not wake the reader for each event (a wakeup is an
 /// irq_work and a cross-CPU wakeup, a VM exit on a guest) but when the unread data
-/// in `EVENTS` passes a multiple of `ring size / WAKEUP_FRACTION`, or for a process
-/// new on its socket; the reader also polls on a short timer.
+/// in `EVENTS` passes a multiple of `ring size / WAKEUP_FRACTION`, for a process
+/// new on its socket, or when no event has woken it for a poll interval (so that
+/// an idle reader can sleep); the reader also polls on a short timer while events
+/// come.
 pub const WAKEUP_FRACTION: u32 = 8;
 
 /// Which hook last recorded a socket's owner. Sent as a `u32` (no `Pod` on enums).

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::bpf_probe_read_kernel,
+    helpers::{bpf_probe_read_kernel, generated::bpf_ktime_get_boot_ns},
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -90,27 +90,57 @@ pub fn payload_cap() -> u32 {
 #[unsafe(no_mangle)]
 static EVENTS_WAKEUP_BYTES: u32 = DEFAULT_RING_BYTES / WAKEUP_FRACTION;
 
-/// A packet on a socket whose process was first seen on it less than this long
-/// ago (ns) wakes a reader that has caught up, as the kernel does by default: the
-/// reader reads /proc for a new process, and a short-lived client (dig, getent)
-/// may be gone after one poll interval. Set by the loader to that interval.
+/// The reader's poll interval (ns), set by the loader (`loader::POLL_EVERY`). A
+/// packet on a socket whose process was first seen on it less than this long ago
+/// wakes a reader that has caught up, as the kernel does by default: the reader
+/// reads /proc for a new process, and a short-lived client (dig, getent) may be
+/// gone after one poll interval. And an event wakes the reader when no event has
+/// for this long ([`quiet_for_a_poll`]).
 #[unsafe(no_mangle)]
-static NEW_OWNER_NS: u64 = 20_000_000;
+static POLL_INTERVAL_NS: u64 = 20_000_000;
 
 #[inline(always)]
-pub fn new_owner_ns() -> u64 {
+pub fn poll_interval_ns() -> u64 {
     // SAFETY: as for payload_cap.
-    unsafe { core::ptr::read_volatile(&NEW_OWNER_NS) }
+    unsafe { core::ptr::read_volatile(&POLL_INTERVAL_NS) }
 }
 
-/// Copies an event to `EVENTS`. The reader polls the ring on a timer, so most
-/// events wake nobody (a wakeup is an irq_work and a cross-CPU wakeup, a VM exit
-/// on a guest, costlier than the rest of the program): an event wakes the reader
-/// when the unread data crosses a multiple of `EVENTS_WAKEUP_BYTES` (so that a
-/// ring filling up is read before it overflows), and, with `new_owner`, when the
-/// reader has caught up (the kernel's default).
+/// Boot time (ns) of the last wakeup an event forced, on either ring.
+#[map(name = "LAST_WAKEUP")]
+pub static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Whether an event at `now_ns` wakes the reader because none has for a poll
+/// interval; if so, the time is noted. This is what lets the reader, once no
+/// event has come for two poll intervals, stop polling and sleep (main.rs
+/// `capture`): the first event after the quiet wakes it. Under steady traffic it
+/// adds at most one wakeup a poll interval. Two CPUs may both see the old time
+/// and both wake the reader: harmless.
 #[inline(always)]
-pub fn output_event(bytes: &[u8], new_owner: bool) -> Result<(), i32> {
+fn quiet_for_a_poll(now_ns: u64) -> bool {
+    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: a valid slot of a one-entry array; a torn or stale value costs at
+    // most one wakeup more or less, which the reader's own poll covers.
+    unsafe {
+        // Another CPU may have noted a later time than ours: saturating.
+        if now_ns.saturating_sub(*last) < poll_interval_ns() {
+            return false;
+        }
+        *last = now_ns;
+    }
+    true
+}
+
+/// Copies an event to `EVENTS` (`now_ns`: its boot time). The reader polls the
+/// ring on a timer while events come, so most events wake nobody (a wakeup is an
+/// irq_work and a cross-CPU wakeup, a VM exit on a guest, costlier than the rest
+/// of the program): an event wakes the reader when the unread data crosses a
+/// multiple of `EVENTS_WAKEUP_BYTES` (so that a ring filling up is read before it
+/// overflows), when no event has for a poll interval (an idle reader sleeps), and,
+/// with `new_owner`, when the reader has caught up (the kernel's default).
+#[inline(always)]
+pub fn output_event(bytes: &[u8], new_owner: bool, now_ns: u64) -> Result<(), i32> {
     // SAFETY: as for payload_cap.
     let threshold = u64::from(unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) });
     let flags = if threshold == 0 {
@@ -119,7 +149,7 @@ pub fn output_event(bytes: &[u8], new_owner: bool) -> Result<(), i32> {
         let before = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
         // A record takes an 8-byte header and is padded to 8 bytes.
         let after = before + ((bytes.len() as u64 + 8 + 7) & !7);
-        if before / threshold != after / threshold {
+        if before / threshold != after / threshold || quiet_for_a_poll(now_ns) {
             u64::from(BPF_RB_FORCE_WAKEUP)
         } else if new_owner {
             0
@@ -131,12 +161,14 @@ pub fn output_event(bytes: &[u8], new_owner: bool) -> Result<(), i32> {
 }
 
 /// Copies a `getaddrinfo` answer to `LOOKUPS` without waking the reader, which
-/// reads the ring on its timer anyway: nothing waits for an answer, and a
+/// reads the ring on its timer while events come: nothing waits for an answer, and a
 /// wakeup (an irq_work and a cross-CPU wakeup, a VM exit on a guest) costs the
 /// calling application more than the rest of the program (bpf_stats here: a
 /// call's program took ~22 µs a run when every event woke the reader, ~1 µs
 /// without). Only an answer that takes the unread data across a multiple of an
-/// eighth of the ring wakes it, so a burst is read before the ring overflows.
+/// eighth of the ring wakes it, so a burst is read before the ring overflows, or
+/// one that comes when no event has woken the reader for a poll interval (it may
+/// be asleep: see `output_event`).
 ///
 /// A call's event keeps the kernel's default (it wakes a reader that has caught
 /// up), but the unread answer of an earlier call usually means the reader has
@@ -149,7 +181,9 @@ pub fn output_answer(event: &LookupAnswerEvent) -> Result<(), i32> {
     let before = LOOKUPS.query(u64::from(BPF_RB_AVAIL_DATA));
     // A record takes an 8-byte header and is padded to 8 bytes.
     let after = before + ((size_of::<LookupAnswerEvent>() as u64 + 8 + 7) & !7);
-    let flags = if before / THRESHOLD != after / THRESHOLD {
+    // SAFETY: a helper call without arguments.
+    let now_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let flags = if before / THRESHOLD != after / THRESHOLD || quiet_for_a_poll(now_ns) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

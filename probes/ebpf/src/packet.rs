@@ -20,7 +20,7 @@ use dnsq_common::{
 };
 
 use crate::maps::{
-    SCRATCH, SOCK_OWNERS, bump, is_dns_port, new_owner_ns, output_event, payload_cap,
+    SCRATCH, SOCK_OWNERS, bump, is_dns_port, output_event, payload_cap, poll_interval_ns,
 };
 
 const ALLOW: i32 = 1;
@@ -325,8 +325,8 @@ fn send_event(
             .header
             .boot_ns
             .saturating_sub(event.header.owner.seen_boot_ns)
-            < new_owner_ns();
-    match output_event(bytes, new_owner) {
+            < poll_interval_ns();
+    match output_event(bytes, new_owner, event.header.boot_ns) {
         Ok(()) => bump(counter::DELIVERED),
         Err(_) => bump(counter::LOST_RINGBUF_FULL),
     }

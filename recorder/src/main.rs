@@ -324,12 +324,18 @@ fn capture<W: std::io::Write>(
             return Err(std::io::Error::last_os_error()).context("watching the ring buffers");
         }
     }
+    // Asleep, the loop still ticks the store often enough to commit within its
+    // batch window.
+    let idle_poll = match pipeline.sink_mut() {
+        Output::Store(store) => loader::IDLE_POLL.min(store.batch_window()),
+        Output::Print(_) => loader::IDLE_POLL,
+    };
     let mut last_report = Instant::now();
     let mut last_event = Instant::now();
     while !stop.load(Ordering::Relaxed) && !pipeline.sink_mut().closed() {
         wait_readable(
             &epoll,
-            poll_timeout(last_event.elapsed(), pipeline.holds_records()),
+            poll_timeout(last_event.elapsed(), pipeline.holds_records(), idle_poll),
         );
         let mut read = false;
         // Lookups first: a lookup precedes the queries made for it, and both
@@ -452,13 +458,14 @@ fn report_losses(
 /// an event. While events come, a poll interval: most events do not wake it. Once
 /// none has come for two poll intervals, the probes' last forced wakeup is more
 /// than a poll interval old, so the next event wakes the loop (maps.rs
-/// `quiet_for_a_poll`) and it can sleep longer, unless the pipeline
-/// `holds_records` due out with time. An idle recorder thus wakes about once a second instead of
-/// fifty times, which a busy host's other work felt (iperf3 on loopback lost
-/// ~3 % more throughput to a polling recorder than to a stopped one).
-fn poll_timeout(quiet: Duration, holds_records: bool) -> Duration {
+/// `quiet_for_a_poll`) and it can sleep for `idle_poll` (a second, or the store's
+/// batch window if shorter), unless the pipeline `holds_records` due out with
+/// time. An idle recorder thus wakes about once a second instead of fifty times,
+/// which a busy host's other work felt (iperf3 on loopback lost ~3 % more
+/// throughput to a polling recorder than to a stopped one).
+fn poll_timeout(quiet: Duration, holds_records: bool, idle_poll: Duration) -> Duration {
     if quiet >= 2 * loader::POLL_EVERY && !holds_records {
-        loader::IDLE_POLL
+        idle_poll.max(loader::POLL_EVERY)
     } else {
         loader::POLL_EVERY
     }
@@ -516,15 +523,23 @@ mod tests {
     #[test]
     fn the_capture_loop_sleeps_only_after_two_quiet_polls_with_nothing_held() {
         let quiet = 2 * POLL_EVERY;
-        assert_eq!(poll_timeout(Duration::ZERO, false), POLL_EVERY);
+        assert_eq!(poll_timeout(Duration::ZERO, false, IDLE_POLL), POLL_EVERY);
         // A poll interval after an event, the probes' last wakeup may be recent
         // enough that the next event does not wake the loop.
         assert_eq!(
-            poll_timeout(quiet - Duration::from_millis(1), false),
+            poll_timeout(quiet - Duration::from_millis(1), false, IDLE_POLL),
             POLL_EVERY
         );
         // Records held for linking are released by the loop's ticks.
-        assert_eq!(poll_timeout(quiet, true), POLL_EVERY);
-        assert_eq!(poll_timeout(quiet, false), IDLE_POLL);
+        assert_eq!(poll_timeout(quiet, true, IDLE_POLL), POLL_EVERY);
+        assert_eq!(poll_timeout(quiet, false, IDLE_POLL), IDLE_POLL);
+        // A short batch window (`--batch-window 100ms`) is kept while asleep, but
+        // the loop never polls more often than while events come.
+        let window = Duration::from_millis(100);
+        assert_eq!(poll_timeout(quiet, false, window), window);
+        assert_eq!(
+            poll_timeout(quiet, false, Duration::from_millis(1)),
+            POLL_EVERY
+        );
     }
 }

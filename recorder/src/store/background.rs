@@ -15,6 +15,7 @@ use std::{
     path::{Path, PathBuf},
     sync::mpsc::{self, Receiver, SyncSender},
     thread::JoinHandle,
+    time::Duration,
 };
 
 use super::{Store, StoreError, StoreStats};
@@ -57,12 +58,14 @@ pub struct Background {
     thread: Option<JoinHandle<()>>,
     batch: Vec<Item>,
     path: PathBuf,
+    batch_window: Duration,
 }
 
 impl Background {
     /// Moves `store` to a new thread.
     pub fn spawn(mut store: Store) -> std::io::Result<Self> {
         let path = store.path().to_owned();
+        let batch_window = store.options().batch_window;
         store.keep_spent();
         let (commands, receiver) = mpsc::sync_channel(QUEUED_BATCHES);
         let (give_back, emptied) = mpsc::sync_channel(QUEUED_BATCHES);
@@ -75,11 +78,18 @@ impl Background {
             thread: Some(thread),
             batch: Vec::with_capacity(BATCH),
             path,
+            batch_window,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store's `batch_window`: how long records may wait to be committed,
+    /// which the calls to [`Sink::flush`] must keep to.
+    pub fn batch_window(&self) -> Duration {
+        self.batch_window
     }
 
     /// The store's counts, once everything handed over so far has reached it.

@@ -482,7 +482,10 @@ def iperf_analysis(r):
         text += (f"The throughput itself moves from run to run (pairwise ratios "
                  f"{min(ratios):.2f}–{max(ratios):.2f} here), far more than the 2 % the "
                  "goal allows, so a verdict either way on this machine is mostly noise; "
-                 "more repeats (`BENCH_IPERF_REPEATS`) narrow it.")
+                 "more repeats (`BENCH_IPERF_REPEATS`) narrow it. Two `make bench` runs "
+                 "of the same probes and recorder (681f53f, 8a879b1) gave 0.981 and "
+                 "0.925; pinning iperf3's client and server to a CPU each (`-A`) did not "
+                 "narrow the spread (29–40 Gbit/s in 6 pinned pairs).")
     return text
 
 

@@ -37,7 +37,7 @@ use std::{
 use anyhow::Context;
 use cli::{Cli, Command};
 use dnsq_recorder::{
-    attribution::Attributor,
+    attribution::{Attributor, OwnerMap},
     checks,
     loader::{self, KernelCounters, ProbeConfig, Probes},
     output::JsonLines,
@@ -337,18 +337,7 @@ fn capture<W: std::io::Write>(
             &epoll,
             poll_timeout(last_event.elapsed(), pipeline.holds_records(), idle_poll),
         );
-        let mut read = false;
-        // Lookups first: a lookup precedes the queries made for it, and both
-        // queues meet in the pipeline's time order anyway.
-        while let Some(item) = lookups.next() {
-            pipeline.handle_lookup_event(&item)?;
-            read = true;
-        }
-        while let Some(item) = events.next() {
-            pipeline.handle_event(&item)?;
-            read = true;
-        }
-        if read {
+        if read_rings(pipeline, lookups, events)? {
             last_event = Instant::now();
         }
         pipeline.tick()?;
@@ -369,13 +358,28 @@ fn capture<W: std::io::Write>(
 
     // Detach first so nothing new arrives, then drain what is already queued.
     drop(probes);
+    read_rings(pipeline, lookups, events)?;
+    pipeline.finish()
+}
+
+/// Hands everything queued in the rings to the pipeline; whether there was
+/// anything. Lookups first: a lookup precedes the queries made for it, and both
+/// queues meet in the pipeline's time order anyway.
+fn read_rings<M: OwnerMap, S: Sink>(
+    pipeline: &mut Pipeline<M, S>,
+    lookups: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    events: &mut aya::maps::RingBuf<aya::maps::MapData>,
+) -> anyhow::Result<bool> {
+    let mut read = false;
     while let Some(item) = lookups.next() {
         pipeline.handle_lookup_event(&item)?;
+        read = true;
     }
     while let Some(item) = events.next() {
         pipeline.handle_event(&item)?;
+        read = true;
     }
-    pipeline.finish()
+    Ok(read)
 }
 
 /// Opens the database for writing with the command line's settings.

@@ -52,15 +52,15 @@ REPORT = ROOT / "BENCHMARKS.md"
 REPEATS = int(os.environ.get("BENCH_REPEATS", 3))
 LOSS_QPS, LOSS_SECONDS = 50_000, int(os.environ.get("BENCH_LOSS_SECONDS", 30))
 CPU_QPS, CPU_SECONDS = 20_000, int(os.environ.get("BENCH_CPU_SECONDS", 10))
-RATE_SECONDS = int(os.environ.get("BENCH_RATE_SECONDS", 10))
+RATE_SECONDS = int(os.environ.get("BENCH_RATE_SECONDS", 8))
 # dnsperf's rate alone moves by ±8 % from run to run on this shared machine
 # (54-64k q/s within one `make bench`), and a ratio of two such medians twice as
-# much: more runs than the other figures (20 s a pair).
+# much: more runs than the other figures (three arms, 24 s a round).
 RATE_REPEATS = int(os.environ.get("BENCH_RATE_REPEATS", 5))
-IPERF_SECONDS = int(os.environ.get("BENCH_IPERF_SECONDS", 10))
+IPERF_SECONDS = int(os.environ.get("BENCH_IPERF_SECONDS", 8))
 # iperf3 on loopback varies by several percent run to run here (three `make bench`
 # runs with the same probes gave 0.907, 0.989 and 0.954), against a goal of 2 %:
-# the most repeats of all (20 s a pair).
+# the most repeats of all (16 s a pair).
 IPERF_REPEATS = int(os.environ.get("BENCH_IPERF_REPEATS", 10))
 # getaddrinfo calls timed per run of the libc figure, and its pairs.
 GAI_CALLS = int(os.environ.get("BENCH_GAI_CALLS", 20_000))
@@ -378,7 +378,10 @@ class Recorder:
     def __init__(self, figure, host):
         self.figure = figure
         self.db = host.dir / f"live-{time.time_ns()}.db"
+        self.argv = [RECORDER, "--db", self.db]
         self.stderr = host.dir / "recorder.log"
+        # Where its standard output goes (None: nowhere).
+        self.stdout = None
         self.proc = None
         self.trouble = None
 
@@ -388,9 +391,11 @@ class Recorder:
         sock.bind(str(notify))
         sock.settimeout(60)
         env = dict(os.environ, NOTIFY_SOCKET=str(notify))
-        with open(self.stderr, "w") as err:
-            self.proc = start(self.figure, [RECORDER, "--db", self.db], env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        with open(self.stderr, "w") as err, (
+                open(self.stdout, "w") if self.stdout
+                else contextlib.nullcontext(subprocess.DEVNULL)) as out:
+            self.proc = start(self.figure, self.argv, env=env,
+                              stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         try:
             while sock.recv(4096).strip() != b"READY=1":
                 pass
@@ -437,6 +442,25 @@ class Recorder:
         finally:
             db.close()
         return count, total, counters
+
+
+class ProbesOnly(Recorder):
+    """`dnsq-bench probes-only` (bench/src/probes_only.rs): the recorder's kernel
+    programs attached and their events read every poll interval and dropped,
+    without the recorder's own work. Started, readied and stopped as the
+    recorder is."""
+
+    def __init__(self, figure, host):
+        super().__init__(figure, host)
+        self.argv = [GENERATOR, "probes-only"]
+        self.stdout = host.dir / "probes-only.json"
+
+    def report(self):
+        """Stops it; what it read and what the kernel lost (its JSON line; None
+        for both when it printed none: it failed or was killed, see `trouble`)."""
+        self.stop()
+        text = self.stdout.read_text().strip()
+        return json.loads(text) if text else {"events_read": None, "lost": None}
 
 
 class Sampler(threading.Thread):
@@ -490,11 +514,12 @@ def figure_loss(host):
     return runs
 
 
-def interleaved(repeats, first, second):
-    """(repeat, which) for `repeats` rounds of the two, alternating which goes
-    first (ABBA), so that the machine's drift weighs on both alike."""
+def interleaved(repeats, *arms):
+    """(repeat, which) for `repeats` rounds of the arms, reversing their order
+    every other round (ABBA, or ABCCBA), so that the machine's drift weighs on
+    all alike."""
     for rep in range(repeats):
-        for which in (first, second) if rep % 2 == 0 else (second, first):
+        for which in arms if rep % 2 == 0 else arms[::-1]:
             yield rep, which
 
 
@@ -580,11 +605,20 @@ def expected_messages(perf):
 
 
 def figure_rate(host):
-    """dnsperf's highest rate (unlimited, 10 s) with the recorder running and
-    without, interleaved."""
-    runs = {"with": [], "without": []}
-    for rep, which in interleaved(RATE_REPEATS, "without", "with"):
-        if which == "with":
+    """dnsperf's highest rate (unlimited) without the recorder, with only its
+    kernel programs (events read and dropped), and with the recorder running,
+    interleaved."""
+    runs = {"with": [], "probes": [], "without": []}
+    for rep, which in interleaved(RATE_REPEATS, "without", "probes", "with"):
+        if which == "probes":
+            with ProbesOnly("rate", host) as probes:
+                perf = host.dnsperf("rate", RATE_SECONDS)
+                time.sleep(1)
+                read = probes.report()
+            perf["lost_events"] = read["lost"]
+            perf["events_read"] = read["events_read"]
+            perf["recorder_trouble"] = probes.trouble
+        elif which == "with":
             with Recorder("rate", host) as rec:
                 perf = host.dnsperf("rate", RATE_SECONDS)
                 time.sleep(2)
@@ -596,12 +630,12 @@ def figure_rate(host):
         else:
             perf = host.dnsperf("rate", RATE_SECONDS)
         runs[which].append(perf)
-        log(f"rate {rep + 1}/{RATE_REPEATS} {which} recorder: {perf}")
+        log(f"rate {rep + 1}/{RATE_REPEATS} {which}: {perf}")
     return runs
 
 
 def figure_iperf(host):
-    """Loopback TCP throughput (iperf3, 10 s) with the probes attached and
+    """Loopback TCP throughput (iperf3) with the probes attached and
     without, interleaved. With the probes, their run time (bpf_stats) is read
     around the transfer; iperf3 reports its own CPU, so the share of the
     transfer's CPU the probes took is measured too, apart from the throughput's

@@ -8,6 +8,7 @@
 //! sizes always give the same history.
 
 mod history;
+mod probes_only;
 mod rng;
 mod world;
 
@@ -73,6 +74,9 @@ enum Command {
     },
     /// Print the generator version (the harness's cache key).
     Version,
+    /// Attach the recorder's probes and read and drop their events until SIGINT
+    /// or SIGTERM (needs root): what the kernel programs alone cost the traffic.
+    ProbesOnly,
     /// Count a store's messages (packed in chunks, which plain SQL cannot read)
     /// and print the tallies the harness needs (JSON): all of them, by endpoint,
     /// by first question's name id, and the time of the `--newest`th newest.
@@ -91,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             println!("{GENERATOR_VERSION}");
             Ok(())
         }
+        Command::ProbesOnly => probes_only::run(),
         Command::Tally { db, newest } => {
             println!("{}", serde_json::to_string(&tally(&db, &newest)?)?);
             Ok(())

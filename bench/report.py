@@ -468,7 +468,8 @@ def cpu_analysis(r):
              "`make bench` measured the recorder at 3.08 µs a message (0.09 ×, met) on "
              "a2965c5 and 3.87 (0.12 ×) on 681f53f two hours later, the kernel programs "
              "included (0.47 → 0.58 µs with unchanged programs), while tshark stayed at about "
-             "33 µs. Side by side right after (`bench/compare.py`, 6 rounds), "
+             "33 µs (on a5b79e3, 3.11 µs against tshark's 27.00: 0.12 × again, the two "
+             "faster together). Side by side right after (`bench/compare.py`, 6 rounds), "
              "681f53f against 6b05715 measured 0.932 and the twelve runs of the two "
              "builds ranged 2.74–3.72 µs: the recorder's two threads and the kernel's "
              "ring buffer pass every record between cores, which costs what the shared "
@@ -506,9 +507,9 @@ def iperf_analysis(r):
         text += (f"The throughput itself moves from run to run (pairwise ratios "
                  f"{min(ratios):.2f}–{max(ratios):.2f} here), far more than the 2 % the "
                  "goal allows, so a verdict either way on this machine is mostly noise; "
-                 "more repeats (`BENCH_IPERF_REPEATS`) narrow it. Two `make bench` runs "
-                 "of the same probes and recorder (681f53f, 8a879b1) gave 0.981 and "
-                 "0.925; pinning iperf3's client and server to a CPU each (`-A`) did not "
+                 "more repeats (`BENCH_IPERF_REPEATS`) narrow it. Three `make bench` runs "
+                 "of the same probes and recorder (681f53f, 8a879b1, a5b79e3) gave "
+                 "0.981, 0.925 and 0.973; pinning iperf3's client and server to a CPU each (`-A`) did not "
                  "narrow the spread (29–40 Gbit/s in 6 pinned pairs).")
     return text
 
@@ -522,6 +523,7 @@ def rate_analysis(r):
             "more, the recorder does all of its work at that rate (in earlier rounds it "
             "lost events there, which flattered this ratio). ")
     runs = r.get("cpu", {}).get("recorder", [])
+    kernel_us = budget_us = None
     rate_runs = r.get("rate", {})
     without = [x["qps"] for x in rate_runs.get("without", [])]
     probes = [x["qps"] for x in rate_runs.get("probes", [])]
@@ -544,12 +546,15 @@ def rate_analysis(r):
                  f"{median(alone):.2f} of its rate (runs "
                  + ", ".join(f"{x:.2f}" for x in alone) + "). ")
         if median(alone) >= 0.95:
-            text += ("The programs alone are within the goal, so the gap is the "
-                     "recorder's own CPU (decoding, pairing, linking and storing four "
-                     "messages a query), which competes with dnsperf and dnsmasq for "
-                     "the two cores. (bpf_stats' time a query, set against the budget "
-                     "above, had suggested that the programs alone exceed it; measured "
-                     "side by side they do not.) ")
+            text += ("The programs alone are within the goal (the median; single runs "
+                     "move as much as the machine does), so the gap is the recorder's "
+                     "own CPU (decoding, pairing, linking and storing four messages a "
+                     "query), which competes with dnsperf and dnsmasq for the two "
+                     "cores. ")
+            if kernel_us is not None and kernel_us >= budget_us:
+                text += ("(bpf_stats' time a query, which includes the statistics' own "
+                         "clock reads, exceeds the budget above; measured side by side, "
+                         "the programs do not take that much of the rate.) ")
         else:
             text += ("The programs alone already miss the goal here; the recorder's "
                      "own CPU (decoding, pairing, linking and storing four messages a "

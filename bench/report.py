@@ -20,8 +20,19 @@ def spread(values, fmt):
     return f"{fmt(median(values))} ({fmt(min(values))}–{fmt(max(values))})"
 
 
-def verdict(ok):
-    return "met" if ok else "**missed**"
+def verdict(ok, edge=False):
+    """`edge`: met, but by less than the figure moves between runs of `make bench`
+    on this machine; its analysis is printed as for a missed goal."""
+    if not ok:
+        return "**missed**"
+    return "met, at the edge" if edge else "met"
+
+
+# How close to its goal a met figure still counts as at the edge: the CPU ratio
+# measured 0.09-0.12 and iperf3's 0.925-1.000 in four `make bench` runs of the
+# same code (2026-11-26/27).
+CPU_EDGE = 0.085
+IPERF_EDGE = 1.03
 
 
 def troubles(runs, key="recorder_trouble", who="the recorder"):
@@ -131,7 +142,7 @@ def cpu(r):
            "≤ 0.1 × tshark",
            f"{ratio:.2f} × tshark: recorder {rec_us:.2f} µs/message (kernel {kernel_us:.2f} + "
            f"user {user_us:.2f}), tshark {tsh_us:.2f} µs/packet; per query "
-           f"{per_query:.2f} ×", verdict(ratio <= 0.1))
+           f"{per_query:.2f} ×", verdict(ratio <= 0.1, edge=ratio > CPU_EDGE))
     lines = [
         "Interleaved, alternating which goes first. Recorder: `kernel.bpf_stats_enabled=1`; "
         "`run_time_ns` of the recorder's own programs (their ids from /proc/PID/fdinfo) "
@@ -239,7 +250,7 @@ def iperf(r):
            "Gbit/s)"
            + (f"; the probes ran {100 * share:.2f} % of iperf3's CPU time"
               if share is not None else ""),
-           verdict(ratio >= 0.98))
+           verdict(ratio >= 0.98, edge=ratio < IPERF_EDGE))
     seconds = r.get("config", {}).get("iperf_seconds", 10)
     lines = [
         f"`iperf3 -c 127.0.0.1 -t {seconds}` against `iperf3 -s -1` in the namespace, received "
@@ -462,8 +473,13 @@ def cpu_analysis(r):
         needed = 0.1 * tshark - kernel
         text += (f" On this run's figures that would give about {merged / tshark:.2f} × "
                  f"tshark ({kernel:.2f} + {user * ONE_ROW_PER_PACKET_USER:.2f} µs a "
-                 f"message). 0.1 × needs the user side at {needed:.1f} µs a message, "
-                 f"{100 * (1 - needed / user):.0f} % less than now.")
+                 "message). "
+                 + (f"0.1 × needs the user side at {needed:.1f} µs a message, "
+                    f"{100 * (1 - needed / user):.0f} % less than now."
+                    if needed < user else
+                    f"0.1 × allows the user side {needed:.2f} µs a message against "
+                    f"tshark's time in this run; it took {user:.2f} "
+                    f"({100 * (1 - user / needed):.0f} % under)."))
     text += (" This figure sits at the goal and moves with the machine more than tshark's: "
              "`make bench` measured the recorder at 3.08 µs a message (0.09 ×, met) on "
              "a2965c5 and 3.87 (0.12 ×) on 681f53f two hours later, the kernel programs "
@@ -713,7 +729,8 @@ def rows_and_sections(r):
         new_rows = row if isinstance(row, list) else [row]
         rows += new_rows
         sections.append((title, lines))
-        if any("missed" in x[3] for x in new_rows) and key in ANALYSIS:
+        if any("missed" in x[3] or "at the edge" in x[3] for x in new_rows) \
+                and key in ANALYSIS:
             text = ANALYSIS[key]
             if callable(text):
                 text = text(r)
@@ -831,7 +848,7 @@ def markdown(r, _table=None):
             "backlog is never drained. Fix: expire `asks` from a time-ordered queue "
             "like `exchange_order`, not by a full `retain` per message.")))
     if missed:
-        md += ["## Goals missed: why, and what would fix them", ""]
+        md += ["## Goals missed or met at the edge: why, and what would fix them", ""]
         for title, text in missed:
             md += [f"- **{title}.** {text}"]
         md.append("")

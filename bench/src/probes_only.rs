@@ -21,13 +21,14 @@ use dnsq_common::{DEFAULT_PAYLOAD_CAP, DEFAULT_RING_BYTES};
 use dnsq_recorder::{
     checks,
     loader::{self, POLL_EVERY, ProbeConfig, Probes},
+    notify,
 };
 use serde_json::json;
 
-/// Attaches the probes, tells `NOTIFY_SOCKET` it is ready (as the recorder
-/// does), then reads both rings every [`POLL_EVERY`] (the recorder's pace while
-/// events come) until SIGINT or SIGTERM; prints what it read and what the
-/// kernel lost (JSON).
+/// Attaches the probes, tells `NOTIFY_SOCKET` it is ready (`notify::ready`, as
+/// the recorder does), then reads both rings every [`POLL_EVERY`] (the
+/// recorder's pace while events come) until SIGINT or SIGTERM; prints what it
+/// read and what the kernel lost (JSON).
 pub fn run() -> anyhow::Result<()> {
     let cgroup_root = checks::preflight().context("the probes cannot be attached here")?;
     let config = ProbeConfig {
@@ -45,7 +46,7 @@ pub fn run() -> anyhow::Result<()> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    notify_ready().context("telling NOTIFY_SOCKET")?;
+    notify::ready().context("telling NOTIFY_SOCKET")?;
 
     let started = Instant::now();
     let mut read = 0u64;
@@ -73,15 +74,5 @@ pub fn run() -> anyhow::Result<()> {
             "seconds": started.elapsed().as_secs_f64(),
         })
     );
-    Ok(())
-}
-
-/// `READY=1` to the datagram socket named by `NOTIFY_SOCKET` (a path), if any.
-fn notify_ready() -> std::io::Result<()> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(());
-    };
-    let socket = std::os::unix::net::UnixDatagram::unbound()?;
-    socket.send_to(b"READY=1", path)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod event;
 pub mod identities;
 pub mod libcs;
 pub mod loader;
+pub mod notify;
 pub mod output;
 pub mod pairing;
 pub mod pipeline;

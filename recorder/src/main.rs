@@ -25,7 +25,6 @@ fn tune_allocator() {
 
 use std::{
     os::fd::{AsRawFd, FromRawFd},
-    path::PathBuf,
     process::ExitCode,
     sync::{
         Arc,
@@ -490,27 +489,10 @@ fn wait_readable(epoll: &std::os::fd::OwnedFd, timeout: Duration) {
     };
 }
 
-/// Tells systemd (or a test harness) that every probe is attached: `READY=1` to
-/// the datagram socket in NOTIFY_SOCKET (sd_notify(3); `@` means abstract).
+/// Tells systemd (or a test harness) that every probe is attached; a failure is
+/// only logged, as the recorder runs the same without a supervisor.
 fn notify_ready() {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let result = (|| -> std::io::Result<()> {
-        use std::os::{
-            linux::net::SocketAddrExt,
-            unix::net::{SocketAddr, UnixDatagram},
-        };
-        let socket = UnixDatagram::unbound()?;
-        let bytes = path.as_encoded_bytes();
-        let address = match bytes.strip_prefix(b"@") {
-            Some(name) => SocketAddr::from_abstract_name(name)?,
-            None => SocketAddr::from_pathname(PathBuf::from(&path))?,
-        };
-        socket.send_to_addr(b"READY=1", &address)?;
-        Ok(())
-    })();
-    if let Err(error) = result {
+    if let Err(error) = dnsq_recorder::notify::ready() {
         tracing::warn!(%error, "could not notify readiness");
     }
 }

@@ -213,20 +213,18 @@ def rate(r):
         "columns.",
         "",
     ]
-    if probes:
-        lines += ["| run | without: q/s | probes only: q/s | ratio | with: q/s | ratio | "
-                  "events lost: probes only | with |", "|---|---|---|---|---|---|---|---|"]
-        for i, (a, p, b) in enumerate(zip(without, probes, with_), 1):
-            lines.append(f"| {i} | {a['qps']:,.0f} | {p['qps']:,.0f} | "
-                         f"{p['qps'] / a['qps']:.3f} | {b['qps']:,.0f} | "
-                         f"{b['qps'] / a['qps']:.3f} | {count(p.get('lost_events'))} | "
-                         f"{b.get('lost_events', 0):,} |")
-    else:
-        lines += ["| run | without: q/s | with: q/s | ratio | with: events lost |",
-                  "|---|---|---|---|---|"]
-        for i, (a, b) in enumerate(zip(without, with_), 1):
-            lines.append(f"| {i} | {a['qps']:,.0f} | {b['qps']:,.0f} | "
-                         f"{b['qps'] / a['qps']:.3f} | {b.get('lost_events', 0):,} |")
+    # The probes-only arm is missing from results of before 2026-11-26.
+    arms = ([("probes only", probes)] if probes else []) + [("with", with_)]
+    lines += ["| run | without: q/s | "
+              + " | ".join(f"{name}: q/s | ratio" for name, _ in arms) + " | "
+              + " | ".join(f"{name}: events lost" for name, _ in arms) + " |",
+              "|---" * (2 + 3 * len(arms)) + "|"]
+    for i, (a, *others) in enumerate(zip(without, *(runs for _, runs in arms)), 1):
+        cells = [str(i), f"{a['qps']:,.0f}"]
+        cells += [cell for b in others for cell in (f"{b['qps']:,.0f}",
+                                                    f"{b['qps'] / a['qps']:.3f}")]
+        cells += [count(b.get("lost_events", 0)) for b in others]
+        lines.append("| " + " | ".join(cells) + " |")
     return row, lines + troubles(with_) + troubles(probes, who="`dnsq-bench probes-only`")
 
 

@@ -52,11 +52,15 @@ REPORT = ROOT / "BENCHMARKS.md"
 REPEATS = int(os.environ.get("BENCH_REPEATS", 3))
 LOSS_QPS, LOSS_SECONDS = 50_000, int(os.environ.get("BENCH_LOSS_SECONDS", 30))
 CPU_QPS, CPU_SECONDS = 20_000, int(os.environ.get("BENCH_CPU_SECONDS", 10))
-RATE_SECONDS = int(os.environ.get("BENCH_RATE_SECONDS", 8))
+RATE_SECONDS = int(os.environ.get("BENCH_RATE_SECONDS", 6))
 # dnsperf's rate alone moves by ±8 % from run to run on this shared machine
 # (54-64k q/s within one `make bench`), and a ratio of two such medians twice as
-# much: more runs than the other figures (three arms, 24 s a round).
+# much: more runs than the other figures (three arms, 18 s a round).
 RATE_REPEATS = int(os.environ.get("BENCH_RATE_REPEATS", 5))
+# The same three arms with the recorder on a core of its own (dnsperf and dnsmasq
+# on CPU 0, the recorder on CPU 1): what the recorder costs the traffic when it
+# does not compete with it for a core. Informational, so fewer rounds.
+RATE_SPARE_REPEATS = int(os.environ.get("BENCH_RATE_SPARE_REPEATS", 3))
 IPERF_SECONDS = int(os.environ.get("BENCH_IPERF_SECONDS", 8))
 # iperf3 on loopback varies by several percent run to run here (three `make bench`
 # runs with the same probes gave 0.907, 0.989 and 0.954), against a goal of 2 %:
@@ -94,6 +98,8 @@ def note_command(figure, argv, redirect=""):
     text = re.sub(r"/dev/shm/dnsq-bench-history-[^/ ]+/", "$SHM/", text)
     text = re.sub(r"dnsqbench\d+", "$NETNS", text)
     text = re.sub(r"r[0-9a-f]{8}\.dnsq-bench\.test", "$ZONE", text)
+    # The only process moved by pid is the namespace's dnsmasq (`figure_rate_spare`).
+    text = re.sub(r"^(taskset -a -p -c \S+) \d+$", r"\1 $DNSMASQ_PID", text)
     listed = COMMANDS.setdefault(figure, [])
     if text not in listed:
         listed.append(text)
@@ -351,12 +357,15 @@ class Host:
         self.mix = {k: round(100 * v / len(queries), 1) for k, v in sorted(kinds.items())}
         self.mix_size = len(queries)
 
-    def dnsperf(self, figure, seconds, qps=None):
-        """Runs dnsperf for `seconds`; returns its figures."""
+    def dnsperf(self, figure, seconds, qps=None, cpus=None):
+        """Runs dnsperf for `seconds` (on `cpus` only, a taskset list, if
+        given); returns its figures."""
         argv = ["dnsperf", "-s", "127.0.0.1", "-d", self.queries, "-l", seconds,
                 "-c", 4, "-q", 100, "-t", 2]
         if qps:
             argv += ["-Q", qps]
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus, *argv]
         out = run(figure, self.exec(argv), seconds + 60, capture_output=True, text=True).stdout
         def number(label):
             m = re.search(rf"{label}:\s+([\d.]+)", out)
@@ -379,6 +388,8 @@ class Recorder:
         self.figure = figure
         self.db = host.dir / f"live-{time.time_ns()}.db"
         self.argv = [RECORDER, "--db", self.db]
+        # A taskset CPU list to run it on (None: anywhere).
+        self.cpus = None
         self.stderr = host.dir / "recorder.log"
         # Where its standard output goes (None: nowhere).
         self.stdout = None
@@ -391,10 +402,12 @@ class Recorder:
         sock.bind(str(notify))
         sock.settimeout(60)
         env = dict(os.environ, NOTIFY_SOCKET=str(notify))
+        # taskset execs the recorder: the process started is the recorder's.
+        argv = self.argv if self.cpus is None else ["taskset", "-c", self.cpus, *self.argv]
         with open(self.stderr, "w") as err, (
                 open(self.stdout, "w") if self.stdout
                 else contextlib.nullcontext(subprocess.DEVNULL)) as out:
-            self.proc = start(self.figure, self.argv, env=env,
+            self.proc = start(self.figure, argv, env=env,
                               stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         try:
             while sock.recv(4096).strip() != b"READY=1":
@@ -604,23 +617,29 @@ def expected_messages(perf):
     return 2 * perf["sent"] + 2 * perf["completed"]
 
 
-def figure_rate(host):
+def figure_rate(host, figure="rate", repeats=RATE_REPEATS, traffic_cpus=None,
+                recorder_cpus=None):
     """dnsperf's highest rate (unlimited) without the recorder, with only its
     kernel programs (events read and dropped), and with the recorder running,
-    interleaved."""
+    interleaved; dnsperf and the recorder on the given CPUs (taskset lists) if
+    any."""
     runs = {"with": [], "probes": [], "without": []}
-    for rep, which in interleaved(RATE_REPEATS, "without", "probes", "with"):
+    for rep, which in interleaved(repeats, "without", "probes", "with"):
         if which == "probes":
-            with ProbesOnly("rate", host) as probes:
-                perf = host.dnsperf("rate", RATE_SECONDS)
+            probes = ProbesOnly(figure, host)
+            probes.cpus = recorder_cpus
+            with probes:
+                perf = host.dnsperf(figure, RATE_SECONDS, cpus=traffic_cpus)
                 time.sleep(1)
                 read = probes.report()
             perf["lost_events"] = read["lost"]
             perf["events_read"] = read["events_read"]
             perf["recorder_trouble"] = probes.trouble
         elif which == "with":
-            with Recorder("rate", host) as rec:
-                perf = host.dnsperf("rate", RATE_SECONDS)
+            rec = Recorder(figure, host)
+            rec.cpus = recorder_cpus
+            with rec:
+                perf = host.dnsperf(figure, RATE_SECONDS, cpus=traffic_cpus)
                 time.sleep(2)
                 rec.stop()
                 _, _, counters = rec.counted(host.zone)
@@ -628,10 +647,29 @@ def figure_rate(host):
                                    + counters.get("store_dropped", 0))
             perf["recorder_trouble"] = rec.trouble
         else:
-            perf = host.dnsperf("rate", RATE_SECONDS)
+            perf = host.dnsperf(figure, RATE_SECONDS, cpus=traffic_cpus)
         runs[which].append(perf)
-        log(f"rate {rep + 1}/{RATE_REPEATS} {which}: {perf}")
+        log(f"{figure} {rep + 1}/{repeats} {which}: {perf}")
     return runs
+
+
+def figure_rate_spare(host):
+    """`figure_rate` with the recorder on a core of its own: dnsperf and dnsmasq
+    on CPU 0, the recorder (or the probes-only reader) on CPU 1. The kernel
+    programs still run where the traffic is, on CPU 0. dnsmasq gets its CPUs back
+    afterwards."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return None
+    dnsmasq = host.dnsmasq.pid
+    before = ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(dnsmasq)))
+    run("rate_spare", ["taskset", "-a", "-p", "-c", "0", dnsmasq], 30,
+        stdout=subprocess.DEVNULL)
+    try:
+        return figure_rate(host, "rate_spare", RATE_SPARE_REPEATS, traffic_cpus="0",
+                           recorder_cpus="1")
+    finally:
+        run("rate_spare", ["taskset", "-a", "-p", "-c", before, dnsmasq], 30,
+            stdout=subprocess.DEVNULL)
 
 
 def figure_iperf(host):
@@ -1011,9 +1049,12 @@ def machine():
     }
 
 
+LIVE_FIGURES = {"loss", "cpu", "rate", "rate_spare", "iperf", "libc"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="loss,cpu,rate,iperf,libc,history")
+    parser.add_argument("--only", default="loss,cpu,rate,rate_spare,iperf,libc,history")
     parser.add_argument("--no-report", action="store_true")
     options = parser.parse_args()
     only = set(options.only.split(","))
@@ -1031,7 +1072,7 @@ def main():
 
     remove_leftovers()
     others = other_recorders()
-    if others and only & {"loss", "cpu", "rate", "iperf", "libc"} \
+    if others and only & LIVE_FIGURES \
             and not os.environ.get("BENCH_ALLOW_OTHER_RECORDER"):
         sys.exit("dnsq probes are already attached by "
                  + ", ".join(f"pid {pid} ({comm})" for pid, comm in sorted(others.items()))
@@ -1042,6 +1083,7 @@ def main():
                "config": {"repeats": REPEATS, "loss_seconds": LOSS_SECONDS,
                           "cpu_seconds": CPU_SECONDS, "rate_seconds": RATE_SECONDS,
                           "rate_repeats": RATE_REPEATS,
+                          "rate_spare_repeats": RATE_SPARE_REPEATS,
                           "iperf_seconds": IPERF_SECONDS, "iperf_repeats": IPERF_REPEATS,
                           "gai_calls": GAI_CALLS, "gai_repeats": GAI_REPEATS,
                           "history_messages": HISTORY_MESSAGES,
@@ -1049,15 +1091,17 @@ def main():
     log("machine:", results["machine"], "background CPU busy %:",
         results["background_busy_pct"])
     try:
-        if only & {"loss", "cpu", "rate", "iperf", "libc"}:
+        if only & LIVE_FIGURES:
             with Host() as host:
                 results["mix"] = {"share_pct": host.mix, "lines": host.mix_size}
                 for name, figure in (("loss", figure_loss), ("cpu", figure_cpu),
-                                     ("rate", figure_rate), ("iperf", figure_iperf),
-                                     ("libc", figure_libc)):
+                                     ("rate", figure_rate), ("rate_spare", figure_rate_spare),
+                                     ("iperf", figure_iperf), ("libc", figure_libc)):
                     if name in only:
                         results["background_busy_pct"][name] = background_busy(1)
-                        results[name] = figure(host)
+                        result = figure(host)
+                        if result is not None:
+                            results[name] = result
         if "history" in only:
             db, manifest = figure_history()
             results["history"] = manifest

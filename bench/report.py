@@ -630,15 +630,23 @@ def spare_core_analysis(r, kernel_us):
         return ("On a machine with a core to spare the recorder's threads run beside "
                 "the traffic, and the ratio approaches the probes-only one.")
     without = [x["qps"] for x in spare["without"]]
-    with_ = median(pair_ratios(without, [x["qps"] for x in spare["with"]]))
-    alone = median(pair_ratios(without, [x["qps"] for x in spare["probes"]]))
+    with_runs = pair_ratios(without, [x["qps"] for x in spare["with"]])
+    alone_runs = pair_ratios(without, [x["qps"] for x in spare["probes"]])
+    with_, alone = median(with_runs), median(alone_runs)
     text = (f"With a core of its own (dnsperf and dnsmasq on CPU 0, the recorder on "
             f"CPU 1: its own figure above) dnsperf kept {with_:.2f} of its rate with the "
             f"recorder and {alone:.2f} with only its kernel programs")
+    overlap = min(with_runs) <= max(alone_runs) and min(alone_runs) <= max(with_runs)
     if abs(with_ - alone) <= 0.03:
         text += (": the same within the runs' noise. Once the recorder does not compete "
                  "with the traffic for a core, what is left is its kernel programs, "
                  "which run on the traffic's own core")
+    elif overlap:
+        text += (f", but the two arms' runs overlap (with the recorder "
+                 f"{min(with_runs):.2f}–{max(with_runs):.2f}, programs only "
+                 f"{min(alone_runs):.2f}–{max(alone_runs):.2f}): in "
+                 f"{len(with_runs)} rounds this figure cannot tell them apart. Either way "
+                 "the kernel programs run on the traffic's own core")
     else:
         text += (f": the recorder's threads still take {alone - with_:+.2f} beyond its "
                  "programs, which run on the traffic's own core")

@@ -191,23 +191,22 @@ def count(n):
 
 
 def rate_measured(runs):
-    """The rate figure's text: the median ratio with/without, and probes-only's;
-    the two ratios (None for a missing arm)."""
+    """The rate figure's text (the median ratio with/without, and probes-only's),
+    and the ratio with/without."""
     with_, without = runs["with"], runs["without"]
     probes = runs.get("probes", [])
     w, wo = median([x["qps"] for x in with_]), median([x["qps"] for x in without])
     ratio, of_medians = paired([x["qps"] for x in without], [x["qps"] for x in with_])
     measured = (f"{ratio:.2f}, median of {len(with_)} interleaved pairs (ratio of the medians "
                 f"{of_medians:.2f}: {w / 1e3:.1f}k / {wo / 1e3:.1f}k q/s)")
-    alone = None
     if probes:
         alone, _ = paired([x["qps"] for x in without], [x["qps"] for x in probes])
         measured += f"; with only its kernel programs attached: {alone:.2f}"
-    return measured, ratio, alone
+    return measured, ratio
 
 
 def rate(r):
-    measured, ratio, _ = rate_measured(r["rate"])
+    measured, ratio = rate_measured(r["rate"])
     row = ("dnsperf's highest rate with the recorder running / without", "≥ 0.95",
            measured, verdict(ratio >= 0.95))
     seconds = r.get("config", {}).get("rate_seconds", 10)
@@ -225,7 +224,7 @@ def rate(r):
 
 
 def rate_spare(r):
-    measured, _, _ = rate_measured(r["rate_spare"])
+    measured, _ = rate_measured(r["rate_spare"])
     row = ("dnsperf's highest rate with the recorder on a core of its own (dnsperf and "
            "dnsmasq on CPU 0, the recorder on CPU 1) / without", "no goal", measured,
            "informational")
@@ -247,10 +246,9 @@ def rate_table(runs):
     """The per-run table of a rate figure, and its runs' troubles."""
     with_, without = runs["with"], runs["without"]
     probes = runs.get("probes", [])
-    lines = []
     # The probes-only arm is missing from results of before 2026-11-26.
     arms = ([("probes only", probes)] if probes else []) + [("with", with_)]
-    lines += ["| run | without: q/s | "
+    lines = ["| run | without: q/s | "
               + " | ".join(f"{name}: q/s | ratio" for name, _ in arms) + " | "
               + " | ".join(f"{name}: events lost" for name, _ in arms) + " |",
               "|---" * (2 + 3 * len(arms)) + "|"]

@@ -384,12 +384,12 @@ class Host:
 class Recorder:
     """dnsq-recorder writing to a fresh database, started and stopped here."""
 
-    def __init__(self, figure, host):
+    def __init__(self, figure, host, cpus=None):
         self.figure = figure
         self.db = host.dir / f"live-{time.time_ns()}.db"
         self.argv = [RECORDER, "--db", self.db]
         # A taskset CPU list to run it on (None: anywhere).
-        self.cpus = None
+        self.cpus = cpus
         self.stderr = host.dir / "recorder.log"
         # Where its standard output goes (None: nowhere).
         self.stdout = None
@@ -463,8 +463,8 @@ class ProbesOnly(Recorder):
     without the recorder's own work. Started, readied and stopped as the
     recorder is."""
 
-    def __init__(self, figure, host):
-        super().__init__(figure, host)
+    def __init__(self, figure, host, cpus=None):
+        super().__init__(figure, host, cpus)
         self.argv = [GENERATOR, "probes-only"]
         self.stdout = host.dir / "probes-only.json"
 
@@ -626,9 +626,7 @@ def figure_rate(host, figure="rate", repeats=RATE_REPEATS, traffic_cpus=None,
     runs = {"with": [], "probes": [], "without": []}
     for rep, which in interleaved(repeats, "without", "probes", "with"):
         if which == "probes":
-            probes = ProbesOnly(figure, host)
-            probes.cpus = recorder_cpus
-            with probes:
+            with ProbesOnly(figure, host, recorder_cpus) as probes:
                 perf = host.dnsperf(figure, RATE_SECONDS, cpus=traffic_cpus)
                 time.sleep(1)
                 read = probes.report()
@@ -636,9 +634,7 @@ def figure_rate(host, figure="rate", repeats=RATE_REPEATS, traffic_cpus=None,
             perf["events_read"] = read["events_read"]
             perf["recorder_trouble"] = probes.trouble
         elif which == "with":
-            rec = Recorder(figure, host)
-            rec.cpus = recorder_cpus
-            with rec:
+            with Recorder(figure, host, recorder_cpus) as rec:
                 perf = host.dnsperf(figure, RATE_SECONDS, cpus=traffic_cpus)
                 time.sleep(2)
                 rec.stop()

@@ -261,11 +261,19 @@ def rate_table(runs):
     return lines + troubles(with_) + troubles(probes, who="`dnsq-bench probes-only`")
 
 
+def iperf_stats_arm(r):
+    """The arm whose runs had bpf_stats on and read the probes' run time: its
+    own since the figure's runs went without it, before that the runs with the
+    probes."""
+    return "stats" if "stats" in r["iperf"] else "with"
+
+
 def iperf_probe_share(r):
     """The probes' run time over the CPU iperf3's client and server used in the
-    runs with the probes (None where the run did not measure it)."""
-    probes = r["iperf"].get("with_probes_s")
-    cpu = r["iperf"].get("with_iperf_cpu_s")
+    runs that measured it (None where none did)."""
+    arm = iperf_stats_arm(r)
+    probes = r["iperf"].get(f"{arm}_probes_s")
+    cpu = r["iperf"].get(f"{arm}_iperf_cpu_s")
     if not probes or not cpu or not sum(cpu):
         return None
     return sum(probes) / sum(cpu)
@@ -273,40 +281,64 @@ def iperf_probe_share(r):
 
 def iperf(r):
     with_, without = r["iperf"]["with"], r["iperf"]["without"]
+    stats = r["iperf"].get("stats", [])
     ratio, of_medians = paired(without, with_)
     share = iperf_probe_share(r)
     row = ("Loopback TCP throughput (iperf3) with the probes attached / without", "≥ 0.98",
            f"{ratio:.3f}, median of {len(with_)} interleaved pairs (ratio of the medians "
            f"{of_medians:.3f}: {median(with_) / 1e9:.1f} / {median(without) / 1e9:.1f} "
            "Gbit/s)"
+           + (f"; with `kernel.bpf_stats_enabled` on as well: {paired(without, stats)[0]:.3f}"
+              if stats else "")
            + (f"; the probes ran {100 * share:.2f} % of iperf3's CPU time"
               if share is not None else ""),
            verdict(ratio >= 0.98, edge=ratio < IPERF_EDGE))
     seconds = r.get("config", {}).get("iperf_seconds", 10)
-    lines = [
-        f"`iperf3 -c 127.0.0.1 -t {seconds}` against `iperf3 -s -1` in the namespace, received "
-        "throughput, with the recorder running (all its programs attached) and without, "
-        "interleaved ABBA-style; the figure is the median of the runs' ratios. In the runs "
-        "with the probes `kernel.bpf_stats_enabled` is on (its clock reads count against "
-        "the probes) and their programs' `run_time_ns` is read around the transfer; "
-        "iperf3's CPU is its client's and server's `cpu_utilization_percent` (user and "
-        "system) over the transfer.",
-        "",
-        "| run | without | with | ratio | iperf3 CPU without | with | probes' run time |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    if stats:
+        how = (f"`iperf3 -c 127.0.0.1 -t {seconds}` against `iperf3 -s -1` in the namespace, "
+               "received throughput, without the recorder, with it running (all its programs "
+               "attached), and with it running and "
+               "`kernel.bpf_stats_enabled` on, interleaved (the order reversed every other "
+               "round); the figure is the median of the runs' ratios with/without. "
+               "bpf_stats is the instrument that measures the probes' run time: it adds two "
+               "clock reads to every program run, so it is on only in the third arm, where "
+               "the programs' `run_time_ns` is read around the transfer. iperf3's CPU is its "
+               "client's and server's `cpu_utilization_percent` (user and system) over the "
+               "transfer.")
+        header = ["| run | without | with | ratio | with bpf_stats | ratio | iperf3 CPU "
+                  "without | with | with bpf_stats | probes' run time |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+    else:
+        how = (f"`iperf3 -c 127.0.0.1 -t {seconds}` against `iperf3 -s -1` in the namespace, "
+               "received throughput, with the recorder running (all its programs attached) and "
+               "without, interleaved ABBA-style; the figure is the "
+               "median of the runs' ratios. In the runs with the probes "
+               "`kernel.bpf_stats_enabled` is on (its clock reads count against the probes) "
+               "and their programs' `run_time_ns` is read around the transfer; iperf3's CPU "
+               "is its client's and server's `cpu_utilization_percent` (user and system) "
+               "over the transfer.")
+        header = ["| run | without | with | ratio | iperf3 CPU without | with | probes' run "
+                  "time |", "|---|---|---|---|---|---|---|"]
+    lines = [how, "", *header]
     cpu_without = r["iperf"].get("without_iperf_cpu_s", [])
     cpu_with = r["iperf"].get("with_iperf_cpu_s", [])
-    probes = r["iperf"].get("with_probes_s", [])
+    cpu_stats = r["iperf"].get("stats_iperf_cpu_s", [])
+    probes = r["iperf"].get(f"{iperf_stats_arm(r)}_probes_s", [])
 
     def at(values, i, unit, scale=1.0, digits=2):
         """Run i's value (from 0), or a dash where the run did not measure it."""
         return f"{values[i] * scale:.{digits}f} {unit}" if i < len(values) else "–"
 
     for i, (a, b) in enumerate(zip(without, with_)):
-        lines.append(f"| {i + 1} | {a / 1e9:.2f} Gbit/s | {b / 1e9:.2f} Gbit/s | {b / a:.3f} | "
-                     f"{at(cpu_without, i, 's')} | {at(cpu_with, i, 's')} | "
-                     f"{at(probes, i, 'ms', 1e3, 1)} |")
+        cells = [str(i + 1), f"{a / 1e9:.2f} Gbit/s", f"{b / 1e9:.2f} Gbit/s", f"{b / a:.3f}"]
+        if stats:
+            cells += [at(stats, i, "Gbit/s", 1e-9),
+                      f"{stats[i] / a:.3f}" if i < len(stats) else "–"]
+        cells += [at(cpu_without, i, "s"), at(cpu_with, i, "s")]
+        if stats:
+            cells.append(at(cpu_stats, i, "s"))
+        cells.append(at(probes, i, "ms", 1e3, 1))
+        lines.append("| " + " | ".join(cells) + " |")
     return row, lines
 
 
@@ -549,6 +581,17 @@ def iperf_analysis(r):
                  "iperf3's client and server used: on a CPU-bound loopback transfer that "
                  "is about what they can take from its throughput. ")
     with_, without = r["iperf"]["with"], r["iperf"]["without"]
+    stats = r["iperf"].get("stats")
+    if stats:
+        text += ("Until 2026-11-27 the figure's runs with the probes had "
+                 "`kernel.bpf_stats_enabled` on, to read the probes' run time; on this "
+                 "transfer the programs run about half a million times a second, and the "
+                 "two clock reads bpf_stats adds to each cost the throughput more than the "
+                 "programs' own time suggests (side by side by hand on c4db809, 8 rounds of "
+                 "8 s: with the probes 0.993 of the throughput without them, with the "
+                 f"probes and bpf_stats 0.942). Here: {paired(without, with_)[0]:.3f} and "
+                 f"{paired(without, stats)[0]:.3f}. A host runs with bpf_stats off, so the "
+                 "figure is the arm without it. ")
     ratios = pair_ratios(without, with_)
     if ratios:
         text += (f"The throughput itself moves from run to run (pairwise ratios "

@@ -155,9 +155,12 @@ PROCESS is a pid, or a command name (as in ps -o comm; longer names match
 their first 15 characters), or an executable path or its file name.
 ROLE is client when the process asked, server when it answered (a resolver),
 libc when it called a libc resolver function (getaddrinfo, gethostbyname*:
-TYPE is the function, QUERIES the calls). An application that resolves
-through a daemon over a Unix socket (nss-resolve, nscd) sends no DNS packet
-and shows only such rows; their ANSWERS are what the daemon was answered for
+TYPE is the function, QUERIES the calls, RCODE what they returned: ok, an
+EAI_* code, no hostent; LATENCY how long they took; ANSWERS the addresses
+they returned). An application that resolves through a daemon over a Unix
+socket (nss-resolve, nscd) sends no DNS packet and shows only such rows.
+Calls stored by older recorders (before store schema 17) show no RCODE or
+LATENCY; before schema 12 their ANSWERS are what the daemon was answered for
 the name in the window, when it went upstream for the call.
 A name the process asked through a local resolver shows \"via resolver[pid]\"
 (JSON \"via\"); a local resolver's upstream queries, and its answers to local

@@ -15,7 +15,7 @@ use anyhow::Result;
 use comfy_table::Cell;
 use dnsq_recorder::store::{
     read::{Reader, rcode_name, type_name},
-    schema::{ANSWERED_QUERIES_MOVE, RCODE_QUERY, libc_function, role},
+    schema::{ANSWERED_QUERIES_MOVE, RCODE_QUERY, libc_function, libc_status, role},
 };
 use rusqlite::{OptionalExtension, ToSql};
 use serde::Serialize;
@@ -464,7 +464,8 @@ pub fn run(
                 type_name(key.qtype as u16).into_owned()
             },
             queries: agg.queries,
-            // A libc call's outcome is not seen (it is the resolver's).
+            // Not for a libc call: rows written before schema 17 count every
+            // call as not returned, and a store migrated to 17 holds both kinds.
             unanswered: if libc {
                 0
             } else {
@@ -474,7 +475,7 @@ pub fn run(
             rcodes: agg
                 .rcodes
                 .iter()
-                .map(|(&c, &n)| (rcode_name(c as u16).into_owned(), n))
+                .map(|(&c, &n)| (outcome_name(key, c), n))
                 .collect(),
             answers: data,
             latency_avg_ms: (agg.paired > 0)
@@ -519,7 +520,8 @@ pub fn run(
             n => outcome.push(format!("no response {n}")),
         }
         let rcodes = outcome.join(", ");
-        let error = agg.rcodes.keys().any(|&c| c != 0) || row.unanswered > 0;
+        let success = if libc { libc_status::rcode(0) } else { 0 };
+        let error = agg.rcodes.keys().any(|&c| c != success) || row.unanswered > 0;
         let mut shown: Vec<String> = row.answers.iter().take(SHOWN_ANSWERS).cloned().collect();
         if row.answers.len() > SHOWN_ANSWERS {
             shown.push(format!("(+{})", row.answers.len() - SHOWN_ANSWERS));
@@ -638,6 +640,17 @@ fn sums_from(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<[i64; 6]
         row.get(first + 4)?,
         row.get(first + 5)?,
     ])
+}
+
+/// What a row's responses came to: a DNS rcode's name, or for a libc call's
+/// row the status its returns had (`ok`, `EAI_NONAME`, `no hostent`).
+fn outcome_name(key: &Key, rcode: i64) -> String {
+    if key.role == role::LIBC
+        && let Some(status) = libc_status::of_rcode(rcode)
+    {
+        return libc_status::name(key.qtype, status).to_owned();
+    }
+    rcode_name(rcode as u16).into_owned()
 }
 
 /// Every row of the window, added up in one query (stores before schema 5, and

@@ -307,7 +307,9 @@ fn processes(
                 agg.nxdomain += count;
             }
         } else {
-            agg.libc_calls += count;
+            // Calls: those not seen returning, and since schema 17 those that
+            // returned (`paired` on their status's row), as queries are counted.
+            agg.libc_calls += row.get::<_, i64>(5)?;
         }
         agg.last_ns = agg.last_ns.max(row.get(7)?);
         if row.get::<_, bool>(6)? {

@@ -337,7 +337,7 @@ fn a_client_that_sends_nothing_is_behind_the_resolver_query() -> anyhow::Result<
 
     // `dnsq by-process` shows the client's call, with the resolver beside it and
     // the answer the resolver got (the client's own answer never was a packet).
-    let call = by_process_row(&db, app, &qname)?;
+    let call = libc_row(&db, app, &qname)?;
     ensure!(
         call["role"] == "libc"
             && call["type"] == "getaddrinfo"
@@ -582,8 +582,9 @@ fn answers(recorder: &Recorder) -> Vec<LookupRecord> {
         .collect()
 }
 
-/// `dnsq by-process PID --json`'s row for the question name `qname`.
-fn by_process_row(db: &Path, pid: u32, qname: &str) -> anyhow::Result<serde_json::Value> {
+/// `dnsq by-process PID --json`'s row of the libc calls for `qname` (the
+/// process's DNS rows for the name are beside it).
+fn libc_row(db: &Path, pid: u32, qname: &str) -> anyhow::Result<serde_json::Value> {
     let (code, out, err) = dnsq(&[
         "--db",
         &db.to_string_lossy(),
@@ -597,8 +598,8 @@ fn by_process_row(db: &Path, pid: u32, qname: &str) -> anyhow::Result<serde_json
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
     rows.into_iter()
-        .find(|r| r["name"] == qname)
-        .with_context(|| format!("no row for {qname}: {out}"))
+        .find(|r| r["name"] == qname && r["role"] == "libc")
+        .with_context(|| format!("no libc row for {qname}: {out}"))
 }
 
 /// `dnsq who IP --json` rows.
@@ -752,10 +753,39 @@ fn who_finds_what_getaddrinfo_returned() -> anyhow::Result<()> {
     );
     // `dnsq by-process` shows the call with what it returned (no resolver was
     // asked).
-    let call = by_process_row(&db, app, &hosts_qname)?;
+    // With what came of it: the call returned (`ok`), in the time it took.
+    let call = libc_row(&db, app, &hosts_qname)?;
     ensure!(
-        call["role"] == "libc" && call["answers"] == serde_json::json!([v4, v6]),
+        call["role"] == "libc"
+            && call["answers"] == serde_json::json!([v4, v6])
+            && call["queries"] == 1
+            && call["rcodes"] == serde_json::json!({"ok": 1})
+            && call["latency_max_ms"].as_f64().is_some_and(|ms| ms > 0.0),
         "{call}"
+    );
+    // The failed call, with its EAI code where a DNS row has its rcode.
+    let missing_qname = format!("{missing}.");
+    let call = libc_row(&db, app, &missing_qname)?;
+    let code = failed_answer.error.as_deref().unwrap_or_default();
+    ensure!(
+        call["role"] == "libc"
+            && call["type"] == "getaddrinfo"
+            && call["queries"] == 1
+            && call["rcodes"] == serde_json::json!({ code: 1 }),
+        "{call}"
+    );
+    let (status, out, err) = dnsq(&[
+        "--db",
+        &db.to_string_lossy(),
+        "by-process",
+        &app.to_string(),
+    ])?;
+    ensure!(
+        status == 0
+            && out
+                .lines()
+                .any(|l| l.contains(&missing_qname) && l.contains(code)),
+        "{status} {out} {err}"
     );
     // `dnsq tail` shows each call with what it returned, from the call's row.
     let (code, out, err) = dnsq(&[

@@ -18,8 +18,8 @@ use super::{
     facts::{DelegationKey, Facts, LookupKey, ResolutionKey},
     intern::{Caches, Interner},
     schema::{
-        self, MinuteCounts, attribution, flags, libc_addresses, libc_function, packed, role,
-        section,
+        self, MinuteCounts, attribution, flags, libc_addresses, libc_function, libc_status, packed,
+        role, section,
     },
 };
 use crate::{
@@ -439,7 +439,8 @@ impl<'a> Batch<'a> {
         process_id: i64,
         qname_id: i64,
     ) -> rusqlite::Result<()> {
-        if let Some(id) = self.call_rows.row(&call_key(record, answer.call_time_ns)) {
+        let call_row = self.call_rows.row(&call_key(record, answer.call_time_ns));
+        if let Some(id) = call_row {
             self.return_lookup.execute(params![
                 record.time_ns,
                 answer.status,
@@ -455,6 +456,27 @@ impl<'a> Batch<'a> {
             return Ok(());
         };
         let hour = record.time_ns.div_euclid(schema::NS_PER_HOUR);
+        // The return, on the row of its status (schema 17). A call this writer
+        // counted leaves its call row, as an answered query does; a return
+        // whose call it did not see (before the recorder started) is counted
+        // as a return only.
+        let returned = LookupKey {
+            qname_id,
+            process_id,
+            role: role::LIBC,
+            qtype: libc_function::code(&record.function).unwrap_or(0),
+            rcode: libc_status::rcode(answer.status),
+            hour,
+        };
+        let latency_ns = call_row.map(|_| answer.latency_ns.max(0));
+        self.facts.lookup(returned, record.time_ns, latency_ns);
+        if call_row.is_some() {
+            self.facts.answered(LookupKey {
+                rcode: schema::RCODE_QUERY,
+                hour: answer.call_time_ns.div_euclid(schema::NS_PER_HOUR),
+                ..returned
+            });
+        }
         for address in &answer.addresses {
             let rtype = match address {
                 IpAddr::V4(_) => RTYPE_A,
@@ -877,7 +899,7 @@ mod tests {
                 kind: "lookup_answer".into(),
                 time: crate::record::Rfc3339(now + 500),
                 time_ns: now + 500,
-                function: "getaddrinfo".into(),
+                function: "gethostbyname2_r".into(),
                 name: "GitHub.com".into(),
                 process: app.clone().into(),
                 answer: Some(crate::record::LibcAnswer {
@@ -957,21 +979,32 @@ mod tests {
                 ("github.com.".to_owned(), 1, 812, None, None, None),
             ]
         );
-        // And a fact: one call of gethostbyname2_r (5), a question (-1), by curl
-        // without its thread, the row `dnsq by-process` reads.
-        let fact: Vec<(i64, i64, i64, i64, Option<i64>)> = select(
+        // And facts, the rows `dnsq by-process` reads, of curl without its
+        // thread: the call of gethostbyname2_r (5) returned, so it left its call
+        // row (-1) for the row of its status (65536 + 0), paired with its
+        // latency; the stray return (EAI_NONAME, -2) is a return whose call was
+        // not seen (paired 0); the call with no return stays a call.
+        // (pid, function, rcode, count, paired, latency_sum_ns, tid)
+        type Fact = (i64, i64, i64, i64, i64, i64, Option<i64>);
+        let facts: Vec<Fact> = select(
             &conn,
-            "SELECT p.pid, l.qtype, l.rcode, l.count, p.tid FROM lookups l \
-             JOIN processes p ON p.id = l.process_id WHERE l.role = 2 AND l.qtype = 5",
+            "SELECT p.pid, l.qtype, l.rcode, l.count, l.paired, l.latency_sum_ns, p.tid \
+             FROM lookups l JOIN processes p ON p.id = l.process_id WHERE l.role = 2 \
+             ORDER BY l.qtype DESC, l.rcode",
         );
-        assert_eq!(fact, [(812, 5, -1, 1, None)]);
-        // The answers are no calls: two calls, each a fact of its function.
-        let calls: Vec<(i64, i64)> = select(
-            &conn,
-            "SELECT (SELECT count(*) FROM libc_lookups), \
-             (SELECT count(*) FROM lookups WHERE role = 2)",
+        assert_eq!(
+            facts,
+            [
+                (812, 5, super::libc_status::rcode(0), 1, 1, 500, None),
+                (812, 1, -1, 1, 0, 0, None),
+                (812, 1, super::libc_status::rcode(-2), 1, 0, 0, None),
+            ]
         );
-        assert_eq!(calls, [(2, 2)]);
+        // The answers are no calls: two calls in `libc_lookups`.
+        let calls: i64 = conn
+            .query_row("SELECT count(*) FROM libc_lookups", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(calls, 2);
         // Its addresses are resolutions of the name asked, to curl (without its
         // thread), from no server.
         type Answer = (String, i64, String, String, i64, Option<i64>, i64);

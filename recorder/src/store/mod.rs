@@ -67,6 +67,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0016_lookups_without_hour_index.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/0017_libc_returns_as_lookups.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

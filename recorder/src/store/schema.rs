@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 16;
+pub const SCHEMA_VERSION: u32 = 17;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -118,13 +118,69 @@ pub mod role {
     /// The process received the query / sent the response.
     pub const SERVER: i64 = 1;
     /// The process called a libc resolver function for the name (schema 9): the
-    /// row's `qtype` is the function ([`super::libc_function`]), its `rcode`
-    /// [`super::RCODE_QUERY`], `count` the calls; the other counters stay 0.
+    /// row's `qtype` is the function ([`super::libc_function`]). Its `rcode` is
+    /// [`super::RCODE_QUERY`] for calls not seen returning, `count` the calls;
+    /// since schema 17 a returned call is counted on the row of its status
+    /// instead ([`super::libc_status`]), as a response is: `count` and `paired`
+    /// the returns, the latency the call's.
     pub const LIBC: i64 = 2;
 }
 
 /// The first schema with [`role::LIBC`] rows in `lookups`.
 pub const LIBC_CALLS_AS_LOOKUPS: u32 = 9;
+
+/// `lookups.rcode` of a [`role::LIBC`] row that counts returned calls (schema
+/// 17, `migrations/0017_libc_returns_as_lookups.sql`): the calls' status
+/// (`libc_lookups.status`) offset by [`BASE`], so that getaddrinfo's negative
+/// `EAI_*` codes stay apart from [`RCODE_QUERY`] (-1 is also `EAI_BADFLAGS`).
+///
+/// [`BASE`]: libc_status::BASE
+pub mod libc_status {
+    pub const BASE: i64 = 1 << 16;
+
+    /// The `rcode` of a return with this status.
+    pub fn rcode(status: i32) -> i64 {
+        BASE + i64::from(status)
+    }
+
+    /// The status of a return row's `rcode` (None for a call row's).
+    pub fn of_rcode(rcode: i64) -> Option<i32> {
+        if rcode == super::RCODE_QUERY {
+            return None;
+        }
+        i32::try_from(rcode - BASE).ok()
+    }
+
+    /// How a return is shown: `ok`, or what the failure means (`EAI_NONAME`,
+    /// `no hostent`) for `function` ([`super::libc_function`]).
+    pub fn name(function: i64, status: i32) -> &'static str {
+        let function = u32::try_from(function).unwrap_or(0);
+        crate::record::LibcAnswer::error_name(function, status).unwrap_or("ok")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::store::schema::{
+            RCODE_QUERY,
+            libc_function::{GETADDRINFO, GETHOSTBYNAME2_R},
+        };
+
+        #[test]
+        fn statuses_stay_apart_from_call_rows() {
+            for status in [0, 1, -2, -3, -11] {
+                assert_ne!(rcode(status), RCODE_QUERY);
+                assert_eq!(of_rcode(rcode(status)), Some(status));
+            }
+            assert_eq!(of_rcode(RCODE_QUERY), None);
+            assert_eq!(name(GETADDRINFO, 0), "ok");
+            assert_eq!(name(GETADDRINFO, -2), "EAI_NONAME");
+            assert_eq!(name(GETADDRINFO, -3), "EAI_AGAIN");
+            assert_eq!(name(GETHOSTBYNAME2_R, 0), "ok");
+            assert_eq!(name(GETHOSTBYNAME2_R, 1), "no hostent");
+        }
+    }
+}
 
 /// `lookups.rcode` of rows that count queries rather than responses. Since schema
 /// 7 (`migrations/0007_answered_queries.sql`) such a row counts the queries not

@@ -1,0 +1,23 @@
+-- dnsq store, schema 17: a libc call's return is counted in `lookups`.
+--
+-- Since schema 9 each libc resolver call is a `lookups` fact of its caller
+-- (role 2, `qtype` the function, `rcode` -1), which `dnsq by-process` and
+-- `dnsq name` show; what the call returned was only in its `libc_lookups` row
+-- (schema 13), which they do not read. A failed getaddrinfo (EAI_NONAME,
+-- EAI_AGAIN) looked there like one that succeeded.
+--
+-- From this schema on a call that returns leaves the `rcode` -1 row, as an
+-- answered query does since schema 7, and is counted on the row of its status:
+--   rcode        65536 + status (getaddrinfo: 0 or a negative EAI_* code; the
+--                gethostbyname family: 0, or 1 when no hostent came back)
+--   count        the returns with that status
+--   paired       the returns whose call was seen (calls = the -1 row's count +
+--                the return rows' paired)
+--   latency_*    from each such call to its return
+--   hour         the return's
+-- The -1 row keeps the calls not seen returning. Rows written before this
+-- schema count every call there, so in a store migrated to it a -1 row does
+-- not tell a call that never returned: readers show the statuses of the
+-- returns, not the calls without one. Nothing in the layout changes; the
+-- version says how the rows count.
+SELECT 1;

@@ -673,8 +673,9 @@ def figure_iperf(host):
     them and kernel.bpf_stats_enabled on, interleaved. The figure is the second
     arm: bpf_stats adds two clock reads to every program run, and on a transfer
     that runs the probes ~0.5M times a second that cost is the instrument's,
-    not the probes' (side by side, 8 rounds: 0.993 of the throughput without
-    it, 0.942 with it). The third arm reads the probes' run time around its
+    not the probes' (side by side by hand, 8 rounds: 0.993 of the throughput
+    without it, 0.942 with it, within the pairs' spread; the first `make bench`
+    with three arms: 0.958 and 0.951). The third arm reads the probes' run time around its
     transfer; iperf3 reports its own CPU, so the share of the transfer's CPU
     the probes took is measured apart from the throughput's run-to-run noise."""
     runs = {"without": [], "with": [], "stats": [], "stats_probes_s": [],

@@ -2,9 +2,9 @@
 //! then upserted, so a name asked a thousand times costs one row write rather
 //! than a thousand. Each batch's facts are gathered while its messages are
 //! written; the writer keeps those of committed batches for a few seconds (see
-//! `StoreOptions::facts_window`) before upserting them all at once: fact rows sit
-//! on random pages of their tables and indexes, and each page a commit touches
-//! is written again.
+//! `StoreOptions::facts_window`; a second when they are few) before upserting
+//! them all at once: fact rows sit on random pages of their tables and indexes,
+//! and each page a commit touches is written again.
 
 use std::{
     collections::HashMap,

@@ -11,8 +11,8 @@ pub struct StoreOptions {
     pub batch_window: Duration,
     /// Longest the facts of committed batches wait in memory, merged, before
     /// they are upserted (in wall-clock time or in the messages' time). The fact
-    /// tables lag the messages by up to this; [`super::Store::finish`] writes them
-    /// all.
+    /// tables lag the messages by up to this, or a second when few facts are
+    /// held (light traffic); [`super::Store::finish`] writes them all.
     pub facts_window: Duration,
     /// Most records held in memory while the database cannot be written.
     pub max_pending: usize,

@@ -584,6 +584,39 @@ fn batches_commit_by_count_and_by_window() {
     );
 }
 
+/// Few facts (light traffic) are upserted a second after their commit rather
+/// than after the whole facts window, so that `dnsq who` does not lag `dnsq
+/// tail` by it; many (load) are held for the window, where merging them pays.
+#[test]
+fn few_facts_wait_a_second_many_the_whole_window() {
+    for (names, upserted) in [(1, true), (300, false)] {
+        let dir = TempDir::new(&format!("light-facts-{names}"));
+        let quiet = open_quiet(&dir.db());
+        let options = StoreOptions {
+            facts_window: Duration::from_secs(3_600),
+            ..quiet.options().clone()
+        };
+        let mut store = quiet.with_options(options).unwrap();
+        for i in 0..names {
+            let name = format!("n{i}.example.");
+            store.write(query(t0() + i, &name, "A", 1)).unwrap();
+        }
+        store.commit_all();
+        let db = inspect(&dir.db());
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM lookups"),
+            0,
+            "{names}: held"
+        );
+        std::thread::sleep(Duration::from_millis(1_100));
+        store.flush().unwrap();
+        let rows = count(&db, "SELECT count(*) FROM lookups");
+        assert_eq!(rows > 0, upserted, "{names} names: {rows} lookups rows");
+        store.finish("signal").unwrap();
+        assert_eq!(count(&db, "SELECT count(*) FROM lookups"), names);
+    }
+}
+
 #[test]
 fn counters_and_runs() {
     let dir = TempDir::new("runs");

@@ -7,6 +7,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import run  # bench/run.py: the goals' settings
+
 MB = 1e6  # the goals are in decimal megabytes
 
 
@@ -913,12 +915,8 @@ def markdown(r, _table=None):
         "|---|---|---|---|",
     ]
     md += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    defaults = {"repeats": 3, "loss_seconds": 30, "cpu_seconds": 10, "rate_seconds": 6,
-                "rate_repeats": 5, "rate_spare_repeats": 3, "iperf_seconds": 6, "iperf_repeats": 8,
-                "gai_calls": 20_000, "gai_repeats": 5,
-                "history_messages": 10_000_000}
     changed = {k: v for k, v in r.get("config", {}).items()
-               if k in defaults and defaults[k] != v}
+               if k in run.GOAL_SETTINGS and run.GOAL_SETTINGS[k] != v}
     if changed:
         md += ["", "**Not the goals' settings** (shortened by environment variables): "
                + ", ".join(f"{k} = {v}" for k, v in changed.items()) + "."]

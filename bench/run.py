@@ -48,28 +48,41 @@ DNSQ = BIN / "dnsq"
 GENERATOR = BIN / "dnsq-bench"
 REPORT = ROOT / "BENCHMARKS.md"
 
+# The goals' settings: BENCH_<NAME> in the environment overrides each, and the
+# report names those that differ (report.py).
+GOAL_SETTINGS = {"repeats": 3, "loss_seconds": 30, "cpu_seconds": 10, "rate_seconds": 6,
+                 "rate_repeats": 5, "rate_spare_repeats": 3, "iperf_seconds": 6,
+                 "iperf_repeats": 8, "gai_calls": 20_000, "gai_repeats": 5,
+                 "history_messages": 10_000_000}
+
+
+def setting(name):
+    """A goal setting, or its BENCH_<NAME> override."""
+    return int(os.environ.get(f"BENCH_{name.upper()}", GOAL_SETTINGS[name]))
+
+
 # Knobs (environment variables of the same name override them).
-REPEATS = int(os.environ.get("BENCH_REPEATS", 3))
-LOSS_QPS, LOSS_SECONDS = 50_000, int(os.environ.get("BENCH_LOSS_SECONDS", 30))
-CPU_QPS, CPU_SECONDS = 20_000, int(os.environ.get("BENCH_CPU_SECONDS", 10))
-RATE_SECONDS = int(os.environ.get("BENCH_RATE_SECONDS", 6))
+REPEATS = setting("repeats")
+LOSS_QPS, LOSS_SECONDS = 50_000, setting("loss_seconds")
+CPU_QPS, CPU_SECONDS = 20_000, setting("cpu_seconds")
+RATE_SECONDS = setting("rate_seconds")
 # dnsperf's rate alone moves by ±8 % from run to run on this shared machine
 # (54-64k q/s within one `make bench`), and a ratio of two such medians twice as
 # much: more runs than the other figures (three arms, 18 s a round).
-RATE_REPEATS = int(os.environ.get("BENCH_RATE_REPEATS", 5))
+RATE_REPEATS = setting("rate_repeats")
 # The same three arms with the recorder on a core of its own (dnsperf and dnsmasq
 # on CPU 0, the recorder on CPU 1): what the recorder costs the traffic when it
 # does not compete with it for a core. Informational, so fewer rounds.
-RATE_SPARE_REPEATS = int(os.environ.get("BENCH_RATE_SPARE_REPEATS", 3))
-IPERF_SECONDS = int(os.environ.get("BENCH_IPERF_SECONDS", 6))
+RATE_SPARE_REPEATS = setting("rate_spare_repeats")
+IPERF_SECONDS = setting("iperf_seconds")
 # iperf3 on loopback varies by several percent run to run here (three `make bench`
 # runs with the same probes gave 0.907, 0.989 and 0.954), against a goal of 2 %:
 # the most repeats of all (three arms, ~24 s a round).
-IPERF_REPEATS = int(os.environ.get("BENCH_IPERF_REPEATS", 8))
+IPERF_REPEATS = setting("iperf_repeats")
 # getaddrinfo calls timed per run of the libc figure, and its pairs.
-GAI_CALLS = int(os.environ.get("BENCH_GAI_CALLS", 20_000))
-GAI_REPEATS = int(os.environ.get("BENCH_GAI_REPEATS", 5))
-HISTORY_MESSAGES = int(os.environ.get("BENCH_HISTORY_MESSAGES", 10_000_000))
+GAI_CALLS = setting("gai_calls")
+GAI_REPEATS = setting("gai_repeats")
+HISTORY_MESSAGES = setting("history_messages")
 # The first (uncached) generation stops here and the history figures are taken at
 # whatever size it reached, which the report then says.
 HISTORY_BUDGET_SECONDS = int(os.environ.get("BENCH_HISTORY_BUDGET_SECONDS", 420))
@@ -1083,13 +1096,7 @@ def main():
                  "(or set BENCH_ALLOW_OTHER_RECORDER=1 to measure anyway).")
     started = time.monotonic()
     results = {"machine": machine(), "background_busy_pct": {"start": background_busy()},
-               "config": {"repeats": REPEATS, "loss_seconds": LOSS_SECONDS,
-                          "cpu_seconds": CPU_SECONDS, "rate_seconds": RATE_SECONDS,
-                          "rate_repeats": RATE_REPEATS,
-                          "rate_spare_repeats": RATE_SPARE_REPEATS,
-                          "iperf_seconds": IPERF_SECONDS, "iperf_repeats": IPERF_REPEATS,
-                          "gai_calls": GAI_CALLS, "gai_repeats": GAI_REPEATS,
-                          "history_messages": HISTORY_MESSAGES,
+               "config": {**{name: setting(name) for name in GOAL_SETTINGS},
                           "stop_seconds": STOP_SECONDS}}
     log("machine:", results["machine"], "background CPU busy %:",
         results["background_busy_pct"])

@@ -26,7 +26,7 @@ use dnsq_recorder::{
     sudo dnsq-recorder check                   # what this kernel offers, what is missing\n\n\
     Configuration: /etc/dnsq/dnsq.toml (or --config) holds the same settings as the\n\
     flags (ports, payload_cap, ring_buffer_size, db, retain, max_db_size, batch_size,\n\
-    batch_window, log); a flag overrides its key."
+    batch_window, store_thread, log); a flag overrides its key."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -63,6 +63,13 @@ pub struct Cli {
     /// Longest a message waits in memory before it is written (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = store::parse_duration)]
     pub batch_window: Duration,
+
+    /// Whether the store commits on a thread of its own, beside the one reading the
+    /// kernel's events: `auto` does when the recorder may use more than two CPUs
+    /// (it drains the ring up to ~1.7 times as fast but costs 10–20 % more CPU:
+    /// records cross cores).
+    #[arg(long, value_enum, default_value_t = store::Placement::Auto)]
+    pub store_thread: store::Placement,
 
     /// UDP/TCP ports that carry DNS (the full list).
     #[arg(long, value_delimiter = ',', default_value = "53", env = "DNSQ_PORTS")]
@@ -178,6 +185,9 @@ impl Cli {
             self.batch_window =
                 store::parse_duration(&window).map_err(|e| key("batch_window", e))?;
         }
+        if let Some(placement) = file.store_thread.filter(|_| !given("store_thread")) {
+            self.store_thread = placement;
+        }
         if let Some(log) = file.log.filter(|_| !given("log")) {
             self.log = log;
         }
@@ -236,6 +246,20 @@ mod tests {
         assert_eq!(cli.port, [5353]);
         assert_eq!(cli.retain, Retain(Some(Duration::from_secs(7 * 86_400))));
         assert_eq!(cli.db, PathBuf::from("/x.db"));
+    }
+
+    #[test]
+    fn store_thread_from_the_flag_or_the_file() {
+        assert_eq!(
+            merged(&[], "").unwrap().store_thread,
+            store::Placement::Auto
+        );
+        let cli = merged(&[], "store_thread = \"yes\"\n").unwrap();
+        assert_eq!(cli.store_thread, store::Placement::Yes);
+        let cli = merged(&["--store-thread", "no"], "store_thread = \"yes\"\n").unwrap();
+        assert_eq!(cli.store_thread, store::Placement::No);
+        let error = merged(&[], "store_thread = \"maybe\"\n").unwrap_err();
+        assert!(format!("{error:#}").contains("store_thread"), "{error:#}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! max_db_size = "2G"
 //! batch_size = 1000
 //! batch_window = "1s"
+//! store_thread = "auto"
 //! log = "info"
 //! ```
 
@@ -32,6 +33,7 @@ pub struct FileConfig {
     pub max_db_size: Option<String>,
     pub batch_size: Option<usize>,
     pub batch_window: Option<String>,
+    pub store_thread: Option<crate::store::Placement>,
     pub log: Option<String>,
 }
 
@@ -82,10 +84,11 @@ mod tests {
         let config = parse(
             "ports = [53, 5353]\npayload_cap = 4096\nring_buffer_size = 65536\n\
              db = \"/tmp/x.db\"\nretain = \"7d\"\nmax_db_size = \"1G\"\nbatch_size = 500\n\
-             batch_window = \"2s\"\nlog = \"debug\"\n",
+             batch_window = \"2s\"\nstore_thread = \"no\"\nlog = \"debug\"\n",
         )
         .unwrap();
         assert_eq!(config.ports, Some(vec![53, 5353]));
+        assert_eq!(config.store_thread, Some(crate::store::Placement::No));
         assert_eq!(config.db.as_deref(), Some(Path::new("/tmp/x.db")));
         assert_eq!(config.batch_size, Some(500));
     }

@@ -44,7 +44,7 @@ use dnsq_recorder::{
     privileges,
     procinfo::{self, ProcInfo},
     record::{LookupRecord, MessageRecord},
-    store::{self, Background, Store, StoreOptions, StoreStats},
+    store::{self, Store, StoreOptions, StoreRunner, StoreStats},
 };
 
 /// How often counters are logged (losses) and stored.
@@ -74,7 +74,7 @@ struct Counters {
 /// Where records go: stdout (`--print`) or the store.
 enum Output<W: std::io::Write> {
     Print(JsonLines<W>),
-    Store(Box<Background>),
+    Store(StoreRunner),
 }
 
 impl<W: std::io::Write> Output<W> {
@@ -201,13 +201,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let sink = match store {
         None => Output::Print(JsonLines::new(std::io::stdout().lock())),
         Some(mut store) => {
+            // On a thread of its own only where a core is free for it (runner.rs).
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let own_thread = cli.store_thread.own_thread(cpus);
             let run = store
-                .start_run(&run_config(&cli, &config).to_string())
+                .start_run(&run_config(&cli, &config, own_thread).to_string())
                 .context("recording the run's start in the database")?;
-            tracing::info!(db = %store.path().display(), run, "storing messages");
-            // Committing runs on a thread of its own, beside the capture loop.
-            let store = Background::spawn(store).context("starting the store's thread")?;
-            Output::Store(Box::new(store))
+            tracing::info!(
+                db = %store.path().display(),
+                run,
+                store_thread = own_thread,
+                cpus,
+                "storing messages"
+            );
+            let store =
+                StoreRunner::start(store, own_thread).context("starting the store's thread")?;
+            Output::Store(store)
         }
     };
     let mut pipeline = Pipeline::new(
@@ -401,8 +410,9 @@ fn open_store(cli: &Cli) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// The configuration recorded with the run.
-fn run_config(cli: &Cli, probes: &ProbeConfig) -> serde_json::Value {
+/// The run's settings, kept in its `runs` row; `store_own_thread` is what
+/// `store_thread` came to on this machine.
+fn run_config(cli: &Cli, probes: &ProbeConfig, store_own_thread: bool) -> serde_json::Value {
     serde_json::json!({
         "ports": probes.ports,
         "payload_cap": probes.payload_cap,
@@ -413,6 +423,8 @@ fn run_config(cli: &Cli, probes: &ProbeConfig) -> serde_json::Value {
         "max_db_size": cli.max_db_size.0,
         "batch_size": cli.batch_size,
         "batch_window_ms": cli.batch_window.as_millis() as u64,
+        "store_thread": cli.store_thread.name(),
+        "store_own_thread": store_own_thread,
     })
 }
 

@@ -238,14 +238,30 @@ fn runs(conn: &Connection) -> anyhow::Result<Vec<Run>> {
 }
 
 /// SIGTERM in the middle of a burst: the recorder drains what the kernel queued,
-/// commits it all, and its last `counters` row says so.
+/// commits it all, and its last `counters` row says so. With the store on the
+/// pipeline's thread (what `auto` picks on two CPUs or fewer)…
 #[test]
 fn sigterm_under_load_commits_everything() -> anyhow::Result<()> {
     require_bpf!();
+    sigterm_under_load("no")
+}
+
+/// … and on a thread of its own (what `auto` picks on bigger machines).
+#[test]
+fn sigterm_under_load_commits_everything_with_the_store_on_its_own_thread() -> anyhow::Result<()> {
+    require_bpf!();
+    sigterm_under_load("yes")
+}
+
+/// [`sigterm_under_load_commits_everything`] with `--store-thread PLACEMENT`.
+fn sigterm_under_load(placement: &str) -> anyhow::Result<()> {
     let lab = Lab::new("term")?;
     let dir = TempDir::new("term")?;
     let db = dir.path.join("dnsq.db");
-    let recorder = storing(&db, &["--batch-window", "500ms"])?;
+    let recorder = storing(
+        &db,
+        &["--batch-window", "500ms", "--store-thread", placement],
+    )?;
     let name = qname("term");
     // 5,000 queries over 2 s; the signal comes after about 0.8 s of it.
     let load = Load::start(&lab.netns, &name, 5_000, 2_500)?;
@@ -262,6 +278,15 @@ fn sigterm_under_load_commits_everything() -> anyhow::Result<()> {
     ensure!(
         stopped.is_some() && reason.as_deref() == Some("signal"),
         "run {run} stopped_ns {stopped:?} stop_reason {reason:?}\n{stderr}"
+    );
+    // The run's row says where the store ran.
+    let config: String = conn.query_row("SELECT config FROM runs WHERE id = ?1", [run], |row| {
+        row.get(0)
+    })?;
+    let config: serde_json::Value = serde_json::from_str(&config)?;
+    ensure!(
+        config["store_thread"] == placement && config["store_own_thread"] == (placement == "yes"),
+        "run config {config} for --store-thread {placement}"
     );
     let values = final_counters(&conn, *run)?;
     let (messages, committed, dropped) = (

@@ -16,6 +16,7 @@ mod open;
 mod options;
 pub mod read;
 mod retention;
+mod runner;
 pub mod schema;
 mod writer;
 
@@ -28,6 +29,7 @@ pub use background::Background;
 pub use open::{open_for_writing, verify};
 pub use options::{StoreOptions, StoreStats};
 pub use retention::{parse_duration, parse_retain, parse_size};
+pub use runner::{Placement, StoreRunner};
 use rusqlite_migration::{M, Migrations};
 pub use writer::Store;
 

@@ -1,5 +1,5 @@
 //! The store on its own thread: the same rows and the same counts as the store
-//! called directly.
+//! called directly; where [`StoreRunner`] puts it.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use super::{fixtures::*, writer::open_batched};
 use crate::{
     pipeline::Sink,
     record::{LookupRecord, ProcessInfo},
-    store::{Background, Store, StoreOptions, open_for_writing},
+    store::{Background, Placement, Store, StoreOptions, StoreRunner, open_for_writing},
 };
 
 fn spawn(path: &std::path::Path, batch_size: usize, max_pending: usize) -> Background {
@@ -140,4 +140,38 @@ fn committed_records_are_kept_for_their_thread_only_when_asked() {
     let spent: Vec<i64> = store.take_spent().iter().map(|r| r.time_ns).collect();
     assert_eq!(spent, times[192..]);
     assert_eq!(store.stats().committed, 1_000 + 200);
+}
+
+#[test]
+fn auto_gives_the_store_a_thread_only_beyond_two_cpus() {
+    assert!(!Placement::Auto.own_thread(1));
+    assert!(!Placement::Auto.own_thread(2));
+    assert!(Placement::Auto.own_thread(3));
+    assert!(Placement::Yes.own_thread(1));
+    assert!(!Placement::No.own_thread(64));
+}
+
+/// Inline or on a thread, the runner stores the same rows with the same counts.
+#[test]
+fn a_runner_stores_the_same_on_either_thread() {
+    let mut finished = Vec::new();
+    for own_thread in [false, true] {
+        let dir = TempDir::new("runner");
+        let mut runner = StoreRunner::start(open(&dir.db(), 64), own_thread).unwrap();
+        assert_eq!(runner.own_thread(), own_thread);
+        assert_eq!(runner.path(), dir.db());
+        feed(&mut runner);
+        runner.commit_all();
+        let stats = runner.stats();
+        assert_eq!(stats.committed, 1_000);
+        assert_eq!(runner.finish("signal").unwrap(), stats);
+        let db = inspect(&dir.db());
+        finished.push((
+            count(&db, "SELECT count(*) FROM messages"),
+            count(&db, "SELECT count(*) FROM libc_lookups"),
+            stats,
+        ));
+    }
+    assert_eq!(finished[0], finished[1]);
+    assert_eq!((finished[0].0, finished[0].1), (1_000, 10));
 }

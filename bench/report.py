@@ -132,6 +132,17 @@ def recorder_us(r, part):
     return median([1e6 * x[part] / x["messages"] for x in runs]) if runs else None
 
 
+def store_placement(runs):
+    """Where the recorder's store ran in these runs (results since 2026-11-27)."""
+    placed = {x.get("store_own_thread") for x in runs} - {None}
+    if placed == {False}:
+        return (" The recorder's store committed on its pipeline's thread "
+                "(`--store-thread auto` on this machine's 2 CPUs).")
+    if placed == {True}:
+        return " The recorder's store committed on a thread of its own."
+    return ""
+
+
 def cpu(r):
     rec, tsh = r["cpu"]["recorder"], r["cpu"]["tshark"]
     rec_us = median([x["us_per_message"] for x in rec])
@@ -160,7 +171,8 @@ def cpu(r):
         "loopback packet is captured once, so 2 per query). The per-query ratio compares "
         "the two on the same traffic unit; the goal's ratio is per message vs per packet, "
         "as specified. tshark's kernel-side capture cost (AF_PACKET copies in softirq) is "
-        "not in its /proc times; the recorder's kernel programs are counted.",
+        "not in its /proc times; the recorder's kernel programs are counted."
+        + store_placement(rec),
         "",
         "| run | recorder messages | kernel s | user s | µs/message | µs/query | "
         "tshark packets | tshark CPU s | µs/packet | µs/query | tshark VmHWM |",
@@ -519,7 +531,15 @@ def cpu_analysis(r):
         "goes to the sink without passing through the empty linking queue; the writer "
         "recognises a recent identity by its address without reading it. Boxing each "
         "record to spare its copies between the queues was measured slower (1.13, "
-        "every pair) and not kept. Earlier rounds: a question key "
+        "every pair) and not kept. On 2026-11-27 the store stopped running on a thread "
+        "of its own on machines of two CPUs (`--store-thread auto`): records no longer "
+        "cross cores between the pipeline and the store, nor do the two threads wake "
+        "each other for every batch. Side by side (`bench/compare.py`, the same build "
+        "with `--store-thread yes` as the other, 6 rounds at 20k q/s) it cost 0.79 of "
+        "the recorder's CPU (2.14 against 2.73 µs a message, every pair lower; 0.92 "
+        "in a first build an hour before), and 0.88 at the highest rate dnsperf "
+        "reached under `-Q 50000` (~40k q/s, 4 rounds, every pair lower). Earlier "
+        "rounds: a question key "
         "keeps its hash, so pairing's and the resolver linker's maps hash a number "
         "rather than the name at each lookup (−1.8 %); the linker finds or starts an "
         "exchange with one lookup (−1.0 %); the type, class and rcode names the "
@@ -553,8 +573,9 @@ def cpu_analysis(r):
              "faster together). Side by side right after (`bench/compare.py`, 6 rounds), "
              "681f53f against 6b05715 measured 0.932 and the twelve runs of the two "
              "builds ranged 2.74–3.72 µs: the recorder's two threads and the kernel's "
-             "ring buffer pass every record between cores, which costs what the shared "
-             "host's placement of the virtual CPUs makes it cost.")
+             "ring buffer passed every record between cores, which costs what the shared "
+             "host's placement of the virtual CPUs makes it cost (on two CPUs the store "
+             "now runs on the pipeline's thread: above).")
     return text
 
 
@@ -658,10 +679,12 @@ def rate_analysis(r):
         "Since schema 15 a message is no SQLite row of its own (it is packed into a "
         "chunk, ~1.2k instructions a message), and what is left of the recorder's cost "
         "is flat: decoding, pairing and resolver linking, interning, the fact maps, "
-        "packing and deflating, and handing each record from the capture thread to "
-        "the store's (the round of 2026-11-26 took 17 % off the user side, side by "
-        "side; a batch of 5,000 messages instead of 1,000 a transaction measured 0.99 "
-        "of the CPU, 5 pairs): no single part holds the factor still missing. One row "
+        "packing and deflating (the round of 2026-11-26 took 17 % off the user side, "
+        "side by side; a batch of 5,000 messages instead of 1,000 a transaction "
+        "measured 0.99 of the CPU, 5 pairs; since 2026-11-27 the store commits on the "
+        "pipeline's thread on a machine of two CPUs, which spares handing each record "
+        "to a thread on the other core: 0.79–0.92 of the CPU, side by side): no single "
+        "part holds the factor still missing. One row "
         "per loopback packet (the replay's `sent-only` mode: "
         f"−{100 * (1 - ONE_ROW_PER_PACKET_USER):.0f} % of the user side at best) would "
         "move the ratio by a few hundredths. " + spare_core_analysis(r, kernel_us))
@@ -722,14 +745,15 @@ ANALYSIS = {
     # Values that are callables read this run.
     "loss": lambda r: (
         "Every loss was counted by the kernel (`lost_ringbuf_full` above); the store "
-        "dropped nothing. The recorder decodes on one thread and writes SQLite on "
-        "another (`dnsq-store`); per message they execute about 6.6k and 10.9k "
-        "instructions (callgrind on the replay, fact upserts included; the capture "
+        "dropped nothing. On this machine (2 CPUs, `--store-thread auto`) the "
+        "recorder decodes and writes SQLite on one thread; with a thread for each "
+        "(more CPUs, or `--store-thread yes`) the two execute about 6.6k and 10.9k "
+        "instructions a message (callgrind on the replay, fact upserts included; the capture "
         "thread was ~20k before this round: each loopback packet's second copy now "
         "shares the first one's decoding, a process's identity is built once a second "
         "instead of per message, codes are static text and the time text is made only "
-        "for JSON). What is left is scheduling: dnsperf, dnsmasq and both recorder "
-        "threads share 2 cores, and a gap longer than the 8 MiB ring holds (about "
+        "for JSON). What is left is scheduling: dnsperf, dnsmasq and the recorder "
+        "share 2 cores, and a gap longer than the 8 MiB ring holds (about "
         "0.17 s at 200k messages/s: an event is a 168-byte header and the message) "
         "loses events. dnsperf itself does not always reach 50k q/s here (see *q/s "
         "reached*; it depends on the machine's other load: a `make bench` at 0918c69 "

@@ -470,6 +470,17 @@ class Recorder:
         return count, total, counters
 
 
+    def run_config(self):
+        """The settings the recorder kept in its run's row (`store_own_thread`:
+        where its store ran)."""
+        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT config FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        finally:
+            db.close()
+        return json.loads(row[0]) if row else {}
+
+
 class ProbesOnly(Recorder):
     """`dnsq-bench probes-only` (bench/src/probes_only.rs): the recorder's kernel
     programs attached and their events read every poll interval and dropped,
@@ -576,8 +587,10 @@ def cpu_recorder(host, seconds=CPU_SECONDS, qps=CPU_QPS):
         rec.stop()
         u1 = total_cpu(rec.proc)
         count, _, counters = rec.counted(host.zone)
+        own_thread = rec.run_config().get("store_own_thread")
     kernel_s, user_s = (k1 - k0) / 1e9, u1 - u0
     return {"recorder_trouble": rec.trouble, "expected": expected_messages(perf),
+            "store_own_thread": own_thread,
             "messages": count, "queries": perf["completed"], "kernel_s": kernel_s,
             "user_s": user_s, "prog_runs": c1 - c0,
             "us_per_message": 1e6 * (kernel_s + user_s) / count if count else float("nan"),

@@ -10,10 +10,10 @@
 //! 2026-11-27), the store on the pipeline's thread cost 0.92 and, an hour later,
 //! 0.79 of the recorder's CPU at 20k queries/s (6 rounds each; the second, every
 //! pair lower) and 0.88 at the highest rate dnsperf reached (~40k queries/s, 4
-//! rounds, every pair lower), and lost nothing at 50k queries/s. With two CPUs or fewer there is no free core to gain from, and the
-//! CPU the recorder spends is taken from the traffic it watches: [`Placement::Auto`]
-//! keeps the store on the pipeline's thread there and gives it a thread of its own
-//! on bigger machines.
+//! rounds, every pair lower), and lost nothing at 50k queries/s. With two CPUs or
+//! fewer there is no free core to gain from, and the CPU the recorder spends is
+//! taken from the traffic it watches: [`Placement::Auto`] keeps the store on the
+//! pipeline's thread there and gives it a thread of its own on bigger machines.
 
 use std::{path::Path, time::Duration};
 

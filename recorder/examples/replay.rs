@@ -6,7 +6,8 @@
 //!
 //! usage: replay DB QUERIES [thread] [sent-only]
 //!
-//! With `thread`, the store runs on its own thread (as in the recorder) and the
+//! With `thread`, the store runs on its own thread (as in the recorder on more
+//! than two CPUs; without it, on the pipeline's, as on two or fewer) and the
 //! pipeline thread's own CPU is shown apart. With `sent-only`, every message goes
 //! through the whole pipeline but only the sending socket's copy of each packet
 //! is stored: what storing one row per loopback packet instead of one per socket

@@ -218,7 +218,9 @@ Examples:
     /// The newest messages and libc calls; with -f, new ones as they are recorded.
     #[command(after_help = "\
 One line a message: time, process, direction (> sent, < received), transport
-and peer, the question, and for a response its rcode, answers and latency.
+and peer, the question, and for a response its rcode (followed by truncated
+when it had the TC bit: it did not fit, the client should ask over TCP),
+answers and latency.
 One line a libc resolver call (getaddrinfo, gethostbyname*), marked =: time,
 process, function, the name asked, and what it returned: the addresses, or
 the error (EAI_NONAME, ...), and how long the call took; (no return seen) when

@@ -440,6 +440,10 @@ fn message_line(out: &Output, r: &MessageRecord, owner: Option<&CgroupOwner>) ->
         }
         if dns.response {
             text.push_str(&format!("  {}", safe(&dns.rcode)));
+            // What did not fit (UDP): the client is expected to ask again over TCP.
+            if dns.flags.tc {
+                text.push_str(" truncated");
+            }
             let answers: Vec<String> = dns
                 .answers
                 .iter()

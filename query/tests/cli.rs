@@ -446,6 +446,31 @@ fn tail_shows_the_newest_messages() {
     assert!(stderr(&out).contains("no messages"));
 }
 
+/// A response with the TC bit (it did not fit in UDP; the client asks again
+/// over TCP) says so, so that its empty answer is not taken for NODATA.
+#[test]
+fn tail_marks_a_truncated_response() {
+    let dir = TempDir::new("tail-tc");
+    let db = dir.path("dnsq.db");
+    let mut w = Writer::open(&db);
+    let big = ask(T0, &CURL, "big.example.com.", "TXT");
+    let mut truncated = big.response(200_000, "NOERROR", &[]);
+    if let Some(dns) = truncated.dns.as_mut().map(std::sync::Arc::make_mut) {
+        dns.flags.tc = true;
+    }
+    w.write(big.query());
+    w.write(truncated);
+    w.write(big.response(400_000, "NOERROR", &[("big.example.com.", "TXT", "\"x\"")]));
+    w.commit();
+    w.finish();
+    let text = expect(&dnsq(&db, &["tail", "-n", "3"]), 0);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(!lines[0].contains("truncated"), "{text}");
+    assert!(lines[1].contains("NOERROR truncated"), "{text}");
+    assert!(!lines[2].contains("truncated"), "{text}");
+}
+
 #[test]
 fn tail_follow_prints_new_messages() {
     let dir = TempDir::new("follow");

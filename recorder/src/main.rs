@@ -426,7 +426,7 @@ fn run_config(cli: &Cli, probes: &ProbeConfig, store_own_thread: bool) -> serde_
         "max_db_size": cli.max_db_size.0,
         "batch_size": cli.batch_size,
         "batch_window_ms": cli.batch_window.as_millis() as u64,
-        "store_thread": cli.store_thread.name(),
+        "store_thread": cli.store_thread,
         "store_own_thread": store_own_thread,
     })
 }

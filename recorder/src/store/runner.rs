@@ -23,8 +23,19 @@ use crate::{
     record::{LookupRecord, MessageRecord},
 };
 
-/// The `store_thread` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+/// The `store_thread` setting. Its names are the flag's (clap) and the
+/// configuration file's and run config's (serde): `auto`, `yes`, `no`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Placement {
     /// A thread of its own when the recorder may run on more than
@@ -51,14 +62,6 @@ impl Placement {
             Placement::No => false,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Placement::Auto => "auto",
-            Placement::Yes => "yes",
-            Placement::No => "no",
-        }
-    }
 }
 
 /// The store, on the pipeline's thread or on its own: the same calls either way.
@@ -75,10 +78,6 @@ impl StoreRunner {
         } else {
             StoreRunner::Inline(Box::new(store))
         })
-    }
-
-    pub fn own_thread(&self) -> bool {
-        matches!(self, StoreRunner::Thread(_))
     }
 
     pub fn path(&self) -> &Path {

@@ -149,6 +149,14 @@ fn auto_gives_the_store_a_thread_only_beyond_two_cpus() {
     assert!(Placement::Auto.own_thread(3));
     assert!(Placement::Yes.own_thread(1));
     assert!(!Placement::No.own_thread(64));
+    // The run config keeps the setting by the name it was given.
+    for (placement, name) in [
+        (Placement::Auto, "auto"),
+        (Placement::Yes, "yes"),
+        (Placement::No, "no"),
+    ] {
+        assert_eq!(serde_json::to_value(placement).unwrap(), name);
+    }
 }
 
 /// Inline or on a thread, the runner stores the same rows with the same counts.
@@ -158,7 +166,7 @@ fn a_runner_stores_the_same_on_either_thread() {
     for own_thread in [false, true] {
         let dir = TempDir::new("runner");
         let mut runner = StoreRunner::start(open(&dir.db(), 64), own_thread).unwrap();
-        assert_eq!(runner.own_thread(), own_thread);
+        assert_eq!(matches!(runner, StoreRunner::Thread(_)), own_thread);
         assert_eq!(runner.path(), dir.db());
         feed(&mut runner);
         runner.commit_all();

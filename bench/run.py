@@ -51,7 +51,7 @@ REPORT = ROOT / "BENCHMARKS.md"
 # The goals' settings: BENCH_<NAME> in the environment overrides each, and the
 # report names those that differ (report.py).
 GOAL_SETTINGS = {"repeats": 3, "loss_seconds": 30, "cpu_seconds": 10, "rate_seconds": 6,
-                 "rate_repeats": 5, "rate_spare_repeats": 3, "iperf_seconds": 6,
+                 "rate_repeats": 5, "rate_spare_repeats": 3, "iperf_seconds": 5,
                  "iperf_repeats": 8, "gai_calls": 20_000, "gai_repeats": 5,
                  "history_messages": 10_000_000}
 
@@ -77,7 +77,9 @@ RATE_SPARE_REPEATS = setting("rate_spare_repeats")
 IPERF_SECONDS = setting("iperf_seconds")
 # iperf3 on loopback varies by several percent run to run here (three `make bench`
 # runs with the same probes gave 0.907, 0.989 and 0.954), against a goal of 2 %:
-# the most repeats of all (three arms, ~24 s a round).
+# the most repeats of all (three arms, ~21 s a round; 5 s a transfer rather
+# than 6 since the CPU figure runs tshark two ways, to keep `make bench` under
+# 15 minutes).
 IPERF_REPEATS = setting("iperf_repeats")
 # getaddrinfo calls timed per run of the libc figure, and its pairs.
 GAI_CALLS = setting("gai_calls")
@@ -562,11 +564,15 @@ def interleaved(repeats, *arms):
 
 def figure_cpu(host):
     """CPU per DNS message at 20k queries/s: kernel programs (bpf_stats) plus the
-    recorder's utime+stime, against tshark decoding the same traffic to a file."""
-    runs = {"recorder": [], "tshark": []}
+    recorder's utime+stime, against tshark decoding the same traffic to a file in
+    two ways: its default output (`tshark_summary`) and `-T fields` (`tshark`)."""
+    runs = {"recorder": [], "tshark_summary": [], "tshark": []}
     with bpf_stats_enabled():
-        for rep, who in interleaved(REPEATS, "recorder", "tshark"):
-            result = cpu_recorder(host) if who == "recorder" else cpu_tshark(host)
+        for rep, who in interleaved(REPEATS, "recorder", "tshark_summary", "tshark"):
+            if who == "recorder":
+                result = cpu_recorder(host)
+            else:
+                result = cpu_tshark(host, fields=who == "tshark")
             runs[who].append(result)
             log(f"cpu {rep + 1}/{REPEATS} {who}: {result}")
     return runs
@@ -605,12 +611,20 @@ TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "udp.srcport", "udp.dst
                  "dns.mx.mail_exchange"]
 
 
-def cpu_tshark(host):
+def cpu_tshark(host, fields):
+    """One tshark run under the CPU figure's dnsperf traffic, writing a line a
+    DNS packet to a file: with `fields`, the TSHARK_FIELDS (`-T fields`, which
+    builds each packet's whole protocol tree: 32 µs a packet here, against 10-11
+    for the default, 2026-11-27); otherwise
+    its default output, a summary line a packet (question, type, rcode, the
+    answers and CNAME chain), the cheapest way tshark decodes DNS to a file."""
     out = host.dir / "tshark.txt"
     err = host.dir / "tshark.err"
-    argv = ["tshark", "-i", "lo", "-n", "-f", "port 53", "-T", "fields"]
-    for field in TSHARK_FIELDS:
-        argv += ["-e", field]
+    argv = ["tshark", "-i", "lo", "-n", "-f", "port 53"]
+    if fields:
+        argv += ["-T", "fields"]
+        for field in TSHARK_FIELDS:
+            argv += ["-e", field]
     with open(out, "w") as stdout, open(err, "w") as stderr:
         proc = start("cpu", host.exec(argv), redirect=out, stdin=subprocess.DEVNULL,
                      stdout=stdout, stderr=stderr)

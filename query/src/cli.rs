@@ -162,6 +162,10 @@ socket (nss-resolve, nscd) sends no DNS packet and shows only such rows.
 Calls stored by older recorders (before store schema 17) show no RCODE or
 LATENCY; before schema 12 their ANSWERS are what the daemon was answered for
 the name in the window, when it went upstream for the call.
+A UDP response too large for the client's buffer (TC bit) shows as
+\"NOERROR truncated\": it held no complete answer (the client asks again over
+TCP, counted as another query, or goes without). Before store schema 18 such
+responses were counted with the full ones.
 A name the process asked through a local resolver shows \"via resolver[pid]\"
 (JSON \"via\"); a local resolver's upstream queries, and its answers to local
 clients, show whom they were for: \"for curl[812], ...\" (JSON \"for\").

@@ -15,7 +15,9 @@ use anyhow::Result;
 use comfy_table::Cell;
 use dnsq_recorder::store::{
     read::{Reader, rcode_name, type_name},
-    schema::{ANSWERED_QUERIES_MOVE, RCODE_QUERY, libc_function, libc_status, role},
+    schema::{
+        ANSWERED_QUERIES_MOVE, RCODE_QUERY, libc_function, libc_status, role, split_response_rcode,
+    },
 };
 use rusqlite::{OptionalExtension, ToSql};
 use serde::Serialize;
@@ -520,8 +522,15 @@ pub fn run(
             n => outcome.push(format!("no response {n}")),
         }
         let rcodes = outcome.join(", ");
-        let success = if libc { libc_status::rcode(0) } else { 0 };
-        let error = agg.rcodes.keys().any(|&c| c != success) || row.unanswered > 0;
+        // A truncated NOERROR is no error: its text says it was truncated.
+        let failed = |code: i64| {
+            if libc {
+                code != libc_status::rcode(0)
+            } else {
+                split_response_rcode(code).0 != 0
+            }
+        };
+        let error = agg.rcodes.keys().any(|&c| failed(c)) || row.unanswered > 0;
         let mut shown: Vec<String> = row.answers.iter().take(SHOWN_ANSWERS).cloned().collect();
         if row.answers.len() > SHOWN_ANSWERS {
             shown.push(format!("(+{})", row.answers.len() - SHOWN_ANSWERS));
@@ -642,15 +651,19 @@ fn sums_from(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<[i64; 6]
     ])
 }
 
-/// What a row's responses came to: a DNS rcode's name, or for a libc call's
-/// row the status its returns had (`ok`, `EAI_NONAME`, `no hostent`).
+/// What a row's responses came to: a DNS rcode's name (`NOERROR truncated`
+/// for responses with the TC bit, schema 18), or for a libc call's row the
+/// status its returns had (`ok`, `EAI_NONAME`, `no hostent`).
 fn outcome_name(key: &Key, rcode: i64) -> String {
     if key.role == role::LIBC
         && let Some(status) = libc_status::of_rcode(rcode)
     {
         return libc_status::name(key.qtype, status).to_owned();
     }
-    rcode_name(rcode as u16).into_owned()
+    match split_response_rcode(rcode) {
+        (rcode, true) => format!("{} truncated", rcode_name(rcode as u16)),
+        (rcode, false) => rcode_name(rcode as u16).into_owned(),
+    }
 }
 
 /// Every row of the window, added up in one query (stores before schema 5, and

@@ -471,6 +471,58 @@ fn tail_marks_a_truncated_response() {
     assert!(!lines[2].contains("truncated"), "{text}");
 }
 
+/// A truncated response is counted apart from the full ones (schema 18): curl
+/// asks again over TCP and gets the answer, nginx makes do with the truncated
+/// one, which must not read as a NOERROR without records.
+#[test]
+fn by_process_and_name_count_truncated_responses_apart() {
+    let dir = TempDir::new("by-process-tc");
+    let db = dir.path("dnsq.db");
+    let mut w = Writer::open(&db);
+    let truncated = |ask: &Ask<'_>| {
+        let mut response = ask.response(200_000, "NOERROR", &[]);
+        if let Some(dns) = response.dns.as_mut().map(std::sync::Arc::make_mut) {
+            dns.flags.tc = true;
+        }
+        response
+    };
+    let udp = ask(T0, &CURL, "big.example.com.", "TXT");
+    let tcp = ask(T0 + SECOND, &CURL, "big.example.com.", "TXT");
+    let only = ask(T0 + 2 * SECOND, &NGINX, "big.example.com.", "TXT");
+    w.write(udp.query());
+    w.write(truncated(&udp));
+    w.write(tcp.query());
+    w.write(tcp.response(400_000, "NOERROR", &[("big.example.com.", "TXT", "\"x\"")]));
+    w.write(only.query());
+    w.write(truncated(&only));
+    w.commit();
+    w.finish();
+
+    let row = |who: &str| {
+        let rows = json_lines(&dnsq(&db, &["by-process", who, "--json"]));
+        assert_eq!(rows.len(), 1, "{who}: {rows:#?}");
+        rows[0].clone()
+    };
+    let curl = row("curl");
+    assert_eq!(curl["queries"], 2);
+    assert_eq!(
+        curl["rcodes"],
+        json!({"NOERROR": 1, "NOERROR truncated": 1})
+    );
+    assert_eq!(curl["answers"], json!(["\"x\""]));
+    let nginx = row("nginx");
+    assert_eq!(nginx["queries"], 1);
+    assert_eq!(nginx["rcodes"], json!({"NOERROR truncated": 1}));
+    assert_eq!(nginx["answers"], json!([]));
+
+    let text = expect(&dnsq(&db, &["name", "big.example.com."]), 0);
+    let nginx_line = text
+        .lines()
+        .find(|line| line.contains("nginx"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(nginx_line.contains("NOERROR truncated"), "{text}");
+}
+
 #[test]
 fn tail_follow_prints_new_messages() {
     let dir = TempDir::new("follow");

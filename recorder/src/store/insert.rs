@@ -647,7 +647,7 @@ impl<'a> Batch<'a> {
                 role::SERVER
             };
             let rcode = if dns.response {
-                columns.rcode.unwrap_or(0)
+                schema::response_rcode(columns.rcode.unwrap_or(0), dns.flags.tc)
             } else {
                 schema::RCODE_QUERY
             };

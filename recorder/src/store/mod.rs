@@ -72,6 +72,9 @@ const MIGRATION_FILES: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0017_libc_returns_as_lookups.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/0018_truncated_responses.sql"
+    )),
 ];
 
 /// What `rusqlite_migration` applies: `PRAGMA user_version` is the number of

@@ -3,7 +3,7 @@
 //! conventions. Shared by the writer (recorder) and the reader (`dnsq`).
 
 /// Schema version the migrations in `migrations/` produce (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 17;
+pub const SCHEMA_VERSION: u32 = 18;
 
 /// `PRAGMA application_id` of a dnsq store ("dnsq" in ASCII), so that neither
 /// binary mistakes another program's SQLite file for a store.
@@ -190,6 +190,32 @@ pub mod libc_status {
 /// its `paired` those answered, with their latency. The row's hour is the
 /// query's.
 pub const RCODE_QUERY: i64 = -1;
+
+/// Added to a DNS response's rcode in `lookups.rcode` when it has the TC bit
+/// (schema 18, `migrations/0018_truncated_responses.sql`): a response that did
+/// not fit carries no complete answer, so it is counted apart from the full
+/// responses of its rcode. DNS rcodes are 12 bits (with EDNS), below this.
+pub const RCODE_TRUNCATED: i64 = 1 << 12;
+
+/// `lookups.rcode` of a DNS response: its rcode, plus [`RCODE_TRUNCATED`] when
+/// it was truncated.
+pub fn response_rcode(rcode: i64, truncated: bool) -> i64 {
+    if truncated {
+        rcode | RCODE_TRUNCATED
+    } else {
+        rcode
+    }
+}
+
+/// The `lookups.rcode` of a DNS response row (role client or server) as
+/// (rcode, truncated). [`RCODE_QUERY`] stays itself.
+pub fn split_response_rcode(rcode: i64) -> (i64, bool) {
+    if rcode >= 0 && rcode & RCODE_TRUNCATED != 0 {
+        (rcode & !RCODE_TRUNCATED, true)
+    } else {
+        (rcode, false)
+    }
+}
 
 /// The first schema whose query rows count only unanswered queries (see
 /// [`RCODE_QUERY`]).
@@ -399,4 +425,27 @@ pub mod section {
     pub const ANSWER: i64 = 0;
     pub const AUTHORITY: i64 = 1;
     pub const ADDITIONAL: i64 = 2;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_responses_keep_their_rcode_apart() {
+        for rcode in [0, 2, 3, 4095] {
+            assert_eq!(
+                split_response_rcode(response_rcode(rcode, false)),
+                (rcode, false)
+            );
+            assert_eq!(
+                split_response_rcode(response_rcode(rcode, true)),
+                (rcode, true)
+            );
+            assert_ne!(response_rcode(rcode, true), rcode);
+        }
+        assert_eq!(split_response_rcode(RCODE_QUERY), (RCODE_QUERY, false));
+        // libc rows (role 2) are told apart by their role, and stay above both.
+        assert!(libc_status::rcode(-11) > response_rcode(4095, true));
+    }
 }

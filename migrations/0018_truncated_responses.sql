@@ -1,0 +1,14 @@
+-- dnsq store, schema 18: a truncated DNS response is counted apart in `lookups`.
+--
+-- A UDP response with the TC bit set did not fit: it carries no answers (or
+-- only some), and the client asks again over TCP, or goes without. Counted on
+-- the row of its rcode, a truncated NOERROR looked in `dnsq by-process` and
+-- `dnsq name` like a full answer without records (NODATA).
+--
+-- From this schema on such a response is counted on the row of
+--   rcode        4096 + its rcode (DNS rcodes are 12 bits with EDNS, so the
+--                two never meet; libc rows use 65536 + status, schema 17)
+-- with the same columns as any response row (count, paired, latency). Rows
+-- written before this schema count truncated responses with the full ones.
+-- Nothing in the layout changes; the version says how the rows count.
+SELECT 1;

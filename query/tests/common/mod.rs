@@ -21,7 +21,7 @@ use dnsq_recorder::{
         Attribution, Direction, DnsFlags, DnsMessage, LibcAnswer, LookupRecord, Malformed,
         MessageRecord, Pairing, ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
     },
-    store::{Store, StoreOptions, open_for_writing},
+    store::{Store, StoreError, StoreOptions, open_for_writing},
 };
 
 /// 2026-11-24T10:00:00Z.
@@ -57,6 +57,24 @@ impl Drop for TempDir {
 }
 
 /// A store being written.
+/// Opens the store for writing, waiting out our own lock for up to 2 s. A test
+/// that writes a store, drops its writer and opens it again can find the lock
+/// (a `flock` on an open file description) still held by this very process:
+/// another test's thread forked to spawn `dnsq` at that moment, and the child
+/// holds a copy of the lock's descriptor until its exec closes it (seen once in
+/// CI: `Locked { holder: Some(<the test's own pid>) }`).
+fn open_again(path: &Path) -> Result<Store, StoreError> {
+    for _ in 0..100 {
+        match open_for_writing(path) {
+            Err(StoreError::Locked { holder, .. }) if holder == Some(std::process::id()) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+    open_for_writing(path)
+}
+
 pub struct Writer {
     pub store: Store,
     pub written: Vec<MessageRecord>,
@@ -71,7 +89,7 @@ impl Writer {
             batch_window: Duration::ZERO,
             ..StoreOptions::default()
         };
-        let mut store = open_for_writing(path)
+        let mut store = open_again(path)
             .expect("open the store")
             .with_options(options)
             .expect("options");

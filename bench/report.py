@@ -144,30 +144,34 @@ def store_placement(runs):
     return ""
 
 
+def per_message_and_query(runs):
+    """The medians of a CPU arm's runs: (µs a message or packet, µs a query)."""
+    return (median([x["us_per_message"] for x in runs]),
+            median([x["us_per_query"] for x in runs]))
+
+
 def tshark_arms(r):
-    """The CPU figure's tshark runs, cheapest decoding first: (label, runs). Its
-    default output (results since 2026-11-27) and `-T fields`."""
+    """The CPU figure's tshark runs, cheapest decoding first: (label, runs, µs a
+    packet, µs a query). Its default output (results since 2026-11-27) and
+    `-T fields`."""
     arms = [("default output", r["cpu"].get("tshark_summary", [])),
             ("`-T fields`", r["cpu"]["tshark"])]
-    return [(label, runs) for label, runs in arms if runs]
+    return [(label, runs, *per_message_and_query(runs)) for label, runs in arms if runs]
 
 
 def cpu(r):
     rec = r["cpu"]["recorder"]
     arms = tshark_arms(r)
-    rec_us = median([x["us_per_message"] for x in rec])
-    rec_query = median([x["us_per_query"] for x in rec])
+    rec_us, rec_query = per_message_and_query(rec)
     # The goal is judged against the cheapest way tshark decodes the traffic to a
     # file: `-T fields` builds every packet's whole protocol tree, which flatters
     # the recorder by ~3 ×.
-    label, runs = arms[0]
-    tsh_us = median([x["us_per_message"] for x in runs])
+    label, _, tsh_us, tsh_query = arms[0]
     ratio = rec_us / tsh_us
     kernel_us, user_us = recorder_us(r, "kernel_s"), recorder_us(r, "user_s")
     against = [f"tshark's {label} {tsh_us:.2f} µs/packet (per query "
-               f"{rec_query / median([x['us_per_query'] for x in runs]):.2f} ×)"]
-    for other, other_runs in arms[1:]:
-        other_us = median([x["us_per_message"] for x in other_runs])
+               f"{rec_query / tsh_query:.2f} ×)"]
+    for other, _, other_us, _ in arms[1:]:
         against.append(f"against tshark's {other} ({other_us:.2f} µs/packet) "
                        f"{rec_us / other_us:.3f} ×")
     row = ("CPU per DNS message, kernel programs + recorder, at 20k q/s",
@@ -180,8 +184,7 @@ def cpu(r):
                "run with `tshark -i lo -n -f 'port 53'` in the same namespace, stdout to "
                "a file, ")
     if len(arms) > 1:
-        times = (median([x["us_per_message"] for x in arms[1][1]])
-                 / median([x["us_per_message"] for x in arms[0][1]]))
+        times = arms[1][2] / tsh_us
         summary += ("(a) as it is, its default output: a line a packet with the question, "
                     "its type, the rcode and the answers with their CNAME chain, the "
                     "cheapest way tshark decodes DNS to a file, and (b) with `-T fields` "
@@ -214,13 +217,13 @@ def cpu(r):
         "",
         "| run | recorder messages | kernel s | user s | µs/message | µs/query | "
         + " | ".join(f"tshark {label}: packets | CPU s | µs/packet | µs/query | VmHWM"
-                     for label, _ in arms) + " |",
+                     for label, *_ in arms) + " |",
         "|---|---|---|---|---|---|" + "---|---|---|---|---|" * len(arms),
     ]
     for i, a in enumerate(rec, 1):
         cells = [f"{i}", f"{a['messages']:,}", f"{a['kernel_s']:.2f}", f"{a['user_s']:.2f}",
                  f"{a['us_per_message']:.2f}", f"{a['us_per_query']:.2f}"]
-        for _, runs in arms:
+        for _, runs, *_ in arms:
             if i <= len(runs):
                 b = runs[i - 1]
                 cells += [f"{b['packets']:,}", f"{b['cpu_s']:.2f}", f"{b['us_per_message']:.2f}",
@@ -552,8 +555,7 @@ def cpu_analysis(r):
     arms = tshark_arms(r) if "cpu" in r else []
     text = ""
     if kernel is not None and arms:
-        label, runs = arms[0]
-        tshark = median([x["us_per_message"] for x in runs])
+        label, _, tshark, tshark_query = arms[0]
         budget = 0.1 * tshark
         needed = budget - kernel
         per_us = USER_INSTRUCTIONS / user
@@ -584,11 +586,10 @@ def cpu_analysis(r):
         else:
             text += f"Decoding is {decoding}. "
         text += ("Per query (the same unit for both: 4 messages, 2 packets) the recorder "
-                 "cost " + f"{median([x['us_per_query'] for x in r['cpu']['recorder']]) / median([x['us_per_query'] for x in runs]):.2f}"
-                 + f" × tshark's {label}")
+                 f"cost {per_message_and_query(r['cpu']['recorder'])[1] / tshark_query:.2f}"
+                 f" × tshark's {label}")
         text += ". "
-        for other, other_runs in arms[1:]:
-            other_us = median([x["us_per_message"] for x in other_runs])
+        for other, _, other_us, _ in arms[1:]:
             text += (f"Against tshark's {other} ({other_us:.2f} µs a packet) the goal's "
                      f"ratio is {(kernel + user) / other_us:.3f} × (earlier `make bench` "
                      "runs, against it alone: 0.09–0.12 ×). ")

@@ -616,9 +616,9 @@ def cpu_tshark(host, fields):
     """One tshark run under the CPU figure's dnsperf traffic, writing a line a
     DNS packet to a file: with `fields`, the TSHARK_FIELDS (`-T fields`, which
     builds each packet's whole protocol tree: 32 µs a packet here, against 10-11
-    for the default, 2026-11-27); otherwise
-    its default output, a summary line a packet (question, type, rcode, the
-    answers and CNAME chain), the cheapest way tshark decodes DNS to a file."""
+    for the default, 2026-11-27); otherwise its default output, a summary line
+    a packet (question, type, rcode, the answers and CNAME chain), the cheapest
+    way tshark decodes DNS to a file."""
     out = host.dir / "tshark.txt"
     err = host.dir / "tshark.err"
     argv = ["tshark", "-i", "lo", "-n", "-f", "port 53"]

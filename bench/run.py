@@ -90,6 +90,7 @@ HISTORY_MESSAGES = setting("history_messages")
 # whatever size it reached, which the report then says.
 HISTORY_BUDGET_SECONDS = int(os.environ.get("BENCH_HISTORY_BUDGET_SECONDS", 420))
 QUERY_RUNS = int(os.environ.get("BENCH_QUERY_RUNS", 30))
+COLD_QUERY_RUNS = int(os.environ.get("BENCH_COLD_QUERY_RUNS", 10))
 # A recorder that has not exited this long after SIGINT is killed (and reported).
 STOP_SECONDS = int(os.environ.get("BENCH_STOP_SECONDS", 20))
 
@@ -907,12 +908,25 @@ def generation_dir():
     return WORK / "history"
 
 
-def hyperfine(figure, argv, runs):
-    """Median, min and max wall time (ms) of a command over `runs` runs."""
+# Drops the named files' pages from the page cache (clean pages only: the
+# history is not written while it is queried), as after a night of other work.
+EVICT = ("import os, sys; [os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED) or "
+         "os.close(fd) for fd in (os.open(p, os.O_RDONLY) for p in sys.argv[1:] "
+         "if os.path.exists(p))]")
+
+
+def hyperfine(figure, argv, runs, cold=None):
+    """Median, min and max wall time (ms) of a command over `runs` runs; with
+    `cold` (files), each run starts with their pages out of the page cache and
+    none is a warm-up."""
     export = WORK / "hyperfine.json"
     command = " ".join(shlex.quote(str(a)) for a in argv)
-    hf = ["hyperfine", "-N", "--warmup", "2", "--min-runs", 5, "--max-runs", runs,
-          "--export-json", export, "--style", "none", command]
+    if cold:
+        evict = " ".join(shlex.quote(str(a)) for a in ["python3", "-c", EVICT, *cold])
+        start = ["--prepare", evict, "--runs", runs]
+    else:
+        start = ["--warmup", "2", "--min-runs", 5, "--max-runs", runs]
+    hf = ["hyperfine", "-N", *start, "--export-json", export, "--style", "none", command]
     run(figure, hf, 600, capture_output=True)
     result = json.loads(export.read_text())["results"][0]
     export.unlink()
@@ -920,10 +934,25 @@ def hyperfine(figure, argv, runs):
             "max_ms": 1e3 * result["max"], "runs": len(result["times"])}
 
 
+def history_files(db):
+    return [Path(str(db) + suffix) for suffix in ("", "-wal", "-shm")]
+
+
+def resident_after_eviction(db):
+    """The history's bytes still in the page cache right after its pages were
+    dropped (fincore): not ~0 on a filesystem that cannot drop them (tmpfs),
+    where a "cold" run would be a warm one."""
+    subprocess.run(["python3", "-c", EVICT, *map(str, history_files(db))], check=True)
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(db)],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.split()[0])
+
+
 def figure_queries(db, manifest):
     """`dnsq who`, `by-process`, `name` on the history, each timed by hyperfine
-    (warm page cache), for the busiest address, command and name; and `stats` and
-    `top processes` over the whole history."""
+    for the busiest address, command and name, with the page cache warm and with
+    the history's pages evicted before each run; and `stats` and `top processes`
+    over the whole history (warm)."""
     targets = [
         ("who", ["who", manifest["busiest_address"]["ip"]]),
         ("by-process", ["by-process", manifest["busiest_command"]["comm"]]),
@@ -940,6 +969,10 @@ def figure_queries(db, manifest):
         rows = max(0, len(check.stdout.splitlines()) - 1)
         results[label] = {"args": args, "rows": rows, "exit": check.returncode,
                           **hyperfine("queries", argv, QUERY_RUNS)}
+        if label in ("who", "by-process", "name"):
+            results[label]["cold"] = hyperfine("queries", argv, COLD_QUERY_RUNS,
+                                               cold=history_files(db))
+            results[label]["cold"]["resident_after_eviction"] = resident_after_eviction(db)
         log(f"query {label}: {results[label]}")
     return results
 

@@ -807,8 +807,14 @@ def spare_core_analysis(r, kernel_us):
                  f"{min(alone_runs):.2f}–{max(alone_runs):.2f}): in "
                  f"{len(with_runs)} rounds this figure cannot tell them apart. Either way "
                  "the kernel programs run on the traffic's own core")
+    elif with_ > alone:
+        # The programs run in both arms: more rate with the recorder than with its
+        # programs alone is the machine's noise, not something the recorder gives.
+        text += (f": more with the recorder than with its programs alone, which run in "
+                 f"both arms, so the {with_ - alone:.2f} between them is the machine's "
+                 "noise. Either way the kernel programs run on the traffic's own core")
     else:
-        text += (f": the recorder's threads still take {alone - with_:+.2f} beyond its "
+        text += (f": the recorder's threads still take {alone - with_:.2f} beyond its "
                  "programs, which run on the traffic's own core")
     if kernel_us is not None:
         peers_us = 1e6 / median(without)

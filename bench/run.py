@@ -974,6 +974,13 @@ def figure_queries(db, manifest):
                                                cold=history_files(db))
             results[label]["cold"]["resident_after_eviction"] = resident_after_eviction(db)
         log(f"query {label}: {results[label]}")
+    # The export figure that follows found the history cached before the cold
+    # runs evicted it: read it back, so that its first run is not the cold one.
+    for path in history_files(db):
+        if path.exists():
+            with open(path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
     return results
 
 

@@ -65,6 +65,12 @@ def setting(name):
 REPEATS = setting("repeats")
 LOSS_QPS, LOSS_SECONDS = 50_000, setting("loss_seconds")
 CPU_QPS, CPU_SECONDS = 20_000, setting("cpu_seconds")
+# A quiet host: no DNS traffic, then a server's and a busy server's rates.
+QUIET_RATES = (0, 100, 1_000)
+QUIET_SECONDS = int(os.environ.get("BENCH_QUIET_SECONDS", 8))
+# More than the query list's 2,150 names in one second, and the recorder's
+# facts window (5 s) after it.
+QUIET_PRIME_QPS, QUIET_SETTLE_SECONDS = 5_000, 6
 RATE_SECONDS = setting("rate_seconds")
 # dnsperf's rate alone moves by ±8 % from run to run on this shared machine
 # (54-64k q/s within one `make bench`), and a ratio of two such medians twice as
@@ -279,6 +285,13 @@ def remove_leftovers():
             shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
     for path in [*WORK.glob("dnsq-bench-*"), *Path("/dev/shm").glob("dnsq-bench-history-*")]:
         shutil.rmtree(path, ignore_errors=True)
+    # The quiet figure's cgroups (`own_cgroup`): empty once their processes died.
+    with contextlib.suppress(RuntimeError):
+        for path in cgroup2_root().glob("dnsq-bench-*"):
+            m = re.fullmatch(r"dnsq-bench-\w+-(\d+)", path.name)
+            if m and not Path(f"/proc/{m.group(1)}").exists():
+                with contextlib.suppress(OSError):
+                    path.rmdir()
 
 
 class Host:
@@ -607,6 +620,121 @@ def cpu_recorder(host, seconds=CPU_SECONDS, qps=CPU_QPS):
             "lost": counters.get("lost_ringbuf_full", 0)}
 
 
+def wakeups(pid):
+    """Voluntary context switches (its wakeups) summed over a process's threads."""
+    switches = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    switches += int(line.split()[1])
+    return switches
+
+
+def cgroup2_root():
+    """Where cgroup v2 is mounted (/sys/fs/cgroup, or .../unified on a hybrid
+    layout), from /proc/self/mountinfo."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, fs = line.partition(" - ")
+        if fs.split()[0] == "cgroup2":
+            return Path(fields.split()[4])
+    raise RuntimeError("no cgroup2 mount")
+
+
+@contextlib.contextmanager
+def own_cgroup(name, pids):
+    """A cgroup v2 of their own for the processes (their threads and the
+    children they start follow): its cpu.stat counts their CPU in µs, threads
+    that exited included, where /proc/PID/stat counts 10 ms ticks. Removed at
+    the end, the processes still alive moved back to the root."""
+    root = cgroup2_root()
+    path = root / f"dnsq-bench-{name}-{os.getpid()}"
+    path.mkdir()
+    try:
+        for pid in pids:
+            (path / "cgroup.procs").write_text(str(pid))
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            for pid in (path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (root / "cgroup.procs").write_text(pid)
+        for _ in range(50):
+            try:
+                path.rmdir()
+                break
+            except OSError:  # busy while the last process is still exiting
+                time.sleep(0.1)
+
+
+def cgroup_cpu_s(path):
+    """CPU seconds of a cgroup's processes so far (cpu.stat usage_usec)."""
+    for line in (path / "cpu.stat").read_text().splitlines():
+        key, value = line.split()
+        if key == "usage_usec":
+            return int(value) / 1e6
+    raise RuntimeError(f"no usage_usec in {path}/cpu.stat")
+
+
+def quiet_window(host, qps, cgroup, pids):
+    """From 1 s on, QUIET_SECONDS of dnsperf at `qps` (none at 0) and 1 s more:
+    the CPU of the cgroup's processes over it, the wakeups of the `pids`'
+    threads, the seconds and the queries."""
+    time.sleep(1)
+    cpu0, switches0 = cgroup_cpu_s(cgroup), sum(map(wakeups, pids))
+    t0 = time.monotonic()
+    if qps:
+        queries = host.dnsperf("quiet", QUIET_SECONDS, qps)["completed"]
+    else:
+        time.sleep(QUIET_SECONDS)
+        queries = 0
+    time.sleep(1)
+    return {"qps": qps, "seconds": time.monotonic() - t0, "queries": queries,
+            "cpu_s": cgroup_cpu_s(cgroup) - cpu0,
+            "wakeups": sum(map(wakeups, pids)) - switches0}
+
+
+def figure_quiet(host):
+    """What the recorder costs a quiet host, against tshark's default output: CPU
+    and wakeups with no DNS traffic from the harness and under dnsperf at each of
+    QUIET_RATES (`quiet_window`), one after the other in one process of each,
+    after dnsperf went through its query list once (a host that asks the names
+    it asked before: a recorder interns a name and its facts the first time).
+    The recorder's kernel programs are counted (bpf_stats), and its threads'
+    CPU; tshark's and dumpcap's threads."""
+    runs = {"recorder": [], "tshark_summary": []}
+
+    def prime():
+        host.dnsperf("quiet", 1, QUIET_PRIME_QPS)
+        # The recorder's commit and fact upserts of those (its facts window).
+        time.sleep(QUIET_SETTLE_SECONDS)
+
+    with bpf_stats_enabled("quiet"):
+        with Recorder("quiet", host) as rec, own_cgroup("recorder", [rec.pid]) as cgroup:
+            prime()
+            for qps in QUIET_RATES:
+                k0, _ = bpf_run_time("quiet", rec.prog_ids)
+                result = quiet_window(host, qps, cgroup, [rec.pid])
+                k1, _ = bpf_run_time("quiet", rec.prog_ids)
+                result.update(kernel_s=(k1 - k0) / 1e9)
+                runs["recorder"].append(result)
+                log(f"quiet {qps} q/s recorder: {result}")
+        for result in runs["recorder"]:
+            result["recorder_trouble"] = rec.trouble
+    proc, _ = start_tshark(host, "quiet")
+    try:
+        pids = [proc.pid, *children(proc.pid)]  # tshark and its dumpcap
+        with own_cgroup("tshark", pids) as cgroup:
+            prime()
+            for qps in QUIET_RATES:
+                result = quiet_window(host, qps, cgroup, pids)
+                runs["tshark_summary"].append(result)
+                log(f"quiet {qps} q/s tshark: {result}")
+    finally:
+        finish(proc, 60)
+    return runs
+
+
 TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "udp.srcport", "udp.dstport",
                  "dns.id", "dns.flags.response", "dns.qry.name", "dns.qry.type",
                  "dns.flags.rcode", "dns.a", "dns.aaaa", "dns.cname", "dns.txt",
@@ -620,22 +748,8 @@ def cpu_tshark(host, fields):
     for the default, 2026-11-27); otherwise its default output, a summary line
     a packet (question, type, rcode, the answers and CNAME chain), the cheapest
     way tshark decodes DNS to a file."""
-    out = host.dir / "tshark.txt"
-    err = host.dir / "tshark.err"
-    argv = ["tshark", "-i", "lo", "-n", "-f", "port 53"]
-    if fields:
-        argv += ["-T", "fields"]
-        for field in TSHARK_FIELDS:
-            argv += ["-e", field]
-    with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc = start("cpu", host.exec(argv), redirect=out, stdin=subprocess.DEVNULL,
-                     stdout=stdout, stderr=stderr)
+    proc, out = start_tshark(host, "cpu", fields)
     try:
-        deadline = time.time() + 60
-        while "Capturing on" not in err.read_text():
-            if time.time() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"tshark did not start:\n{err.read_text()}")
-            time.sleep(0.1)
         time.sleep(1)
         pids = [proc.pid, *children(proc.pid)]
         u0 = sum(cpu_seconds(p) for p in pids)
@@ -650,6 +764,29 @@ def cpu_tshark(host, fields):
     return {"packets": packets, "queries": perf["completed"], "cpu_s": u1 - u0,
             "us_per_message": 1e6 * (u1 - u0) / packets,
             "us_per_query": 1e6 * (u1 - u0) / perf["completed"], "hwm_mib": hwm_mib}
+
+
+def start_tshark(host, figure, fields=False):
+    """tshark capturing the namespace's DNS packets, a line each to a file (with
+    `fields`, the TSHARK_FIELDS), once it says it is capturing: (its process,
+    the file)."""
+    out = host.dir / "tshark.txt"
+    err = host.dir / "tshark.err"
+    argv = ["tshark", "-i", "lo", "-n", "-f", "port 53"]
+    if fields:
+        argv += ["-T", "fields"]
+        for field in TSHARK_FIELDS:
+            argv += ["-e", field]
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = start(figure, host.exec(argv), redirect=out, stdin=subprocess.DEVNULL,
+                     stdout=stdout, stderr=stderr)
+    deadline = time.time() + 60
+    while "Capturing on" not in err.read_text():
+        if time.time() > deadline or proc.poll() is not None:
+            finish(proc, 10)
+            raise RuntimeError(f"tshark did not start:\n{err.read_text()}")
+        time.sleep(0.1)
+    return proc, out
 
 
 def expected_messages(perf):
@@ -1133,12 +1270,13 @@ def machine():
     }
 
 
-LIVE_FIGURES = {"loss", "cpu", "rate", "rate_spare", "iperf", "libc"}
+LIVE_FIGURES = {"loss", "cpu", "quiet", "rate", "rate_spare", "iperf", "libc"}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="loss,cpu,rate,rate_spare,iperf,libc,history")
+    parser.add_argument("--only",
+                        default="loss,cpu,quiet,rate,rate_spare,iperf,libc,history")
     parser.add_argument("--no-report", action="store_true")
     options = parser.parse_args()
     only = set(options.only.split(","))
@@ -1173,7 +1311,7 @@ def main():
             with Host() as host:
                 results["mix"] = {"share_pct": host.mix, "lines": host.mix_size}
                 for name, figure in (("loss", figure_loss), ("cpu", figure_cpu),
-                                     ("rate", figure_rate), ("rate_spare", figure_rate_spare),
+                                     ("quiet", figure_quiet), ("rate", figure_rate), ("rate_spare", figure_rate_spare),
                                      ("iperf", figure_iperf), ("libc", figure_libc)):
                     if name in only:
                         results["background_busy_pct"][name] = background_busy(1)

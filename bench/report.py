@@ -219,8 +219,9 @@ def cpu(r):
         "database (4 per query). " + summary + " The goal's ratio compares the two on the "
         "same traffic: the recorder's CPU a query against tshark's (a DNS message "
         "each is half of it); a stored copy against a packet, as `make bench` put it "
-        "until 2026-11-27, counted each loopback message twice for the recorder. tshark's kernel-side capture cost (AF_PACKET copies in softirq) is "
-        "not in its /proc times; the recorder's kernel programs are counted."
+        "until 2026-11-27, counted each loopback message twice for the recorder. "
+        "tshark's kernel-side capture cost (AF_PACKET copies in softirq) is not in its "
+        "/proc times; the recorder's kernel programs are counted."
         + store_placement(rec),
         "",
         "| run | recorder messages | kernel s | user s | µs/message | µs/query | "
@@ -248,12 +249,16 @@ def quiet(r):
     recorder = {x["qps"]: x for x in q["recorder"]}
     tshark = {x["qps"]: x for x in q["tshark_summary"]}
 
-    def share(x, kernel=True):
-        return 100 * (x["cpu_s"] + (x.get("kernel_s", 0) if kernel else 0)) / x["seconds"]
+    def cpu_s(x):
+        # The recorder's kernel programs with its threads; tshark has none.
+        return x["cpu_s"] + x.get("kernel_s", 0)
+
+    def share(x):
+        return 100 * cpu_s(x) / x["seconds"]
 
     def per_message(x):
         # A DNS message: a query or its answer (as in the CPU figure).
-        return 1e6 * (x["cpu_s"] + x.get("kernel_s", 0)) / (2 * x["queries"])
+        return 1e6 * cpu_s(x) / (2 * x["queries"])
 
     parts = []
     for qps in sorted(recorder):
@@ -275,9 +280,9 @@ def quiet(r):
         "go through the query list once (5k q/s for 1 s) and 6 s pass: a host that "
         "asks names it asked before (a recorder interns a name and its facts the first "
         f"time). Then, one after the other and a second apart, windows of "
-        f"{seconds:.0f} s ({seconds - 1:.0f} s of dnsperf at the rate and 1 s after): no DNS "
-        "traffic from the harness, then each rate. The recorder's CPU is its threads' plus its kernel "
-        "programs' (bpf_stats); *wakeups* are voluntary context switches of the "
+        f"{seconds:.0f} s ({seconds - 1:.0f} s of dnsperf at the rate and 1 s after): "
+        "no DNS traffic from the harness, then each rate. The recorder's CPU is its "
+        "threads' plus its kernel programs' (bpf_stats); *wakeups* are voluntary context switches of the "
         "process's threads (tshark's and dumpcap's). µs a DNS message: a query or its "
         "answer, as in the CPU figure.",
         "",
@@ -535,13 +540,15 @@ def queries(r):
         # Judged warm, as a query repeated in an investigation runs; the first one
         # after the history left the page cache is shown beside it (results since
         # 2026-11-27).
-        cold_text = (f"; page cache cold: {cold['median_ms']:.1f} ms median "
-                     f"({cold['runs']} runs, max {cold['max_ms']:.1f})" if cold else "")
-        if cold and cold["median_ms"] > 50:
-            cold_text += ", over the goal"
-        if entry.get("cold") and not cold:
+        if cold:
+            cold_text = (f"; page cache cold: {cold['median_ms']:.1f} ms median "
+                         f"({cold['runs']} runs, max {cold['max_ms']:.1f})"
+                         + (", over the goal" if cold["median_ms"] > 50 else ""))
+        elif entry.get("cold"):
             cold_text = ("; page cache cold: not measured (the history's filesystem kept "
                          "its pages through the eviction)")
+        else:
+            cold_text = ""
         rows.append((f"`dnsq {' '.join(entry['args'])}` on the history", "≤ 50 ms",
                      f"{entry['median_ms']:.1f} ms median ({entry['runs']} runs, "
                      f"{entry['rows']} rows out){cold_text}",

@@ -1311,7 +1311,8 @@ def main():
             with Host() as host:
                 results["mix"] = {"share_pct": host.mix, "lines": host.mix_size}
                 for name, figure in (("loss", figure_loss), ("cpu", figure_cpu),
-                                     ("quiet", figure_quiet), ("rate", figure_rate), ("rate_spare", figure_rate_spare),
+                                     ("quiet", figure_quiet), ("rate", figure_rate),
+                                     ("rate_spare", figure_rate_spare),
                                      ("iperf", figure_iperf), ("libc", figure_libc)):
                     if name in only:
                         results["background_busy_pct"][name] = background_busy(1)

@@ -56,7 +56,6 @@ impl Drop for TempDir {
     }
 }
 
-/// A store being written.
 /// Opens the store for writing, waiting out our own lock for up to 2 s. A test
 /// that writes a store, drops its writer and opens it again can find the lock
 /// (a `flock` on an open file description) still held by this very process:
@@ -75,6 +74,7 @@ fn open_again(path: &Path) -> Result<Store, StoreError> {
     open_for_writing(path)
 }
 
+/// A store being written.
 pub struct Writer {
     pub store: Store,
     pub written: Vec<MessageRecord>,

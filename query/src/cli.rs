@@ -69,7 +69,9 @@ Examples:
   dnsq export --format csv --since 1h -o /var/backups/dns-last-hour.csv
 
 Names, commands and paths are shown with control characters escaped (\\x1b);
---json output escapes them as JSON does (\\u001b).";
+--json output escapes them as JSON does (\\u001b). Tables and tail show a
+response's first answers, each cut after 100 characters (\"…(+650 chars)\"):
+--json and export keep the data whole.";
 
 /// Ask the DNS history which process resolved what.
 ///

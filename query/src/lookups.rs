@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
-    output::{Output, cell, keep_whole, millis},
+    output::{ANSWER_CHARS, NAME_CHARS, Output, cell, clip, keep_up_to, keep_whole, millis},
     owner::Only,
     timearg::Window,
     who::clients_text,
@@ -421,8 +421,10 @@ pub fn run(
         "TYPE",
         "QUERIES",
         "RCODE",
-        "ANSWERS",
         "LATENCY",
+        // Last, like ps's COMMAND: when piped (no wrapping) a long answer
+        // widens only its own column, not where the other columns start.
+        "ANSWERS",
     ]);
     for (((key, agg), peers), libc_answers) in found.iter().zip(&peers).zip(&libc_answers) {
         let name = reader.name(key.qname_id)?;
@@ -554,18 +556,19 @@ pub fn run(
             cell(&row.qtype),
             cell(&agg.queries.to_string()),
             rcode_cell,
+            cell(&latency),
             Cell::new(
                 shown
                     .iter()
-                    .map(|a| escape::safe(a))
+                    .map(|a| escape::safe(&clip(a, ANSWER_CHARS)).into_owned())
                     .collect::<Vec<_>>()
                     .join("\n"),
             ),
-            cell(&latency),
         ]);
     }
     if !out.json {
-        keep_whole(&mut table, &[0, 1, 3, 4, 5, 7]);
+        keep_whole(&mut table, &[0, 1, 3, 4, 5, 6]);
+        keep_up_to(&mut table, 2, NAME_CHARS);
         out.print_table(&mut table)?;
     }
     Ok(())

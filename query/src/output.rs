@@ -1,11 +1,22 @@
 //! Where results go: tables for people (fitted to the terminal, coloured only on
 //! a terminal and without `NO_COLOR`), one JSON object a line for programs.
 
-use std::io::{self, BufWriter, IsTerminal, StdoutLock, Write};
+use std::{
+    borrow::Cow,
+    io::{self, BufWriter, IsTerminal, StdoutLock, Write},
+};
 
-use comfy_table::{Attribute, Cell, Color, ColumnConstraint, ContentArrangement, Table, presets};
+use comfy_table::{
+    Attribute, Cell, Color, ColumnConstraint, ContentArrangement, Table, Width, presets,
+};
 
 use crate::{escape, timearg::Clock};
+
+/// Spaces after each column.
+const PADDING: u16 = 2;
+/// The narrowest a column that may wrap gets on a terminal (unless its widest
+/// cell is narrower).
+const WRAP_FLOOR: u16 = 16;
 
 /// comfy-table's preset characters (see `comfy_table::presets`): only the line
 /// under the header.
@@ -86,10 +97,7 @@ impl Output {
     }
 
     pub fn print_table(&mut self, table: &mut Table) -> io::Result<()> {
-        // Two spaces between columns, none before the first.
-        for column in table.column_iter_mut() {
-            column.set_padding((0, 2));
-        }
+        arrange(table, self.terminal);
         for line in table.lines() {
             // The NOTHING preset pads every line on the right.
             writeln!(self.out, "{}", line.trim_end())?;
@@ -99,6 +107,27 @@ impl Output {
 
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// Sets the columns' spacing and, for a terminal, their narrowest widths.
+fn arrange(table: &mut Table, terminal: bool) {
+    if terminal {
+        // comfy-table shrinks the columns free to wrap to fit the terminal, down
+        // to a letter a line; none gets narrower than this floor. When the
+        // floors do not fit, the lines are longer than the terminal and it wraps
+        // them, which still reads.
+        let widths = table.column_max_content_widths();
+        for (column, content) in table.column_iter_mut().zip(widths) {
+            if column.constraint().is_none() {
+                let floor = content.min(WRAP_FLOOR) + PADDING;
+                column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(floor)));
+            }
+        }
+    }
+    // Two spaces between columns, none before the first.
+    for column in table.column_iter_mut() {
+        column.set_padding((0, PADDING));
     }
 }
 
@@ -112,9 +141,40 @@ pub fn keep_whole(table: &mut Table, columns: &[usize]) {
     }
 }
 
+/// How much of a name column [`keep_up_to`] keeps (longer names wrap).
+pub const NAME_CHARS: u16 = 40;
+
+/// Keeps this column as wide as its widest cell, up to `most` characters, when
+/// the table must shrink to the terminal (instead of [`WRAP_FLOOR`]): a name
+/// wrapped before its trailing dot reads worse than an answer wrapped.
+pub fn keep_up_to(table: &mut Table, index: usize, most: u16) {
+    let widest = table.column_max_content_widths().get(index).copied();
+    if let (Some(widest), Some(column)) = (widest, table.column_mut(index)) {
+        let floor = widest.min(most) + PADDING;
+        column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(floor)));
+    }
+}
+
 /// A table cell of untrusted text, escaped.
 pub fn cell(text: &str) -> Cell {
     Cell::new(escape::safe(text))
+}
+
+/// The most characters of one answer's data a table cell or a `tail` line shows:
+/// a TXT record can be thousands, and would push everything after it off the
+/// screen. `--json` (and `export`) keep the data whole.
+pub const ANSWER_CHARS: usize = 100;
+
+/// `text` cut to at most `max` characters, the cut marked with `…` and how many
+/// characters were left out.
+pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => {
+            let left_out = text[end..].chars().count();
+            Cow::Owned(format!("{}…(+{left_out} chars)", &text[..end]))
+        }
+    }
 }
 
 /// `1.234 ms`-style latency text.
@@ -126,5 +186,71 @@ pub fn millis(ns: f64) -> String {
         format!("{ms:.1}")
     } else {
         format!("{ms:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At 80 columns a table with more to show than fits (`who`'s) keeps its
+    /// columns readable: a time whole, a name whole, a path in pieces of at
+    /// least 16 characters.
+    #[test]
+    fn a_narrow_terminal_does_not_crush_columns() {
+        let exe = "/root/.pyenv/versions/3.11.7/bin/python3.11";
+        let name = "www.example.test.";
+        let table = || {
+            let mut table = Table::new();
+            table
+                .load_preset(TERMINAL_PRESET)
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(80)
+                .set_header(["NAME", "LAST SEEN", "COUNT", "PROCESS", "EXE", "SERVER"]);
+            table.add_row([
+                name,
+                "2026-11-27 11:35:55",
+                "1",
+                "python3[18511]",
+                exe,
+                "198.18.1.1",
+            ]);
+            keep_whole(&mut table, &[1, 2, 3, 5]);
+            keep_up_to(&mut table, 0, NAME_CHARS);
+            table
+        };
+        let mut fitted = table();
+        arrange(&mut fitted, true);
+        let text = fitted.to_string();
+        assert!(text.contains(name), "{text}");
+        assert!(text.contains("2026-11-27 11:35:55"), "{text}");
+        // The path's first line is its first 16 characters at least.
+        assert!(text.contains(&exe[..16]), "{text}");
+        let lines = text.lines().count();
+        assert!(lines <= 5, "header, rule, at most 3 lines of path: {text}");
+
+        // Without the floors comfy-table splits the name, and the path into
+        // pieces of 10 (what this test is here to catch).
+        let mut crushed = table();
+        for column in crushed.column_iter_mut() {
+            if matches!(
+                column.constraint(),
+                Some(ColumnConstraint::LowerBoundary(_))
+            ) {
+                column.remove_constraint();
+            }
+            column.set_padding((0, PADDING));
+        }
+        let text = crushed.to_string();
+        assert!(!text.contains(&exe[..16]), "{text}");
+    }
+
+    #[test]
+    fn clip_cuts_long_text_on_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("exactly10!", 10), "exactly10!");
+        assert_eq!(clip("0123456789abc", 10), "0123456789…(+3 chars)");
+        // Multi-byte characters count as one each, and are never split.
+        assert_eq!(clip("ééééé", 2), "éé…(+3 chars)");
     }
 }

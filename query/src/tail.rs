@@ -21,7 +21,7 @@ use dnsq_recorder::{
 use crate::{
     escape::safe,
     facts::NothingFound,
-    output::Output,
+    output::{ANSWER_CHARS, Output, clip},
     owner::{self, Only, Owners},
     timearg::Window,
 };
@@ -449,10 +449,11 @@ fn message_line(out: &Output, r: &MessageRecord, owner: Option<&CgroupOwner>) ->
                 .iter()
                 .take(SHOWN_ANSWERS)
                 .map(|a| {
+                    let data = safe(&clip(&a.data, ANSWER_CHARS)).into_owned();
                     if a.rtype == qtype {
-                        safe(&a.data).into_owned()
+                        data
                     } else {
-                        format!("{} {}", safe(&a.rtype), safe(&a.data))
+                        format!("{} {data}", safe(&a.rtype))
                     }
                 })
                 .collect();

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::{
     cli::TopKind,
     facts::{self, Identities, Identity, NothingFound},
-    output::{Output, cell, keep_whole},
+    output::{NAME_CHARS, Output, cell, keep_up_to, keep_whole},
     owner::{self, Only},
     timearg::Window,
 };
@@ -190,6 +190,7 @@ fn names(
     if !out.json {
         let last = table.column_count() - 1;
         keep_whole(&mut table, &[0, 2, 3, last]);
+        keep_up_to(&mut table, 1, NAME_CHARS);
         out.print_table(&mut table)?;
     }
     Ok(())

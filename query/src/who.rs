@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
-    output::{Output, cell, keep_whole},
+    output::{NAME_CHARS, Output, cell, keep_up_to, keep_whole},
     owner::Only,
     timearg::Window,
 };
@@ -343,6 +343,7 @@ pub fn run(
     }
     if !out.json {
         keep_whole(&mut table, &[1, 2, 3, 6]);
+        keep_up_to(&mut table, 0, NAME_CHARS);
         out.print_table(&mut table)?;
     }
     Ok(())

@@ -471,6 +471,47 @@ fn tail_marks_a_truncated_response() {
     assert!(!lines[2].contains("truncated"), "{text}");
 }
 
+/// A long answer (a TXT record of 750 characters) is cut in the table and in
+/// `tail`, so the columns after it stay where they are; `--json` keeps it whole.
+/// ANSWERS is the table's last column, so that piped (where nothing wraps) it
+/// widens only itself.
+#[test]
+fn long_answers_are_cut_in_tables_and_whole_in_json() {
+    let dir = TempDir::new("long-txt");
+    let db = dir.path("dnsq.db");
+    let mut w = Writer::open(&db);
+    let txt = format!("\"{}\"", "x".repeat(748));
+    let asked = ask(T0, &CURL, "big.example.com.", "TXT");
+    w.write(asked.query());
+    w.write(asked.response(150_000, "NOERROR", &[("big.example.com.", "TXT", &txt)]));
+    w.commit();
+    w.finish();
+
+    let table = expect(&dnsq(&db, &["by-process", "curl"]), 0);
+    let lines: Vec<&str> = table.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header.last(), Some(&"ANSWERS"), "{table}");
+    let row = lines
+        .iter()
+        .find(|l| l.contains("big.example.com."))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cut = format!("\"{}…(+650 chars)", "x".repeat(99));
+    assert!(row.ends_with(&cut), "{row}");
+    assert!(row.contains("0.15 ms"), "{row}");
+
+    let text = expect(&dnsq(&db, &["tail"]), 0);
+    let response = text.lines().last().expect("the response");
+    assert!(
+        response.contains(&format!("NOERROR  {cut}  0.15 ms")),
+        "{response}"
+    );
+
+    let rows = json_lines(&dnsq(&db, &["by-process", "curl", "--json"]));
+    assert_eq!(rows[0]["answers"], json!([txt]), "{rows:#?}");
+    let rows = json_lines(&dnsq(&db, &["tail", "--json"]));
+    assert_eq!(rows[1]["dns"]["answers"][0]["data"], txt.as_str());
+}
+
 /// A truncated response is counted apart from the full ones (schema 18): curl
 /// asks again over TCP and gets the answer, nginx makes do with the truncated
 /// one, which must not read as a NOERROR without records.

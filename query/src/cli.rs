@@ -158,9 +158,11 @@ their first 15 characters), or an executable path or its file name.
 ROLE is client when the process asked, server when it answered (a resolver),
 libc when it called a libc resolver function (getaddrinfo, gethostbyname*:
 TYPE is the function, QUERIES the calls, RCODE what they returned: ok, an
-EAI_* code, no hostent; LATENCY how long they took; ANSWERS the addresses
-they returned). An application that resolves through a daemon over a Unix
-socket (nss-resolve, nscd) sends no DNS packet and shows only such rows.
+EAI_* code, or gethostbyname*'s h_errno (HOST_NOT_FOUND, NO_DATA, TRY_AGAIN,
+NO_RECOVERY; \"no hostent\" for calls stored before it was recorded);
+LATENCY how long they took; ANSWERS the addresses they returned). An
+application that resolves through a daemon over a Unix socket (nss-resolve,
+nscd) sends no DNS packet and shows only such rows.
 Calls stored by older recorders (before store schema 17) show no RCODE or
 LATENCY; before schema 12 their ANSWERS are what the daemon was answered for
 the name in the window, when it went upstream for the call.
@@ -347,9 +349,12 @@ own), with these CSV columns, in this order (new ones may only be appended):
   pid, tid, uid, gid, comm, exe, cgroup, unit, container
                    the calling process and thread
   status           getaddrinfo's return value (0, or a negative EAI_* code);
-                   0 or 1 (no hostent) for the others; empty when the
+                   for the others 0, 16 + h_errno (17 HOST_NOT_FOUND,
+                   18 TRY_AGAIN, 19 NO_RECOVERY, 20 NO_DATA), or 1 (no
+                   hostent, h_errno not read); empty when the
                    return was not recorded
-  error            EAI_NONAME, EAI_AGAIN, ..., no hostent
+  error            EAI_NONAME, EAI_AGAIN, ..., HOST_NOT_FOUND, NO_DATA,
+                   TRY_AGAIN, NO_RECOVERY, no hostent
   addresses        the addresses returned, separated by `;` (`;...` at the
                    end: there were more than 16)
   latency_ms       how long the call took

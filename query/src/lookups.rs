@@ -656,7 +656,7 @@ fn sums_from(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<[i64; 6]
 
 /// What a row's responses came to: a DNS rcode's name (`NOERROR truncated`
 /// for responses with the TC bit, schema 18), or for a libc call's row the
-/// status its returns had (`ok`, `EAI_NONAME`, `no hostent`).
+/// status its returns had (`ok`, `EAI_NONAME`, `HOST_NOT_FOUND`, `no hostent`).
 fn outcome_name(key: &Key, rcode: i64) -> String {
     if key.role == role::LIBC
         && let Some(status) = libc_status::of_rcode(rcode)

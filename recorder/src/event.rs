@@ -173,7 +173,8 @@ pub struct LookupAnswer {
     /// The caller at the return, in the same shape as [`Lookup::caller`].
     pub caller: SockOwner,
     /// getaddrinfo's return value (0 or an `EAI_*` code); for the `gethostbyname`
-    /// family 0, or `dnsq_common::STATUS_NO_HOSTENT`.
+    /// family 0, `dnsq_common::STATUS_H_ERRNO` + `h_errno`, or
+    /// `dnsq_common::STATUS_NO_HOSTENT`.
     pub status: i32,
     /// Each address once, in the order the call gave them.
     pub addresses: Vec<IpAddr>,

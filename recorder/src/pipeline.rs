@@ -131,6 +131,10 @@ struct RecentCall {
     name: Vec<u8>,
     /// Handed on (not an inner call, not a numeric address).
     kept: bool,
+    /// What its inner `_r` call returned: `gethostbyname`'s own `h_errno` is
+    /// thread-local storage no program can find, but it is the inner call's,
+    /// which the inner call's probe reads through its `h_errnop`.
+    inner_status: Option<i32>,
 }
 
 /// A `getaddrinfo`/`gethostbyname`/`gethostbyname2` call, whose inner `_r` calls
@@ -273,8 +277,14 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
         };
         if !call.kept {
             self.stats.lookups_skipped += 1;
+            self.pass_to_outer_call(&call, answer.status);
             return Ok(());
         }
+        // A gethostbyname/gethostbyname2 that failed: why is its inner call's.
+        let status = match call.inner_status {
+            Some(inner) if answer.status == dnsq_common::STATUS_NO_HOSTENT => inner,
+            _ => answer.status,
+        };
         let name = LookupRecord::escape_name(&call.name);
         let call_time_ns = self.clock.to_unix_ns(call.boot_ns);
         let time_ns = self.clock.to_unix_ns(answer.boot_ns);
@@ -288,13 +298,31 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             answer: Some(LibcAnswer {
                 call_time_ns,
                 latency_ns: time_ns - call_time_ns,
-                status: answer.status,
-                error: LibcAnswer::error_name(answer.function, answer.status).map(str::to_owned),
+                status,
+                error: LibcAnswer::error_name(answer.function, status).map(str::to_owned),
                 addresses: answer.addresses.clone(),
                 truncated: answer.truncated,
             }),
         };
         self.enqueue(Linked::Lookup(record))
+    }
+
+    /// Hands the status of a skipped call (libc's inner `_r` call) to the call
+    /// it was made in: the thread's newest call for the same name, made before
+    /// it and handed on. Only a failure's `h_errno` is of use there.
+    fn pass_to_outer_call(&mut self, inner: &RecentCall, status: i32) {
+        if status == 0 || status == dnsq_common::STATUS_NO_HOSTENT {
+            return;
+        }
+        let outer = self.recent_calls.iter_mut().rev().find(|call| {
+            call.tid == inner.tid
+                && call.pid == inner.pid
+                && call.boot_ns < inner.boot_ns
+                && call.name.eq_ignore_ascii_case(&inner.name)
+        });
+        if let Some(outer) = outer.filter(|call| call.kept) {
+            outer.inner_status = Some(status);
+        }
     }
 
     /// Remembers a call for its answer (the latest [`MAX_RECENT_CALLS`]).
@@ -308,6 +336,7 @@ impl<M: OwnerMap, S: Sink> Pipeline<M, S> {
             boot_ns: lookup.boot_ns,
             name: lookup.name.clone(),
             kept,
+            inner_status: None,
         });
     }
 

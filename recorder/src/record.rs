@@ -126,9 +126,12 @@ pub struct LibcAnswer {
     #[serde(default)]
     pub latency_ns: i64,
     /// getaddrinfo's return value: 0, or an `EAI_*` code; for the
-    /// `gethostbyname` family 0, or 1 when no `hostent` came back.
+    /// `gethostbyname` family 0, or when no `hostent` came back 16 + `h_errno`
+    /// (17 `HOST_NOT_FOUND`, 18 `TRY_AGAIN`, 19 `NO_RECOVERY`, 20 `NO_DATA`),
+    /// or 1 when `h_errno` was not read.
     pub status: i32,
-    /// What a failure's status means (`EAI_NONAME`, …; `no hostent`).
+    /// What a failure's status means (`EAI_NONAME`, …; `HOST_NOT_FOUND`, …,
+    /// `no hostent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Each address once, in the order the call gave them.
@@ -140,11 +143,19 @@ pub struct LibcAnswer {
 
 impl LibcAnswer {
     /// What a failed call's status means: a glibc `EAI_*` code for
-    /// `getaddrinfo` (`function`, a `dnsq_common::lookup_fn` value); no `hostent`
-    /// for the others.
+    /// `getaddrinfo` (`function`, a `dnsq_common::lookup_fn` value); for the
+    /// others their `h_errno`, or no `hostent` when it was not read.
     pub fn error_name(function: u32, status: i32) -> Option<&'static str> {
         if status != 0 && function != dnsq_common::lookup_fn::GETADDRINFO {
-            return Some("no hostent");
+            // netdb.h's h_errno values.
+            return Some(match status - dnsq_common::STATUS_H_ERRNO {
+                -1 => "NETDB_INTERNAL",
+                1 => "HOST_NOT_FOUND",
+                2 => "TRY_AGAIN",
+                3 => "NO_RECOVERY",
+                4 => "NO_DATA",
+                _ => "no hostent",
+            });
         }
         Some(match status {
             0 => return None,

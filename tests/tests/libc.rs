@@ -456,6 +456,119 @@ fn nested_libc_calls_are_one_lookup() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A failed gethostbyname* says why, as libc told the caller (`h_errno`):
+/// HOST_NOT_FOUND for a name that does not exist, NO_DATA for one without an
+/// address of the asked family. perl calls gethostbyname_r (its `h_errnop` is
+/// an argument in a register); `getent hosts` calls gethostbyname2, whose
+/// `h_errno` is that of libc's inner gethostbyname2_r call (its seventh
+/// argument, on the stack). Stored, `dnsq by-process` shows the same.
+#[test]
+fn a_failed_gethostbyname_says_why() -> anyhow::Result<()> {
+    require_bpf!();
+    let netns = Netns::new("lge")?;
+    let missing = format!("{}.missing.test", unique("gone"));
+    let (v4_only, v6_only) = ("v4only.test", "v6only.test");
+    let _dnsmasq = Dnsmasq::start(
+        &netns,
+        &["127.0.0.1"],
+        53,
+        &[
+            // Local: names the records below do not cover are NXDOMAIN, and
+            // the families they do not cover NODATA (not REFUSED for want
+            // of an upstream).
+            "--local=/missing.test/".into(),
+            format!("--local=/{v4_only}/"),
+            format!("--local=/{v6_only}/"),
+            format!("--host-record={v4_only},198.18.0.11"),
+            format!("--host-record={v6_only},fd00::11"),
+        ],
+    )?;
+    netns.set_resolver("127.0.0.1")?;
+    etc_file(&netns, "nsswitch.conf", "hosts: dns\n")?;
+    let dir = TempDir::new("libc-h-errno")?;
+    let db = dir.path.join("dnsq.db");
+    let storing = Recorder::storing(&db, &[])?;
+    let recorder = Recorder::start(&[])?;
+
+    // perl: gethostbyname_r; `$?` is h_errno after a failure.
+    let code = format!(
+        "for my $n ({missing:?}, {v6_only:?}) {{ my @h = gethostbyname($n); print scalar(@h), qq( $?\\n) }}"
+    );
+    let (perl, out) = client(netns.command("/usr/bin/perl").args(["-e", &code]))?;
+    ensure!(out == "0 1\n0 4\n", "perl printed {out:?}");
+    // getent hosts: gethostbyname2 for AF_INET6, then for AF_INET.
+    let (getent_missing, code) = client_status(netns.command("getent").args(["hosts", &missing]))?;
+    // getent: 2, "one or more supplied key could not be found".
+    ensure!(code == 2, "getent hosts {missing}: exit {code}");
+    let (getent_v4, out) = client(netns.command("getent").args(["hosts", v4_only]))?;
+    ensure!(out.contains("198.18.0.11"), "getent: {out}");
+    wait_for("getent's answers", Duration::from_secs(10), || {
+        answers(&recorder)
+            .iter()
+            .filter(|a| a.process.pid == Some(getent_v4))
+            .count()
+            >= 2
+    })?;
+    let seen = answers(&recorder);
+    let recording = recorder.stop()?;
+    let errors = |pid: u32| -> Vec<(&str, &str, Option<&str>)> {
+        seen.iter()
+            .filter(|a| a.process.pid == Some(pid))
+            .filter_map(|a| {
+                let answer = a.answer.as_ref()?;
+                Some((
+                    a.function.as_str(),
+                    a.name.as_str(),
+                    answer.error.as_deref(),
+                ))
+            })
+            .collect()
+    };
+    let r = "gethostbyname_r";
+    ensure!(
+        errors(perl)
+            == [
+                (r, missing.as_str(), Some("HOST_NOT_FOUND")),
+                (r, v6_only, Some("NO_DATA"))
+            ],
+        "perl's answers: {:?}",
+        errors(perl)
+    );
+    let g2 = "gethostbyname2";
+    ensure!(
+        errors(getent_missing)
+            == [
+                (g2, missing.as_str(), Some("HOST_NOT_FOUND")),
+                (g2, missing.as_str(), Some("HOST_NOT_FOUND"))
+            ],
+        "getent's answers for {missing}: {:?}",
+        errors(getent_missing)
+    );
+    ensure!(
+        errors(getent_v4) == [(g2, v4_only, Some("NO_DATA")), (g2, v4_only, None)],
+        "getent's answers for {v4_only}: {:?}",
+        errors(getent_v4)
+    );
+    ensure!(
+        recording.stats["lookups_lost"].as_u64() == Some(0),
+        "{}",
+        recording.stats
+    );
+
+    storing.stop_storing()?;
+    let call = libc_row(&db, perl, &format!("{missing}."))?;
+    ensure!(
+        call["rcodes"] == serde_json::json!({"HOST_NOT_FOUND": 1}),
+        "{call}"
+    );
+    let call = libc_row(&db, getent_v4, &format!("{v4_only}."))?;
+    ensure!(
+        call["rcodes"] == serde_json::json!({"NO_DATA": 1, "ok": 1}),
+        "{call}"
+    );
+    Ok(())
+}
+
 /// (c) A process whose libc is not the host's (a copy, loaded through
 /// LD_LIBRARY_PATH, running before the recorder starts) is covered: the
 /// recorder finds the copy in the process's maps and probes it. The host's libc
@@ -570,6 +683,18 @@ fn host_libc() -> anyhow::Result<std::path::PathBuf> {
         })
         .with_context(|| format!("no libc.so.6 in ldd's output:\n{text}"))?;
     Ok(path.into())
+}
+
+/// Runs a client that may fail to completion: its pid and exit code.
+fn client_status(command: &mut Command) -> anyhow::Result<(u32, i32)> {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {command:?}"))?;
+    let pid = child.id();
+    let status = child.wait()?;
+    Ok((pid, status.code().unwrap_or(-1)))
 }
 
 /// The `"lookup_answer"` lines printed so far (what a call returned).

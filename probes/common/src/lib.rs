@@ -343,8 +343,13 @@ pub const MAX_ANSWER_ADDRESSES: usize = 16;
 pub const MAX_ADDRINFO_WALK: u32 = 48;
 
 /// A `gethostbyname`-family answer's status when the call returned no `hostent`
-/// (the name was not found, or the lookup failed).
+/// (the name was not found, or the lookup failed) and why is not known.
 pub const STATUS_NO_HOSTENT: i32 = 1;
+
+/// A `gethostbyname`-family answer's status when the call returned no `hostent`
+/// and its `h_errno` was read: this plus `h_errno` (`HOST_NOT_FOUND` 1,
+/// `TRY_AGAIN` 2, `NO_RECOVERY` 3, `NO_DATA` 4; `NETDB_INTERNAL` -1).
+pub const STATUS_H_ERRNO: i32 = 16;
 
 /// What a resolver call returned, as its uretprobe sends it on `LOOKUPS` (the
 /// whole struct): the first 40 bytes are laid out as in [`LookupEvent`], so
@@ -366,7 +371,9 @@ pub struct LookupAnswerEvent {
     pub function: u32,
     /// getaddrinfo's return value: 0, or an `EAI_*` code (negative in glibc).
     /// The `gethostbyname` family: 0 when it returned a `hostent`,
-    /// [`STATUS_NO_HOSTENT`] when not (its reason, `h_errno`, is not read).
+    /// [`STATUS_H_ERRNO`] + `h_errno` when not (the `_r` functions), or
+    /// [`STATUS_NO_HOSTENT`] (`h_errno` not read: `gethostbyname`,
+    /// `gethostbyname2`).
     pub status: i32,
     /// Entries of `addresses` used.
     pub count: u32,

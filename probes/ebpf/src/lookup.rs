@@ -29,7 +29,7 @@ use aya_ebpf::{
 };
 use dnsq_common::{
     LOOKUP_HEADER_LEN, LookupAnswerEvent, MAX_ADDRINFO_WALK, MAX_ANSWER_ADDRESSES, MAX_LOOKUP_NAME,
-    STATUS_NO_HOSTENT, counter, lookup_fn,
+    STATUS_H_ERRNO, STATUS_NO_HOSTENT, counter, lookup_fn,
 };
 
 use crate::{
@@ -59,35 +59,35 @@ macro_rules! fill_caller {
 // match-proto:glibc:int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 #[uprobe]
 pub fn dnsq_getaddrinfo(ctx: ProbeContext) -> u32 {
-    on_call(&ctx, lookup_fn::GETADDRINFO, Some(3));
+    on_call(&ctx, lookup_fn::GETADDRINFO, Some(3), None);
     0
 }
 
 // match-proto:glibc:struct hostent *gethostbyname(const char *name)
 #[uprobe]
 pub fn dnsq_gethostbyname(ctx: ProbeContext) -> u32 {
-    on_call(&ctx, lookup_fn::GETHOSTBYNAME, None);
+    on_call(&ctx, lookup_fn::GETHOSTBYNAME, None, None);
     0
 }
 
 // match-proto:glibc:struct hostent *gethostbyname2(const char *name, int af)
 #[uprobe]
 pub fn dnsq_gethostbyname2(ctx: ProbeContext) -> u32 {
-    on_call(&ctx, lookup_fn::GETHOSTBYNAME2, None);
+    on_call(&ctx, lookup_fn::GETHOSTBYNAME2, None, None);
     0
 }
 
 // match-proto:glibc:int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen, struct hostent **result, int *h_errnop)
 #[uprobe]
 pub fn dnsq_gethostbyname_r(ctx: ProbeContext) -> u32 {
-    on_call(&ctx, lookup_fn::GETHOSTBYNAME_R, Some(4));
+    on_call(&ctx, lookup_fn::GETHOSTBYNAME_R, Some(4), Some(5));
     0
 }
 
 // match-proto:glibc:int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen, struct hostent **result, int *h_errnop)
 #[uprobe]
 pub fn dnsq_gethostbyname2_r(ctx: ProbeContext) -> u32 {
-    on_call(&ctx, lookup_fn::GETHOSTBYNAME2_R, Some(5));
+    on_call(&ctx, lookup_fn::GETHOSTBYNAME2_R, Some(5), Some(6));
     0
 }
 
@@ -129,16 +129,23 @@ fn call_key(tid: u32, function: u32) -> u64 {
 }
 
 /// A call's entry: sends its event, and keeps where its result goes (argument
-/// `out`, for the functions that write it through a pointer) for the return.
+/// `out`, for the functions that write it through a pointer) and where its
+/// `h_errno` goes (argument `h_errnop`) for the return.
 #[inline(always)]
-fn on_call(ctx: &ProbeContext, function: u32, out: Option<usize>) {
+fn on_call(ctx: &ProbeContext, function: u32, out: Option<usize>, h_errnop: Option<usize>) {
     let key = call_key(bpf_get_current_pid_tgid() as u32, function);
     let call = on_lookup(ctx, function).and_then(|boot_ns| {
         let out = match out {
             Some(n) => ctx.arg::<u64>(n)?,
             None => 0,
         };
-        Some(LibcCall { out, boot_ns })
+        // Not having it only costs the failure's reason.
+        let h_errnop = h_errnop.and_then(|n| pointer_arg(ctx, n)).unwrap_or(0);
+        Some(LibcCall {
+            out,
+            h_errnop,
+            boot_ns,
+        })
     });
     match call {
         // The answer is read at the return (a call's event that was not sent
@@ -153,6 +160,31 @@ fn on_call(ctx: &ProbeContext, function: u32, out: Option<usize>) {
             let _ = LIBC_CALLS.remove(&key);
         }
     }
+}
+
+/// Pointer argument `n` at the function's first instruction.
+#[inline(always)]
+fn pointer_arg(ctx: &ProbeContext, n: usize) -> Option<u64> {
+    ctx.arg::<u64>(n).or_else(|| stack_arg(ctx, n))
+}
+
+/// Argument `n` (from the seventh: `gethostbyname2_r`'s `h_errnop`) where the
+/// x86-64 calling convention puts it: on the stack, above the return address.
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn stack_arg(ctx: &ProbeContext, n: usize) -> Option<u64> {
+    // SAFETY: `regs` is the context the kernel passed; reading a field.
+    let sp = unsafe { (*ctx.regs).rsp };
+    let at = sp + 8 * (n as u64 - 5);
+    // SAFETY: bpf_probe_read_user checks the address.
+    unsafe { bpf_probe_read_user(at as *const u64) }.ok()
+}
+
+/// Other architectures pass eight arguments in registers (`ctx.arg`).
+#[cfg(not(bpf_target_arch = "x86_64"))]
+#[inline(always)]
+fn stack_arg(_ctx: &ProbeContext, _n: usize) -> Option<u64> {
+    None
 }
 
 /// Reads the name (argument 0) and sends the event; returns the event's
@@ -271,7 +303,11 @@ fn on_return(ctx: &RetProbeContext, function: u32) {
             unsafe { bpf_probe_read_user(call.out as *const u64) }.unwrap_or(0)
         };
         if hostent == 0 {
-            event.status = STATUS_NO_HOSTENT;
+            // SAFETY: bpf_probe_read_user checks the address (0 when unknown).
+            event.status = match unsafe { bpf_probe_read_user(call.h_errnop as *const i32) } {
+                Ok(h_errno) if call.h_errnop != 0 => STATUS_H_ERRNO + h_errno,
+                _ => STATUS_NO_HOSTENT,
+            };
         } else {
             event.status = 0;
             read_hostent(hostent, event);

@@ -50,6 +50,10 @@ pub struct LibcCall {
     /// the `_r` functions' `struct hostent **result`; 0 for `gethostbyname` and
     /// `gethostbyname2`, which return it.
     pub out: u64,
+    /// The `_r` functions' `int *h_errnop`: why no `hostent` came back; 0 for
+    /// the others (`gethostbyname`'s `h_errno` is thread-local storage, which a
+    /// program cannot find: user space takes it from libc's inner `_r` call).
+    pub h_errnop: u64,
     /// `boot_ns` of the call's `LookupEvent`.
     pub boot_ns: u64,
 }

@@ -152,7 +152,7 @@ pub mod libc_status {
     }
 
     /// How a return is shown: `ok`, or what the failure means (`EAI_NONAME`,
-    /// `no hostent`) for `function` ([`super::libc_function`]).
+    /// `HOST_NOT_FOUND`, `no hostent`) for `function` ([`super::libc_function`]).
     pub fn name(function: i64, status: i32) -> &'static str {
         let function = u32::try_from(function).unwrap_or(0);
         crate::record::LibcAnswer::error_name(function, status).unwrap_or("ok")
@@ -168,7 +168,7 @@ pub mod libc_status {
 
         #[test]
         fn statuses_stay_apart_from_call_rows() {
-            for status in [0, 1, -2, -3, -11] {
+            for status in [0, 1, 15, 17, 20, -2, -3, -11] {
                 assert_ne!(rcode(status), RCODE_QUERY);
                 assert_eq!(of_rcode(rcode(status)), Some(status));
             }
@@ -178,6 +178,12 @@ pub mod libc_status {
             assert_eq!(name(GETADDRINFO, -3), "EAI_AGAIN");
             assert_eq!(name(GETHOSTBYNAME2_R, 0), "ok");
             assert_eq!(name(GETHOSTBYNAME2_R, 1), "no hostent");
+            assert_eq!(name(GETHOSTBYNAME2_R, 17), "HOST_NOT_FOUND");
+            assert_eq!(name(GETHOSTBYNAME2_R, 18), "TRY_AGAIN");
+            assert_eq!(name(GETHOSTBYNAME2_R, 20), "NO_DATA");
+            assert_eq!(name(GETHOSTBYNAME2_R, 15), "NETDB_INTERNAL");
+            assert_eq!(name(GETHOSTBYNAME2_R, 99), "no hostent");
+            assert_eq!(name(GETADDRINFO, 17), "EAI_unknown");
         }
     }
 }

@@ -318,6 +318,19 @@ def quiet(r):
         "every 20 ms), where dumpcap wakes ~6 times. With no DNS traffic both "
         "sleep.",
     ]
+    # cpu.stat's system_usec (results since 2026-11-27 12:00): how much of the
+    # threads' CPU was the kernel working for them (syscalls, page cache writes).
+    in_kernel = []
+    for qps in sorted(recorder):
+        a, b = recorder[qps], tshark.get(qps, {})
+        if qps and "system_s" in a and a["cpu_s"] and b.get("cpu_s"):
+            in_kernel.append(f"{100 * a['system_s'] / a['cpu_s']:.0f} % of the recorder's "
+                             f"and {100 * b['system_s'] / b['cpu_s']:.0f} % of tshark's "
+                             f"at {qps:,} q/s")
+    if in_kernel:
+        lines += ["", "Of each one's threads' CPU, the kernel working for them (syscalls, "
+                  "writing the page cache; cpu.stat's system time) took "
+                  + "; ".join(in_kernel) + ": the rest is their own code."]
     return row, lines + troubles(q["recorder"][:1])
 
 

@@ -667,21 +667,24 @@ def own_cgroup(name, pids):
                 time.sleep(0.1)
 
 
-def cgroup_cpu_s(path):
-    """CPU seconds of a cgroup's processes so far (cpu.stat usage_usec)."""
+def cgroup_cpu_s(path, key="usage_usec"):
+    """CPU seconds of a cgroup's processes so far: cpu.stat's usage_usec, or
+    user_usec, or system_usec (in the kernel for them: syscalls, page faults,
+    writing the page cache)."""
     for line in (path / "cpu.stat").read_text().splitlines():
-        key, value = line.split()
-        if key == "usage_usec":
+        name, value = line.split()
+        if name == key:
             return int(value) / 1e6
-    raise RuntimeError(f"no usage_usec in {path}/cpu.stat")
+    raise RuntimeError(f"no {key} in {path}/cpu.stat")
 
 
 def quiet_window(host, qps, cgroup, pids):
     """From 1 s on, QUIET_SECONDS of dnsperf at `qps` (none at 0) and 1 s more:
-    the CPU of the cgroup's processes over it, the wakeups of the `pids`'
-    threads, the seconds and the queries."""
+    the CPU of the cgroup's processes over it (and the part of it in the kernel
+    for them), the wakeups of the `pids`' threads, the seconds and the queries."""
     time.sleep(1)
     cpu0, switches0 = cgroup_cpu_s(cgroup), sum(map(wakeups, pids))
+    system0 = cgroup_cpu_s(cgroup, "system_usec")
     t0 = time.monotonic()
     if qps:
         queries = host.dnsperf("quiet", QUIET_SECONDS, qps)["completed"]
@@ -691,6 +694,7 @@ def quiet_window(host, qps, cgroup, pids):
     time.sleep(1)
     return {"qps": qps, "seconds": time.monotonic() - t0, "queries": queries,
             "cpu_s": cgroup_cpu_s(cgroup) - cpu0,
+            "system_s": cgroup_cpu_s(cgroup, "system_usec") - system0,
             "wakeups": sum(map(wakeups, pids)) - switches0}
 
 

@@ -7,7 +7,8 @@
 //!
 //! Facts (see [`super::facts`]) of committed batches are held, merged, for up to
 //! `StoreOptions::facts_window` (a second when few: [`LIGHT_FACTS`]) and upserted
-//! with a later batch or flush; a flush runs a
+//! with a later batch or flush, or, few of a batch that did not fill (light
+//! traffic), with their batch; a flush runs a
 //! retention step when one is due (see [`super::retention`]).
 
 use std::{
@@ -42,8 +43,8 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 const MAX_PENDING_COUNTERS: usize = 1_000;
 /// Most distinct facts held before they are upserted, whatever their age.
 const MAX_PENDING_FACTS: usize = 50_000;
-/// Held facts fewer than this are upserted once [`LIGHT_HOLD`] old rather than
-/// after the whole facts window. Holding merges a name asked many times into one
+/// Held facts fewer than this are upserted once [`LIGHT_HOLD`] old (or with
+/// their batch, when it did not fill) rather than after the whole facts window. Holding merges a name asked many times into one
 /// upsert, which pays under load; under light traffic it saves next to nothing,
 /// and `dnsq who` would lag `dnsq tail` by the window (5 s by default: a query
 /// made by hand and asked about at once was "not in the recorded history").
@@ -399,7 +400,8 @@ impl Store {
                 return Ok(());
             }
             let count = if full || partial { count } else { 0 };
-            match self.commit_batch(count) {
+            // A batch the window closed before it filled: light traffic.
+            match self.commit_batch(count, !full) {
                 Ok(()) => self.committed(count),
                 Err(error) => {
                     self.failed(&error);
@@ -417,8 +419,11 @@ impl Store {
     }
 
     /// One transaction: the first `count` pending records and every pending
-    /// counter sample.
-    fn commit_batch(&mut self, count: usize) -> rusqlite::Result<()> {
+    /// counter sample. Under `light` traffic (a batch that did not fill) few
+    /// facts are upserted with their messages rather than held: holding them
+    /// would merge next to nothing, and `dnsq who` would lag `dnsq tail` by
+    /// another second.
+    fn commit_batch(&mut self, count: usize, light: bool) -> rusqlite::Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -441,7 +446,8 @@ impl Store {
             batch.lookup(lookup)?;
         }
         let mut facts = batch.finish()?;
-        let flush_facts = self.facts.due(&self.options, Instant::now(), Some(&facts));
+        let flush_facts = self.facts.due(&self.options, Instant::now(), Some(&facts))
+            || (light && self.facts.held.len() + facts.len() < LIGHT_FACTS);
         if flush_facts {
             self.facts.held.upsert(&tx)?;
             facts.upsert(&tx)?;

@@ -584,34 +584,47 @@ fn batches_commit_by_count_and_by_window() {
     );
 }
 
-/// Few facts (light traffic) are upserted a second after their commit rather
-/// than after the whole facts window, so that `dnsq who` does not lag `dnsq
-/// tail` by it; many (load) are held for the window, where merging them pays.
+/// Few facts of a batch that did not fill (light traffic) are upserted with
+/// it, so that `dnsq who` does not lag `dnsq tail`; few of a full batch wait a
+/// second; many (load) are held for the whole facts window, where merging them
+/// pays.
 #[test]
-fn few_facts_wait_a_second_many_the_whole_window() {
-    for (names, upserted) in [(1, true), (300, false)] {
+fn few_facts_go_with_their_light_batch_or_wait_a_second_many_the_whole_window() {
+    // (names, batch size: 1 fills at each record, (facts upserted at the
+    // commit, a second later)).
+    for (names, batch_size, upserted) in [
+        (1, 1_000_000, (true, true)),
+        (3, 1, (false, true)),
+        (300, 1_000_000, (false, false)),
+    ] {
         let dir = TempDir::new(&format!("light-facts-{names}"));
-        let quiet = open_quiet(&dir.db());
+        let batched = open_batched(&dir.db(), batch_size);
         let options = StoreOptions {
             facts_window: Duration::from_secs(3_600),
-            ..quiet.options().clone()
+            ..batched.options().clone()
         };
-        let mut store = quiet.with_options(options).unwrap();
+        let mut store = batched.with_options(options).unwrap();
         for i in 0..names {
             let name = format!("n{i}.example.");
             store.write(query(t0() + i, &name, "A", 1)).unwrap();
         }
         store.commit_all();
         let db = inspect(&dir.db());
+        assert_eq!(count(&db, "SELECT count(*) FROM messages"), names);
+        let rows = count(&db, "SELECT count(*) FROM lookups");
         assert_eq!(
-            count(&db, "SELECT count(*) FROM lookups"),
-            0,
-            "{names}: held"
+            rows > 0,
+            upserted.0,
+            "{names} names: {rows} lookups rows at once"
         );
         std::thread::sleep(Duration::from_millis(1_100));
         store.flush().unwrap();
         let rows = count(&db, "SELECT count(*) FROM lookups");
-        assert_eq!(rows > 0, upserted, "{names} names: {rows} lookups rows");
+        assert_eq!(
+            rows > 0,
+            upserted.1,
+            "{names} names: {rows} lookups rows a second later"
+        );
         store.finish("signal").unwrap();
         assert_eq!(count(&db, "SELECT count(*) FROM lookups"), names);
     }

@@ -314,9 +314,11 @@ def quiet(r):
         "again at each flush, a second after they are seen, instead of merging as "
         "under load), 24 % decoding, pairing and attributing the messages, 9 % "
         "packing and deflating the message chunks and the rest SQLite's commits. "
-        "It also wakes ~50 times a second while events come (the ring is polled "
-        "every 20 ms), where dumpcap wakes ~6 times. With no DNS traffic both "
-        "sleep.",
+        "Until 2026-11-27 it also woke ~50 times a second while events came (the "
+        "rings polled every 20 ms), and each wakeup cost more than the events it "
+        "read: polling every 100 ms halved its CPU at 100 q/s (~100 wakeups in the "
+        "window instead of ~445; dumpcap wakes ~6 times a second). With no DNS "
+        "traffic both sleep.",
     ]
     # cpu.stat's system_usec (results since 2026-11-27 12:00): how much of the
     # threads' CPU was the kernel working for them (syscalls, page cache writes).
@@ -374,7 +376,7 @@ def rate(r):
     lines = [
         f"dnsperf without `-Q` for {seconds} s (`-c 4 -q 100`): without the recorder, "
         "with only its kernel programs (`dnsq-bench probes-only`: the recorder's "
-        "probes attached, their events read every 20 ms and dropped), and with the "
+        "probes attached, their events read every 100 ms and dropped), and with the "
         "recorder running (storing to a fresh database), interleaved, the order "
         "reversed every other round; the figure is the median of the runs' ratios "
         "with/without. Events lost while dnsperf ran flat out are in the last "
@@ -728,7 +730,7 @@ def cpu_analysis(r):
         "programs ~0.3–0.4 µs a run, the largest part `bpf_ringbuf_output` (perf, all "
         "CPUs); they wake the reader only when a ring/8 threshold is crossed or the "
         "socket's process is new (`BPF_RB_NO_WAKEUP` otherwise; the reader polls "
-        "every 20 ms while events come), read the headers straight from the packet, "
+        "every 100 ms while events come), read the headers straight from the packet, "
         "and the send/receive tracepoints read the socket's ports with plain loads "
         "(−18 to −29 % a run, 2026-11-26, bpf_stats side by side); bpf_stats itself "
         "adds two clock reads to each run. User side the instructions are flat, a "
@@ -774,8 +776,8 @@ def iperf_analysis(r):
             "core from iperf3 for a moment (side by side, 8 rounds of 5 s: a recorder "
             "stopped with its probes attached 0.973 of the throughput without, a running "
             "one 0.936). Since 2026-11-26 an idle recorder sleeps and the first event "
-            "after 20 ms without a wakeup wakes it (its threads were switched in 3 times "
-            "in 3 s instead of 149; iperf3 with it against the polling build: 1.006, "
+            "after a poll interval without a wakeup wakes it (20 ms then, 100 ms since "
+            "2026-11-27; its threads were switched in 3 times in 3 s instead of 149; iperf3 with it against the polling build: 1.006, "
             "median of 10 pairs, within the noise). ")
     share = iperf_probe_share(r)
     if share is not None:

@@ -30,10 +30,17 @@ static PROBES_ELF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// How often the capture loop reads the ring buffers while events come and the
 /// probes do not wake it (see [`Probes::load`]): the most an event waits, at low
-/// rates, before it is read. Measured: at 5k queries/s it cut the recorder's
-/// wakeups from ~2,600–5,300 a second to ~50; 10, 20 and 50 ms cost the same CPU
-/// within the noise.
-pub const POLL_EVERY: Duration = Duration::from_millis(20);
+/// rates, before it is read (records then wait 250 ms in the pipeline anyway,
+/// `LINK_DELAY_NS`, and a batch up to a second for its commit). Polling instead
+/// of a wakeup an event cut the wakeups at 5k queries/s from ~2,600–5,300 a
+/// second to ~50 (at 20 ms). Each wakeup costs far more than its events: the
+/// recorder's code and data are cold again after the traffic's processes ran.
+/// Measured side by side (2026-11-27, bench/run.py's quiet figure and
+/// bench/compare.py): at 100 queries/s 20 ms took 0.053–0.069 s of the
+/// recorder's CPU in 9 s (~445 wakeups), 50 ms 0.041, 100 ms 0.029–0.031 (~100
+/// wakeups); at 1,000 q/s 100 ms took 13 % less than 20 ms; at 20k q/s 0.875 of
+/// it (4 rounds, every pair lower).
+pub const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// How long the capture loop sleeps once no event has come for two poll
 /// intervals and the pipeline holds nothing: the probes wake it for the first

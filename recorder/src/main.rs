@@ -478,7 +478,7 @@ fn report_losses(
 /// than a poll interval old, so the next event wakes the loop (maps.rs
 /// `quiet_for_a_poll`) and it can sleep for `idle_poll` (a second, or the store's
 /// batch window if shorter), unless the pipeline `holds_records` due out with
-/// time. An idle recorder thus wakes about once a second instead of fifty times,
+/// time. An idle recorder thus wakes about once a second instead of ten times,
 /// which a busy host's other work felt (iperf3 on loopback lost ~3 % more
 /// throughput to a polling recorder than to a stopped one).
 fn poll_timeout(quiet: Duration, holds_records: bool, idle_poll: Duration) -> Duration {

@@ -51,7 +51,7 @@ const CALLS: [[&str; 2]; 2] = [
 ];
 
 /// How far out of time order rows can arrive: each CPU's events are in order,
-/// and the reader drains the ring every 20 ms while events come.
+/// and the reader drains the ring every 100 ms while events come.
 const ARRIVAL_SLACK_NS: i64 = 10_000_000_000;
 
 /// One `libc_lookups` row's columns.

@@ -509,15 +509,9 @@ impl Drop for TempDir {
     }
 }
 
-/// Runs a client to completion and returns its pid and stdout.
+/// Runs a client to completion and returns its pid and stdout; it must succeed.
 pub fn client(command: &mut Command) -> anyhow::Result<(u32, String)> {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {command:?}"))?;
-    let pid = child.id();
-    let output = child.wait_with_output()?;
+    let (pid, output) = client_output(command)?;
     ensure!(
         output.status.success(),
         "{command:?} failed ({}): {}{}",
@@ -526,6 +520,17 @@ pub fn client(command: &mut Command) -> anyhow::Result<(u32, String)> {
         String::from_utf8_lossy(&output.stderr)
     );
     Ok((pid, String::from_utf8_lossy(&output.stdout).into_owned()))
+}
+
+/// Runs a client to completion, whatever its exit: its pid and output.
+pub fn client_output(command: &mut Command) -> anyhow::Result<(u32, std::process::Output)> {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {command:?}"))?;
+    let pid = child.id();
+    Ok((pid, child.wait_with_output()?))
 }
 
 /// Helpers to pick records out of everything the recorder saw on the host.

@@ -19,7 +19,8 @@ use anyhow::{Context, bail, ensure};
 use dnsq_recorder::record::LookupRecord;
 use dnsq_tests::{
     ANSWER_V4, DOMAIN, Direction, Dnsmasq, KillOnDrop, MessageExt, MessageRecord, Netns, Recorder,
-    TempDir, binary, client, describe, dnsq, recorder_until_exit, require_bpf, unique, wait_for,
+    TempDir, binary, client, client_output, describe, dnsq, recorder_until_exit, require_bpf,
+    unique, wait_for,
 };
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -497,9 +498,14 @@ fn a_failed_gethostbyname_says_why() -> anyhow::Result<()> {
     let (perl, out) = client(netns.command("/usr/bin/perl").args(["-e", &code]))?;
     ensure!(out == "0 1\n0 4\n", "perl printed {out:?}");
     // getent hosts: gethostbyname2 for AF_INET6, then for AF_INET.
-    let (getent_missing, code) = client_status(netns.command("getent").args(["hosts", &missing]))?;
+    let (getent_missing, output) =
+        client_output(netns.command("getent").args(["hosts", &missing]))?;
     // getent: 2, "one or more supplied key could not be found".
-    ensure!(code == 2, "getent hosts {missing}: exit {code}");
+    ensure!(
+        output.status.code() == Some(2),
+        "getent hosts {missing}: {}",
+        output.status
+    );
     let (getent_v4, out) = client(netns.command("getent").args(["hosts", v4_only]))?;
     ensure!(out.contains("198.18.0.11"), "getent: {out}");
     wait_for("getent's answers", Duration::from_secs(10), || {
@@ -683,18 +689,6 @@ fn host_libc() -> anyhow::Result<std::path::PathBuf> {
         })
         .with_context(|| format!("no libc.so.6 in ldd's output:\n{text}"))?;
     Ok(path.into())
-}
-
-/// Runs a client that may fail to completion: its pid and exit code.
-fn client_status(command: &mut Command) -> anyhow::Result<(u32, i32)> {
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {command:?}"))?;
-    let pid = child.id();
-    let status = child.wait()?;
-    Ok((pid, status.code().unwrap_or(-1)))
 }
 
 /// The `"lookup_answer"` lines printed so far (what a call returned).

@@ -131,6 +131,28 @@ fn arrange(table: &mut Table, terminal: bool) {
     }
 }
 
+/// Whether `table` fits the terminal without a column narrower than [`arrange`]
+/// allows (always, when not on a terminal).
+pub fn fits(table: &Table) -> bool {
+    let Some(width) = table.width() else {
+        return true;
+    };
+    let needed: u32 = table
+        .column_iter()
+        .zip(table.column_max_content_widths())
+        .map(|(column, content)| {
+            u32::from(match column.constraint() {
+                Some(ColumnConstraint::ContentWidth) => content,
+                Some(ColumnConstraint::LowerBoundary(Width::Fixed(floor))) => {
+                    floor.saturating_sub(PADDING)
+                }
+                _ => content.min(WRAP_FLOOR),
+            }) + u32::from(PADDING)
+        })
+        .sum();
+    needed <= u32::from(width)
+}
+
 /// Keeps these columns (times, counts, short codes) on one line when the table
 /// must shrink to the terminal: the long ones (names, paths, answers) wrap.
 pub fn keep_whole(table: &mut Table, columns: &[usize]) {
@@ -243,6 +265,30 @@ mod tests {
         }
         let text = crushed.to_string();
         assert!(!text.contains(&exe[..16]), "{text}");
+    }
+
+    /// `fits` counts what `arrange` keeps: whole columns whole, floors for the
+    /// rest, and the spacing.
+    #[test]
+    fn fits_counts_whole_columns_floors_and_spacing() {
+        let table = |width| {
+            let mut table = Table::new();
+            table
+                .load_preset(TERMINAL_PRESET)
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(width)
+                .set_header(["TIME", "PATH"]);
+            table.add_row(["2026-11-27 11:35:55", &"/x".repeat(40)]);
+            keep_whole(&mut table, &[0]);
+            table
+        };
+        // 19 + 2, and the path's floor 16 + 2.
+        assert!(fits(&table(39)));
+        assert!(!fits(&table(38)));
+        // Not on a terminal (no width): always.
+        let mut piped = Table::new();
+        piped.add_row(["x".repeat(500)]);
+        assert!(fits(&piped));
     }
 
     #[test]

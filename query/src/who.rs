@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::Result;
-use comfy_table::Cell;
+use comfy_table::{Cell, Table};
 use dnsq_recorder::store::{
     read::{ReadError, Reader, type_name},
     schema::NO_SERVER,
@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
-    output::{NAME_CHARS, Output, cell, keep_up_to, keep_whole},
+    output::{NAME_CHARS, Output, fits, keep_up_to, keep_whole},
     owner::Only,
     timearg::Window,
 };
@@ -264,15 +264,7 @@ pub fn run(
         }
     }
 
-    let mut table = out.table(&[
-        "NAME → CNAME → OWNER",
-        "FIRST / LAST SEEN",
-        "COUNT",
-        "PROCESS",
-        "EXE",
-        "UNIT/CONTAINER",
-        "SERVER",
-    ]);
+    let mut cells = Vec::new();
     for (key, seen) in &found {
         let (chain, complete) = &chains[&(key.qname_id, key.name_id)];
         let clock = &out.clock;
@@ -316,37 +308,130 @@ pub fn run(
         if let Some(uid) = identity.and_then(|i| i.uid) {
             process.push_str(&format!("\nuid {uid}"));
         }
+        // Whom it asked through, or whom it asked for.
+        let mut peers = Vec::new();
         if let Some(via) = &key.via {
-            process.push_str(&format!("\nvia {}", via.label()));
+            peers.push(format!("via {}", via.label()));
         }
         if !seen.clients.is_empty() {
-            process.push_str(&format!("\nfor {}", clients_text(&seen.clients)));
+            peers.push(format!("for {}", clients_text(&seen.clients)));
         }
         let owner = match identity {
             Some(i) if i.has_owner() => i.owner_lines().join("\n"),
             Some(i) => escape::safe(i.cgroup.as_deref().unwrap_or("")).into_owned(),
             None => String::new(),
         };
-        table.add_row(vec![
-            Cell::new(names),
-            Cell::new(format!(
+        // Under the process a bare cgroup path needs saying what it is (a
+        // unit or a container says it by itself).
+        let owner_under_process = match identity {
+            Some(i) if !i.has_owner() && !owner.is_empty() => format!("cgroup {owner}"),
+            _ => owner.clone(),
+        };
+        cells.push(WhoCells {
+            names,
+            seen: format!(
                 "{}\n{}",
                 clock.short(seen.first_ns),
                 clock.short(seen.last_ns)
-            )),
-            cell(&seen.count.to_string()),
-            Cell::new(process),
-            cell(identity.and_then(|i| i.exe.as_deref()).unwrap_or("")),
-            Cell::new(owner),
-            cell(row.server.as_deref().unwrap_or("(libc call)")),
-        ]);
+            ),
+            count: seen.count.to_string(),
+            process,
+            peers: peers.join("\n"),
+            exe: escape::safe(identity.and_then(|i| i.exe.as_deref()).unwrap_or("")).into_owned(),
+            owner,
+            owner_under_process,
+            server: escape::safe(row.server.as_deref().unwrap_or("(libc call)")).into_owned(),
+        });
     }
     if !out.json {
-        keep_whole(&mut table, &[1, 2, 3, 6]);
-        keep_up_to(&mut table, 0, NAME_CHARS);
+        let mut table = who_table(out, &cells, false);
+        if !fits(&table) {
+            table = who_table(out, &cells, true);
+        }
         out.print_table(&mut table)?;
     }
     Ok(())
+}
+
+/// A `who` table row's cells, escaped.
+struct WhoCells {
+    names: String,
+    seen: String,
+    count: String,
+    /// The process and its uid.
+    process: String,
+    /// `via resolver[pid]`, `for client[pid], …` lines.
+    peers: String,
+    exe: String,
+    owner: String,
+    /// `owner` as a line of the process cell (compact).
+    owner_under_process: String,
+    server: String,
+}
+
+/// The `who` table; `compact` (a terminal too narrow for seven columns, such as
+/// 80 characters) puts the executable and the unit or container under the
+/// process, in its cell.
+fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
+    let header: &[&str] = if compact {
+        &[
+            "NAME → CNAME → OWNER",
+            "FIRST / LAST SEEN",
+            "COUNT",
+            "PROCESS",
+            "SERVER",
+        ]
+    } else {
+        &[
+            "NAME → CNAME → OWNER",
+            "FIRST / LAST SEEN",
+            "COUNT",
+            "PROCESS",
+            "EXE",
+            "UNIT/CONTAINER",
+            "SERVER",
+        ]
+    };
+    let mut table = out.table(header);
+    for row in rows {
+        let mut cells = vec![
+            Cell::new(&row.names),
+            Cell::new(&row.seen),
+            Cell::new(&row.count),
+        ];
+        if compact {
+            let process = [&row.process, &row.exe, &row.owner_under_process, &row.peers]
+                .into_iter()
+                .filter(|text| !text.is_empty())
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("\n");
+            cells.push(Cell::new(process));
+        } else {
+            let process = [&row.process, &row.peers]
+                .into_iter()
+                .filter(|text| !text.is_empty())
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("\n");
+            cells.extend([
+                Cell::new(process),
+                Cell::new(&row.exe),
+                Cell::new(&row.owner),
+            ]);
+        }
+        cells.push(Cell::new(&row.server));
+        table.add_row(cells);
+    }
+    let server = header.len() - 1;
+    if compact {
+        // The process cell holds paths now: it may wrap.
+        keep_whole(&mut table, &[1, 2, server]);
+    } else {
+        keep_whole(&mut table, &[1, 2, 3, server]);
+    }
+    keep_up_to(&mut table, 0, NAME_CHARS);
+    table
 }
 
 /// `curl[812], wget[813] +2`, escaped.
@@ -645,4 +730,52 @@ fn chain(reader: &Reader, qname_id: i64, name_id: i64) -> Result<Chain, ReadErro
         }
     }
     ends(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compact (a narrow terminal): the executable, the cgroup (said to be one)
+    /// and the resolver go under the process, in five columns.
+    #[test]
+    fn the_compact_table_puts_exe_and_owner_under_the_process() {
+        let out = Output::new(false, true);
+        let rows = [WhoCells {
+            names: "www.example.test.\n→ edge.cdn.test.".into(),
+            seen: "2026-11-27 11:35:55\n2026-11-27 11:35:55".into(),
+            count: "1".into(),
+            process: "python3[2553]\nuid 0".into(),
+            peers: "via dnsmasq[2545]".into(),
+            exe: "/usr/bin/python3.11".into(),
+            owner: "/".into(),
+            owner_under_process: "cgroup /".into(),
+            server: "198.18.1.1".into(),
+        }];
+        let wide = who_table(&out, &rows, false).to_string();
+        assert!(wide.contains("UNIT/CONTAINER"), "{wide}");
+        let mut compact = who_table(&out, &rows, true);
+        assert_eq!(compact.column_count(), 5);
+        let text = compact.to_string();
+        assert!(
+            !text.contains("EXE") && !text.contains("UNIT/CONTAINER"),
+            "{text}"
+        );
+        // One under the other, in this order, each on a line of its own.
+        let at: Vec<usize> = [
+            "python3[2553]",
+            "uid 0",
+            "/usr/bin/python3.11",
+            "cgroup /",
+            "via dnsmasq[2545]",
+        ]
+        .iter()
+        .map(|part| {
+            text.find(part)
+                .unwrap_or_else(|| panic!("no {part}: {text}"))
+        })
+        .collect();
+        assert!(at.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
+        assert_eq!(text.lines().count(), 6, "{text}");
+    }
 }

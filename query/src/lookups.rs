@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::Result;
-use comfy_table::Cell;
+use comfy_table::{Cell, Table};
 use dnsq_recorder::store::{
     read::{Reader, rcode_name, type_name},
     schema::{
@@ -25,7 +25,9 @@ use serde::Serialize;
 use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
-    output::{ANSWER_CHARS, NAME_CHARS, Output, cell, clip, keep_up_to, keep_whole, millis},
+    output::{
+        ANSWER_CHARS, NAME_CHARS, Output, clip, fits, keep_up_to, keep_whole, millis, stacked,
+    },
     owner::Only,
     timearg::Window,
     who::clients_text,
@@ -414,18 +416,7 @@ pub fn run(
         });
     }
 
-    let mut table = out.table(&[
-        "LAST SEEN",
-        "PROCESS",
-        "NAME",
-        "TYPE",
-        "QUERIES",
-        "RCODE",
-        "LATENCY",
-        // Last, like ps's COMMAND: when piped (no wrapping) a long answer
-        // widens only its own column, not where the other columns start.
-        "ANSWERS",
-    ]);
+    let mut cells = Vec::new();
     for (((key, agg), peers), libc_answers) in found.iter().zip(&peers).zip(&libc_answers) {
         let name = reader.name(key.qname_id)?;
         let libc = key.role == role::LIBC;
@@ -548,30 +539,106 @@ pub fn run(
                 millis(agg.latency_max as f64)
             )
         };
-        let rcode_cell = out.rcode_cell(&rcodes, error);
-        table.add_row(vec![
-            cell(&clock.short(agg.last_ns)),
-            Cell::new(process),
-            cell(row.name),
-            cell(&row.qtype),
-            cell(&agg.queries.to_string()),
-            rcode_cell,
-            cell(&latency),
-            Cell::new(
-                shown
-                    .iter()
-                    .map(|a| escape::safe(&clip(a, ANSWER_CHARS)).into_owned())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
-        ]);
+        cells.push(LookupCells {
+            last_seen: clock.short(agg.last_ns),
+            process,
+            name: escape::safe(row.name).into_owned(),
+            qtype: escape::safe(&row.qtype).into_owned(),
+            queries: agg.queries,
+            libc,
+            rcodes,
+            error,
+            latency,
+            answers: shown
+                .iter()
+                .map(|a| escape::safe(&clip(a, ANSWER_CHARS)).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        });
     }
     if !out.json {
-        keep_whole(&mut table, &[0, 1, 3, 4, 5, 6]);
-        keep_up_to(&mut table, 2, NAME_CHARS);
+        let mut table = lookups_table(out, &cells, false);
+        if !fits(&table) {
+            table = lookups_table(out, &cells, true);
+        }
         out.print_table(&mut table)?;
     }
     Ok(())
+}
+
+/// A `by-process`/`name` table row's cells, escaped.
+struct LookupCells {
+    last_seen: String,
+    process: String,
+    name: String,
+    qtype: String,
+    queries: i64,
+    /// Libc calls, not DNS queries.
+    libc: bool,
+    rcodes: String,
+    error: bool,
+    latency: String,
+    answers: String,
+}
+
+/// The `by-process`/`name` table; `compact` (a terminal too narrow for eight
+/// columns, such as 80 characters) puts the time under the date, the type
+/// under the name, and the count and latency under the rcodes.
+fn lookups_table(out: &Output, rows: &[LookupCells], compact: bool) -> Table {
+    // ANSWERS last, like ps's COMMAND: when piped (no wrapping) a long answer
+    // widens only its own column, not where the other columns start.
+    let header: &[&str] = if compact {
+        &["LAST SEEN", "PROCESS", "NAME", "RESULT", "ANSWERS"]
+    } else {
+        &[
+            "LAST SEEN",
+            "PROCESS",
+            "NAME",
+            "TYPE",
+            "QUERIES",
+            "RCODE",
+            "LATENCY",
+            "ANSWERS",
+        ]
+    };
+    let mut table = out.table(header);
+    for row in rows {
+        let cells = if compact {
+            let count = match (row.queries, row.libc) {
+                (1, true) => "1 call".to_owned(),
+                (n, true) => format!("{n} calls"),
+                (1, false) => "1 query".to_owned(),
+                (n, false) => format!("{n} queries"),
+            };
+            let result = stacked(&[&row.rcodes, &count, &row.latency]);
+            vec![
+                Cell::new(row.last_seen.replacen(' ', "\n", 1)),
+                Cell::new(&row.process),
+                Cell::new(format!("{}\n{}", row.name, row.qtype)),
+                out.rcode_cell(&result, row.error),
+                Cell::new(&row.answers),
+            ]
+        } else {
+            vec![
+                Cell::new(&row.last_seen),
+                Cell::new(&row.process),
+                Cell::new(&row.name),
+                Cell::new(&row.qtype),
+                Cell::new(row.queries),
+                out.rcode_cell(&row.rcodes, row.error),
+                Cell::new(&row.latency),
+                Cell::new(&row.answers),
+            ]
+        };
+        table.add_row(cells);
+    }
+    if compact {
+        keep_whole(&mut table, &[0, 3]);
+    } else {
+        keep_whole(&mut table, &[0, 1, 3, 4, 5, 6]);
+    }
+    keep_up_to(&mut table, 2, NAME_CHARS);
+    table
 }
 
 /// How many rows there were to show.
@@ -1148,4 +1215,47 @@ fn delegations_by_name(
         }
     }
     Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compact (a narrow terminal): five columns, the time under the date, the
+    /// type under the name, the count and latency under the rcodes.
+    #[test]
+    fn the_compact_table_stacks_what_the_wide_one_spreads() {
+        let out = Output::new(false, true);
+        let rows = [LookupCells {
+            last_seen: "2026-11-27 13:25:41".into(),
+            process: "python3[5321]\nvia dnsmasq[5304]".into(),
+            name: "www.example.test.".into(),
+            qtype: "getaddrinfo".into(),
+            queries: 2,
+            libc: true,
+            rcodes: "ok".into(),
+            error: false,
+            latency: "avg 0.40 / max 0.52 ms".into(),
+            answers: "198.18.0.20".into(),
+        }];
+        let wide = lookups_table(&out, &rows, false).to_string();
+        assert!(
+            wide.contains("QUERIES") && wide.contains("2026-11-27 13:25:41"),
+            "{wide}"
+        );
+        let mut compact = lookups_table(&out, &rows, true);
+        assert_eq!(compact.column_count(), 5);
+        let text = compact.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "header and three lines: {text}");
+        for (line, parts) in lines[1..].iter().zip([
+            ["2026-11-27", "python3[5321]", "www.example.test.", "ok"],
+            ["13:25:41", "via dnsmasq[5304]", "getaddrinfo", "2 calls"],
+        ]) {
+            for part in parts {
+                assert!(line.contains(part), "{part} not in {line:?}: {text}");
+            }
+        }
+        assert!(lines[3].contains("avg 0.40 / max 0.52 ms"), "{text}");
+    }
 }

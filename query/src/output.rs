@@ -86,9 +86,11 @@ impl Output {
         table
     }
 
-    /// A cell of rcode text, red when it is an error.
+    /// A cell of rcode text (lines apart by `\n`, each escaped), red when it
+    /// is an error.
     pub fn rcode_cell(&self, text: &str, error: bool) -> Cell {
-        let cell = Cell::new(escape::safe(text));
+        let lines: Vec<_> = text.split('\n').map(escape::safe).collect();
+        let cell = Cell::new(lines.join("\n"));
         if self.color && error {
             cell.fg(Color::Red)
         } else {
@@ -175,6 +177,16 @@ pub fn keep_up_to(table: &mut Table, index: usize, most: u16) {
         let floor = widest.min(most) + PADDING;
         column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(floor)));
     }
+}
+
+/// The non-empty parts, one a line: several facts in one cell.
+pub fn stacked(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .copied()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A table cell of untrusted text, escaped.

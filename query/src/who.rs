@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
-    output::{NAME_CHARS, Output, fits, keep_up_to, keep_whole},
+    output::{NAME_CHARS, Output, fits, keep_up_to, keep_whole, stacked},
     owner::Only,
     timearg::Window,
 };
@@ -400,22 +400,15 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
             Cell::new(&row.count),
         ];
         if compact {
-            let process = [&row.process, &row.exe, &row.owner_under_process, &row.peers]
-                .into_iter()
-                .filter(|text| !text.is_empty())
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join("\n");
-            cells.push(Cell::new(process));
+            cells.push(Cell::new(stacked(&[
+                &row.process,
+                &row.exe,
+                &row.owner_under_process,
+                &row.peers,
+            ])));
         } else {
-            let process = [&row.process, &row.peers]
-                .into_iter()
-                .filter(|text| !text.is_empty())
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join("\n");
             cells.extend([
-                Cell::new(process),
+                Cell::new(stacked(&[&row.process, &row.peers])),
                 Cell::new(&row.exe),
                 Cell::new(&row.owner),
             ]);

@@ -667,15 +667,12 @@ def own_cgroup(name, pids):
                 time.sleep(0.1)
 
 
-def cgroup_cpu_s(path, key="usage_usec"):
-    """CPU seconds of a cgroup's processes so far: cpu.stat's usage_usec, or
-    user_usec, or system_usec (in the kernel for them: syscalls, page faults,
-    writing the page cache)."""
-    for line in (path / "cpu.stat").read_text().splitlines():
-        name, value = line.split()
-        if name == key:
-            return int(value) / 1e6
-    raise RuntimeError(f"no {key} in {path}/cpu.stat")
+def cgroup_cpu_s(path):
+    """CPU seconds of a cgroup's processes so far, from one read of cpu.stat:
+    (all of it, usage_usec; the part in the kernel for them, system_usec:
+    syscalls, page faults, writing the page cache)."""
+    stat = dict(line.split() for line in (path / "cpu.stat").read_text().splitlines())
+    return int(stat["usage_usec"]) / 1e6, int(stat["system_usec"]) / 1e6
 
 
 def quiet_window(host, qps, cgroup, pids):
@@ -683,8 +680,7 @@ def quiet_window(host, qps, cgroup, pids):
     the CPU of the cgroup's processes over it (and the part of it in the kernel
     for them), the wakeups of the `pids`' threads, the seconds and the queries."""
     time.sleep(1)
-    cpu0, switches0 = cgroup_cpu_s(cgroup), sum(map(wakeups, pids))
-    system0 = cgroup_cpu_s(cgroup, "system_usec")
+    (cpu0, system0), switches0 = cgroup_cpu_s(cgroup), sum(map(wakeups, pids))
     t0 = time.monotonic()
     if qps:
         queries = host.dnsperf("quiet", QUIET_SECONDS, qps)["completed"]
@@ -692,9 +688,9 @@ def quiet_window(host, qps, cgroup, pids):
         time.sleep(QUIET_SECONDS)
         queries = 0
     time.sleep(1)
+    cpu1, system1 = cgroup_cpu_s(cgroup)
     return {"qps": qps, "seconds": time.monotonic() - t0, "queries": queries,
-            "cpu_s": cgroup_cpu_s(cgroup) - cpu0,
-            "system_s": cgroup_cpu_s(cgroup, "system_usec") - system0,
+            "cpu_s": cpu1 - cpu0, "system_s": system1 - system0,
             "wakeups": sum(map(wakeups, pids)) - switches0}
 
 

@@ -7,7 +7,7 @@ use std::{
 };
 
 use comfy_table::{
-    Attribute, Cell, Color, ColumnConstraint, ContentArrangement, Table, Width, presets,
+    Attribute, Cell, Color, Column, ColumnConstraint, ContentArrangement, Table, Width, presets,
 };
 
 use crate::{escape, timearg::Clock};
@@ -122,7 +122,7 @@ fn arrange(table: &mut Table, terminal: bool) {
         let widths = table.column_max_content_widths();
         for (column, content) in table.column_iter_mut().zip(widths) {
             if column.constraint().is_none() {
-                let floor = content.min(WRAP_FLOOR) + PADDING;
+                let floor = narrowest(column, content) + PADDING;
                 column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(floor)));
             }
         }
@@ -142,17 +142,19 @@ pub fn fits(table: &Table) -> bool {
     let needed: u32 = table
         .column_iter()
         .zip(table.column_max_content_widths())
-        .map(|(column, content)| {
-            u32::from(match column.constraint() {
-                Some(ColumnConstraint::ContentWidth) => content,
-                Some(ColumnConstraint::LowerBoundary(Width::Fixed(floor))) => {
-                    floor.saturating_sub(PADDING)
-                }
-                _ => content.min(WRAP_FLOOR),
-            }) + u32::from(PADDING)
-        })
+        .map(|(column, content)| u32::from(narrowest(column, content) + PADDING))
         .sum();
     needed <= u32::from(width)
+}
+
+/// The fewest characters of its content (`content`: its widest cell) a column
+/// keeps on a terminal: all of it when kept whole, its floor otherwise.
+fn narrowest(column: &Column, content: u16) -> u16 {
+    match column.constraint() {
+        Some(ColumnConstraint::ContentWidth) => content,
+        Some(ColumnConstraint::LowerBoundary(Width::Fixed(floor))) => floor.saturating_sub(PADDING),
+        _ => content.min(WRAP_FLOOR),
+    }
 }
 
 /// Keeps these columns (times, counts, short codes) on one line when the table

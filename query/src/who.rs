@@ -321,12 +321,6 @@ pub fn run(
             Some(i) => escape::safe(i.cgroup.as_deref().unwrap_or("")).into_owned(),
             None => String::new(),
         };
-        // Under the process a bare cgroup path needs saying what it is (a
-        // unit or a container says it by itself).
-        let owner_under_process = match identity {
-            Some(i) if !i.has_owner() && !owner.is_empty() => format!("cgroup {owner}"),
-            _ => owner.clone(),
-        };
         cells.push(WhoCells {
             names,
             seen: format!(
@@ -338,8 +332,8 @@ pub fn run(
             process,
             peers: peers.join("\n"),
             exe: escape::safe(identity.and_then(|i| i.exe.as_deref()).unwrap_or("")).into_owned(),
+            bare_cgroup: identity.is_some_and(|i| !i.has_owner()),
             owner,
-            owner_under_process,
             server: escape::safe(row.server.as_deref().unwrap_or("(libc call)")).into_owned(),
         });
     }
@@ -364,8 +358,8 @@ struct WhoCells {
     peers: String,
     exe: String,
     owner: String,
-    /// `owner` as a line of the process cell (compact).
-    owner_under_process: String,
+    /// `owner` is a cgroup path, not a unit or container.
+    bare_cgroup: bool,
     server: String,
 }
 
@@ -400,10 +394,17 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
             Cell::new(&row.count),
         ];
         if compact {
+            // Under the process a bare cgroup path needs saying what it is (a
+            // unit or a container says it by itself).
+            let owner = if row.bare_cgroup && !row.owner.is_empty() {
+                format!("cgroup {}", row.owner)
+            } else {
+                row.owner.clone()
+            };
             cells.push(Cell::new(stacked(&[
                 &row.process,
                 &row.exe,
-                &row.owner_under_process,
+                &owner,
                 &row.peers,
             ])));
         } else {
@@ -742,7 +743,7 @@ mod tests {
             peers: "via dnsmasq[2545]".into(),
             exe: "/usr/bin/python3.11".into(),
             owner: "/".into(),
-            owner_under_process: "cgroup /".into(),
+            bare_cgroup: true,
             server: "198.18.1.1".into(),
         }];
         let wide = who_table(&out, &rows, false).to_string();

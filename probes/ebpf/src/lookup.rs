@@ -303,11 +303,11 @@ fn on_return(ctx: &RetProbeContext, function: u32) {
             unsafe { bpf_probe_read_user(call.out as *const u64) }.unwrap_or(0)
         };
         if hostent == 0 {
-            // SAFETY: bpf_probe_read_user checks the address (0 when unknown).
-            event.status = match unsafe { bpf_probe_read_user(call.h_errnop as *const i32) } {
-                Ok(h_errno) if call.h_errnop != 0 => STATUS_H_ERRNO + h_errno,
-                _ => STATUS_NO_HOSTENT,
-            };
+            // SAFETY: bpf_probe_read_user checks the address.
+            let h_errno = (call.h_errnop != 0)
+                .then(|| unsafe { bpf_probe_read_user(call.h_errnop as *const i32) }.ok())
+                .flatten();
+            event.status = h_errno.map_or(STATUS_NO_HOSTENT, |h_errno| STATUS_H_ERRNO + h_errno);
         } else {
             event.status = 0;
             read_hostent(hostent, event);

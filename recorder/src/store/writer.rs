@@ -44,8 +44,8 @@ const MAX_PENDING_COUNTERS: usize = 1_000;
 /// Most distinct facts held before they are upserted, whatever their age.
 const MAX_PENDING_FACTS: usize = 50_000;
 /// Held facts fewer than this are upserted once [`LIGHT_HOLD`] old (or with
-/// their batch, when it did not fill) rather than after the whole facts window. Holding merges a name asked many times into one
-/// upsert, which pays under load; under light traffic it saves next to nothing,
+/// their batch, when it did not fill) rather than after the whole facts window.
+/// Holding merges a name asked many times into one upsert, which pays under load; under light traffic it saves next to nothing,
 /// and `dnsq who` would lag `dnsq tail` by the window (5 s by default: a query
 /// made by hand and asked about at once was "not in the recorded history").
 /// Under load the held facts pass this long before they are a second old.

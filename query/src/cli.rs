@@ -134,6 +134,11 @@ place with the count of their queries and the resolver's upstream server
 own rows (JSON: \"for\" lists its clients) are left out of tables when their
 clients are shown; --resolvers shows them, and --json always has them.
 
+A table makes one row of the runs of a program (the same command, executable,
+user, group and cgroup) that got the same answer the same way: the newest
+process is shown, and how many there were (curl[812] +41 pids), so a job that
+runs every minute is one row. --pids shows a row per process, as --json does.
+
 Examples:
   dnsq who 198.18.0.10
   dnsq who 198.18.0.10 --container 3f2a1b4c
@@ -145,6 +150,10 @@ Examples:
         /// them are shown.
         #[arg(long)]
         resolvers: bool,
+        /// A table row per process (pid), not one per program's runs (--json
+        /// always has a row per process).
+        #[arg(long)]
+        pids: bool,
         #[command(flatten)]
         limit: Limit,
     },

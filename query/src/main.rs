@@ -97,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Who {
             ip,
             resolvers,
+            pids,
             limit,
         } => who::run(
             &reader,
@@ -106,6 +107,7 @@ fn run(cli: Cli) -> Result<()> {
             &who::Options {
                 limit: limit.limit,
                 resolvers: *resolvers,
+                pids: *pids,
                 only,
             },
         ),

@@ -7,7 +7,7 @@
 //! rows of their own when their answer was not seen, `inferred`).
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet, VecDeque, hash_map::Entry},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque, btree_map, hash_map::Entry},
     net::IpAddr,
     rc::Rc,
 };
@@ -49,6 +49,8 @@ pub struct Options<'a> {
     /// Show local resolvers' own rows in tables even when their clients are
     /// shown.
     pub resolvers: bool,
+    /// Tables: a row per process, not per program (see [`by_program`]).
+    pub pids: bool,
     pub only: Option<&'a Only>,
 }
 
@@ -77,6 +79,9 @@ struct Seen {
     /// The process's libc call (`getaddrinfo`, `gethostbyname*`) returned the
     /// address.
     libc: bool,
+    /// The processes of the row (more than one when a table makes one row of a
+    /// program's runs: [`by_program`]).
+    pids: usize,
 }
 
 impl Default for Seen {
@@ -88,6 +93,7 @@ impl Default for Seen {
             clients: BTreeSet::new(),
             inferred: false,
             libc: false,
+            pids: 1,
         }
     }
 }
@@ -240,7 +246,11 @@ pub fn run(
             keep
         });
     }
-    let mut found: Vec<(Key, Seen)> = seen.into_iter().collect();
+    let mut found: Vec<(Key, Seen)> = if out.json || options.pids {
+        seen.into_iter().collect()
+    } else {
+        by_program(seen)
+    };
     found.sort_by(|a, b| {
         b.1.last_ns
             .cmp(&a.1.last_ns)
@@ -305,6 +315,11 @@ pub fn run(
         }
         let identity = key.identity.as_deref();
         let mut process = facts::label(identity);
+        match seen.pids {
+            0 | 1 => {}
+            2 => process.push_str("\n+1 pid"),
+            n => process.push_str(&format!("\n+{} pids", n - 1)),
+        }
         if let Some(uid) = identity.and_then(|i| i.uid) {
             process.push_str(&format!("\nuid {uid}"));
         }
@@ -626,6 +641,64 @@ fn through_resolvers(
         }
     }
     Ok(seen)
+}
+
+/// A table's rows: the rows of one program's processes (the same command,
+/// executable, user, group and cgroup) that differ only in their pids (the
+/// resolver's included) become one, shown with its newest process and how many
+/// there were. A job that runs `curl` every minute is one row, not one a run;
+/// `--pids` and `--json` keep a row per process.
+fn by_program(seen: HashMap<Key, Seen>) -> Vec<(Key, Seen)> {
+    /// Key, with each process's pid set aside.
+    type Group = (
+        i64,
+        i64,
+        i64,
+        Option<Identity>,
+        Option<Identity>,
+        Option<IpAddr>,
+    );
+    let program = |identity: &Option<Rc<Identity>>| {
+        identity.as_deref().map(|i| Identity {
+            pid: 0,
+            ..i.clone()
+        })
+    };
+    let mut groups: BTreeMap<Group, (Key, Seen, BTreeSet<Option<u32>>)> = BTreeMap::new();
+    for (key, seen) in seen {
+        let group = (
+            key.qname_id,
+            key.name_id,
+            key.rtype,
+            program(&key.identity),
+            program(&key.via),
+            key.server,
+        );
+        let pid = key.identity.as_ref().map(|i| i.pid);
+        match groups.entry(group) {
+            btree_map::Entry::Vacant(entry) => {
+                entry.insert((key, seen, BTreeSet::from([pid])));
+            }
+            btree_map::Entry::Occupied(mut entry) => {
+                let (shown, merged, pids) = entry.get_mut();
+                if seen.last_ns > merged.last_ns {
+                    *shown = key;
+                }
+                merged.add(seen.first_ns, seen.last_ns, seen.count);
+                merged.clients.extend(seen.clients);
+                merged.inferred &= seen.inferred;
+                merged.libc |= seen.libc;
+                pids.insert(pid);
+            }
+        }
+    }
+    groups
+        .into_values()
+        .map(|(key, mut seen, pids)| {
+            seen.pids = pids.len();
+            (key, seen)
+        })
+        .collect()
 }
 
 /// A process's libc call's answer and a DNS answer of the same question to

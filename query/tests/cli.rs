@@ -1166,3 +1166,60 @@ fn who_survives_cname_loops_and_broken_chains() {
     let table = expect(&dnsq(&db, &["who", "192.0.2.99"]), 0);
     assert!(table.contains("→ … → z.loop."), "{table}");
 }
+
+/// A job that runs curl every minute: a table row for the program, with its
+/// newest pid and the count of the others; another user's curl stays apart;
+/// `--pids` and `--json` keep a row per process.
+#[test]
+fn who_makes_one_table_row_of_a_programs_runs() {
+    let dir = TempDir::new("who-runs");
+    let db = dir.path("dnsq.db");
+    let mut w = Writer::open(&db);
+    let runs: Vec<Proc> = (0..5)
+        .map(|run| Proc {
+            pid: 5000 + run,
+            ..CURL
+        })
+        .collect();
+    let other_user = Proc {
+        pid: 6000,
+        uid: 1001,
+        ..CURL
+    };
+    let answer = [("cron.example.com.", "A", "198.18.0.77")];
+    for (minute, p) in runs.iter().chain([&other_user]).enumerate() {
+        let asked = ask(
+            T0 + 60 * SECOND * minute as i64,
+            p,
+            "cron.example.com.",
+            "A",
+        );
+        w.write(asked.query());
+        w.write(asked.response(300_000, "NOERROR", &answer));
+    }
+    w.commit();
+    w.finish();
+
+    let table = expect(&dnsq(&db, &["who", "198.18.0.77"]), 0);
+    let count = |needle: &str| table.matches(needle).count();
+    assert_eq!(count("cron.example.com."), 2, "{table}");
+    assert_eq!(count("curl[5004]"), 1, "the newest run: {table}");
+    assert_eq!(count("+4 pids"), 1, "{table}");
+    assert_eq!(count("curl[6000]"), 1, "the other user's: {table}");
+    assert_eq!(count("curl[5000]"), 0, "{table}");
+    let five = table
+        .lines()
+        .find(|line| line.contains("curl[5004]"))
+        .expect("the program's row");
+    assert!(five.split_whitespace().any(|cell| cell == "5"), "{five}");
+
+    let table = expect(&dnsq(&db, &["who", "198.18.0.77", "--pids"]), 0);
+    for pid in [5000, 5001, 5002, 5003, 5004, 6000] {
+        assert!(table.contains(&format!("curl[{pid}]")), "{table}");
+    }
+    assert!(!table.contains("pids"), "{table}");
+
+    let rows = json_lines(&dnsq(&db, &["who", "198.18.0.77", "--json"]));
+    assert_eq!(rows.len(), 6, "{rows:#?}");
+    assert!(rows.iter().all(|row| row["count"] == 1), "{rows:#?}");
+}

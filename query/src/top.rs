@@ -7,6 +7,7 @@ use std::{
 };
 
 use anyhow::Result;
+use comfy_table::{Cell, Table};
 use dnsq_recorder::store::{
     read::Reader,
     schema::{self, RCODE_QUERY, role},
@@ -16,7 +17,7 @@ use serde::Serialize;
 use crate::{
     cli::TopKind,
     facts::{self, Identities, Identity, NothingFound},
-    output::{NAME_CHARS, Output, cell, keep_up_to, keep_whole},
+    output::{NAME_CHARS, Output, cell, fits, keep_up_to, keep_whole, stacked},
     owner::{self, Only},
     timearg::Window,
 };
@@ -345,21 +346,7 @@ fn processes(
     if limit != 0 {
         ranked.truncate(limit);
     }
-    let owners = ranked
-        .iter()
-        .any(|(_, agg)| !agg.units.is_empty() || !agg.containers.is_empty());
-    let mut header = vec!["#", "COMMAND", "EXE", "PIDS"];
-    if owners {
-        header.push("UNIT/CONTAINER");
-    }
-    header.extend(["QUERIES", "NXDOMAIN"]);
-    // Only where some process was seen calling libc's resolver.
-    let libc = ranked.iter().any(|(_, agg)| agg.libc_calls > 0);
-    if libc {
-        header.push("LIBC CALLS");
-    }
-    header.extend(["NAMES", "LAST SEEN"]);
-    let mut table = out.table(&header);
+    let mut cells = Vec::new();
     for (index, (key, agg)) in ranked.iter().enumerate() {
         let names = agg.names;
         let row = ProcessRow {
@@ -391,38 +378,117 @@ fn processes(
                 .join(" "),
             n => format!("{n} pids"),
         };
-        let mut cells = vec![
-            cell(&row.rank.to_string()),
-            cell(row.comm.unwrap_or("?")),
-            cell(row.exe.unwrap_or("")),
-            cell(&pids),
-        ];
-        if owners {
-            cells.push(comfy_table::Cell::new(owners_text(agg)));
-        }
-        cells.extend([
-            cell(&agg.queries.to_string()),
-            cell(&agg.nxdomain.to_string()),
-        ]);
-        if libc {
-            cells.push(cell(&agg.libc_calls.to_string()));
-        }
-        cells.extend([
-            cell(&names.to_string()),
-            cell(&out.clock.short(agg.last_ns)),
-        ]);
-        table.add_row(cells);
+        let escaped = |text: Option<&str>| crate::escape::safe(text.unwrap_or("")).into_owned();
+        cells.push(ProgramCells {
+            rank: row.rank.to_string(),
+            comm: escaped(Some(row.comm.unwrap_or("?"))),
+            exe: escaped(row.exe),
+            pids,
+            owners: owners_text(agg),
+            queries: agg.queries,
+            nxdomain: agg.nxdomain,
+            libc_calls: agg.libc_calls,
+            names: names.to_string(),
+            last_seen: out.clock.short(agg.last_ns),
+        });
     }
     if !out.json {
-        let shift = usize::from(owners);
-        let whole: Vec<usize> = [0, 3]
-            .into_iter()
-            .chain((4 + shift..).take(4 + usize::from(libc)))
-            .collect();
-        keep_whole(&mut table, &whole);
+        let mut table = processes_table(out, &cells, false);
+        if !fits(&table) {
+            table = processes_table(out, &cells, true);
+        }
         out.print_table(&mut table)?;
     }
     Ok(())
+}
+
+/// A `top processes` table row's cells, escaped.
+struct ProgramCells {
+    rank: String,
+    comm: String,
+    exe: String,
+    pids: String,
+    /// Its units and containers, one a line.
+    owners: String,
+    queries: i64,
+    nxdomain: i64,
+    libc_calls: i64,
+    names: String,
+    last_seen: String,
+}
+
+/// The `top processes` table; `compact` (a terminal too narrow for its nine
+/// columns, such as 80 characters) stacks the executable, the pids and the
+/// units under the command, the NXDOMAIN answers and libc calls under the
+/// queries, and the time under the date.
+fn processes_table(out: &Output, rows: &[ProgramCells], compact: bool) -> Table {
+    let owners = rows.iter().any(|row| !row.owners.is_empty());
+    // Only where some process was seen calling libc's resolver.
+    let libc = rows.iter().any(|row| row.libc_calls > 0);
+    let mut header = if compact {
+        vec!["#", "PROGRAM", "QUERIES"]
+    } else {
+        vec!["#", "COMMAND", "EXE", "PIDS"]
+    };
+    if !compact {
+        if owners {
+            header.push("UNIT/CONTAINER");
+        }
+        header.extend(["QUERIES", "NXDOMAIN"]);
+        if libc {
+            header.push("LIBC CALLS");
+        }
+    }
+    header.extend(["NAMES", "LAST SEEN"]);
+    let mut table = out.table(&header);
+    for row in rows {
+        let cells = if compact {
+            let nxdomain = match row.nxdomain {
+                0 => String::new(),
+                n => format!("{n} NXDOMAIN"),
+            };
+            let libc_calls = match row.libc_calls {
+                0 => String::new(),
+                1 => "1 libc call".to_owned(),
+                n => format!("{n} libc calls"),
+            };
+            vec![
+                Cell::new(&row.rank),
+                Cell::new(stacked(&[&row.comm, &row.exe, &row.pids, &row.owners])),
+                Cell::new(stacked(&[&row.queries.to_string(), &nxdomain, &libc_calls])),
+                Cell::new(&row.names),
+                Cell::new(row.last_seen.replacen(' ', "\n", 1)),
+            ]
+        } else {
+            let mut cells = vec![
+                Cell::new(&row.rank),
+                Cell::new(&row.comm),
+                Cell::new(&row.exe),
+                Cell::new(&row.pids),
+            ];
+            if owners {
+                cells.push(Cell::new(&row.owners));
+            }
+            cells.extend([Cell::new(row.queries), Cell::new(row.nxdomain)]);
+            if libc {
+                cells.push(Cell::new(row.libc_calls));
+            }
+            cells.extend([Cell::new(&row.names), Cell::new(&row.last_seen)]);
+            cells
+        };
+        table.add_row(cells);
+    }
+    let whole: Vec<usize> = if compact {
+        vec![0, 2, 3, 4]
+    } else {
+        let shift = usize::from(owners);
+        [0, 3]
+            .into_iter()
+            .chain((4 + shift..).take(4 + usize::from(libc)))
+            .collect()
+    };
+    keep_whole(&mut table, &whole);
+    table
 }
 
 /// Units and containers a ranked program ran in, the first few, one a line.
@@ -456,4 +522,48 @@ fn owners_text(agg: &ProcessAgg) -> String {
 /// SQL `LIMIT`: 0 means none.
 fn sql_limit(limit: usize) -> i64 {
     if limit == 0 { -1 } else { limit as i64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compact (a narrow terminal): five columns, the executable, pids and unit
+    /// under the command, the NXDOMAIN answers and libc calls under the queries,
+    /// the time under the date.
+    #[test]
+    fn the_compact_table_stacks_the_program_and_its_counts() {
+        let out = Output::new(false, true);
+        let rows = [ProgramCells {
+            rank: "1".into(),
+            comm: "firefox".into(),
+            exe: "/usr/lib/firefox/firefox".into(),
+            pids: "8 pids".into(),
+            owners: "app-firefox.scope".into(),
+            queries: 312_253,
+            nxdomain: 12_112,
+            libc_calls: 3,
+            names: "31103".into(),
+            last_seen: "2026-10-30 23:59:58".into(),
+        }];
+        let wide = processes_table(&out, &rows, false).to_string();
+        for column in ["EXE", "PIDS", "UNIT/CONTAINER", "NXDOMAIN", "LIBC CALLS"] {
+            assert!(wide.contains(column), "{column}: {wide}");
+        }
+        let mut compact = processes_table(&out, &rows, true);
+        assert_eq!(compact.column_count(), 5);
+        let text = compact.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "header and four lines: {text}");
+        for (line, parts) in lines[1..].iter().zip([
+            &["firefox", "312253", "31103", "2026-10-30"][..],
+            &["/usr/lib/firefox/firefox", "12112 NXDOMAIN", "23:59:58"],
+            &["8 pids", "3 libc calls"],
+            &["app-firefox.scope"],
+        ]) {
+            for part in parts {
+                assert!(line.contains(part), "{part} not in {line:?}: {text}");
+            }
+        }
+    }
 }

@@ -7,12 +7,12 @@ use dnsq_recorder::{
     service::{CgroupOwner, Container},
     store::{
         read::{ReadError, Reader, StoredProcess},
-        schema,
+        schema::{self, NS_PER_HOUR},
     },
 };
 use serde::Serialize;
 
-use crate::{escape, owner};
+use crate::{escape, owner, timearg::Clock};
 
 /// "Nothing found": exit status 1, with this message on stderr.
 #[derive(Debug)]
@@ -151,6 +151,19 @@ pub fn glob_literal(text: &str) -> String {
         }
     }
     out
+}
+
+/// Which hours the fact tables hold, for a "nothing found": `lookups recorded
+/// from 2026-10-01 00:00 to 2026-10-31 00:00`, or that none were.
+pub fn recorded_span(reader: &Reader, clock: &Clock) -> Result<String, ReadError> {
+    Ok(match lookups_hours(reader)? {
+        Some((first, last)) => format!(
+            "lookups recorded from {} to {}",
+            clock.minutes(first.saturating_mul(NS_PER_HOUR)),
+            clock.minutes(last.saturating_add(1).saturating_mul(NS_PER_HOUR))
+        ),
+        None => "no lookups recorded yet".to_owned(),
+    })
 }
 
 /// The first and last hour `lookups` holds: each process's two ends in the

@@ -159,7 +159,22 @@ fn run(cli: Cli) -> Result<()> {
     };
     // What was printed before a "nothing found" still goes out.
     let flushed = out.flush();
-    result?;
+    let fact_command = matches!(
+        cli.command,
+        Command::Who { .. }
+            | Command::ByProcess { .. }
+            | Command::Name { .. }
+            | Command::Top { .. }
+    );
+    match result {
+        // Say which hours the history holds: a stopped recorder, retention or
+        // a window that misses them is why as often as the name never asked.
+        Err(e) if fact_command && e.is::<NothingFound>() => {
+            let span = facts::recorded_span(&reader, &out.clock)?;
+            return Err(NothingFound(format!("{e}; {span}")).into());
+        }
+        result => result?,
+    }
     Ok(flushed?)
 }
 

@@ -107,6 +107,11 @@ impl Clock {
         self.format(ns, "%Y-%m-%d %H:%M:%S")
     }
 
+    /// `2026-11-24 10:00`.
+    pub fn minutes(&self, ns: i64) -> String {
+        self.format(ns, "%Y-%m-%d %H:%M")
+    }
+
     /// For `tail`: `2026-11-24 10:00:00.123`.
     pub fn precise(&self, ns: i64) -> String {
         self.format(ns, "%Y-%m-%d %H:%M:%S%.3f")

@@ -71,7 +71,18 @@ fn who_respects_the_window_and_says_when_nothing_is_found() {
     let dir = TempDir::new("who-window");
     let db = dir.path("dnsq.db");
     standard(&db);
-    expect(&dnsq(&db, &with_window(&["who", "203.0.113.5"])), 1);
+    let out = dnsq(&db, &with_window(&["who", "203.0.113.5"]));
+    expect(&out, 1);
+    // The hours the history holds, beside the window that missed them: the
+    // old message's and the main hour's.
+    assert!(
+        stderr(&out).ends_with(
+            "between 2026-11-24 10:00:00 and 2026-11-24 11:00:00; \
+             lookups recorded from 2026-11-22 10:00 to 2026-11-24 11:00\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
     expect(&dnsq(&db, &["who", "203.0.113.5"]), 0);
     let out = dnsq(&db, &["who", "192.0.2.250"]);
     assert_eq!(expect(&out, 1), "");

@@ -443,15 +443,38 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
     table
 }
 
-/// `curl[812], wget[813] +2`, escaped.
+/// `curl[812], wget[813] +2`, escaped: the processes a resolver's row was
+/// for, a program's runs together (`curl (41 pids)`), the programs with the
+/// most processes first, unknown processes (`?`) after the known.
 pub fn clients_text(clients: &BTreeSet<Option<Rc<Identity>>>) -> String {
-    let mut labels: Vec<String> = clients
+    /// (command, executable); None for unknown processes.
+    type Program<'a> = Option<(&'a str, Option<&'a str>)>;
+    let mut programs: Vec<(Program<'_>, Vec<Option<&Identity>>)> = Vec::new();
+    for client in clients {
+        let program = client
+            .as_deref()
+            .map(|c| (c.comm.as_str(), c.exe.as_deref()));
+        match programs.iter_mut().find(|(p, _)| *p == program) {
+            Some((_, processes)) => processes.push(client.as_deref()),
+            None => programs.push((program, vec![client.as_deref()])),
+        }
+    }
+    programs.sort_by_key(|(program, processes)| {
+        (std::cmp::Reverse(processes.len()), program.is_none())
+    });
+    let mut labels: Vec<String> = programs
         .iter()
         .take(SHOWN_CLIENTS)
-        .map(|c| facts::label(c.as_deref()))
+        .map(
+            |(program, processes)| match (program, processes.as_slice()) {
+                (_, [one]) => facts::label(*one),
+                (Some((comm, _)), many) => format!("{} ({} pids)", escape::safe(comm), many.len()),
+                (None, _) => "?".to_owned(),
+            },
+        )
         .collect();
-    if clients.len() > SHOWN_CLIENTS {
-        labels.push(format!("+{}", clients.len() - SHOWN_CLIENTS));
+    if programs.len() > SHOWN_CLIENTS {
+        labels.push(format!("+{}", programs.len() - SHOWN_CLIENTS));
     }
     labels.join(", ")
 }
@@ -802,6 +825,39 @@ fn chain(reader: &Reader, qname_id: i64, name_id: i64) -> Result<Chain, ReadErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn process(pid: u32, comm: &str) -> Option<Rc<Identity>> {
+        Some(Rc::new(Identity {
+            pid,
+            comm: comm.into(),
+            exe: Some(format!("/usr/bin/{comm}")),
+            uid: Some(1000),
+            gid: Some(1000),
+            cgroup: None,
+            unit: None,
+            container: None,
+            owner: Default::default(),
+        }))
+    }
+
+    /// A resolver's clients: a program's runs together, the busiest first, one
+    /// process by its pid, the rest counted.
+    #[test]
+    fn clients_are_named_by_program() {
+        let clients: BTreeSet<_> = [
+            process(10, "dig"),
+            process(11, "curl"),
+            process(12, "curl"),
+            process(13, "curl"),
+            process(14, "wget"),
+            None,
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(clients_text(&clients), "curl (3 pids), dig[10], +2");
+        let one: BTreeSet<_> = [process(12, "curl")].into_iter().collect();
+        assert_eq!(clients_text(&one), "curl[12]");
+    }
 
     /// Compact (a narrow terminal): the executable, the cgroup (said to be one)
     /// and the resolver go under the process, in five columns.

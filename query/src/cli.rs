@@ -144,7 +144,9 @@ Examples:
   dnsq who 198.18.0.10 --container 3f2a1b4c
   dnsq who 2001:db8::10 --since 1d --json")]
     Who {
-        /// An IPv4 or IPv6 address.
+        /// An IPv4 or IPv6 address (also as logs write it: 192.0.2.1:443,
+        /// [2001:db8::1]:443)
+        #[arg(value_parser = parse_ip)]
         ip: IpAddr,
         /// Also show local resolvers' own rows when the applications behind
         /// them are shown.
@@ -404,4 +406,38 @@ pub enum TopKind {
 pub enum ExportFormat {
     Csv,
     Jsonl,
+}
+
+/// `who`'s address, also as logs write it (`[2001:db8::1]`, `192.0.2.1:443`,
+/// `[2001:db8::1]:443`), with what to do instead when it is not one: a name
+/// asked for is `dnsq name`'s; a network is not searched.
+fn parse_ip(text: &str) -> Result<IpAddr, String> {
+    if let Ok(ip) = text.parse() {
+        return Ok(ip);
+    }
+    if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
+        return Ok(socket.ip());
+    }
+    if let Some(ip) = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .and_then(|t| t.parse().ok())
+    {
+        return Ok(ip);
+    }
+    Err(
+        if let Some((address, bits)) = text.split_once('/')
+            && address.parse::<IpAddr>().is_ok()
+            && bits.parse::<u8>().is_ok()
+        {
+            "a network: give one address of it".to_owned()
+        } else if text.contains('.') && !text.contains(['/', ' ']) {
+            format!(
+                "not an IP address; to see who asked for a name: dnsq name {}",
+                crate::escape::safe(text)
+            )
+        } else {
+            "not an IPv4 or IPv6 address".to_owned()
+        },
+    )
 }

@@ -93,6 +93,27 @@ fn who_respects_the_window_and_says_when_nothing_is_found() {
     );
     let out = dnsq(&db, &["who", "not-an-ip"]);
     expect(&out, 2);
+    // A name, or a network, says what to do instead.
+    let out = dnsq(&db, &["who", "www.example.com"]);
+    expect(&out, 2);
+    assert!(
+        stderr(&out).contains("to see who asked for a name: dnsq name www.example.com"),
+        "{}",
+        stderr(&out)
+    );
+    let out = dnsq(&db, &["who", "198.18.0.0/24"]);
+    expect(&out, 2);
+    assert!(
+        stderr(&out).contains("a network: give one address of it"),
+        "{}",
+        stderr(&out)
+    );
+    // An address as logs write it: with a port, in brackets.
+    for written in ["198.18.0.10:443", "[2001:db8::10]", "[2001:db8::10]:443"] {
+        let out = dnsq(&db, &["who", written, "--json"]);
+        expect(&out, 0);
+        assert_eq!(json_lines(&out).len(), 1, "{written}");
+    }
 }
 
 #[test]

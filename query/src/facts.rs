@@ -127,6 +127,40 @@ impl Identities {
     }
 }
 
+/// Processes named by program, escaped: a program's runs together (`curl (41
+/// pids)`), one process by its pid (`wget[813]`), the programs with the most
+/// processes first and unknown processes (`?`) after the known; `shown` of
+/// them, then how many more (`+2`).
+pub fn program_labels<'a>(
+    processes: impl IntoIterator<Item = Option<&'a Identity>>,
+    shown: usize,
+) -> Vec<String> {
+    /// (command, executable); None for unknown processes.
+    type Program<'a> = Option<(&'a str, Option<&'a str>)>;
+    let mut programs: Vec<(Program<'a>, Vec<Option<&'a Identity>>)> = Vec::new();
+    for process in processes {
+        let program = process.map(|p| (p.comm.as_str(), p.exe.as_deref()));
+        match programs.iter_mut().find(|(p, _)| *p == program) {
+            Some((_, runs)) => runs.push(process),
+            None => programs.push((program, vec![process])),
+        }
+    }
+    programs.sort_by_key(|(program, runs)| (std::cmp::Reverse(runs.len()), program.is_none()));
+    let mut labels: Vec<String> = programs
+        .iter()
+        .take(shown)
+        .map(|(program, runs)| match (program, runs.as_slice()) {
+            (_, [one]) => label(*one),
+            (Some((comm, _)), many) => format!("{} ({} pids)", escape::safe(comm), many.len()),
+            (None, _) => "?".to_owned(),
+        })
+        .collect();
+    if programs.len() > shown {
+        labels.push(format!("+{}", programs.len() - shown));
+    }
+    labels
+}
+
 /// Keeps the first `limit` rows (0: all) and says on stderr how many were left
 /// out.
 pub fn apply_limit<T>(rows: &mut Vec<T>, limit: usize) {

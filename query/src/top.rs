@@ -172,13 +172,9 @@ fn names(
             out.json_line(&row)?;
             continue;
         }
-        let mut labels: Vec<String> = set.iter().take(SHOWN).map(|i| i.label()).collect();
-        if unknown && labels.len() < SHOWN {
-            labels.push("?".into());
-        }
-        if row.process_count > labels.len() {
-            labels.push(format!("+{}", row.process_count - labels.len()));
-        }
+        let processes = set.iter().map(|i| Some(&**i));
+        let unknown_process = unknown.then_some(None);
+        let labels = facts::program_labels(processes.chain(unknown_process), SHOWN);
         let mut cells = vec![cell(&row.rank.to_string()), cell(&name)];
         if let Some(queries) = row.queries {
             cells.push(cell(&queries.to_string()));

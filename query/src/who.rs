@@ -443,40 +443,10 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
     table
 }
 
-/// `curl[812], wget[813] +2`, escaped: the processes a resolver's row was
-/// for, a program's runs together (`curl (41 pids)`), the programs with the
-/// most processes first, unknown processes (`?`) after the known.
+/// The processes a resolver's row was for: `curl (41 pids), wget[813], +2`,
+/// escaped (see [`facts::program_labels`]).
 pub fn clients_text(clients: &BTreeSet<Option<Rc<Identity>>>) -> String {
-    /// (command, executable); None for unknown processes.
-    type Program<'a> = Option<(&'a str, Option<&'a str>)>;
-    let mut programs: Vec<(Program<'_>, Vec<Option<&Identity>>)> = Vec::new();
-    for client in clients {
-        let program = client
-            .as_deref()
-            .map(|c| (c.comm.as_str(), c.exe.as_deref()));
-        match programs.iter_mut().find(|(p, _)| *p == program) {
-            Some((_, processes)) => processes.push(client.as_deref()),
-            None => programs.push((program, vec![client.as_deref()])),
-        }
-    }
-    programs.sort_by_key(|(program, processes)| {
-        (std::cmp::Reverse(processes.len()), program.is_none())
-    });
-    let mut labels: Vec<String> = programs
-        .iter()
-        .take(SHOWN_CLIENTS)
-        .map(
-            |(program, processes)| match (program, processes.as_slice()) {
-                (_, [one]) => facts::label(*one),
-                (Some((comm, _)), many) => format!("{} ({} pids)", escape::safe(comm), many.len()),
-                (None, _) => "?".to_owned(),
-            },
-        )
-        .collect();
-    if programs.len() > SHOWN_CLIENTS {
-        labels.push(format!("+{}", programs.len() - SHOWN_CLIENTS));
-    }
-    labels.join(", ")
+    facts::program_labels(clients.iter().map(|c| c.as_deref()), SHOWN_CLIENTS).join(", ")
 }
 
 /// The `delegations` rows of the (question name, hour) pairs of `resolutions`

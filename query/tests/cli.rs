@@ -1254,4 +1254,8 @@ fn who_makes_one_table_row_of_a_programs_runs() {
     let rows = json_lines(&dnsq(&db, &["who", "198.18.0.77", "--json"]));
     assert_eq!(rows.len(), 6, "{rows:#?}");
     assert!(rows.iter().all(|row| row["count"] == 1), "{rows:#?}");
+
+    // top names the askers by program (command and executable) too.
+    let table = expect(&dnsq(&db, &["top", "domains"]), 0);
+    assert!(table.contains("curl (6 pids)"), "{table}");
 }

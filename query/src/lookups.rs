@@ -25,9 +25,7 @@ use serde::Serialize;
 use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
-    output::{
-        ANSWER_CHARS, NAME_CHARS, Output, clip, fits, keep_up_to, keep_whole, millis, stacked,
-    },
+    output::{ANSWER_CHARS, NAME_CHARS, Output, clip, keep_up_to, keep_whole, millis, stacked},
     owner::Only,
     timearg::Window,
     who::clients_text,
@@ -568,11 +566,7 @@ pub fn run(
         });
     }
     if !out.json {
-        let mut table = lookups_table(out, &cells, false);
-        if !fits(&table) {
-            table = lookups_table(out, &cells, true);
-        }
-        out.print_table(&mut table)?;
+        out.print_fitting(|out, compact| lookups_table(out, &cells, compact))?;
     }
     Ok(())
 }

@@ -107,6 +107,16 @@ impl Output {
         Ok(())
     }
 
+    /// Prints the table `layout(self, false)` makes or, when that one cannot fit
+    /// the terminal ([`fits`]), the compact one `layout(self, true)` makes.
+    pub fn print_fitting(&mut self, layout: impl Fn(&Output, bool) -> Table) -> io::Result<()> {
+        let mut table = layout(self, false);
+        if !fits(&table) {
+            table = layout(self, true);
+        }
+        self.print_table(&mut table)
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::{
     cli::TopKind,
     facts::{self, Identities, Identity, NothingFound},
-    output::{NAME_CHARS, Output, cell, fits, keep_up_to, keep_whole, stacked},
+    output::{NAME_CHARS, Output, cell, keep_up_to, keep_whole, stacked},
     owner::{self, Only},
     timearg::Window,
 };
@@ -389,11 +389,7 @@ fn processes(
         });
     }
     if !out.json {
-        let mut table = processes_table(out, &cells, false);
-        if !fits(&table) {
-            table = processes_table(out, &cells, true);
-        }
-        out.print_table(&mut table)?;
+        out.print_fitting(|out, compact| processes_table(out, &cells, compact))?;
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
-    output::{NAME_CHARS, Output, fits, keep_up_to, keep_whole, stacked},
+    output::{NAME_CHARS, Output, keep_up_to, keep_whole, stacked},
     owner::Only,
     timearg::Window,
 };
@@ -353,11 +353,7 @@ pub fn run(
         });
     }
     if !out.json {
-        let mut table = who_table(out, &cells, false);
-        if !fits(&table) {
-            table = who_table(out, &cells, true);
-        }
-        out.print_table(&mut table)?;
+        out.print_fitting(|out, compact| who_table(out, &cells, compact))?;
     }
     Ok(())
 }

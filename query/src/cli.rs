@@ -5,6 +5,7 @@ use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dnsq_recorder::store::schema;
+use ipnet::IpNet;
 
 use crate::timearg::{self, TimeArg};
 
@@ -139,15 +140,19 @@ user, group and cgroup) that got the same answer the same way: the newest
 process is shown, and how many there were (curl[812] +41 pids), so a job that
 runs every minute is one row. --pids shows a row per process, as --json does.
 
+A network (140.82.112.0/20, 2001:db8::/32) finds every address in it that
+answers carried (at most 4096 in one query), each row with its ADDRESS first.
+
 Examples:
   dnsq who 198.18.0.10
   dnsq who 198.18.0.10 --container 3f2a1b4c
+  dnsq who 140.82.112.0/20 --since 7d
   dnsq who 2001:db8::10 --since 1d --json")]
     Who {
         /// An IPv4 or IPv6 address (also as logs write it: 192.0.2.1:443,
-        /// [2001:db8::1]:443)
-        #[arg(value_parser = parse_ip)]
-        ip: IpAddr,
+        /// [2001:db8::1]:443), or a network (140.82.112.0/20, 2001:db8::/32)
+        #[arg(value_name = "IP|NETWORK", value_parser = parse_target)]
+        ip: IpNet,
         /// Also show local resolvers' own rows when the applications behind
         /// them are shown.
         #[arg(long)]
@@ -409,35 +414,31 @@ pub enum ExportFormat {
 }
 
 /// `who`'s address, also as logs write it (`[2001:db8::1]`, `192.0.2.1:443`,
-/// `[2001:db8::1]:443`), with what to do instead when it is not one: a name
-/// asked for is `dnsq name`'s; a network is not searched.
-fn parse_ip(text: &str) -> Result<IpAddr, String> {
-    if let Ok(ip) = text.parse() {
-        return Ok(ip);
+/// `[2001:db8::1]:443`), or a network (`140.82.112.0/20`; host bits are
+/// dropped), as one [`IpNet`]: an address is a network of one. A name asked
+/// for is `dnsq name`'s, which the error says.
+fn parse_target(text: &str) -> Result<IpNet, String> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net.trunc());
     }
-    if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
-        return Ok(socket.ip());
+    let address = text
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            text.strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse().ok())
+        });
+    if let Some(address) = address {
+        return Ok(IpNet::from(address));
     }
-    if let Some(ip) = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .and_then(|t| t.parse().ok())
-    {
-        return Ok(ip);
-    }
-    Err(
-        if let Some((address, bits)) = text.split_once('/')
-            && address.parse::<IpAddr>().is_ok()
-            && bits.parse::<u8>().is_ok()
-        {
-            "a network: give one address of it".to_owned()
-        } else if text.contains('.') && !text.contains(['/', ' ']) {
-            format!(
-                "not an IP address; to see who asked for a name: dnsq name {}",
-                crate::escape::safe(text)
-            )
-        } else {
-            "not an IPv4 or IPv6 address".to_owned()
-        },
-    )
+    Err(if text.contains('.') && !text.contains(['/', ' ']) {
+        format!(
+            "not an IP address; to see who asked for a name: dnsq name {}",
+            crate::escape::safe(text)
+        )
+    } else {
+        "not an IPv4 or IPv6 address or network".to_owned()
+    })
 }

@@ -18,12 +18,13 @@ use dnsq_recorder::store::{
     read::{ReadError, Reader, type_name},
     schema::NO_SERVER,
 };
+use ipnet::IpNet;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::{
     escape,
-    facts::{self, Identities, Identity, NothingFound},
+    facts::{self, Identities, Identity, NothingFound, Usage},
     output::{NAME_CHARS, Output, keep_up_to, keep_whole, stacked},
     owner::Only,
     timearg::Window,
@@ -39,6 +40,9 @@ const MAX_RESOLVER_DEPTH: usize = 4;
 /// Clients of a resolver named in its table row.
 const SHOWN_CLIENTS: usize = 2;
 const TYPE_ANY: i64 = 255;
+/// The most answered addresses a network may hold: each is read whole, and a
+/// network as wide as the history would hold all of it in memory.
+const MAX_ADDRESSES: usize = 4096;
 
 /// The names from the asked one to the owner, and whether the CNAMEs between
 /// them were all found.
@@ -56,6 +60,8 @@ pub struct Options<'a> {
 
 #[derive(Clone, Hash, PartialEq, Eq)]
 struct Key {
+    /// The address the answer carried (one of a network's).
+    address: IpAddr,
     qname_id: i64,
     name_id: i64,
     rtype: i64,
@@ -108,6 +114,7 @@ impl Seen {
 
 /// One `resolutions` row (per hour).
 struct Resolution {
+    address: IpAddr,
     hour: i64,
     qname_id: i64,
     name_id: i64,
@@ -169,29 +176,40 @@ struct WhoRow<'a> {
     server: Option<String>,
 }
 
+/// `target`: one address, or a network (`140.82.112.0/20`): every address of
+/// it that an answer carried.
 pub fn run(
     reader: &Reader,
     out: &mut Output,
     window: &Window,
-    ip: IpAddr,
+    target: IpNet,
     options: &Options<'_>,
 ) -> Result<()> {
     let conn = reader.connection();
-    let text = ip.to_string();
+    let network = target.prefix_len() < target.max_prefix_len();
     let nothing = || {
-        let mut message = format!("no name resolved to {text}");
+        let mut message = if network {
+            format!("no name resolved to an address in {target}")
+        } else {
+            format!("no name resolved to {}", target.addr())
+        };
         if let Some(only) = options.only {
             message.push_str(&format!(" for a process {}", only.filter.describe()));
         }
         NothingFound(format!("{message} {}", window.describe_hours(&out.clock)))
     };
-    let Some(rdata_id) = conn
-        .prepare_cached("SELECT id FROM rdata WHERE data = ?1")?
-        .query_row([&text], |row| row.get::<_, i64>(0))
-        .optional()?
-    else {
+    let addresses = addresses_in(reader, target)?;
+    if addresses.is_empty() {
         return Err(nothing().into());
-    };
+    }
+    if addresses.len() > MAX_ADDRESSES {
+        return Err(Usage(format!(
+            "answers carried {} addresses in {target}, more than the {MAX_ADDRESSES} \
+             one query reads: give a narrower network",
+            addresses.len()
+        ))
+        .into());
+    }
     let (first_hour, last_hour) = window.hours();
     let mut stmt = conn.prepare_cached(
         // The primary key is (rdata_id, hour, rtype, name_id, qname_id,
@@ -200,25 +218,27 @@ pub fn run(
                 first_ns, last_ns, count \
          FROM resolutions WHERE rdata_id = ?1 AND hour BETWEEN ?2 AND ?3",
     )?;
-    let mut rows = stmt.query((rdata_id, first_hour, last_hour))?;
     let mut resolutions = Vec::new();
-    while let Some(row) = rows.next()? {
-        resolutions.push(Resolution {
-            hour: row.get(0)?,
-            qname_id: row.get(1)?,
-            name_id: row.get(2)?,
-            rtype: row.get(3)?,
-            process_id: row.get(4)?,
-            server: match row.get(5)? {
-                NO_SERVER => None,
-                id => Some(reader.endpoint(id)?.remote_ip),
-            },
-            first_ns: row.get(6)?,
-            last_ns: row.get(7)?,
-            count: row.get(8)?,
-        });
+    for &(rdata_id, address) in &addresses {
+        let mut rows = stmt.query((rdata_id, first_hour, last_hour))?;
+        while let Some(row) = rows.next()? {
+            resolutions.push(Resolution {
+                address,
+                hour: row.get(0)?,
+                qname_id: row.get(1)?,
+                name_id: row.get(2)?,
+                rtype: row.get(3)?,
+                process_id: row.get(4)?,
+                server: match row.get(5)? {
+                    NO_SERVER => None,
+                    id => Some(reader.endpoint(id)?.remote_ip),
+                },
+                first_ns: row.get(6)?,
+                last_ns: row.get(7)?,
+                count: row.get(8)?,
+            });
+        }
     }
-    drop(rows);
     let delegations = delegations(reader, &resolutions)?;
     let mut identities = Identities::default();
     let mut seen = through_resolvers(reader, &mut identities, &resolutions, &delegations)?;
@@ -233,14 +253,20 @@ pub fn run(
     // rows of the clients it resolved for are shown.
     let mut hidden = 0;
     if !out.json && !options.resolvers {
-        let shown_via: HashSet<(i64, i64, i64, Rc<Identity>)> = seen
+        let shown_via: HashSet<(IpAddr, i64, i64, i64, Rc<Identity>)> = seen
             .keys()
-            .filter_map(|k| Some((k.qname_id, k.name_id, k.rtype, k.via.clone()?)))
+            .filter_map(|k| Some((k.address, k.qname_id, k.name_id, k.rtype, k.via.clone()?)))
             .collect();
         seen.retain(|key, seen| {
             let keep = seen.clients.is_empty()
                 || !key.identity.as_ref().is_some_and(|identity| {
-                    shown_via.contains(&(key.qname_id, key.name_id, key.rtype, identity.clone()))
+                    shown_via.contains(&(
+                        key.address,
+                        key.qname_id,
+                        key.name_id,
+                        key.rtype,
+                        identity.clone(),
+                    ))
                 });
             hidden += usize::from(!keep);
             keep
@@ -254,6 +280,7 @@ pub fn run(
     found.sort_by(|a, b| {
         b.1.last_ns
             .cmp(&a.1.last_ns)
+            .then(a.0.address.cmp(&b.0.address))
             .then(a.0.qname_id.cmp(&b.0.qname_id))
             .then(a.0.identity.cmp(&b.0.identity))
             .then(a.0.server.cmp(&b.0.server))
@@ -279,7 +306,7 @@ pub fn run(
         let (chain, complete) = &chains[&(key.qname_id, key.name_id)];
         let clock = &out.clock;
         let row = WhoRow {
-            ip: text.clone(),
+            ip: key.address.to_string(),
             name: &chain[0],
             owner: &chain[chain.len() - 1],
             chain: chain.iter().map(|n| &**n).collect(),
@@ -337,6 +364,7 @@ pub fn run(
             None => String::new(),
         };
         cells.push(WhoCells {
+            address: network.then(|| row.ip.clone()),
             names,
             seen: format!(
                 "{}\n{}",
@@ -360,6 +388,8 @@ pub fn run(
 
 /// A `who` table row's cells, escaped.
 struct WhoCells {
+    /// The address, when a network was asked about.
+    address: Option<String>,
     names: String,
     seen: String,
     count: String,
@@ -378,6 +408,8 @@ struct WhoCells {
 /// 80 characters) puts the executable and the unit or container under the
 /// process, in its cell.
 fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
+    // A network's rows say which of its addresses they are about.
+    let addresses = rows.iter().any(|row| row.address.is_some());
     let header: &[&str] = if compact {
         &[
             "NAME → CNAME → OWNER",
@@ -397,13 +429,19 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
             "SERVER",
         ]
     };
-    let mut table = out.table(header);
+    let header: Vec<&str> = addresses
+        .then_some("ADDRESS")
+        .into_iter()
+        .chain(header.iter().copied())
+        .collect();
+    let mut table = out.table(&header);
     for row in rows {
-        let mut cells = vec![
+        let mut cells: Vec<Cell> = row.address.iter().map(Cell::new).collect();
+        cells.extend([
             Cell::new(&row.names),
             Cell::new(&row.seen),
             Cell::new(&row.count),
-        ];
+        ]);
         if compact {
             // Under the process a bare cgroup path needs saying what it is (a
             // unit or a container says it by itself).
@@ -429,13 +467,17 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
         table.add_row(cells);
     }
     let server = header.len() - 1;
+    let at = |index: usize| index + usize::from(addresses);
     if compact {
         // The process cell holds paths now: it may wrap.
-        keep_whole(&mut table, &[1, 2, server]);
+        keep_whole(&mut table, &[at(1), at(2), server]);
     } else {
-        keep_whole(&mut table, &[1, 2, 3, server]);
+        keep_whole(&mut table, &[at(1), at(2), at(3), server]);
     }
-    keep_up_to(&mut table, 0, NAME_CHARS);
+    if addresses {
+        keep_whole(&mut table, &[0]);
+    }
+    keep_up_to(&mut table, at(0), NAME_CHARS);
     table
 }
 
@@ -443,6 +485,61 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
 /// escaped (see [`facts::program_labels`]).
 pub fn clients_text(clients: &BTreeSet<Option<Rc<Identity>>>) -> String {
     facts::program_labels(clients.iter().map(|c| c.as_deref()), SHOWN_CLIENTS).join(", ")
+}
+
+/// The `rdata` rows of the addresses in `target` (one address: its row, if
+/// any), with the addresses. IPv4 text sorts by its leading octets, so a
+/// network is read as the ranges of its octet-aligned prefixes (`140.82.112.`
+/// … `140.82.127.` for a /20, by the `rdata` index); IPv6 text does not (`::`
+/// shortens any run of zeros), so its rows are all read and parsed.
+fn addresses_in(reader: &Reader, target: IpNet) -> Result<Vec<(i64, IpAddr)>, ReadError> {
+    let conn = reader.connection();
+    if target.prefix_len() == target.max_prefix_len() {
+        let address = target.addr();
+        return Ok(conn
+            .prepare_cached("SELECT id FROM rdata WHERE data = ?1")?
+            .query_row([address.to_string()], |row| row.get::<_, i64>(0))
+            .optional()?
+            .map(|id| vec![(id, address)])
+            .unwrap_or_default());
+    }
+    let patterns: Vec<String> = match target {
+        IpNet::V4(net) => {
+            // The octets the prefix fixes, the last one perhaps in part: a
+            // text prefix for each value that last octet can take.
+            let prefix = u32::from(net.prefix_len());
+            let octets = prefix.div_ceil(8);
+            let first = u64::from(u32::from(net.network()));
+            let stride = 1u64 << (32 - octets * 8);
+            (0..1u64 << (octets * 8 - prefix))
+                .map(|i| {
+                    let start = ((first + i * stride) as u32).to_be_bytes();
+                    let text: Vec<String> =
+                        start[..octets as usize].iter().map(u8::to_string).collect();
+                    match octets {
+                        0 => "*".to_owned(),
+                        4 => text.join("."),
+                        _ => format!("{}.*", text.join(".")),
+                    }
+                })
+                .collect()
+        }
+        IpNet::V6(_) => vec!["*:*".to_owned()],
+    };
+    let mut stmt = conn.prepare_cached("SELECT id, data FROM rdata WHERE data GLOB ?1")?;
+    let mut found = Vec::new();
+    for pattern in patterns {
+        let mut rows = stmt.query([pattern])?;
+        while let Some(row) = rows.next()? {
+            let data: String = row.get(1)?;
+            if let Ok(address) = data.parse::<IpAddr>()
+                && target.contains(&address)
+            {
+                found.push((row.get(0)?, address));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The `delegations` rows of the (question name, hour) pairs of `resolutions`
@@ -554,10 +651,10 @@ fn through_resolvers(
     // The processes seen receiving the answer themselves: no inferred rows. (A
     // libc call's answer does not count: the inferred row knows the server,
     // and `fold_libc` makes the two one.)
-    let mut own: HashSet<(i64, i64, i64, Rc<Identity>)> = HashSet::new();
+    let mut own: HashSet<(IpAddr, i64, i64, i64, Rc<Identity>)> = HashSet::new();
     for r in resolutions.iter().filter(|r| r.server.is_some()) {
         if let Some(identity) = identities.get(reader, r.process_id)? {
-            own.insert((r.qname_id, r.name_id, r.rtype, identity));
+            own.insert((r.address, r.qname_id, r.name_id, r.rtype, identity));
         }
     }
     let mut seen: HashMap<Key, Seen> = HashMap::new();
@@ -576,6 +673,7 @@ fn through_resolvers(
             None => None,
         };
         let key = Key {
+            address: r.address,
             qname_id: r.qname_id,
             name_id: r.name_id,
             rtype: r.rtype,
@@ -609,10 +707,9 @@ fn through_resolvers(
                     entry.clients.insert(client.clone());
                 }
                 // Its own answer is shown in its own row.
-                if client
-                    .as_ref()
-                    .is_some_and(|c| own.contains(&(r.qname_id, r.name_id, r.rtype, c.clone())))
-                {
+                if client.as_ref().is_some_and(|c| {
+                    own.contains(&(r.address, r.qname_id, r.name_id, r.rtype, c.clone()))
+                }) {
                     continue;
                 }
                 let key = Key {
@@ -640,6 +737,7 @@ fn through_resolvers(
 fn by_program(seen: HashMap<Key, Seen>) -> Vec<(Key, Seen)> {
     /// Key, with each process's pid set aside.
     type Group = (
+        IpAddr,
         i64,
         i64,
         i64,
@@ -656,6 +754,7 @@ fn by_program(seen: HashMap<Key, Seen>) -> Vec<(Key, Seen)> {
     let mut groups: BTreeMap<Group, (Key, Seen, BTreeSet<Option<u32>>)> = BTreeMap::new();
     for (key, seen) in seen {
         let group = (
+            key.address,
             key.qname_id,
             key.name_id,
             key.rtype,
@@ -698,7 +797,7 @@ fn by_program(seen: HashMap<Key, Seen>) -> Vec<(Key, Seen)> {
 /// DNS answer). The libc row stays alone only when there is no such
 /// row. A resolver's own rows are left as they are.
 fn fold_libc(seen: &mut HashMap<Key, Seen>) {
-    type Question = (i64, i64, Option<Rc<Identity>>);
+    type Question = (IpAddr, i64, i64, Option<Rc<Identity>>);
     // One pass over the rows, not one per libc row: an address many
     // processes resolved has many of both.
     let mut dns_rows: HashMap<Question, Vec<Key>> = HashMap::new();
@@ -706,7 +805,7 @@ fn fold_libc(seen: &mut HashMap<Key, Seen>) {
     for key in seen.keys() {
         if key.server.is_some() {
             dns_rows
-                .entry((key.qname_id, key.rtype, key.identity.clone()))
+                .entry((key.address, key.qname_id, key.rtype, key.identity.clone()))
                 .or_default()
                 .push(key.clone());
         } else {
@@ -714,7 +813,12 @@ fn fold_libc(seen: &mut HashMap<Key, Seen>) {
         }
     }
     for libc_key in libc_rows {
-        let question = (libc_key.qname_id, libc_key.rtype, libc_key.identity.clone());
+        let question = (
+            libc_key.address,
+            libc_key.qname_id,
+            libc_key.rtype,
+            libc_key.identity.clone(),
+        );
         let Some(twins) = dns_rows.get(&question) else {
             continue;
         };
@@ -831,6 +935,7 @@ mod tests {
     fn the_compact_table_puts_exe_and_owner_under_the_process() {
         let out = Output::new(false, true);
         let rows = [WhoCells {
+            address: None,
             names: "www.example.test.\n→ edge.cdn.test.".into(),
             seen: "2026-11-27 11:35:55\n2026-11-27 11:35:55".into(),
             count: "1".into(),

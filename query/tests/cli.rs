@@ -93,18 +93,11 @@ fn who_respects_the_window_and_says_when_nothing_is_found() {
     );
     let out = dnsq(&db, &["who", "not-an-ip"]);
     expect(&out, 2);
-    // A name, or a network, says what to do instead.
+    // A name says what to do instead.
     let out = dnsq(&db, &["who", "www.example.com"]);
     expect(&out, 2);
     assert!(
         stderr(&out).contains("to see who asked for a name: dnsq name www.example.com"),
-        "{}",
-        stderr(&out)
-    );
-    let out = dnsq(&db, &["who", "198.18.0.0/24"]);
-    expect(&out, 2);
-    assert!(
-        stderr(&out).contains("a network: give one address of it"),
         "{}",
         stderr(&out)
     );
@@ -1258,4 +1251,71 @@ fn who_makes_one_table_row_of_a_programs_runs() {
     // top names the askers by program (command and executable) too.
     let table = expect(&dnsq(&db, &["top", "domains"]), 0);
     assert!(table.contains("curl (6 pids)"), "{table}");
+}
+
+/// `who NETWORK`: every address of it an answer carried, a row each with the
+/// address first; IPv4 networks on and off octet boundaries, IPv6, none.
+#[test]
+fn who_searches_a_network() {
+    let dir = TempDir::new("who-network");
+    let db = dir.path("dnsq.db");
+    let mut w = Writer::open(&db);
+    let answers = [
+        ("a.net.example.", "A", "198.18.4.10"),
+        ("b.net.example.", "A", "198.18.4.200"),
+        ("c.net.example.", "A", "198.18.5.1"),
+        ("d.net.example.", "A", "198.18.6.1"),
+        ("e.net.example.", "AAAA", "2001:db8:1::5"),
+        ("f.net.example.", "AAAA", "2001:db8:2::5"),
+    ];
+    for (index, &(name, rtype, data)) in answers.iter().enumerate() {
+        let asked = ask(T0 + SECOND * index as i64, &CURL, name, rtype);
+        w.write(asked.query());
+        w.write(asked.response(300_000, "NOERROR", &[(name, rtype, data)]));
+    }
+    w.commit();
+    w.finish();
+
+    let ips = |target: &str| {
+        let out = dnsq(&db, &["who", target, "--json"]);
+        expect(&out, 0);
+        let mut ips: Vec<String> = json_lines(&out)
+            .iter()
+            .map(|row| row["ip"].as_str().expect("ip").to_owned())
+            .collect();
+        ips.sort();
+        ips
+    };
+    assert_eq!(
+        ips("198.18.4.0/23"),
+        ["198.18.4.10", "198.18.4.200", "198.18.5.1"]
+    );
+    assert_eq!(ips("198.18.4.128/25"), ["198.18.4.200"]);
+    assert_eq!(
+        ips("198.18.0.0/20"),
+        ["198.18.4.10", "198.18.4.200", "198.18.5.1", "198.18.6.1"]
+    );
+    // Host bits are dropped: this is 198.18.4.0/24.
+    assert_eq!(ips("198.18.4.77/24"), ["198.18.4.10", "198.18.4.200"]);
+    assert_eq!(ips("2001:db8:1::/48"), ["2001:db8:1::5"]);
+    assert_eq!(ips("0.0.0.0/0").len(), 4);
+
+    let table = expect(&dnsq(&db, &["who", "198.18.4.0/23"]), 0);
+    assert!(table.starts_with("ADDRESS"), "{table}");
+    let row = table
+        .lines()
+        .find(|line| line.contains("c.net.example."))
+        .expect("a row");
+    assert!(row.starts_with("198.18.5.1 "), "{row}");
+    // One address keeps the table it had.
+    let table = expect(&dnsq(&db, &["who", "198.18.5.1"]), 0);
+    assert!(!table.contains("ADDRESS"), "{table}");
+
+    let out = dnsq(&db, &["who", "10.0.0.0/8"]);
+    expect(&out, 1);
+    assert!(
+        stderr(&out).contains("no name resolved to an address in 10.0.0.0/8"),
+        "{}",
+        stderr(&out)
+    );
 }

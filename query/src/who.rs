@@ -408,11 +408,17 @@ struct WhoCells {
 /// 80 characters) puts the executable and the unit or container under the
 /// process, in its cell.
 fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
-    // A network's rows say which of its addresses they are about.
+    // A network's rows say which of its addresses they are about: in a column
+    // of its own, or on a narrow terminal over the names.
     let addresses = rows.iter().any(|row| row.address.is_some());
+    let column = addresses && !compact;
     let header: &[&str] = if compact {
         &[
-            "NAME → CNAME → OWNER",
+            if addresses {
+                "ADDRESS / NAMES"
+            } else {
+                "NAME → CNAME → OWNER"
+            },
             "FIRST / LAST SEEN",
             "COUNT",
             "PROCESS",
@@ -429,16 +435,21 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
             "SERVER",
         ]
     };
-    let header: Vec<&str> = addresses
+    let header: Vec<&str> = column
         .then_some("ADDRESS")
         .into_iter()
         .chain(header.iter().copied())
         .collect();
     let mut table = out.table(&header);
     for row in rows {
-        let mut cells: Vec<Cell> = row.address.iter().map(Cell::new).collect();
+        let address = row.address.as_deref().unwrap_or("");
+        let mut cells: Vec<Cell> = column.then(|| Cell::new(address)).into_iter().collect();
         cells.extend([
-            Cell::new(&row.names),
+            Cell::new(if column {
+                row.names.clone()
+            } else {
+                stacked(&[address, &row.names])
+            }),
             Cell::new(&row.seen),
             Cell::new(&row.count),
         ]);
@@ -467,14 +478,14 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
         table.add_row(cells);
     }
     let server = header.len() - 1;
-    let at = |index: usize| index + usize::from(addresses);
+    let at = |index: usize| index + usize::from(column);
     if compact {
         // The process cell holds paths now: it may wrap.
         keep_whole(&mut table, &[at(1), at(2), server]);
     } else {
         keep_whole(&mut table, &[at(1), at(2), at(3), server]);
     }
-    if addresses {
+    if column {
         keep_whole(&mut table, &[0]);
     }
     keep_up_to(&mut table, at(0), NAME_CHARS);
@@ -971,5 +982,19 @@ mod tests {
         .collect();
         assert!(at.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
         assert_eq!(text.lines().count(), 6, "{text}");
+
+        // A network's rows: the address in a column of its own, or over the
+        // names.
+        let rows = [WhoCells {
+            address: Some("198.18.0.20".into()),
+            ..rows.into_iter().next().expect("the row")
+        }];
+        let wide = who_table(&out, &rows, false).to_string();
+        assert!(wide.trim_start().starts_with("ADDRESS "), "{wide}");
+        let text = who_table(&out, &rows, true).to_string();
+        let lines: Vec<&str> = text.lines().map(str::trim_start).collect();
+        assert!(lines[0].starts_with("ADDRESS / NAMES "), "{text}");
+        assert!(lines[1].starts_with("198.18.0.20 "), "{text}");
+        assert!(lines[2].starts_with("www.example.test. "), "{text}");
     }
 }

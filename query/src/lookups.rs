@@ -25,7 +25,9 @@ use serde::Serialize;
 use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound},
-    output::{ANSWER_CHARS, NAME_CHARS, Output, clip, keep_up_to, keep_whole, millis, stacked},
+    output::{
+        ANSWER_CHARS, NAME_CHARS, Output, clip, counted, keep_up_to, keep_whole, millis, stacked,
+    },
     owner::Only,
     timearg::Window,
     who::clients_text,
@@ -245,20 +247,7 @@ pub fn run(
                 if let Some(only) = only {
                     ids.retain(|pid| only.matching.processes.process_ids.contains(pid));
                 }
-                // Only the rows the facts count (a process's, not its threads':
-                // the writer's `fact_process`) that have some in the window:
-                // each row's facts are then read for those alone.
-                let mut stmt = conn.prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM lookups INDEXED BY lookups_process \
-                     WHERE process_id = ?1 AND hour BETWEEN ?2 AND ?3)",
-                )?;
-                let mut counted = Vec::with_capacity(ids.len());
-                for id in ids {
-                    if stmt.query_row((id, first_hour, last_hour), |row| row.get(0))? {
-                        counted.push(id);
-                    }
-                }
-                let ids = counted;
+                let ids = with_lookups(reader, ids, hours)?;
                 process_ids = Some(ids.clone());
                 newest_of_processes(reader, &mut identities, ids, hours, limit)?
             }
@@ -610,11 +599,10 @@ fn lookups_table(out: &Output, rows: &[LookupCells], compact: bool) -> Table {
     let mut table = out.table(header);
     for row in rows {
         let cells = if compact {
-            let count = match (row.queries, row.libc) {
-                (1, true) => "1 call".to_owned(),
-                (n, true) => format!("{n} calls"),
-                (1, false) => "1 query".to_owned(),
-                (n, false) => format!("{n} queries"),
+            let count = if row.libc {
+                counted(row.queries, "call", "calls")
+            } else {
+                counted(row.queries, "query", "queries")
             };
             // The average and the maximum one a line: the column stays narrow.
             let latency = match row.latency.as_slice() {
@@ -796,6 +784,27 @@ fn subject_ids(reader: &Reader, sel: &Selection) -> Result<Vec<i64>> {
         .query_map(params.as_slice(), |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<i64>>>()?;
     Ok(ids)
+}
+
+/// Of `processes` rows, those with `lookups` in the hours: the rows the facts
+/// count (a process's, not its threads': the writer's `fact_process`) that
+/// have some in the window. A row's facts are then read for those alone.
+fn with_lookups(
+    reader: &Reader,
+    process_ids: Vec<i64>,
+    (first_hour, last_hour): (i64, i64),
+) -> Result<Vec<i64>> {
+    let mut stmt = reader.connection().prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM lookups INDEXED BY lookups_process \
+         WHERE process_id = ?1 AND hour BETWEEN ?2 AND ?3)",
+    )?;
+    let mut kept = Vec::with_capacity(process_ids.len());
+    for id in process_ids {
+        if stmt.query_row((id, first_hour, last_hour), |row| row.get(0))? {
+            kept.push(id);
+        }
+    }
+    Ok(kept)
 }
 
 /// Orders rows newest first (then by name id and type) and keeps `limit`.

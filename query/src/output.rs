@@ -223,6 +223,12 @@ pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
+/// `1 query`, `3 queries`: a count and what it counts.
+pub fn counted(n: impl Into<i64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `1.234 ms`-style latency text.
 pub fn millis(ns: f64) -> String {
     let ms = ns / 1e6;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::{
     cli::TopKind,
     facts::{self, Identities, Identity, NothingFound},
-    output::{NAME_CHARS, Output, cell, keep_up_to, keep_whole, stacked},
+    output::{NAME_CHARS, Output, cell, counted, keep_up_to, keep_whole, stacked},
     owner::{self, Only},
     timearg::Window,
 };
@@ -417,12 +417,11 @@ fn processes_table(out: &Output, rows: &[ProgramCells], compact: bool) -> Table 
     let owners = rows.iter().any(|row| !row.owners.is_empty());
     // Only where some process was seen calling libc's resolver.
     let libc = rows.iter().any(|row| row.libc_calls > 0);
-    let mut header = if compact {
-        vec!["#", "PROGRAM", "QUERIES"]
+    let mut header = vec!["#"];
+    if compact {
+        header.extend(["PROGRAM", "QUERIES"]);
     } else {
-        vec!["#", "COMMAND", "EXE", "PIDS"]
-    };
-    if !compact {
+        header.extend(["COMMAND", "EXE", "PIDS"]);
         if owners {
             header.push("UNIT/CONTAINER");
         }
@@ -441,8 +440,7 @@ fn processes_table(out: &Output, rows: &[ProgramCells], compact: bool) -> Table 
             };
             let libc_calls = match row.libc_calls {
                 0 => String::new(),
-                1 => "1 libc call".to_owned(),
-                n => format!("{n} libc calls"),
+                n => counted(n, "libc call", "libc calls"),
             };
             vec![
                 Cell::new(&row.rank),

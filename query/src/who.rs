@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::{
     escape,
     facts::{self, Identities, Identity, NothingFound, Usage},
-    output::{NAME_CHARS, Output, keep_up_to, keep_whole, stacked},
+    output::{NAME_CHARS, Output, counted, keep_up_to, keep_whole, stacked},
     owner::Only,
     timearg::Window,
 };
@@ -342,10 +342,9 @@ pub fn run(
         }
         let identity = key.identity.as_deref();
         let mut process = facts::label(identity);
-        match seen.pids {
-            0 | 1 => {}
-            2 => process.push_str("\n+1 pid"),
-            n => process.push_str(&format!("\n+{} pids", n - 1)),
+        if seen.pids > 1 {
+            let others = i64::try_from(seen.pids - 1).unwrap_or(i64::MAX);
+            process.push_str(&format!("\n+{}", counted(others, "pid", "pids")));
         }
         if let Some(uid) = identity.and_then(|i| i.uid) {
             process.push_str(&format!("\nuid {uid}"));
@@ -412,34 +411,20 @@ fn who_table(out: &Output, rows: &[WhoCells], compact: bool) -> Table {
     // of its own, or on a narrow terminal over the names.
     let addresses = rows.iter().any(|row| row.address.is_some());
     let column = addresses && !compact;
-    let header: &[&str] = if compact {
-        &[
-            if addresses {
-                "ADDRESS / NAMES"
-            } else {
-                "NAME → CNAME → OWNER"
-            },
-            "FIRST / LAST SEEN",
-            "COUNT",
-            "PROCESS",
-            "SERVER",
-        ]
+    let mut header = Vec::new();
+    if column {
+        header.push("ADDRESS");
+    }
+    header.push(if addresses && compact {
+        "ADDRESS / NAMES"
     } else {
-        &[
-            "NAME → CNAME → OWNER",
-            "FIRST / LAST SEEN",
-            "COUNT",
-            "PROCESS",
-            "EXE",
-            "UNIT/CONTAINER",
-            "SERVER",
-        ]
-    };
-    let header: Vec<&str> = column
-        .then_some("ADDRESS")
-        .into_iter()
-        .chain(header.iter().copied())
-        .collect();
+        "NAME → CNAME → OWNER"
+    });
+    header.extend(["FIRST / LAST SEEN", "COUNT", "PROCESS"]);
+    if !compact {
+        header.extend(["EXE", "UNIT/CONTAINER"]);
+    }
+    header.push("SERVER");
     let mut table = out.table(&header);
     for row in rows {
         let address = row.address.as_deref().unwrap_or("");

@@ -1107,6 +1107,31 @@ def table(r):
     return "\n".join(out)
 
 
+PHASE_NAMES = {"loss": "messages at 50k q/s", "cpu": "CPU against tshark",
+               "quiet": "quiet host", "rate": "dnsperf's rate",
+               "rate_spare": "rate with a core of its own", "iperf": "iperf3",
+               "libc": "getaddrinfo", "queries": "dnsq queries", "export": "export",
+               "disk": "disk"}
+
+
+def phases_sentence(r):
+    """Where the minutes went (results from before 2026-11-27 have no phases)."""
+    phases = r.get("phase_seconds")
+    if not phases:
+        return ""
+    parts = []
+    if "make_bench_s" in r:
+        parts.append(f"set-up and build {(r['make_bench_s'] - r['elapsed_s']) / 60:.1f}")
+    for name, seconds in phases.items():
+        if name == "history":
+            label = ("the history, generated" if not r.get("history", {}).get("reused", True)
+                     else "the history, reused")
+        else:
+            label = PHASE_NAMES.get(name, name)
+        parts.append(f"{label} {seconds / 60:.1f}")
+    return " Minutes by part: " + ", ".join(parts) + "."
+
+
 def markdown(r, _table=None):
     rows, sections, missed = rows_and_sections(r)
     m = r["machine"]
@@ -1128,7 +1153,8 @@ def markdown(r, _table=None):
            if "rate_spare" in r and "rate_spare_repeats" in r.get("config", {}) else "")
         + f", iperf3: "
         f"{r.get('config', {}).get('iperf_repeats', 6)}); with/without comparisons "
-        "interleaved in the same run.",
+        "interleaved in the same run."
+        + phases_sentence(r),
         "",
         "| figure | goal | measured | verdict |",
         "|---|---|---|---|",

@@ -108,6 +108,16 @@ COMMANDS: dict[str, list[str]] = {}
 STARTED: dict[int, subprocess.Popen] = {}
 
 
+@contextlib.contextmanager
+def timed(phases, name):
+    """Adds the wall seconds of the `with` block to `phases[name]`."""
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.monotonic() - t0
+
+
 def log(*args):
     print(f"[{time.strftime('%H:%M:%S')}]", *args, file=sys.stderr, flush=True)
 
@@ -1301,7 +1311,11 @@ def main():
                  + ": the live figures would measure both recorders. Stop it first "
                  "(or set BENCH_ALLOW_OTHER_RECORDER=1 to measure anyway).")
     started = time.monotonic()
+    # Wall seconds of each figure (and of the history's generation or reuse), for
+    # the report: where `make bench`'s minutes go, against its 15-minute budget.
+    phases: dict[str, float] = {}
     results = {"machine": machine(), "background_busy_pct": {"start": background_busy()},
+               "phase_seconds": phases,
                "config": {**{name: setting(name) for name in GOAL_SETTINGS},
                           "stop_seconds": STOP_SECONDS}}
     log("machine:", results["machine"], "background CPU busy %:",
@@ -1316,15 +1330,20 @@ def main():
                                      ("iperf", figure_iperf), ("libc", figure_libc)):
                     if name in only:
                         results["background_busy_pct"][name] = background_busy(1)
-                        result = figure(host)
+                        with timed(phases, name):
+                            result = figure(host)
                         if result is not None:
                             results[name] = result
         if "history" in only:
-            db, manifest = figure_history()
+            with timed(phases, "history"):
+                db, manifest = figure_history()
             results["history"] = manifest
-            results["queries"] = figure_queries(db, manifest)
-            results["export"] = figure_export(db)
-            results["disk"] = figure_disk(db, manifest)
+            with timed(phases, "queries"):
+                results["queries"] = figure_queries(db, manifest)
+            with timed(phases, "export"):
+                results["export"] = figure_export(db)
+            with timed(phases, "disk"):
+                results["disk"] = figure_disk(db, manifest)
     finally:
         cleanup_processes()
     results["background_busy_pct"]["end"] = background_busy()

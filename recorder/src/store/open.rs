@@ -157,7 +157,7 @@ pub fn verify(conn: &Connection, path: &Path) -> Result<usize, StoreError> {
     }
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

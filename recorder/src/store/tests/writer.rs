@@ -803,3 +803,79 @@ fn messages_packed_many_to_a_chunk_or_from_a_shared_decode_equal_messages_packed
         assert_eq!(a, b, "{table}");
     }
 }
+
+/// The rows of every table but `runs` (its times are the wall clock's), as text.
+fn table_rows(db: &Connection) -> Vec<(String, Vec<String>)> {
+    let tables: Vec<String> = db
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'runs' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    tables
+        .into_iter()
+        .map(|table| {
+            let mut statement = db.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+            let columns = statement.column_count();
+            let rows = statement
+                .query_map([], |r| {
+                    (0..columns)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .map(|cells| cells.join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            (table, rows)
+        })
+        .collect()
+}
+
+#[test]
+fn a_bulk_load_writes_the_same_rows_and_leaves_a_wal_database() {
+    let write = |store: &mut Store| {
+        store.start_run("{}").unwrap();
+        let q = query(t0(), "www.example.com.", "A", 0x1234);
+        let r = response(&q, 5, "NOERROR", cname_chain_answers(), vec![]);
+        store.write(q).unwrap();
+        store.write(r).unwrap();
+        store
+            .write(query(t0() + 7, "nx.example.", "AAAA", 2))
+            .unwrap();
+    };
+    let normal_dir = TempDir::new("normal");
+    let mut normal = open_quiet(&normal_dir.db());
+    write(&mut normal);
+    normal.finish("signal").unwrap();
+    drop(normal);
+
+    let bulk_dir = TempDir::new("bulk");
+    let mut bulk = open_quiet(&bulk_dir.db());
+    bulk.begin_bulk_load(64 * 1024).unwrap();
+    write(&mut bulk);
+    let journal = |path: &std::path::Path| -> String {
+        inspect(path)
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap()
+    };
+    // No write-ahead log while loading: the rows go straight to the file.
+    bulk.finish("signal").unwrap();
+    assert_eq!(journal(&bulk_dir.db()), "delete");
+    bulk.end_bulk_load().unwrap();
+    drop(bulk);
+    assert_eq!(journal(&bulk_dir.db()), "wal");
+
+    let rows = table_rows(&inspect(&bulk_dir.db()));
+    assert!(
+        rows.iter()
+            .any(|(table, rows)| table == "message_chunks" && !rows.is_empty())
+    );
+    assert_eq!(rows, table_rows(&inspect(&normal_dir.db())));
+}

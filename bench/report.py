@@ -144,6 +144,11 @@ def store_placement(runs):
     return ""
 
 
+def counted_runs(n):
+    """'round' or 'N rounds'."""
+    return "round" if n == 1 else f"{n} rounds"
+
+
 def per_message_and_query(runs):
     """The medians of a CPU arm's runs: (µs a message or packet, µs a query)."""
     return (median([x["us_per_message"] for x in runs]),
@@ -195,7 +200,9 @@ def cpu(r):
         summary += ("(a) as it is, its default output: a line a packet with the question, "
                     "its type, the rcode and the answers with their CNAME chain, the "
                     "cheapest way tshark decodes DNS to a file, and (b) with `-T fields` "
-                    "and 15 `-e` fields (addresses, ports, id, question, rcode and each "
+                    + (f"(in the first {counted_runs(len(arms[1][1]))} only) "
+                       if len(arms[1][1]) < len(arms[0][1]) else "")
+                    + "and 15 `-e` fields (addresses, ports, id, question, rcode and each "
                     "answer type's data: what the recorder stores), which builds every "
                     f"packet's whole protocol tree and cost {times:.1f} × as much here (it "
                     "also falls behind at 40k packets a second, one core busy, and catches "
@@ -451,6 +458,7 @@ def iperf(r):
            f"{of_medians:.3f}: {median(with_) / 1e9:.1f} / {median(without) / 1e9:.1f} "
            "Gbit/s)"
            + (f"; with `kernel.bpf_stats_enabled` on as well: {paired(without, stats)[0]:.3f}"
+              + (f" ({len(stats)} pairs)" if len(stats) < len(with_) else "")
               if stats else "")
            + (f"; the probes ran {100 * share:.2f} % of iperf3's CPU time"
               if share is not None else ""),
@@ -464,7 +472,10 @@ def iperf(r):
                "round); the figure is the median of the runs' ratios with/without. "
                "bpf_stats is the instrument that measures the probes' run time: it adds two "
                "clock reads to every program run, so it is on only in the third arm, where "
-               "the programs' `run_time_ns` is read around the transfer. iperf3's CPU is its "
+               "the programs' `run_time_ns` is read around the transfer"
+               + (f" (in the first {counted_runs(len(stats))} only)"
+                  if len(stats) < len(with_) else "")
+               + ". iperf3's CPU is its "
                "client's and server's `cpu_utilization_percent` (user and system) over the "
                "transfer.")
         header = ["| run | without | with | ratio | with bpf_stats | ratio | iperf3 CPU "

@@ -133,6 +133,7 @@ fn main() -> ExitCode {
             };
         }
         Some(Command::Check) => return check::run(&cli),
+        Some(Command::Compact) => return compact(&cli.db),
         None => {}
     }
     tracing_subscriber::fmt()
@@ -145,6 +146,34 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            eprintln!("dnsq-recorder: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `dnsq-recorder compact`: VACUUM the database, offline.
+fn compact(db: &std::path::Path) -> ExitCode {
+    match store::compact(db) {
+        Ok(done) => {
+            let mb = |bytes: u64| bytes as f64 / 1e6;
+            println!(
+                "compacted {}: {:.1} MB -> {:.1} MB in {:.1} s",
+                db.display(),
+                mb(done.bytes_before),
+                mb(done.bytes_after),
+                done.elapsed.as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error @ store::StoreError::Locked { .. }) => {
+            eprintln!(
+                "dnsq-recorder: error: {error}: stop it first (systemctl stop dnsq-recorder)"
+            );
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            let error = anyhow::Error::new(error).context(format!("compacting {}", db.display()));
             eprintln!("dnsq-recorder: error: {error:#}");
             ExitCode::from(2)
         }

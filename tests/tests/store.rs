@@ -1,8 +1,12 @@
 //! The store and `dnsq` on a database written by the real recorder from real
 //! traffic: a CNAME chain served by dnsmasq, NXDOMAIN, UDP and TCP.
 
+use std::time::Duration;
+
 use anyhow::{Context, ensure};
-use dnsq_tests::{Dnsmasq, Netns, Recorder, TempDir, client, dnsq, require_bpf, unique};
+use dnsq_tests::{
+    Dnsmasq, Netns, Recorder, TempDir, client, dnsq, recorder_until_exit, require_bpf, unique,
+};
 use serde_json::Value;
 
 /// `start.<tag>.app.test` → CNAME `www.<tag>.app.test` → CNAME `edge.<tag>.cdn.test`
@@ -62,6 +66,17 @@ fn dnsq_answers_from_a_recorded_history() -> anyhow::Result<()> {
     ensure!(out.contains("fd00::20"), "dig +tcp: {out}");
     let (nx_pid, out) = client(netns.command("dig").args(["@127.0.0.1", &nx, "+tries=1"]))?;
     ensure!(out.contains("NXDOMAIN"), "dig nx: {out}");
+    // `compact` waits for no recorder: it refuses, and says why.
+    let refused = recorder_until_exit(&["--db", db_arg, "compact"], Duration::from_secs(30))?;
+    ensure!(
+        refused.code == 2
+            && refused.stderr.contains("already writing")
+            && refused.stderr.contains("stop it first"),
+        "compact while recording: {} {} {}",
+        refused.code,
+        refused.stdout,
+        refused.stderr
+    );
     recorder.stop_storing()?;
 
     // who: the IP leads back through both CNAMEs to the name dig asked for.
@@ -169,6 +184,33 @@ fn dnsq_answers_from_a_recorded_history() -> anyhow::Result<()> {
         records.len(),
         rows.len()
     );
+
+    // `compact` rewrites the file (VACUUM); every answer stays the same.
+    let answers = || -> anyhow::Result<Vec<String>> {
+        let pid = dig_pid.to_string();
+        [
+            vec!["who", "198.18.0.20", "--json"],
+            vec!["by-process", &pid, "--json"],
+            vec!["export", "--format", "jsonl"],
+        ]
+        .into_iter()
+        .map(|args| {
+            let (code, out, err) = dnsq(&[&["--db", db_arg][..], &args].concat())?;
+            ensure!(code == 0, "{args:?} exited {code}: {err}");
+            Ok(out)
+        })
+        .collect()
+    };
+    let before = answers()?;
+    let done = recorder_until_exit(&["--db", db_arg, "compact"], Duration::from_secs(60))?;
+    ensure!(
+        done.code == 0 && done.stdout.starts_with("compacted "),
+        "compact: {} {} {}",
+        done.code,
+        done.stdout,
+        done.stderr
+    );
+    ensure!(answers()? == before, "the answers changed with compact");
     Ok(())
 }
 

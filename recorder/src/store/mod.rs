@@ -9,6 +9,7 @@
 
 mod background;
 pub mod chunk;
+mod compact;
 mod facts;
 mod insert;
 mod intern;
@@ -26,6 +27,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use background::Background;
+pub use compact::{Compacted, compact};
 pub use open::{open_for_writing, verify};
 pub use options::{StoreOptions, StoreStats};
 pub use retention::{parse_duration, parse_retain, parse_size};

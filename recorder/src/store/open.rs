@@ -53,7 +53,7 @@ pub fn open_for_writing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
 }
 
 /// Takes the writer's lock, or says who holds it.
-fn lock_writer(path: &Path) -> Result<File, StoreError> {
+pub(super) fn lock_writer(path: &Path) -> Result<File, StoreError> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
@@ -88,7 +88,7 @@ fn lock_writer(path: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     prepare_file(path)?;
     let open_error = |source| StoreError::Open {
         path: path.to_owned(),

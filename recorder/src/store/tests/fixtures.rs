@@ -54,6 +54,40 @@ pub fn inspect(path: &Path) -> Connection {
     Connection::open(path).unwrap()
 }
 
+/// The rows of every table but `runs` (its times are the wall clock's), as text.
+pub fn table_rows(db: &Connection) -> Vec<(String, Vec<String>)> {
+    let tables: Vec<String> = db
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'runs' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    tables
+        .into_iter()
+        .map(|table| {
+            let mut statement = db.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+            let columns = statement.column_count();
+            let rows = statement
+                .query_map([], |r| {
+                    (0..columns)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .map(|cells| cells.join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            (table, rows)
+        })
+        .collect()
+}
+
 /// [`inspect`] with the messages unpacked into a TEMP `messages` table (a
 /// snapshot: see [`unpack_messages`](crate::store::chunk::unpack_messages)).
 pub fn inspect_unpacked(path: &Path) -> Connection {

@@ -2,6 +2,7 @@
 
 mod background;
 mod chunks;
+mod compact;
 mod failures;
 mod fixtures;
 mod migrations;

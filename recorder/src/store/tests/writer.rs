@@ -804,40 +804,6 @@ fn messages_packed_many_to_a_chunk_or_from_a_shared_decode_equal_messages_packed
     }
 }
 
-/// The rows of every table but `runs` (its times are the wall clock's), as text.
-fn table_rows(db: &Connection) -> Vec<(String, Vec<String>)> {
-    let tables: Vec<String> = db
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'runs' ORDER BY name",
-        )
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    tables
-        .into_iter()
-        .map(|table| {
-            let mut statement = db.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
-            let columns = statement.column_count();
-            let rows = statement
-                .query_map([], |r| {
-                    (0..columns)
-                        .map(|i| {
-                            r.get::<_, rusqlite::types::Value>(i)
-                                .map(|v| format!("{v:?}"))
-                        })
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                        .map(|cells| cells.join("|"))
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            (table, rows)
-        })
-        .collect()
-}
-
 #[test]
 fn a_bulk_load_writes_the_same_rows_and_leaves_a_wal_database() {
     let write = |store: &mut Store| {

@@ -1141,6 +1141,42 @@ def figure_queries(db, manifest):
     return results
 
 
+def figure_compact(db, queries):
+    """The cold runs of `queries` (who, by-process, name) again on a copy of the
+    history that `dnsq-recorder compact` rewrote (VACUUM: each table's pages in
+    order), as an operator's maintenance window leaves it: each label's
+    `cold_compacted`. Returns the compaction's time, output and sizes. The cached
+    history stays as the writer made it."""
+    copy = WORK / "compacted" / "history.db"
+    shutil.rmtree(copy.parent, ignore_errors=True)
+    copy.parent.mkdir(parents=True)
+
+    def on_disk(path):
+        return sum(p.stat().st_size for p in history_files(path)[:2] if p.exists())
+
+    try:
+        for source, target in zip(history_files(db), history_files(copy)):
+            if source.exists():
+                note_command("compact", ["cp", source, target])
+                shutil.copyfile(source, target)
+        before = on_disk(copy)
+        t0 = time.monotonic()
+        out = run("compact", [RECORDER, "--db", copy, "compact"], 600,
+                  capture_output=True, text=True).stdout.strip()
+        result = {"seconds": time.monotonic() - t0, "output": out,
+                  "bytes_before": before, "bytes_after": on_disk(copy)}
+        log(f"compact: {result}")
+        for label in ("who", "by-process", "name"):
+            argv = [DNSQ, "--db", copy, *queries[label]["args"]]
+            cold = hyperfine("compact", argv, COLD_QUERY_RUNS, cold=history_files(copy))
+            cold["resident_after_eviction"] = resident_after_eviction(copy)
+            queries[label]["cold_compacted"] = cold
+            log(f"query {label} compacted, cold: {cold}")
+        return result
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+
+
 def ns_text(ns):
     seconds, fraction = divmod(ns, 1_000_000_000)
     stamp = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
@@ -1357,6 +1393,8 @@ def main():
             results["history"] = manifest
             with timed(phases, "queries"):
                 results["queries"] = figure_queries(db, manifest)
+            with timed(phases, "compact"):
+                results["compact"] = figure_compact(db, results["queries"])
             with timed(phases, "export"):
                 results["export"] = figure_export(db)
             with timed(phases, "disk"):

@@ -54,8 +54,19 @@ pub fn inspect(path: &Path) -> Connection {
     Connection::open(path).unwrap()
 }
 
-/// The rows of every table but `runs` (its times are the wall clock's), as text.
-pub fn table_rows(db: &Connection) -> Vec<(String, Vec<String>)> {
+/// Every row `sql` returns, as SQLite's values.
+pub fn query_rows(db: &Connection, sql: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut statement = db.prepare(sql).unwrap();
+    let columns = statement.column_count();
+    statement
+        .query_map([], |row| (0..columns).map(|c| row.get(c)).collect())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The rows of every table but `runs` (its times are the wall clock's), by table.
+pub fn table_rows(db: &Connection) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
     let tables: Vec<String> = db
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'runs' ORDER BY name",
@@ -68,21 +79,7 @@ pub fn table_rows(db: &Connection) -> Vec<(String, Vec<String>)> {
     tables
         .into_iter()
         .map(|table| {
-            let mut statement = db.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
-            let columns = statement.column_count();
-            let rows = statement
-                .query_map([], |r| {
-                    (0..columns)
-                        .map(|i| {
-                            r.get::<_, rusqlite::types::Value>(i)
-                                .map(|v| format!("{v:?}"))
-                        })
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                        .map(|cells| cells.join("|"))
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+            let rows = query_rows(db, &format!("SELECT * FROM \"{table}\""));
             (table, rows)
         })
         .collect()

@@ -776,17 +776,7 @@ fn messages_packed_many_to_a_chunk_or_from_a_shared_decode_equal_messages_packed
             count(&db, "SELECT count(*) FROM main.message_chunks"),
             records.len().div_ceil(batch_size) as i64
         );
-        let mut dump = Vec::new();
-        for sql in tables {
-            let mut statement = db.prepare(sql).unwrap();
-            let columns = statement.column_count();
-            let rows: Vec<Vec<rusqlite::types::Value>> = statement
-                .query_map([], |row| (0..columns).map(|c| row.get(c)).collect())
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            dump.push(rows);
-        }
+        let dump: Vec<_> = tables.iter().map(|sql| query_rows(&db, sql)).collect();
         dumps.push(dump);
     }
     let (one_by_one, many) = (&dumps[0], &dumps[1]);

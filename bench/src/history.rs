@@ -9,8 +9,8 @@ use std::{collections::HashMap, net::IpAddr};
 use dnsq_recorder::{
     dns::QuestionKey,
     record::{
-        Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
-        ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
+        Attribution, Direction, DnsContent, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord,
+        Pairing, ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
     },
     resolvers::ResolverLinker,
 };
@@ -569,25 +569,27 @@ impl<'w> Generator<'w> {
     }
 
     fn query(&self, name: usize, qtype: &str, id: u16, edns: Option<Edns>) -> DnsMessage {
-        DnsMessage {
+        DnsMessage::new(
             id,
-            response: false,
-            opcode: "QUERY".into(),
-            rcode: "NOERROR".into(),
-            flags: DnsFlags {
-                rd: true,
-                ..DnsFlags::default()
+            DnsContent {
+                response: false,
+                opcode: "QUERY".into(),
+                rcode: "NOERROR".into(),
+                flags: DnsFlags {
+                    rd: true,
+                    ..DnsFlags::default()
+                },
+                questions: vec![Question {
+                    name: self.world.names[name].name.clone(),
+                    qtype: qtype.to_owned().into(),
+                    class: "IN".into(),
+                }],
+                answers: Vec::new(),
+                authority: Vec::new(),
+                additional: Vec::new(),
+                edns,
             },
-            questions: vec![Question {
-                name: self.world.names[name].name.clone(),
-                qtype: qtype.to_owned().into(),
-                class: "IN".into(),
-            }],
-            answers: Vec::new(),
-            authority: Vec::new(),
-            additional: Vec::new(),
-            edns,
-        }
+        )
     }
 
     /// The answer to `query`; `remaining` is the TTL left in the stub's cache.
@@ -676,22 +678,24 @@ impl<'w> Generator<'w> {
         if rcode == "NXDOMAIN" {
             self.tally.nxdomain += 1;
         }
-        DnsMessage {
-            id: query.id,
-            response: true,
-            opcode: "QUERY".into(),
-            rcode: rcode.to_owned().into(),
-            flags: DnsFlags {
-                rd: true,
-                ra: true,
-                ..DnsFlags::default()
+        DnsMessage::new(
+            query.id,
+            DnsContent {
+                response: true,
+                opcode: "QUERY".into(),
+                rcode: rcode.to_owned().into(),
+                flags: DnsFlags {
+                    rd: true,
+                    ra: true,
+                    ..DnsFlags::default()
+                },
+                questions: query.questions.clone(),
+                answers,
+                authority,
+                additional: Vec::new(),
+                edns: query.edns,
             },
-            questions: query.questions.clone(),
-            answers,
-            authority,
-            additional: Vec::new(),
-            edns: query.edns,
-        }
+        )
     }
 
     fn count_answers(&mut self, response: &DnsMessage) {

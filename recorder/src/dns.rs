@@ -26,6 +26,7 @@
 //! CAA and SVCB strings without quoting or escaping them.
 
 use std::{
+    collections::HashMap,
     fmt::{self, Write as _},
     hash::{BuildHasher, Hash, Hasher},
     sync::{Arc, LazyLock},
@@ -43,7 +44,7 @@ use hickory_proto::{
     },
 };
 
-use crate::record::{Code, DnsFlags, DnsMessage, Edns, Question, ResourceRecord};
+use crate::record::{Code, DnsContent, DnsFlags, DnsMessage, Edns, Question, ResourceRecord};
 
 /// A DNS message is at most 65535 bytes: the TCP length prefix is 16 bits.
 const MAX_MESSAGE_LEN: usize = 65_535;
@@ -115,62 +116,90 @@ impl Decoded {
     }
 }
 
-/// Messages decoded lately, by their bytes. On loopback every packet passes two
-/// sockets (the sender's egress, then the receiver's ingress, a few events
-/// apart in the ring buffer): the second copy shares the first one's decoding.
-/// Decoding depends on the bytes alone, so sharing changes nothing else.
+/// Messages decoded lately, by their bytes after the ID. A host asks the same
+/// questions over and over, and a query differs from the last one for the same
+/// name and type only in its ID (glibc, dig, resolvers), as does the answer of a
+/// server that answers with a fixed TTL. On loopback every packet also passes two
+/// sockets (the sender's egress, then the receiver's ingress): the second copy
+/// shares the first one's decoding. Decoding depends on the bytes alone, and the
+/// ID is two of them, so a message seen before with another ID is that decoding
+/// with its ID changed: its [`DnsContent`] is shared, not made again.
 pub struct RecentDecodes {
-    /// (bytes, their decoding), replaced round-robin.
-    slots: Vec<(Vec<u8>, Decoded)>,
-    next: usize,
+    /// This generation's decodings, by the bytes after the ID.
+    current: HashMap<Box<[u8]>, Decoded, foldhash::fast::RandomState>,
+    /// The generation before: a message found here moves to `current`; the
+    /// rest is forgotten when `current` fills up again. Two generations keep
+    /// what is asked again within about [`Self::GENERATION`] messages, whatever
+    /// the order, in bounded memory.
+    previous: HashMap<Box<[u8]>, Decoded, foldhash::fast::RandomState>,
     /// Decodings shared instead of made.
     pub shared: u64,
 }
 
 impl RecentDecodes {
-    /// How many recent messages are remembered: the twin of a packet comes within
-    /// a few events even with a hundred queries in flight.
-    const SLOTS: usize = 16;
-    /// Longer messages (large TCP answers) are not kept: bounded memory.
-    const MAX_KEPT_LEN: usize = 4_096;
+    /// Messages per generation: at most twice as many are kept, ~0.5 KB each
+    /// (the bytes, the decoded text, the question key).
+    const GENERATION: usize = 4_096;
+    /// Longer messages (large answers) are decoded each time: bounded memory.
+    const MAX_KEPT_LEN: usize = 512;
 
     pub fn new() -> Self {
         Self {
-            slots: Vec::with_capacity(Self::SLOTS),
-            next: 0,
+            current: HashMap::default(),
+            previous: HashMap::default(),
             shared: 0,
         }
     }
 
-    /// [`decode`], or the decoding of the same bytes seen lately.
+    /// [`decode`], or the decoding of the same bytes (but perhaps the ID) seen
+    /// lately.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Decoded, DecodeError> {
-        // Newest first: a packet's twin is nearly always among the last few
-        // decoded, and each slot passed is a comparison. Slots before `next` were
-        // written in this round, the rest in the one before.
-        let (this_round, last_round) = self.slots.split_at(self.next.min(self.slots.len()));
-        if let Some((_, decoded)) = this_round
-            .iter()
-            .rev()
-            .chain(last_round.iter().rev())
-            .find(|(seen, _)| seen == bytes)
-        {
+        let Some(after_id) = bytes
+            .get(2..)
+            .filter(|rest| rest.len() + 2 >= HEADER_LEN && rest.len() + 2 <= Self::MAX_KEPT_LEN)
+        else {
+            return decode(bytes).map(Decoded::new);
+        };
+        let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+        if let Some(seen) = self.current.get(after_id) {
             self.shared += 1;
-            return Ok(decoded.clone());
+            return Ok(seen.with_id(id));
         }
-        let decoded = Decoded::new(decode(bytes)?);
-        if bytes.len() > Self::MAX_KEPT_LEN {
+        if let Some((key, seen)) = self.previous.remove_entry(after_id) {
+            self.shared += 1;
+            let decoded = seen.with_id(id);
+            self.keep(key, seen);
             return Ok(decoded);
         }
-        if self.slots.len() < Self::SLOTS {
-            self.slots.push((bytes.to_vec(), decoded.clone()));
-        } else {
-            let slot = &mut self.slots[self.next];
-            slot.0.clear();
-            slot.0.extend_from_slice(bytes);
-            slot.1 = decoded.clone();
-            self.next = (self.next + 1) % Self::SLOTS;
-        }
+        let decoded = Decoded::new(decode(bytes)?);
+        self.keep(after_id.into(), decoded.clone());
         Ok(decoded)
+    }
+
+    fn keep(&mut self, after_id: Box<[u8]>, decoded: Decoded) {
+        if self.current.len() >= Self::GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+            self.current.reserve(Self::GENERATION);
+        }
+        self.current.insert(after_id, decoded);
+    }
+}
+
+impl Decoded {
+    /// This decoding for the same bytes with ID `id`: shared when the ID is the
+    /// same (a packet's loopback twin), else a copy with the ID changed. The
+    /// question key is shared either way.
+    fn with_id(&self, id: u16) -> Self {
+        if self.message.id == id {
+            return self.clone();
+        }
+        Self {
+            message: Arc::new(DnsMessage {
+                id,
+                content: Arc::clone(&self.message.content),
+            }),
+            question: self.question.clone(),
+        }
     }
 }
 
@@ -195,8 +224,7 @@ pub fn decode(bytes: &[u8]) -> Result<DnsMessage, DecodeError> {
     check_pointer_chains(bytes)?;
     let mut decoder = BinDecoder::new(bytes);
     let header = Header::read(&mut decoder).map_err(|error| classify("header", &error))?;
-    let mut message = DnsMessage {
-        id: header.id(),
+    let mut message = DnsContent {
         response: header.message_type() == MessageType::Response,
         opcode: opcode_name(u8::from(header.op_code())),
         rcode: Code::Borrowed(""),
@@ -208,7 +236,7 @@ pub fn decode(bytes: &[u8]) -> Result<DnsMessage, DecodeError> {
             ad: header.authentic_data(),
             cd: header.checking_disabled(),
         },
-        ..DnsMessage::default()
+        ..DnsContent::default()
     };
     // Counts are not trusted for allocation: every entry needs bytes, so the vectors
     // grow only as far as the message really goes.
@@ -244,7 +272,7 @@ pub fn decode(bytes: &[u8]) -> Result<DnsMessage, DecodeError> {
         version: (opt.ttl >> 16) as u8,
         dnssec_ok: opt.ttl & 0x8000 != 0,
     });
-    Ok(message)
+    Ok(DnsMessage::new(header.id(), message))
 }
 
 /// The first question's name, lower-cased (ASCII), and type: what a response must
@@ -1278,33 +1306,15 @@ mod tests {
         assert!(key.same(twin.question.as_ref().unwrap()));
         assert_eq!(Some(key), QuestionKey::of(&first.message).as_ref());
         assert_eq!(recent.shared, 1);
-        // Another message, and one differing in a single byte (the id), decode anew.
+        // Another message decodes anew.
         let other = recent.decode(&txt_message()).unwrap();
         assert_eq!(other.message.questions[0].name, "t.example.");
         assert_ne!(other.question.as_ref(), Some(key));
-        let mut next_id = packet.clone();
-        next_id[1] ^= 1;
-        let next = recent.decode(&next_id).unwrap();
-        assert!(!Arc::ptr_eq(&first.message, &next.message));
-        assert_eq!(next.message.id, first.message.id ^ 1);
-        // The same question, a key of its own.
-        let next_key = next.question.as_ref().unwrap();
-        assert!(next_key == key && !next_key.same(key));
         assert_eq!(recent.shared, 1);
         // Errors are not remembered: the same bad bytes fail again.
         assert!(recent.decode(&packet[..5]).is_err());
         assert!(recent.decode(&packet[..5]).is_err());
         assert_eq!(recent.shared, 1);
-        // Slots are reused round-robin: an old message is eventually decoded again.
-        for id in 0..RecentDecodes::SLOTS as u8 {
-            let mut filler = txt_message();
-            filler[0] = id;
-            filler[1] = 0xee;
-            recent.decode(&filler).unwrap();
-        }
-        let again = recent.decode(&packet).unwrap();
-        assert!(!Arc::ptr_eq(&first.message, &again.message));
-        assert_eq!(*first.message, *again.message);
         // A message without a question has no key.
         assert!(
             recent
@@ -1313,6 +1323,101 @@ mod tests {
                 .question
                 .is_none()
         );
+    }
+
+    /// A query for `h<n>.example.` A.
+    fn numbered_query(n: usize, id: u16) -> Vec<u8> {
+        let mut w = Wire::new(id, RD, [1, 0, 0, 0]);
+        w.question(&[format!("h{n}").as_bytes(), b"example"], A);
+        w.0
+    }
+
+    #[test]
+    fn a_message_seen_with_another_id_is_that_decoding_with_its_id() {
+        let mut recent = RecentDecodes::new();
+        let packet = nxdomain();
+        let first = recent.decode(&packet).unwrap();
+        for id in [0u16, 1, 0xabcd, u16::MAX] {
+            let mut again = packet.clone();
+            again[..2].copy_from_slice(&id.to_be_bytes());
+            let shared = recent.decode(&again).unwrap();
+            // Exactly what decoding those bytes gives, the key included.
+            assert_eq!(*shared.message, decode(&again).unwrap());
+            assert_eq!(shared.message.id, id);
+            assert!(
+                shared
+                    .question
+                    .as_ref()
+                    .unwrap()
+                    .same(first.question.as_ref().unwrap())
+            );
+        }
+        assert_eq!(recent.shared, 4);
+        // The same for every message the decoder's tests know, whatever it
+        // decodes to; a byte changed anywhere after the ID is another message.
+        for bytes in [txt_message(), nxdomain(), numbered_query(7, 3)] {
+            let mut recent = RecentDecodes::new();
+            let first = recent.decode(&bytes).unwrap();
+            let mut other_id = bytes.clone();
+            other_id[0] ^= 0x5a;
+            assert_eq!(
+                *recent.decode(&other_id).unwrap().message,
+                decode(&other_id).unwrap()
+            );
+            let mut changed = bytes.clone();
+            *changed.last_mut().unwrap() ^= 1;
+            if let Ok(decoded) = decode(&changed) {
+                let via_cache = recent.decode(&changed).unwrap();
+                assert_eq!(*via_cache.message, decoded);
+                assert!(!Arc::ptr_eq(&via_cache.message, &first.message));
+            }
+        }
+    }
+
+    #[test]
+    fn decodings_are_kept_for_two_generations() {
+        let generation = RecentDecodes::GENERATION;
+        let mut recent = RecentDecodes::new();
+        let first = recent.decode(&numbered_query(0, 1)).unwrap();
+        let same_key = |recent: &mut RecentDecodes, id| {
+            let decoded = recent.decode(&numbered_query(0, id)).unwrap();
+            assert_eq!(decoded.message.id, id);
+            decoded
+                .question
+                .unwrap()
+                .same(first.question.as_ref().unwrap())
+        };
+        // A generation of others later it is still there (in the one before),
+        // and finding it keeps it another generation.
+        for n in 1..=generation {
+            recent.decode(&numbered_query(n, 1)).unwrap();
+        }
+        assert!(same_key(&mut recent, 2));
+        for n in generation + 1..=2 * generation {
+            recent.decode(&numbered_query(n, 1)).unwrap();
+        }
+        assert!(same_key(&mut recent, 3));
+        // Two whole generations of others without it: forgotten, decoded anew.
+        for n in 2 * generation + 1..=4 * generation + 1 {
+            recent.decode(&numbered_query(n, 1)).unwrap();
+        }
+        assert!(!same_key(&mut recent, 4));
+        assert!(recent.current.len() <= generation && recent.previous.len() <= generation);
+        // Long messages are not kept.
+        let mut long = Wire::new(1, QR, [1, 1, 0, 0]);
+        long.question(&[b"t", b"example"], 16);
+        long.pointer(12).head(16, IN, 0).rdata(|w| {
+            for _ in 0..3 {
+                w.u8(200).bytes(&[b'x'; 200]);
+            }
+        });
+        assert!(long.0.len() > RecentDecodes::MAX_KEPT_LEN);
+        let shared = recent.shared;
+        let a = recent.decode(&long.0).unwrap();
+        let b = recent.decode(&long.0).unwrap();
+        assert_eq!(a.message, b.message);
+        assert!(!Arc::ptr_eq(&a.message, &b.message));
+        assert_eq!(recent.shared, shared);
     }
 
     #[test]
@@ -1336,33 +1441,6 @@ mod tests {
                 std::net::Ipv4Addr::from(octets).to_string()
             );
         }
-    }
-
-    #[test]
-    fn every_one_of_the_last_slots_decodings_is_shared_after_the_slots_wrap() {
-        let mut recent = RecentDecodes::new();
-        let message = |id: u8| {
-            let mut bytes = txt_message();
-            bytes[0] = id;
-            bytes
-        };
-        let total = RecentDecodes::SLOTS as u8 + 5;
-        let first: Vec<Decoded> = (0..total)
-            .map(|id| recent.decode(&message(id)).unwrap())
-            .collect();
-        assert_eq!(recent.shared, 0);
-        // Newest to oldest, across the slots written in this round and the last.
-        for id in (total - RecentDecodes::SLOTS as u8..total).rev() {
-            let again = recent.decode(&message(id)).unwrap();
-            assert!(
-                Arc::ptr_eq(&first[usize::from(id)].message, &again.message),
-                "message {id}"
-            );
-        }
-        assert_eq!(recent.shared, u64::from(RecentDecodes::SLOTS as u8));
-        // The five oldest were forgotten.
-        let oldest = recent.decode(&message(0)).unwrap();
-        assert!(!Arc::ptr_eq(&first[0].message, &oldest.message));
     }
 
     fn txt_message() -> Vec<u8> {

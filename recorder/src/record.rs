@@ -294,10 +294,45 @@ pub struct ProcessInfo {
     pub netns: Option<u64>,
 }
 
-/// A decoded DNS message (RFC 1035 §4.1).
+/// A decoded DNS message (RFC 1035 §4.1): its ID and the rest of it, which
+/// messages with the same bytes but the ID share (a host asks the same questions
+/// over and over, each time with another ID: see `dns::RecentDecodes`). Reads as
+/// its [`DnsContent`]; serialized as one object, the ID first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsMessage {
     pub id: u16,
+    #[serde(flatten)]
+    pub content: Arc<DnsContent>,
+}
+
+impl DnsMessage {
+    pub fn new(id: u16, content: DnsContent) -> Self {
+        Self {
+            id,
+            content: Arc::new(content),
+        }
+    }
+}
+
+impl std::ops::Deref for DnsMessage {
+    type Target = DnsContent;
+
+    fn deref(&self) -> &DnsContent {
+        &self.content
+    }
+}
+
+/// Copy on write: changing a message never changes another that shares its
+/// content.
+impl std::ops::DerefMut for DnsMessage {
+    fn deref_mut(&mut self) -> &mut DnsContent {
+        Arc::make_mut(&mut self.content)
+    }
+}
+
+/// A DNS message but its ID.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsContent {
     /// QR bit: false for a query, true for a response.
     pub response: bool,
     /// `QUERY`, `NOTIFY`, `UPDATE`, … or the number.

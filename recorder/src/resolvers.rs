@@ -421,7 +421,7 @@ fn forget_oldest_call(calls: &mut HashMap<String, VecDeque<LibcCall>>, key: &str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{DnsMessage, Question};
+    use crate::record::{DnsContent, DnsMessage, Question};
 
     impl ResolverLinker {
         /// [`Self::annotate`] with the key made from the record's own message.
@@ -475,16 +475,18 @@ mod tests {
             process: process(pid, if pid == APP { "curl" } else { "dnsmasq" }),
             message_len: 40,
             captured_len: 40,
-            dns: Some(Arc::new(DnsMessage {
+            dns: Some(Arc::new(DnsMessage::new(
                 id,
-                response,
-                questions: vec![Question {
-                    name: "GitHub.com.".into(),
-                    qtype: "A".into(),
-                    class: "IN".into(),
-                }],
-                ..DnsMessage::default()
-            })),
+                DnsContent {
+                    response,
+                    questions: vec![Question {
+                        name: "GitHub.com.".into(),
+                        qtype: "A".into(),
+                        class: "IN".into(),
+                    }],
+                    ..DnsContent::default()
+                },
+            ))),
             malformed: None,
             pair: None,
             via: None,

@@ -18,8 +18,9 @@ use std::{
 use dnsq_recorder::{
     pipeline::Sink,
     record::{
-        Attribution, Direction, DnsFlags, DnsMessage, LibcAnswer, LookupRecord, Malformed,
-        MessageRecord, Pairing, ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
+        Attribution, Direction, DnsContent, DnsFlags, DnsMessage, LibcAnswer, LookupRecord,
+        Malformed, MessageRecord, Pairing, ProcessInfo, Question, ResourceRecord, Rfc3339,
+        Transport,
     },
     store::{Store, StoreError, StoreOptions, open_for_writing},
 };
@@ -244,26 +245,28 @@ pub fn record(wire: Wire, dns: DnsMessage) -> MessageRecord {
 
 /// A recursive query (RD) for `name`, or its NOERROR response (RA) without answers.
 pub fn dns(id: u16, response: bool, name: &str, qtype: &str) -> DnsMessage {
-    DnsMessage {
+    DnsMessage::new(
         id,
-        response,
-        opcode: "QUERY".into(),
-        rcode: "NOERROR".into(),
-        flags: DnsFlags {
-            rd: true,
-            ra: response,
-            ..DnsFlags::default()
+        DnsContent {
+            response,
+            opcode: "QUERY".into(),
+            rcode: "NOERROR".into(),
+            flags: DnsFlags {
+                rd: true,
+                ra: response,
+                ..DnsFlags::default()
+            },
+            questions: vec![Question {
+                name: name.into(),
+                qtype: qtype.to_owned().into(),
+                class: "IN".into(),
+            }],
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            edns: None,
         },
-        questions: vec![Question {
-            name: name.into(),
-            qtype: qtype.to_owned().into(),
-            class: "IN".into(),
-        }],
-        answers: Vec::new(),
-        authority: Vec::new(),
-        additional: Vec::new(),
-        edns: None,
-    }
+    )
 }
 
 /// Answer records from (name, type, data), the TTL by position.

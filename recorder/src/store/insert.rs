@@ -25,7 +25,7 @@ use super::{
 use crate::{
     dns::{class_code, opcode_code, rcode_code, type_code},
     record::{
-        Attribution, Direction, DnsMessage, LibcAnswer, LookupRecord, MessageRecord,
+        Attribution, Direction, DnsContent, DnsMessage, LibcAnswer, LookupRecord, MessageRecord,
         ResourceRecord, Transport,
     },
 };
@@ -69,12 +69,6 @@ pub(super) struct Batch<'a> {
     ttls: String,
     /// The TTL every record of the current message has, if they all have one.
     same_ttl: Option<Option<u32>>,
-    /// The previous message's decoded DNS, its header bits and columns. The two
-    /// loopback copies of a packet (one per socket) share one decode and nearly
-    /// always arrive one after the other (98 % of them on dnsperf traffic), so
-    /// the second copy reuses the first one's interned names, answer set and
-    /// TTLs. Holding the `Arc` keeps its address from being reused.
-    previous_dns: Option<(Arc<DnsMessage>, i64, DnsColumns)>,
 }
 
 /// Which call a lookup line is or answers: its caller's pid and thread and
@@ -101,7 +95,7 @@ impl MinuteSpan {
 
 /// The columns that come from the decoded message.
 #[derive(Default, Clone, Copy)]
-struct DnsColumns {
+pub(super) struct DnsColumns {
     dns_id: Option<i64>,
     qname_id: Option<i64>,
     qtype: Option<i64>,
@@ -109,6 +103,22 @@ struct DnsColumns {
     rcode: Option<i64>,
     answer_set_id: Option<i64>,
     edns_udp_size: Option<i64>,
+}
+
+/// What [`Batch::dns_columns`] made of one DNS content (a message but its ID),
+/// kept for the next messages that share it (see `dns::RecentDecodes`): a
+/// query asked again, an answer given again, the other loopback copy of a
+/// packet. Its ids are the interner's, so it is kept in [`Caches`] and cleared
+/// with them (a new message hour, a rollback).
+pub(super) struct Made {
+    /// Held so that its address, the key, is not reused.
+    _content: Arc<DnsContent>,
+    header: i64,
+    /// Every column but `dns_id`.
+    columns: DnsColumns,
+    answers: Vec<(i64, i64, i64, usize)>,
+    ttls: String,
+    same_ttl: Option<Option<u32>>,
 }
 
 /// The `libc_lookups` rows of the latest [`MAX_CALL_ROWS`] calls, by (pid,
@@ -214,7 +224,6 @@ impl<'a> Batch<'a> {
             records: String::new(),
             ttls: String::new(),
             same_ttl: None,
-            previous_dns: None,
         })
     }
 
@@ -257,28 +266,17 @@ impl<'a> Batch<'a> {
         if record.malformed.is_some() {
             bits |= flags::MALFORMED;
         }
-        let columns = match (&record.dns, &self.previous_dns) {
-            // The other copy of the previous message's packet: `answers`, `ttls`
-            // and `same_ttl` still hold what it made.
-            (Some(dns), Some((previous, header, columns))) if Arc::ptr_eq(dns, previous) => {
+        let columns = match &record.dns {
+            Some(dns) => {
+                let (header, columns) = self.dns_made(dns)?;
                 bits |= header;
-                *columns
+                columns
             }
-            (dns, _) => {
+            None => {
                 self.answers.clear();
                 self.ttls.clear();
                 self.same_ttl = None;
-                self.previous_dns = None;
-                match dns {
-                    Some(dns) => {
-                        let header = header_bits(dns);
-                        let columns = self.dns_columns(dns)?;
-                        self.previous_dns = Some((Arc::clone(dns), header, columns));
-                        bits |= header;
-                        columns
-                    }
-                    None => DnsColumns::default(),
-                }
+                DnsColumns::default()
             }
         };
         let latency_ns = record
@@ -543,6 +541,48 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// The message's header bits and columns, and its answers and TTLs in
+    /// `answers`, `ttls` and `same_ttl`: made once for each content (see
+    /// [`Made`]), so that a message asked or answered again, or the other
+    /// loopback copy of a packet, costs no look-up of its names and data. A
+    /// shared content's text is not even read: on a busy host the decoder's
+    /// cache keeps it, long out of the processor's caches.
+    fn dns_made(&mut self, dns: &DnsMessage) -> rusqlite::Result<(i64, DnsColumns)> {
+        let dns_id = Some(i64::from(dns.id));
+        if let Some(made) = self.intern.made(&dns.content) {
+            self.answers.clone_from(&made.answers);
+            self.ttls.clone_from(&made.ttls);
+            self.same_ttl = made.same_ttl;
+            return Ok((
+                made.header,
+                DnsColumns {
+                    dns_id,
+                    ..made.columns
+                },
+            ));
+        }
+        self.answers.clear();
+        self.ttls.clear();
+        self.same_ttl = None;
+        let header = header_bits(dns);
+        let columns = self.dns_columns(dns)?;
+        self.intern.remember_made(
+            &dns.content,
+            Made {
+                _content: Arc::clone(&dns.content),
+                header,
+                columns: DnsColumns {
+                    dns_id: None,
+                    ..columns
+                },
+                answers: self.answers.clone(),
+                ttls: self.ttls.clone(),
+                same_ttl: self.same_ttl,
+            },
+        );
+        Ok((header, columns))
+    }
+
     fn dns_columns(&mut self, dns: &DnsMessage) -> rusqlite::Result<DnsColumns> {
         let mut columns = DnsColumns {
             dns_id: Some(i64::from(dns.id)),
@@ -805,8 +845,8 @@ mod tests {
     use crate::{
         pipeline::Sink,
         record::{
-            Attribution, Direction, DnsMessage, LookupRecord, MessageRecord, ProcessInfo, Question,
-            Transport,
+            Attribution, Direction, DnsContent, DnsMessage, LookupRecord, MessageRecord,
+            ProcessInfo, Question, Transport,
         },
     };
 
@@ -842,15 +882,17 @@ mod tests {
             message_len: 40,
             captured_len: 40,
             dns: Some(
-                DnsMessage {
-                    id: 9,
-                    questions: vec![Question {
-                        name: name.to_owned(),
-                        qtype: "A".to_owned().into(),
-                        class: "IN".to_owned().into(),
-                    }],
-                    ..DnsMessage::default()
-                }
+                DnsMessage::new(
+                    9,
+                    DnsContent {
+                        questions: vec![Question {
+                            name: name.to_owned(),
+                            qtype: "A".to_owned().into(),
+                            class: "IN".to_owned().into(),
+                        }],
+                        ..DnsContent::default()
+                    },
+                )
                 .into(),
             ),
             malformed: None,

@@ -17,11 +17,15 @@ use std::{borrow::Cow, collections::VecDeque, net::IpAddr, sync::Arc};
 use foldhash::HashMap;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
-use crate::record::{Attribution, ProcessInfo};
+use super::insert::Made;
+use crate::record::{Attribution, DnsContent, ProcessInfo};
 
 /// Entries each cache holds before it starts again empty (the database is the
 /// truth; the caches only spare it the look-ups of recurring values).
 const CACHE_LIMIT: usize = 200_000;
+/// Contents whose columns are kept ([`Caches::made`]): as many as the decoder
+/// keeps (`dns::RecentDecodes`, two generations of 4,096).
+const MADE_LIMIT: usize = 8_192;
 /// Processes compared field by field before the keyed cache.
 const RECENT_PROCESSES: usize = 8;
 
@@ -72,6 +76,8 @@ pub(super) struct Caches {
     last_answer_set: Last,
     last_thread_less: Option<(i64, i64)>,
     last_endpoint: LastEndpoint,
+    /// What messages were made into, by the address of their shared content.
+    made: HashMap<usize, Made>,
 }
 
 /// The last endpoint looked up: (local, remote, ifindex, row) and interface.
@@ -198,6 +204,20 @@ impl<'a> Interner<'a> {
                  VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
             )?,
         })
+    }
+
+    /// What a message with this content was made into, since the caches last
+    /// started empty.
+    pub fn made(&self, content: &Arc<DnsContent>) -> Option<&Made> {
+        self.caches.made.get(&(Arc::as_ptr(content) as usize))
+    }
+
+    pub fn remember_made(&mut self, content: &Arc<DnsContent>, made: Made) {
+        let made_of = &mut self.caches.made;
+        if made_of.len() >= MADE_LIMIT {
+            made_of.clear();
+        }
+        made_of.insert(Arc::as_ptr(content) as usize, made);
     }
 
     /// Marks what follows as used in message hour `hour`: at a newer hour than

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::{
     record::{
-        Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
-        ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
+        Attribution, Direction, DnsContent, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord,
+        Pairing, ProcessInfo, Question, ResourceRecord, Rfc3339, Transport,
     },
     store::{
         chunk::{Chunk, column},
@@ -787,36 +787,38 @@ fn dns_message(row: &MessageRow<'_>) -> DnsMessage {
             })
             .collect()
     };
-    DnsMessage {
-        id: row.dns_id(),
-        response: row.is_response(),
-        opcode: opcode_name(row.opcode()),
-        rcode: rcode_name(row.rcode()),
-        flags: DnsFlags {
-            aa: f & flags::AA != 0,
-            tc: f & flags::TC != 0,
-            rd: f & flags::RD != 0,
-            ra: f & flags::RA != 0,
-            ad: f & flags::AD != 0,
-            cd: f & flags::CD != 0,
+    DnsMessage::new(
+        row.dns_id(),
+        DnsContent {
+            response: row.is_response(),
+            opcode: opcode_name(row.opcode()),
+            rcode: rcode_name(row.rcode()),
+            flags: DnsFlags {
+                aa: f & flags::AA != 0,
+                tc: f & flags::TC != 0,
+                rd: f & flags::RD != 0,
+                ra: f & flags::RA != 0,
+                ad: f & flags::AD != 0,
+                cd: f & flags::CD != 0,
+            },
+            questions: row
+                .questions()
+                .map(|q| Question {
+                    name: q.name.to_owned(),
+                    qtype: type_name(q.qtype),
+                    class: class_name(q.qclass),
+                })
+                .collect(),
+            answers: owned(&mut row.records(schema::section::ANSWER)),
+            authority: owned(&mut row.records(schema::section::AUTHORITY)),
+            additional: owned(&mut row.records(schema::section::ADDITIONAL)),
+            edns: (f & flags::EDNS != 0).then(|| Edns {
+                udp_size: m.edns_udp_size.unwrap_or(0) as u16,
+                version: ((f & flags::EDNS_VERSION_MASK) >> flags::EDNS_VERSION_SHIFT) as u8,
+                dnssec_ok: f & flags::DNSSEC_OK != 0,
+            }),
         },
-        questions: row
-            .questions()
-            .map(|q| Question {
-                name: q.name.to_owned(),
-                qtype: type_name(q.qtype),
-                class: class_name(q.qclass),
-            })
-            .collect(),
-        answers: owned(&mut row.records(schema::section::ANSWER)),
-        authority: owned(&mut row.records(schema::section::AUTHORITY)),
-        additional: owned(&mut row.records(schema::section::ADDITIONAL)),
-        edns: (f & flags::EDNS != 0).then(|| Edns {
-            udp_size: m.edns_udp_size.unwrap_or(0) as u16,
-            version: ((f & flags::EDNS_VERSION_MASK) >> flags::EDNS_VERSION_SHIFT) as u8,
-            dnssec_ok: f & flags::DNSSEC_OK != 0,
-        }),
-    }
+    )
 }
 
 /// Local port, remote port and DNS id from the compact row's `bits` and `ports`.

@@ -10,8 +10,8 @@ use rusqlite::Connection;
 
 use crate::{
     record::{
-        Attribution, Direction, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord, Pairing,
-        ProcessInfo, Question, ResourceRecord, Transport,
+        Attribution, Direction, DnsContent, DnsFlags, DnsMessage, Edns, Malformed, MessageRecord,
+        Pairing, ProcessInfo, Question, ResourceRecord, Transport,
     },
     store::schema::NS_PER_HOUR,
 };
@@ -190,27 +190,29 @@ fn envelope(time_ns: i64, direction: Direction, client_port: u16) -> MessageReco
 pub fn query(time_ns: i64, name: &str, qtype: &str, id: u16) -> MessageRecord {
     MessageRecord {
         dns: Some(
-            DnsMessage {
+            DnsMessage::new(
                 id,
-                response: false,
-                opcode: "QUERY".to_owned().into(),
-                rcode: "NOERROR".to_owned().into(),
-                flags: DnsFlags {
-                    rd: true,
-                    ..DnsFlags::default()
+                DnsContent {
+                    response: false,
+                    opcode: "QUERY".to_owned().into(),
+                    rcode: "NOERROR".to_owned().into(),
+                    flags: DnsFlags {
+                        rd: true,
+                        ..DnsFlags::default()
+                    },
+                    questions: vec![Question {
+                        name: name.to_owned(),
+                        qtype: qtype.to_owned().into(),
+                        class: "IN".to_owned().into(),
+                    }],
+                    edns: Some(Edns {
+                        udp_size: 1232,
+                        version: 0,
+                        dnssec_ok: false,
+                    }),
+                    ..DnsContent::default()
                 },
-                questions: vec![Question {
-                    name: name.to_owned(),
-                    qtype: qtype.to_owned().into(),
-                    class: "IN".to_owned().into(),
-                }],
-                edns: Some(Edns {
-                    udp_size: 1232,
-                    version: 0,
-                    dnssec_ok: false,
-                }),
-                ..DnsMessage::default()
-            }
+            )
             .into(),
         ),
         ..envelope(time_ns, Direction::Sent, 40_000 + id)
@@ -225,22 +227,25 @@ pub fn response(
     answers: Vec<ResourceRecord>,
     authority: Vec<ResourceRecord>,
 ) -> MessageRecord {
-    let asked = DnsMessage::clone(query.dns.as_ref().unwrap());
+    let asked = query.dns.as_ref().unwrap();
     let time_ns = query.time_ns + latency_ms * MS;
     MessageRecord {
         dns: Some(
-            DnsMessage {
-                response: true,
-                rcode: rcode.to_owned().into(),
-                flags: DnsFlags {
-                    rd: true,
-                    ra: true,
-                    ..DnsFlags::default()
+            DnsMessage::new(
+                asked.id,
+                DnsContent {
+                    response: true,
+                    rcode: rcode.to_owned().into(),
+                    flags: DnsFlags {
+                        rd: true,
+                        ra: true,
+                        ..DnsFlags::default()
+                    },
+                    answers,
+                    authority,
+                    ..DnsContent::clone(asked)
                 },
-                answers,
-                authority,
-                ..asked
-            }
+            )
             .into(),
         ),
         pair: Some(Pairing {

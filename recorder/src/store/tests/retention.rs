@@ -57,7 +57,8 @@ fn generate(path: &std::path::Path, from_ns: i64, per_hour: i64) -> i64 {
             store.write(malformed(base + 1)).unwrap();
             let mut two = query(base + 2, "one.example.", "A", 1);
             let dns = Arc::make_mut(two.dns.as_mut().unwrap());
-            dns.questions.push(dns.questions[0].clone());
+            let first = dns.questions[0].clone();
+            dns.questions.push(first);
             dns.questions[1].name = "two.example.".to_owned();
             store.write(two).unwrap();
             written += 2;

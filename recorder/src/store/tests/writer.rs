@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::fixtures::*;
 use crate::{
     pipeline::Sink,
-    record::{Direction, MessageRecord},
+    record::{Direction, DnsContent, DnsMessage, MessageRecord},
     store::{
         Store, StoreOptions, open_for_writing,
         schema::{NS_PER_HOUR, RCODE_QUERY, UNKNOWN_PROCESS, attribution, flags, role},
@@ -715,7 +715,8 @@ fn messages_packed_many_to_a_chunk_or_from_a_shared_decode_equal_messages_packed
             }
             if i % 11 == 0 {
                 let dns = std::sync::Arc::make_mut(q.dns.as_mut().unwrap());
-                dns.questions.push(dns.questions[0].clone());
+                let first = dns.questions[0].clone();
+                dns.questions.push(first);
             }
             let answers = match i % 4 {
                 0 => vec![],
@@ -834,4 +835,114 @@ fn a_bulk_load_writes_the_same_rows_and_leaves_a_wal_database() {
             .any(|(table, rows)| table == "message_chunks" && !rows.is_empty())
     );
     assert_eq!(rows, table_rows(&inspect(&normal_dir.db())));
+}
+
+/// Messages that share their decoded content (a query asked again with another
+/// ID: see `dns::RecentDecodes`) are stored as if each had been decoded alone:
+/// every table the same, across transactions and message hours (the columns
+/// made of a content are kept with the interned ids, which start again each
+/// hour so that `last_hour` is marked again).
+#[test]
+fn messages_sharing_a_decoding_are_stored_as_messages_decoded_alone() {
+    let mut shared_records = Vec::new();
+    let mut alone_records = Vec::new();
+    let mut first_of: std::collections::HashMap<(String, bool), std::sync::Arc<DnsContent>> =
+        std::collections::HashMap::new();
+    let mut last_hour_of_h0 = 0;
+    for i in 0..240_i64 {
+        let name = format!("h{}.example.", i % 5);
+        // Three message hours, crossed in the middle of transactions.
+        let time_ns = t0() + i * (NS_PER_HOUR / 80);
+        let q = query(
+            time_ns,
+            &name,
+            if i % 2 == 0 { "A" } else { "AAAA" },
+            i as u16,
+        );
+        let answers = match i % 5 {
+            0 => cname_chain_answers(),
+            4 => vec![],
+            _ => vec![rr(&name, "A", 30, "192.0.2.9")],
+        };
+        let r = response(
+            &q,
+            2,
+            if i % 5 == 4 { "NXDOMAIN" } else { "NOERROR" },
+            answers,
+            vec![],
+        );
+        if i % 5 == 0 {
+            last_hour_of_h0 = r.time_ns.div_euclid(NS_PER_HOUR);
+        }
+        for (k, record) in [q, r].into_iter().enumerate() {
+            let dns = record.dns.as_ref().unwrap();
+            let key = (format!("{name}{}", i % 2), k == 1);
+            let content = first_of
+                .entry(key)
+                .or_insert_with(|| std::sync::Arc::clone(&dns.content))
+                .clone();
+            let shared = MessageRecord {
+                dns: Some(std::sync::Arc::new(DnsMessage {
+                    id: dns.id,
+                    content: std::sync::Arc::clone(&content),
+                })),
+                ..record.clone()
+            };
+            let alone = MessageRecord {
+                dns: Some(std::sync::Arc::new(DnsMessage::new(
+                    dns.id,
+                    DnsContent::clone(&content),
+                ))),
+                ..record
+            };
+            // On loopback the server's copy shares the client's decoding too.
+            if i % 3 == 0 {
+                shared_records.push(server_copy(&shared));
+                alone_records.push(server_copy(&alone));
+            }
+            shared_records.push(shared);
+            alone_records.push(alone);
+        }
+    }
+    // What the test is about: most messages share a content first seen with
+    // another ID.
+    let mut first_id = std::collections::HashMap::new();
+    let reused = shared_records
+        .iter()
+        .map(|record| record.dns.as_ref().unwrap())
+        .filter(|dns| {
+            *first_id
+                .entry(std::sync::Arc::as_ptr(&dns.content))
+                .or_insert(dns.id)
+                != dns.id
+        })
+        .count();
+    assert!(reused > 400, "{reused} messages reuse a content");
+    let mut dumps = Vec::new();
+    for (label, records) in [("shared", &shared_records), ("alone", &alone_records)] {
+        let dir = TempDir::new(&format!("shared-decodes-{label}"));
+        let mut store = open_batched(&dir.db(), 37);
+        for record in records {
+            store.write(record.clone()).unwrap();
+        }
+        store.finish("signal").unwrap();
+        let db = inspect(&dir.db());
+        assert_eq!(
+            db.query_row(
+                "SELECT last_hour FROM names WHERE name = 'h0.example.'",
+                [],
+                |r| r.get::<_, i64>(0)
+            )
+            .unwrap(),
+            last_hour_of_h0
+        );
+        dumps.push(table_rows(&db));
+    }
+    let messages = |dump: &Vec<(String, Vec<Vec<rusqlite::types::Value>>)>| {
+        dump.iter()
+            .find(|(table, _)| table == "message_chunks")
+            .map_or(0, |(_, rows)| rows.len())
+    };
+    assert!(messages(&dumps[0]) > 10);
+    assert_eq!(dumps[0], dumps[1]);
 }

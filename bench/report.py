@@ -702,20 +702,24 @@ def history(r):
 
 # What storing one row per loopback packet instead of one per socket copy would
 # leave of the recorder's user-space work at best: callgrind on
-# recorder/examples/replay.rs with and without `sent-only` (2026-11-26, schema
-# 15): 0.992G -> 0.835G instructions for 80,000 messages, of which ~0.166G is the
-# replay building its events (not the recorder's work), so 0.826G -> 0.669G.
-ONE_ROW_PER_PACKET_USER = 0.669 / 0.826
+# recorder/examples/replay.rs (20,000 queries, 80,000 messages) with and without
+# `sent-only` (2026-11-27 at 03315cb): `Pipeline::handle_event` 462M -> 387M
+# instructions (the replay building its events not included).
+ONE_ROW_PER_PACKET_USER = 387 / 462
 
 
 # The recorder's user-side instructions a message and the part of them that is
-# DNS decoding: callgrind on recorder/examples/replay.rs (dnsperf-like traffic,
-# 20,000 queries, 80,000 messages) at 4ee322c: `Pipeline::handle_event` 649M
-# (the replay building its events and the store's setup not included), of which
-# `RecentDecodes::decode` 171M (each packet decoded once for its two loopback
-# copies), the store 313M, resolver linking 55M, pairing 32M.
-USER_INSTRUCTIONS = 649e6 / 80_000
-DECODE_INSTRUCTIONS = 171e6 / 80_000
+# DNS decoding: callgrind on recorder/examples/replay.rs (dnsperf-like traffic:
+# 700 names asked over and over, 20,000 queries, 80,000 messages) at 03315cb:
+# `Pipeline::handle_event` 462M (the replay building its events and the store's
+# setup not included), of which `RecentDecodes::decode` 25M (a message's bytes
+# after the ID decoded once; every later message with the same ones shares the
+# decoding, and the store what it made of it), the store 271M, resolver linking
+# 54M, pairing 32M. At b0aa32e, before decodings were shared beyond a packet's
+# two loopback copies: 730M, of which decoding 170M and the store 354M.
+USER_INSTRUCTIONS = 462e6 / 80_000
+DECODE_INSTRUCTIONS = 25e6 / 80_000
+USER_INSTRUCTIONS_BEFORE_SHARING = 730e6 / 80_000
 
 
 def cpu_analysis(r):
@@ -745,14 +749,18 @@ def cpu_analysis(r):
             needed = budget - kernel2
             text += (f", which leaves the recorder's user side {needed:.2f} µs against the "
                      f"{user2:.2f} it took: {user2 / needed:.1f} × less. ")
-        text += (f"Decoding alone is {2 * DECODE_INSTRUCTIONS / 1e3:.1f}k instructions a DNS "
+        text += (f"Decoding is {2 * DECODE_INSTRUCTIONS / 1e3:.1f}k instructions a DNS "
                  f"message of the recorder's {2 * USER_INSTRUCTIONS / 1e3:.1f}k (callgrind, "
-                 "`examples/replay.rs`: each packet decoded once for its two loopback "
-                 f"copies), about {decode_us:.2f} µs at the {per_us / 1e3:.1f}k instructions "
-                 "a µs the recorder ran here. This design decodes every message in full, as "
-                 "tshark does, and then pairs a query with its answer, links a resolver's "
-                 "upstream query to the client that caused it, attributes each copy to its "
-                 "socket's process and indexes it for `who`, none of which tshark does. ")
+                 "`examples/replay.rs`, 700 names asked over and over; "
+                 f"{2 * USER_INSTRUCTIONS_BEFORE_SHARING / 1e3:.1f}k before 2026-11-27), "
+                 f"about {decode_us:.2f} µs at the {per_us / 1e3:.1f}k instructions a µs the "
+                 "recorder ran here: a message is decoded in full once for every message "
+                 "with the same bytes but the ID (a query asked again, an answer given "
+                 "again, the other loopback copy of a packet), where tshark decodes every "
+                 "packet. The recorder then pairs a query with its answer, links a "
+                 "resolver's upstream query to the client that caused it, attributes each "
+                 "copy to its socket's process and indexes it for `who`, none of which "
+                 "tshark does. ")
         rec_query = per_message_and_query(r["cpu"]["recorder"])[1]
         for other, _, _, other_query in arms[1:]:
             text += (f"Against tshark's {other} ({other_query / 2:.2f} µs a DNS message) "
@@ -766,9 +774,9 @@ def cpu_analysis(r):
         "and the send/receive tracepoints read the socket's ports with plain loads "
         "(−18 to −29 % a run, 2026-11-26, bpf_stats side by side); bpf_stats itself "
         "adds two clock reads to each run. User side the instructions are flat, a "
-        "stored copy: the store (interning, fact upserts, packing the message log's "
-        "columns and deflating them) ~3.9k, decoding ~2.1k (half a packet's), "
-        "resolver linking ~0.7k, pairing ~0.4k. What earlier rounds took off, each "
+        "stored copy: the store (fact upserts, packing the message log's columns and "
+        "deflating them, interning) ~3.4k, resolver linking ~0.7k, pairing ~0.4k, "
+        "decoding ~0.3k. What earlier rounds took off, each "
         "measured side by side with `bench/compare.py` at 20k q/s: schema 15's "
         "message log in chunks instead of a SQLite row a message (3.10 → 2.73 µs a "
         "stored copy, 4 rounds); the round of 2026-11-26 (3.53 → 2.92, 6 rounds: a "
@@ -776,7 +784,12 @@ def cpu_analysis(r):
         "exchanges, no copy of the payload out of the ring buffer, records dropped "
         "on the thread that made them, fact maps that keep their room); the store "
         "committing on the pipeline's thread on a machine of two CPUs (`--store-thread "
-        "auto`, 2026-11-27: 0.79 of the CPU, every pair lower; 0.88 at ~40k q/s). "
+        "auto`, 2026-11-27: 0.79 of the CPU, every pair lower; 0.88 at ~40k q/s); "
+        "a decoding shared by every message with the same bytes but the ID, and the "
+        "store's columns made once for each (2026-11-27: 2.95 → 2.32 µs a stored copy, "
+        "0.788, 6 rounds, every pair lower; sharing the decoding alone measured 0.995: "
+        "the store then read the shared text, long out of the processor's caches, and "
+        "lost what decoding saved). "
         "Boxing each record was measured slower (1.13) and not kept. The lever left, "
         "one row per loopback packet instead of one per socket copy (each query on "
         "loopback is 4 messages: 2 packets seen at 2 sockets), would take "

@@ -187,8 +187,8 @@ impl RecentDecodes {
 
 impl Decoded {
     /// This decoding for the same bytes with ID `id`: shared when the ID is the
-    /// same (a packet's loopback twin), else a copy with the ID changed. The
-    /// question key is shared either way.
+    /// same (a packet's loopback twin), else a message of that ID sharing its
+    /// content. The question key is shared either way.
     fn with_id(&self, id: u16) -> Self {
         if self.message.id == id {
             return self.clone();

@@ -94,8 +94,8 @@ pub struct PipelineStats {
     /// function (`gethostbyname` → `gethostbyname_r`), or a numeric address
     /// (`getaddrinfo("192.0.2.1", …)` asks nobody), and their answers.
     pub lookups_skipped: u64,
-    /// Messages that shared the decoding of the same bytes seen just before (on
-    /// loopback, the receiver's copy of the sender's packet).
+    /// Messages that shared the decoding of a message seen lately with the same
+    /// bytes but perhaps the ID (see [`dns::RecentDecodes`]).
     pub decodes_shared: u64,
 }
 

@@ -103,6 +103,8 @@ pub(super) struct DnsColumns {
     rcode: Option<i64>,
     answer_set_id: Option<i64>,
     edns_udp_size: Option<i64>,
+    /// Questions the row does not hold (see [`Batch::extra_questions`]).
+    extra_questions: bool,
 }
 
 /// What [`Batch::dns_columns`] made of one DNS content (a message but its ID),
@@ -356,7 +358,9 @@ impl<'a> Batch<'a> {
                 .execute(params![id, malformed.error, raw])?;
         }
         if let Some(dns) = &record.dns {
-            self.extra_questions(id, dns)?;
+            if columns.extra_questions {
+                self.extra_questions(id, dns)?;
+            }
             let fact_process_id = self.intern.fact_process(process_id, &record.process)?;
             self.add_facts(
                 record,
@@ -595,6 +599,8 @@ impl<'a> Batch<'a> {
             columns.qtype = type_code(&question.qtype).map(i64::from);
             columns.qclass = class_code(&question.class).map(i64::from);
         }
+        columns.extra_questions =
+            dns.questions.len() > 1 || columns.qclass.is_some_and(|class| class != 1);
         self.records.clear();
         let sections = [
             (section::ANSWER, &dns.answers),
@@ -644,6 +650,8 @@ impl<'a> Batch<'a> {
         Ok((name_id, rtype, class, rdata_id))
     }
 
+    /// The questions after the first, and a first one of another class than IN:
+    /// rows of `extra_questions`.
     fn extra_questions(&mut self, id: i64, dns: &DnsMessage) -> rusqlite::Result<()> {
         // A first question of another class than IN is kept here too (the
         // `messages` row has no class column).

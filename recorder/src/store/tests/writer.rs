@@ -946,3 +946,48 @@ fn messages_sharing_a_decoding_are_stored_as_messages_decoded_alone() {
     assert!(messages(&dumps[0]) > 10);
     assert_eq!(dumps[0], dumps[1]);
 }
+
+/// A first question of another class than IN (`version.bind CH TXT`) has no
+/// place in the message's row: it is an `extra_questions` row, for each message
+/// that asks it, the ones sharing a decoding included.
+#[test]
+fn a_first_question_of_another_class_is_an_extra_question() {
+    let dir = TempDir::new("chaos-class");
+    let mut store = open_quiet(&dir.db());
+    let mut asked = query(t0(), "version.bind.", "TXT", 1);
+    std::sync::Arc::make_mut(asked.dns.as_mut().unwrap()).questions[0].class =
+        "CH".to_owned().into();
+    let content = std::sync::Arc::clone(&asked.dns.as_ref().unwrap().content);
+    let again = MessageRecord {
+        dns: Some(std::sync::Arc::new(DnsMessage { id: 2, content })),
+        time_ns: t0() + MS,
+        ..asked.clone()
+    };
+    let plain = query(t0() + 2 * MS, "version.bind.", "TXT", 3);
+    for record in [asked, again, plain] {
+        store.write(record).unwrap();
+    }
+    store.finish("signal").unwrap();
+    let db = inspect_unpacked(&dir.db());
+    let version_bind = name_id(&db, "version.bind.");
+    assert_eq!(
+        query_rows(
+            &db,
+            "SELECT message_id, position, qname_id, qtype, qclass FROM extra_questions \
+             ORDER BY message_id"
+        ),
+        [1, 2]
+            .map(|message_id| [message_id, 0, version_bind, 16, 3]
+                .map(rusqlite::types::Value::from)
+                .to_vec())
+            .to_vec()
+    );
+    assert_eq!(
+        query_rows(&db, "SELECT id, qname_id FROM messages ORDER BY id"),
+        vec![
+            vec![1.into(), rusqlite::types::Value::Null],
+            vec![2.into(), rusqlite::types::Value::Null],
+            vec![3.into(), version_bind.into()],
+        ]
+    );
+}

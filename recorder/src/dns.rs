@@ -172,7 +172,9 @@ impl RecentDecodes {
             return Ok(decoded);
         }
         let decoded = Decoded::new(decode(bytes)?);
-        self.keep(after_id.into(), decoded.clone());
+        if !may_point_into_id(after_id) {
+            self.keep(after_id.into(), decoded.clone());
+        }
         Ok(decoded)
     }
 
@@ -183,6 +185,17 @@ impl RecentDecodes {
         }
         self.current.insert(after_id, decoded);
     }
+}
+
+/// Whether a compression pointer in the message (its bytes after the ID) could
+/// point at offset 0 or 1: a name read from there is made of the ID's bytes, so
+/// its decoding depends on the ID (only a crafted message does this; found by
+/// the `dns_decode` fuzz target). Any such pair of bytes counts, in a name or
+/// not: such a message is decoded each time.
+fn may_point_into_id(after_id: &[u8]) -> bool {
+    after_id
+        .windows(2)
+        .any(|pair| pair[0] == 0xc0 && pair[1] <= 1)
 }
 
 impl Decoded {
@@ -1372,6 +1385,31 @@ mod tests {
                 assert!(!Arc::ptr_eq(&via_cache.message, &first.message));
             }
         }
+    }
+
+    #[test]
+    fn a_message_that_may_point_into_its_id_is_decoded_each_time() {
+        // An answer whose owner name is a pointer to offset 0: the ID's bytes
+        // (0x00: the root; 0x05: a label of 5 bytes, a different name).
+        let mut w = Wire::new(0x0005, QR | RD, [1, 1, 0, 0]);
+        w.question(&[b"q", b"example"], A);
+        w.pointer(0).head(A, IN, 60).rdata(|w| {
+            w.bytes(&[192, 0, 2, 1]);
+        });
+        let mut recent = RecentDecodes::new();
+        let first = recent.decode(&w.0);
+        assert_eq!(first.as_ref().map(|d| &*d.message), decode(&w.0).as_ref());
+        for id in [0x0000_u16, 0x0105, 0x0305] {
+            let mut again = w.0.clone();
+            again[..2].copy_from_slice(&id.to_be_bytes());
+            assert_eq!(
+                recent.decode(&again).as_ref().map(|d| &*d.message),
+                decode(&again).as_ref(),
+                "id {id:#06x}"
+            );
+        }
+        assert_eq!(recent.shared, 0);
+        assert!(recent.current.is_empty());
     }
 
     #[test]

@@ -154,12 +154,10 @@ impl RecentDecodes {
     /// [`decode`], or the decoding of the same bytes (but perhaps the ID) seen
     /// lately.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Decoded, DecodeError> {
-        let Some(after_id) = bytes
-            .get(2..)
-            .filter(|rest| rest.len() + 2 >= HEADER_LEN && rest.len() + 2 <= Self::MAX_KEPT_LEN)
-        else {
+        if !(HEADER_LEN..=Self::MAX_KEPT_LEN).contains(&bytes.len()) {
             return decode(bytes).map(Decoded::new);
-        };
+        }
+        let after_id = &bytes[2..];
         let id = u16::from_be_bytes([bytes[0], bytes[1]]);
         if let Some(seen) = self.current.get(after_id) {
             self.shared += 1;

@@ -114,7 +114,7 @@ pub(super) struct DnsColumns {
 /// with them (a new message hour, a rollback).
 pub(super) struct Made {
     /// Held so that its address, the key, is not reused.
-    _content: Arc<DnsContent>,
+    pub(super) content: Arc<DnsContent>,
     header: i64,
     /// Every column but `dns_id`.
     columns: DnsColumns,
@@ -570,20 +570,17 @@ impl<'a> Batch<'a> {
         self.same_ttl = None;
         let header = header_bits(dns);
         let columns = self.dns_columns(dns)?;
-        self.intern.remember_made(
-            &dns.content,
-            Made {
-                _content: Arc::clone(&dns.content),
-                header,
-                columns: DnsColumns {
-                    dns_id: None,
-                    ..columns
-                },
-                answers: self.answers.clone(),
-                ttls: self.ttls.clone(),
-                same_ttl: self.same_ttl,
+        self.intern.remember_made(Made {
+            content: Arc::clone(&dns.content),
+            header,
+            columns: DnsColumns {
+                dns_id: None,
+                ..columns
             },
-        );
+            answers: self.answers.clone(),
+            ttls: self.ttls.clone(),
+            same_ttl: self.same_ttl,
+        });
         Ok((header, columns))
     }
 

@@ -209,15 +209,12 @@ impl<'a> Interner<'a> {
     /// What a message with this content was made into, since the caches last
     /// started empty.
     pub fn made(&self, content: &Arc<DnsContent>) -> Option<&Made> {
-        self.caches.made.get(&(Arc::as_ptr(content) as usize))
+        self.caches.made.get(&content_key(content))
     }
 
-    pub fn remember_made(&mut self, content: &Arc<DnsContent>, made: Made) {
-        let made_of = &mut self.caches.made;
-        if made_of.len() >= MADE_LIMIT {
-            made_of.clear();
-        }
-        made_of.insert(Arc::as_ptr(content) as usize, made);
+    pub fn remember_made(&mut self, made: Made) {
+        let key = content_key(&made.content);
+        remember(&mut self.caches.made, key, made, MADE_LIMIT);
     }
 
     /// Marks what follows as used in message hour `hour`: at a newer hour than
@@ -241,7 +238,12 @@ impl<'a> Interner<'a> {
             Some(&id) => id,
             None => {
                 let id = intern(&mut self.insert_name, &name, self.caches.hour)?;
-                remember(&mut self.caches.names, name.as_ref().to_owned(), id);
+                remember(
+                    &mut self.caches.names,
+                    name.as_ref().to_owned(),
+                    id,
+                    CACHE_LIMIT,
+                );
                 id
             }
         };
@@ -257,7 +259,7 @@ impl<'a> Interner<'a> {
             Some(&id) => id,
             None => {
                 let id = intern(&mut self.insert_rdata, data, self.caches.hour)?;
-                remember(&mut self.caches.rdata, data.to_owned(), id);
+                remember(&mut self.caches.rdata, data.to_owned(), id, CACHE_LIMIT);
                 id
             }
         };
@@ -273,7 +275,12 @@ impl<'a> Interner<'a> {
             Some(&id) => id,
             None => {
                 let id = intern(&mut self.insert_answer_set, records, self.caches.hour)?;
-                remember(&mut self.caches.answer_sets, records.to_owned(), id);
+                remember(
+                    &mut self.caches.answer_sets,
+                    records.to_owned(),
+                    id,
+                    CACHE_LIMIT,
+                );
                 id
             }
         };
@@ -392,7 +399,7 @@ impl<'a> Interner<'a> {
                     ],
                     |row| row.get(0),
                 )?;
-                remember(&mut self.caches.processes, key, id);
+                remember(&mut self.caches.processes, key, id, CACHE_LIMIT);
                 id
             }
         };
@@ -471,11 +478,18 @@ fn intern(
     upsert.query_row(params![value, hour], |row| row.get(0))
 }
 
-fn remember(cache: &mut HashMap<String, i64>, key: String, id: i64) {
-    if cache.len() >= CACHE_LIMIT {
+/// `value` under `key`, in a cache that starts again empty at `limit` entries.
+fn remember<K: Eq + std::hash::Hash, V>(cache: &mut HashMap<K, V>, key: K, value: V, limit: usize) {
+    if cache.len() >= limit {
         cache.clear();
     }
-    cache.insert(key, id);
+    cache.insert(key, value);
+}
+
+/// [`Caches::made`]'s key: the shared content's address (the entry holds the
+/// content, so the address is not reused while it is there).
+fn content_key(content: &Arc<DnsContent>) -> usize {
+    Arc::as_ptr(content) as usize
 }
 
 fn lower(name: &str) -> Cow<'_, str> {

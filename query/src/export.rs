@@ -4,14 +4,14 @@
 //! calls instead, from `libc_lookups`.
 
 use std::{
-    fs::File,
+    fs::{File, OpenOptions},
     io::{self, BufWriter, Write},
     net::IpAddr,
     ops::ControlFlow,
-    path::{Path, PathBuf},
+    path::Path,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use dnsq_recorder::{
     record::{Attribution, Direction, LookupRecord, Transport},
     store::read::{
@@ -139,13 +139,36 @@ pub fn run(
     Ok(())
 }
 
-/// Writes through a temporary file beside `path`, renamed over it once complete,
-/// so a reader (or the next cron run) never sees half a file.
+/// Writes the export to `path`. A regular file (or a new one) is written through
+/// a temporary file beside it, renamed over it once complete, so a reader (or the
+/// next cron run) never sees half a file; through a symbolic link, the file it
+/// points to is replaced and the link kept. Anything else (`/dev/null`, a FIFO, a
+/// terminal) is written in place: renaming over it would put a regular file where
+/// the device was (`--output /dev/null` as root did).
 fn to_file(path: &Path, body: impl FnOnce(&mut BufWriter<File>) -> Result<u64>) -> Result<u64> {
-    let name = path
+    let target = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => bail!("{}: is a directory", path.display()),
+        Ok(meta) if !meta.is_file() => {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let mut writer = BufWriter::with_capacity(256 * 1024, file);
+            let rows = body(&mut writer)?;
+            writer
+                .flush()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            return Ok(rows);
+        }
+        Ok(_) => std::fs::canonicalize(path)
+            .with_context(|| format!("cannot resolve {}", path.display()))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let name = target
         .file_name()
         .with_context(|| format!("{}: not a file name", path.display()))?;
-    let mut temporary = PathBuf::from(path);
+    let mut temporary = target.clone();
     temporary.set_file_name(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
@@ -160,11 +183,11 @@ fn to_file(path: &Path, body: impl FnOnce(&mut BufWriter<File>) -> Result<u64>) 
             .into_inner()
             .map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
-        std::fs::rename(&temporary, path).with_context(|| {
+        std::fs::rename(&temporary, &target).with_context(|| {
             format!(
                 "cannot rename {} to {}",
                 temporary.display(),
-                path.display()
+                target.display()
             )
         })?;
         Ok(rows)

@@ -440,6 +440,77 @@ fn export_jsonl_is_the_recorders_json() {
     );
 }
 
+/// `-o` replaces a regular file whole, through a symbolic link too (the link
+/// stays), and writes a device in place: renaming a temporary file over
+/// `/dev/null` once put a regular file there.
+#[test]
+fn export_to_a_link_or_a_device_keeps_them() {
+    use std::os::unix::fs::{FileTypeExt, symlink};
+
+    let dir = TempDir::new("export-targets");
+    let db = dir.path("dnsq.db");
+    standard(&db);
+    let export_to = |path: &std::path::Path| {
+        dnsq(
+            &db,
+            &with_window(&["export", "--json", "-o", path.to_str().expect("utf-8")]),
+        )
+    };
+
+    let real = dir.path("real.jsonl");
+    std::fs::write(&real, "old\n").expect("write");
+    let link = dir.path("latest.jsonl");
+    symlink(&real, &link).expect("symlink");
+    assert_eq!(expect(&export_to(&link), 0), "");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("the link")
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&real)
+            .expect("the file")
+            .lines()
+            .count(),
+        14
+    );
+
+    let null = dir.path("null");
+    symlink("/dev/null", &null).expect("symlink");
+    assert_eq!(expect(&export_to(&null), 0), "");
+    assert!(
+        std::fs::symlink_metadata(&null)
+            .expect("the link")
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::metadata("/dev/null")
+            .expect("/dev/null")
+            .file_type()
+            .is_char_device()
+    );
+    // Nothing was left beside either.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path("."))
+        .expect("the directory")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    left.sort();
+    assert_eq!(left, Vec::<String>::new());
+
+    let out = export_to(&dir.path("."));
+    assert_eq!(expect(&out, 2), "");
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+}
+
 #[test]
 fn tail_shows_the_newest_messages() {
     let dir = TempDir::new("tail");

@@ -292,9 +292,9 @@ Examples:
         /// Do not guard CSV cells against formula injection.
         #[arg(long)]
         raw_csv: bool,
-        /// Write here instead of stdout. A file is replaced whole at the end
-        /// (through a temporary file beside it; a symbolic link to it is kept);
-        /// a device or FIFO is written as the rows come.
+        /// Write here instead of stdout (`-`: stdout). A file is replaced whole
+        /// at the end (through a temporary file beside it; a symbolic link to it
+        /// is kept); a device or FIFO is written as the rows come.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },

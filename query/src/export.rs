@@ -107,7 +107,8 @@ pub fn run(
     options: &Options<'_>,
 ) -> Result<()> {
     let clock = out.clock.clone();
-    let rows = match options.output {
+    // `-o -` is stdout, as for curl and tar.
+    let rows = match options.output.filter(|path| *path != Path::new("-")) {
         None => {
             // Nothing raw reaches a terminal; files and pipes get the data as is.
             let escape_controls = out.terminal();

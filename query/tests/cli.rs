@@ -509,6 +509,11 @@ fn export_to_a_link_or_a_device_keeps_them() {
     let out = export_to(&dir.path("."));
     assert_eq!(expect(&out, 2), "");
     assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+
+    // `-o -` is stdout, and makes no file named `-`.
+    let out = dnsq(&db, &with_window(&["export", "--json", "-o", "-"]));
+    assert_eq!(expect(&out, 0).lines().count(), 14);
+    assert!(!std::path::Path::new("-").exists());
 }
 
 #[test]

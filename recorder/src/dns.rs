@@ -140,6 +140,8 @@ impl RecentDecodes {
     /// Messages per generation: at most twice as many are kept, ~0.5 KB each
     /// (the bytes, the decoded text, the question key).
     const GENERATION: usize = 4_096;
+    /// The most decodings kept: two generations.
+    pub(crate) const KEPT: usize = 2 * Self::GENERATION;
     /// Longer messages (large answers) are decoded each time: bounded memory.
     const MAX_KEPT_LEN: usize = 512;
 

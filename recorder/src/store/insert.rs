@@ -275,9 +275,7 @@ impl<'a> Batch<'a> {
                 columns
             }
             None => {
-                self.answers.clear();
-                self.ttls.clear();
-                self.same_ttl = None;
+                self.clear_answers();
                 DnsColumns::default()
             }
         };
@@ -565,9 +563,7 @@ impl<'a> Batch<'a> {
                 },
             ));
         }
-        self.answers.clear();
-        self.ttls.clear();
-        self.same_ttl = None;
+        self.clear_answers();
         let header = header_bits(dns);
         let columns = self.dns_columns(dns)?;
         self.intern.remember_made(Made {
@@ -582,6 +578,13 @@ impl<'a> Batch<'a> {
             same_ttl: self.same_ttl,
         });
         Ok((header, columns))
+    }
+
+    /// Empties `answers`, `ttls` and `same_ttl` for a message that has none yet.
+    fn clear_answers(&mut self) {
+        self.answers.clear();
+        self.ttls.clear();
+        self.same_ttl = None;
     }
 
     fn dns_columns(&mut self, dns: &DnsMessage) -> rusqlite::Result<DnsColumns> {

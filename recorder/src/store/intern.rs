@@ -24,8 +24,8 @@ use crate::record::{Attribution, DnsContent, ProcessInfo};
 /// truth; the caches only spare it the look-ups of recurring values).
 const CACHE_LIMIT: usize = 200_000;
 /// Contents whose columns are kept ([`Caches::made`]): as many as the decoder
-/// keeps (`dns::RecentDecodes`, two generations of 4,096).
-const MADE_LIMIT: usize = 8_192;
+/// keeps decodings to share.
+const MADE_LIMIT: usize = crate::dns::RecentDecodes::KEPT;
 /// Processes compared field by field before the keyed cache.
 const RECENT_PROCESSES: usize = 8;
 

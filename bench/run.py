@@ -4,7 +4,8 @@ a table and writes BENCHMARKS.md at the repository root.
 
 Live figures run dnsperf against dnsmasq inside a network namespace this script
 creates (loopback only, 127.0.0.1), with and without dnsq-recorder, interleaved
-and repeated; the history figures use a generated 10-million-message store
+and repeated (the loss figure: `dnsq-bench replay`, which sends the same query
+list at 50k q/s, a rate dnsperf and dnsmasq cannot reach here); the history figures use a generated 10-million-message store
 (bench/src, `dnsq-bench generate`), cached between runs. One function per figure;
 see BENCHMARKS.md for what each measures and how.
 
@@ -403,6 +404,17 @@ class Host:
         self.mix = {k: round(100 * v / len(queries), 1) for k, v in sorted(kinds.items())}
         self.mix_size = len(queries)
 
+    def replay(self, figure, seconds, qps):
+        """Runs `dnsq-bench replay` (bench/src/replay.rs) for `seconds` at `qps`:
+        the query list sent from 4 sockets to a server of its own on 127.0.0.2:53
+        that answers each question as dnsmasq answered it once; returns its
+        counts (JSON)."""
+        argv = [GENERATOR, "replay", "--queries", self.queries, "--upstream",
+                "127.0.0.1:53", "--listen", "127.0.0.2:53", "--qps", qps,
+                "--seconds", seconds, "--sockets", 4]
+        out = run(figure, self.exec(argv), seconds + 60, capture_output=True, text=True).stdout
+        return json.loads(out)
+
     def dnsperf(self, figure, seconds, qps=None, cpus=None):
         """Runs dnsperf for `seconds` (on `cpus` only, a taskset list, if
         given); returns its figures."""
@@ -534,16 +546,38 @@ class ProbesOnly(Recorder):
 
 
 class Sampler(threading.Thread):
-    """Samples a process's VmRSS every 250 ms."""
+    """Samples a process's VmRSS every 250 ms, and the machine's CPU times
+    (/proc/stat) with each."""
 
     def __init__(self, pid):
         super().__init__(daemon=True)
         self.pid, self.samples, self.done = pid, [], threading.Event()
+        self.cpu = []
 
     def run(self):
         while not self.done.wait(0.25):
             with contextlib.suppress(OSError, TypeError):
                 self.samples.append((time.monotonic(), status_kib(self.pid, "VmRSS")))
+            self.cpu.append((time.monotonic(), proc_stat()))
+
+    def steal(self, t0, t1):
+        """The share of the machine's CPU time the hypervisor gave to other guests
+        (`steal`) from `t0` to `t1`, and its largest share over a second."""
+        rows = [(t, v) for t, v in self.cpu if t0 <= t <= t1]
+        def share(a, b):
+            d = [y - x for x, y in zip(a, b)]
+            return 100 * d[7] / max(1, sum(d[:8]))
+        if len(rows) < 2:
+            return None, None
+        windows = [share(rows[i][1], rows[i + 4][1]) for i in range(len(rows) - 4)]
+        return share(rows[0][1], rows[-1][1]), max(windows, default=None)
+
+
+def proc_stat():
+    """The machine's CPU times (/proc/stat's first line: user, nice, system,
+    idle, iowait, irq, softirq, steal), in clock ticks."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
 
 
 def median(values):
@@ -554,34 +588,50 @@ def median(values):
 
 
 def figure_loss(host):
-    """Messages in the database / messages sent at 50k queries/s for 30 s, the
-    recorder's loss counters, and its resident memory during the run."""
+    """Messages in the database / messages sent at 50k queries/s for 30 s
+    (`dnsq-bench replay`: dnsperf and dnsmasq reach about half that here), the
+    recorder's loss counters, its resident memory during the run, and the
+    hypervisor's steal over it."""
     runs = []
     for rep in range(REPEATS):
         with Recorder("loss", host) as rec:
             sampler = Sampler(rec.pid)
             sampler.start()
             t0 = time.monotonic()
-            perf = host.dnsperf("loss", LOSS_SECONDS, LOSS_QPS)
+            traffic = host.replay("loss", LOSS_SECONDS, LOSS_QPS)
             t1 = time.monotonic()
             time.sleep(3)  # pairing/attribution wait and the batch window
             hwm = status_kib(rec.pid, "VmHWM")
             sampler.done.set()
             rec.stop()
             count, total, counters = rec.counted(host.zone)
-        expected = expected_messages(perf)
+        expected = expected_replayed(traffic)
         steady = [kib for t, kib in sampler.samples if t0 + (t1 - t0) / 3 <= t <= t1]
+        steal, steal_max = sampler.steal(t0, t1)
         runs.append({
             "recorder_trouble": rec.trouble,
-            "perf": perf, "expected": expected, "stored": count, "all_stored": total,
+            "traffic": traffic, "expected": expected, "stored": count, "all_stored": total,
             "ratio": count / expected, "counters": counters,
             "rss_steady_mib": median(steady) / 1024, "rss_max_mib":
                 max(kib for _, kib in sampler.samples) / 1024, "hwm_mib": hwm / 1024,
+            "steal_pct": steal, "steal_max_pct": steal_max,
         })
         log(f"loss {rep + 1}/{REPEATS}: {count}/{expected} messages "
-            f"({100 * count / expected:.3f} %), dnsperf {perf}, "
-            f"RSS {runs[-1]['rss_steady_mib']:.1f} MiB, counters {counters}")
+            f"({100 * count / expected:.3f} %), replay {traffic}, "
+            f"RSS {runs[-1]['rss_steady_mib']:.1f} MiB, steal {steal} % "
+            f"(max {steal_max} % a second), counters {counters}")
     return runs
+
+
+def expected_replayed(traffic):
+    """The messages a replay run puts on loopback, each seen at the socket that
+    sent it and the one that received it: the queries and answers of the run,
+    the datagrams the kernel dropped for a full receive buffer (the ingress
+    program sees them before the socket's buffer is checked), and the
+    questions asked of dnsmasq once at its start, with their answers."""
+    return (traffic["sent"] + traffic["server_received"] + traffic["server_sent"]
+            + traffic["completed"] + traffic["rcvbuf_errors"]
+            + 2 * traffic["upstream_sent"] + 2 * traffic["upstream_answered"])
 
 
 def interleaved(repeats, *arms):

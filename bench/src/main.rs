@@ -14,6 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod history;
 mod probes_only;
+mod replay;
 mod rng;
 mod world;
 
@@ -82,6 +83,25 @@ enum Command {
     /// Attach the recorder's probes and read and drop their events until SIGINT
     /// or SIGTERM (needs root): what the kernel programs alone cost the traffic.
     ProbesOnly,
+    /// Send a query list (dnsperf's format) at a set rate to a server of this
+    /// process's own that answers each question as `--upstream` answered it once,
+    /// and print what each end sent and received (JSON): the loss figure's
+    /// traffic at rates dnsperf cannot reach here.
+    Replay {
+        #[arg(long)]
+        queries: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:53")]
+        upstream: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.2:53")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 50_000)]
+        qps: u64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Client sockets the queries are spread over (dnsperf's `-c`).
+        #[arg(long, default_value_t = 4)]
+        sockets: usize,
+    },
     /// Count a store's messages (packed in chunks, which plain SQL cannot read)
     /// and print the tallies the harness needs (JSON): all of them, by endpoint,
     /// by first question's name id, and the time of the `--newest`th newest.
@@ -101,6 +121,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::ProbesOnly => probes_only::run(),
+        Command::Replay {
+            queries,
+            upstream,
+            listen,
+            qps,
+            seconds,
+            sockets,
+        } => replay::run(&replay::Args {
+            queries: &queries,
+            upstream,
+            listen,
+            qps,
+            seconds,
+            sockets,
+        }),
         Command::Tally { db, newest } => {
             println!("{}", serde_json::to_string(&tally(&db, &newest)?)?);
             Ok(())

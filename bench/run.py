@@ -11,7 +11,8 @@ see BENCHMARKS.md for what each measures and how.
 
 Run as root from the repository root after `make build` and
 `cargo build --release -p dnsq-bench`; `make bench` does all of it.
-Options: --only NAME[,NAME] runs some figures (loss, cpu, rate, iperf, history);
+Options: --only NAME[,NAME] runs some figures (loss, contention, cpu, rate, iperf,
+history);
 --no-report skips writing BENCHMARKS.md.
 """
 
@@ -66,6 +67,12 @@ def setting(name):
 REPEATS = setting("repeats")
 LOSS_QPS, LOSS_SECONDS = 50_000, setting("loss_seconds")
 CPU_QPS, CPU_SECONDS = 20_000, setting("cpu_seconds")
+# The loss figure's traffic on CPUs kept busy by as many busy loops, the
+# recorder at its default priority and at nice 0, interleaved: shorter and fewer
+# than the loss runs (informational; `make bench` stays under 15 minutes).
+CONTENTION_SECONDS = int(os.environ.get("BENCH_CONTENTION_SECONDS", 10))
+CONTENTION_REPEATS = int(os.environ.get("BENCH_CONTENTION_REPEATS", 2))
+CONTENTION_LOOPS = 2
 # A quiet host: no DNS traffic, then a server's and a busy server's rates.
 QUIET_RATES = (0, 100, 1_000)
 QUIET_SECONDS = int(os.environ.get("BENCH_QUIET_SECONDS", 5))
@@ -620,6 +627,43 @@ def figure_loss(host):
             f"({100 * count / expected:.3f} %), replay {traffic}, "
             f"RSS {runs[-1]['rss_steady_mib']:.1f} MiB, steal {steal} % "
             f"(max {steal_max} % a second), counters {counters}")
+    return runs
+
+
+def figure_contention(host):
+    """`figure_loss`'s traffic (10 s) with CONTENTION_LOOPS busy loops running,
+    the recorder at its default `--nice` and at `--nice 0`, interleaved: what its
+    priority does for it when the host's CPUs are busy with other work."""
+    runs = {"default": [], "nice0": []}
+    for rep, which in interleaved(CONTENTION_REPEATS, "nice0", "default"):
+        rec = Recorder("contention", host)
+        if which == "nice0":
+            rec.argv += ["--nice", "0"]
+        with rec:
+            # Each loop ends by itself a few seconds after the traffic should.
+            loops = [start("contention", ["python3", "-c",
+                                          "import time\nend = time.monotonic() + "
+                                          f"{CONTENTION_SECONDS + 5}\n"
+                                          "while time.monotonic() < end: pass"])
+                     for _ in range(CONTENTION_LOOPS)]
+            try:
+                c0 = cpu_seconds(rec.pid)
+                traffic = host.replay("contention", CONTENTION_SECONDS, LOSS_QPS)
+                c1 = cpu_seconds(rec.pid)
+            finally:
+                for loop in loops:
+                    finish(loop, 5, signal.SIGKILL)
+            time.sleep(3)
+            rec.stop()
+            count, _, counters = rec.counted(host.zone)
+        expected = expected_replayed(traffic)
+        runs[which].append({
+            "recorder_trouble": rec.trouble, "traffic": traffic, "expected": expected,
+            "stored": count, "ratio": count / expected, "counters": counters,
+            "recorder_cpu_s": c1 - c0})
+        log(f"contention {rep + 1}/{CONTENTION_REPEATS} {which}: {count}/{expected} "
+            f"({100 * count / expected:.3f} %), replay {traffic['qps']:.0f} q/s, "
+            f"lost {counters.get('lost_ringbuf_full')}")
     return runs
 
 
@@ -1383,7 +1427,8 @@ def machine():
     }
 
 
-LIVE_FIGURES = {"loss", "cpu", "quiet", "rate", "rate_spare", "iperf", "libc"}
+LIVE_FIGURES = {"loss", "contention", "cpu", "quiet", "rate", "rate_spare", "iperf",
+                "libc"}
 
 
 def main():
@@ -1420,14 +1465,16 @@ def main():
     results = {"machine": machine(), "background_busy_pct": {"start": background_busy()},
                "phase_seconds": phases,
                "config": {**{name: setting(name) for name in GOAL_SETTINGS},
-                          "stop_seconds": STOP_SECONDS}}
+                          "stop_seconds": STOP_SECONDS,
+                          "contention_seconds": CONTENTION_SECONDS}}
     log("machine:", results["machine"], "background CPU busy %:",
         results["background_busy_pct"])
     try:
         if only & LIVE_FIGURES:
             with Host() as host:
                 results["mix"] = {"share_pct": host.mix, "lines": host.mix_size}
-                for name, figure in (("loss", figure_loss), ("cpu", figure_cpu),
+                for name, figure in (("loss", figure_loss),
+                                     ("contention", figure_contention), ("cpu", figure_cpu),
                                      ("quiet", figure_quiet), ("rate", figure_rate),
                                      ("rate_spare", figure_rate_spare),
                                      ("iperf", figure_iperf), ("libc", figure_libc)):

@@ -11,6 +11,7 @@
 //! batch_size = 1000
 //! batch_window = "1s"
 //! store_thread = "auto"
+//! nice = -5
 //! log = "info"
 //! ```
 
@@ -34,6 +35,7 @@ pub struct FileConfig {
     pub batch_size: Option<usize>,
     pub batch_window: Option<String>,
     pub store_thread: Option<crate::store::Placement>,
+    pub nice: Option<i32>,
     pub log: Option<String>,
 }
 
@@ -84,13 +86,24 @@ mod tests {
         let config = parse(
             "ports = [53, 5353]\npayload_cap = 4096\nring_buffer_size = 65536\n\
              db = \"/tmp/x.db\"\nretain = \"7d\"\nmax_db_size = \"1G\"\nbatch_size = 500\n\
-             batch_window = \"2s\"\nstore_thread = \"no\"\nlog = \"debug\"\n",
+             batch_window = \"2s\"\nstore_thread = \"no\"\nnice = -3\nlog = \"debug\"\n",
         )
         .unwrap();
         assert_eq!(config.ports, Some(vec![53, 5353]));
         assert_eq!(config.store_thread, Some(crate::store::Placement::No));
         assert_eq!(config.db.as_deref(), Some(Path::new("/tmp/x.db")));
         assert_eq!(config.batch_size, Some(500));
+        assert_eq!(config.nice, Some(-3));
+    }
+
+    /// The file `make install` puts at /etc/dnsq/dnsq.toml parses, with the
+    /// defaults it states.
+    #[test]
+    fn the_installed_file_parses() {
+        let config = parse(include_str!("../../dist/dnsq.toml")).unwrap();
+        assert_eq!(config.nice, Some(crate::privileges::DEFAULT_NICE));
+        assert_eq!(config.store_thread, Some(crate::store::Placement::Auto));
+        assert_eq!(config.ports, Some(vec![53]));
     }
 
     #[test]

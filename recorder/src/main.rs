@@ -185,6 +185,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // that cannot run); then the database, before the slow probe loading, so that a
     // bad path fails fast.
     let cgroup_root = checks::preflight()?;
+    // Before any thread starts, so that each inherits it.
+    match privileges::raise_priority(cli.nice) {
+        Ok(Some(before)) => tracing::info!(nice = cli.nice, before, "raised the priority"),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(
+            %error,
+            nice = cli.nice,
+            "could not raise the priority (it needs CAP_SYS_NICE; under systemd, Nice= in \
+             the unit): behind the host's other work the recorder may lose events"
+        ),
+    }
     let store = if cli.print {
         None
     } else {
@@ -457,6 +468,8 @@ fn run_config(cli: &Cli, probes: &ProbeConfig, store_own_thread: bool) -> serde_
         "batch_window_ms": cli.batch_window.as_millis() as u64,
         "store_thread": cli.store_thread,
         "store_own_thread": store_own_thread,
+        "nice": cli.nice,
+        "nice_effective": privileges::current_nice().ok(),
     })
 }
 

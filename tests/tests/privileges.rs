@@ -103,6 +103,68 @@ fn database_and_directory_are_not_world_readable() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The nice value in a /proc `stat` file (field 19).
+fn nice_in(stat: &Path) -> anyhow::Result<i32> {
+    let text = fs::read_to_string(stat)?;
+    // Fields after the command's closing parenthesis start at field 3.
+    text.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19 - 3))
+        .and_then(|field| field.parse().ok())
+        .with_context(|| format!("no nice value in {}: {text}", stat.display()))
+}
+
+/// The nice value of each thread of process `pid`.
+fn thread_nice_values(pid: u32) -> anyhow::Result<Vec<(PathBuf, i32)>> {
+    let mut values = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?.path();
+        match nice_in(&task.join("stat")) {
+            Ok(nice) => values.push((task, nice)),
+            Err(_) if !task.exists() => continue, // a thread that just ended
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(values)
+}
+
+/// Every thread of a running recorder (the store's own included) runs at the
+/// priority `--nice` asks for, or at the one it was started with if that is
+/// higher: -5 by default, unchanged with `--nice 0`. The run's config records
+/// both.
+#[test]
+fn every_thread_runs_at_the_nice_value_asked_for() -> anyhow::Result<()> {
+    require_bpf!();
+    // The recorder starts with this thread's nice value.
+    let own = nice_in(Path::new("/proc/thread-self/stat"))?;
+    for (args, asked) in [(&[][..], -5), (&["--nice", "0"][..], 0)] {
+        let dir = TempDir::new("nice")?;
+        let db = dir.path.join("dnsq.db");
+        let recorder = Recorder::storing(&db, &[&["--store-thread", "yes"], args].concat())?;
+        let values = thread_nice_values(recorder.pid())?;
+        let expected = own.min(asked);
+        ensure!(values.len() >= 2, "one thread only: {values:?}");
+        ensure!(
+            values.iter().all(|(_, nice)| *nice == expected),
+            "recorder {args:?}, started at {own}: threads {values:?}, expected {expected}"
+        );
+        recorder.stop_storing()?;
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let config: String = conn.query_row(
+            "SELECT config FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )?;
+        let config: serde_json::Value = serde_json::from_str(&config)?;
+        ensure!(
+            config["nice"] == asked && config["nice_effective"] == expected,
+            "run config {config}"
+        );
+        println!("{args:?}: {} threads at nice {expected}", values.len());
+    }
+    Ok(())
+}
+
 /// `CapEff`, `CapPrm`, `CapBnd`, `CapInh`, `CapAmb` and `NoNewPrivs` of one
 /// /proc status file.
 fn capabilities(status: &str) -> anyhow::Result<[(String, u64); 6]> {

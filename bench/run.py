@@ -1434,7 +1434,8 @@ LIVE_FIGURES = {"loss", "contention", "cpu", "quiet", "rate", "rate_spare", "ipe
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only",
-                        default="loss,cpu,quiet,rate,rate_spare,iperf,libc,history")
+                        default="loss,contention,cpu,quiet,rate,rate_spare,iperf,libc,"
+                                "history")
     parser.add_argument("--no-report", action="store_true")
     options = parser.parse_args()
     only = set(options.only.split(","))

@@ -89,7 +89,7 @@ pub struct Cli {
     /// The nice value the recorder lowers itself to at start (-20..19; lower runs
     /// first), unless it already runs at that priority or a higher one. Behind a
     /// host's other work the recorder falls behind the kernel and its ring buffer
-    /// overflows: at 50k queries/s on 2 busy CPUs, nice 0 lost 22–47 % of the
+    /// overflows: at 50k queries/s on 2 busy CPUs, nice 0 lost 32–36 % of the
     /// events and -5 none. Needs CAP_SYS_NICE (root has it; under systemd the
     /// unit's `Nice=-5` sets it instead). 0 keeps the priority it was started with.
     #[arg(long, default_value_t = privileges::DEFAULT_NICE, allow_negative_numbers = true,

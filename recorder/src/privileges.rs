@@ -17,8 +17,8 @@ use caps::{CapSet, Capability, CapsHashSet};
 /// above the host's ordinary work, as auditd's `priority_boost` gives auditd. On
 /// a host whose CPUs are busy, a recorder at the default nice value 0 waits its
 /// turn behind that work while the kernel fills its ring buffer: at 50k
-/// queries/s with two busy loops on 2 CPUs it lost 22–47 % of the events at
-/// nice 0 and none at -5 (3 interleaved pairs of 20 s, BENCHMARKS.md). What it
+/// queries/s with two busy loops on 2 CPUs it lost 32–36 % of the events at
+/// nice 0 and none at -5 (2 interleaved pairs of 10 s, BENCHMARKS.md). What it
 /// takes from the rest is bounded by the DNS traffic it records.
 pub const DEFAULT_NICE: i32 = -5;
 

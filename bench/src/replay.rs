@@ -13,7 +13,7 @@
 use std::{
     collections::HashMap,
     fs,
-    net::{SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     os::fd::AsRawFd,
     path::Path,
     str::FromStr,
@@ -67,14 +67,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         thread::spawn(move || serve(&server, &answers, &stop))
     };
 
-    let unspecified: SocketAddr = if args.listen.is_ipv4() {
-        "0.0.0.0:0".parse()?
-    } else {
-        "[::]:0".parse()?
-    };
     let clients = (0..args.sockets.max(1))
         .map(|_| {
-            let socket = UdpSocket::bind(unspecified)?;
+            let socket = UdpSocket::bind(any_port_for(args.listen))?;
             grow_receive_buffer(&socket)?;
             Ok(socket)
         })
@@ -148,6 +143,16 @@ fn read_queries(path: &Path) -> anyhow::Result<Vec<Question>> {
 /// Each question's stored answer, by the query's question section.
 type Answers = HashMap<Vec<u8>, Vec<u8>>;
 
+/// Any address and port of `peer`'s family: where a socket that talks to it binds.
+fn any_port_for(peer: SocketAddr) -> SocketAddr {
+    let any = if peer.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    SocketAddr::new(any, 0)
+}
+
 /// Queries sent to the real server and answers read from it.
 #[derive(Default)]
 struct Upstream {
@@ -161,11 +166,7 @@ fn ask_upstream(
     questions: &[Question],
     upstream: SocketAddr,
 ) -> anyhow::Result<(Answers, Upstream)> {
-    let socket = UdpSocket::bind(if upstream.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    })?;
+    let socket = UdpSocket::bind(any_port_for(upstream))?;
     socket.connect(upstream)?;
     socket.set_read_timeout(Some(Duration::from_secs(1)))?;
     let mut answers = HashMap::new();
@@ -246,6 +247,11 @@ impl Datagrams {
         self.addr_lens[i] = to_len;
         self.count += 1;
         true
+    }
+
+    /// Puts `id` in the last datagram pushed, where a DNS message's ID is.
+    fn set_last_id(&mut self, id: [u8; 2]) {
+        self.data[self.count - 1][..2].copy_from_slice(&id);
     }
 
     fn get(&self, i: usize) -> &[u8] {
@@ -349,7 +355,6 @@ fn serve(socket: &UdpSocket, answers: &Answers, stop: &AtomicBool) -> (u64, u64,
     let (mut received, mut sent, mut unknown) = (0u64, 0u64, 0u64);
     let mut queries = Datagrams::new();
     let mut replies = Datagrams::new();
-    let mut answer = Vec::with_capacity(DATAGRAM);
     while !stop.load(Ordering::Relaxed) {
         let n = queries.receive(socket);
         if n == 0 {
@@ -366,10 +371,9 @@ fn serve(socket: &UdpSocket, answers: &Answers, stop: &AtomicBool) -> (u64, u64,
                 unknown += 1;
                 continue;
             };
-            answer.clear();
-            answer.extend_from_slice(stored);
-            answer[..2].copy_from_slice(&query[..2]);
-            replies.push(&answer, &queries.addrs[i], queries.addr_lens[i]);
+            // At most BATCH queries came in, so there is room for each answer.
+            replies.push(stored, &queries.addrs[i], queries.addr_lens[i]);
+            replies.set_last_id([query[0], query[1]]);
         }
         sent += replies.send(socket) as u64;
     }
@@ -380,6 +384,16 @@ fn serve(socket: &UdpSocket, answers: &Answers, stop: &AtomicBool) -> (u64, u64,
 struct Sent {
     ok: u64,
     failed: u64,
+}
+
+impl Sent {
+    /// Sends `batch` on `socket`, counting what went and what did not.
+    fn flush(&mut self, batch: &mut Datagrams, socket: &UdpSocket) {
+        let queued = batch.count as u64;
+        let ok = batch.send(socket) as u64;
+        self.ok += ok;
+        self.failed += queued - ok;
+    }
 }
 
 /// The client: sends the questions in order, round after round, spread over
@@ -394,33 +408,25 @@ fn client(clients: &[UdpSocket], questions: &[Question], args: &Args) -> (Sent, 
     let mut batches: Vec<_> = clients.iter().map(|_| Datagrams::new()).collect();
     let mut answers = Datagrams::new();
     let mut next = 0u64;
-    let mut wire = Vec::with_capacity(DATAGRAM);
     let started = Instant::now();
     let mut last_sent = None;
     loop {
         let due = ((started.elapsed().as_secs_f64() * args.qps as f64) as u64).min(total);
         while next < due {
             let question = &questions[(next % questions.len() as u64) as usize];
-            wire.clear();
-            wire.extend_from_slice(&question.wire);
+            let which = (next % clients.len() as u64) as usize;
+            let batch = &mut batches[which];
+            if !batch.push(&question.wire, &server, server_len) {
+                sent.flush(batch, &clients[which]);
+                batch.push(&question.wire, &server, server_len);
+            }
             // IDs as dnsperf gives them: a counter, so that no two queries in
             // flight on a socket share one.
-            wire[..2].copy_from_slice(&(next as u16).to_be_bytes());
-            let which = (next % clients.len() as u64) as usize;
-            if !batches[which].push(&wire, &server, server_len) {
-                let queued = batches[which].count as u64;
-                let ok = batches[which].send(&clients[which]) as u64;
-                sent.ok += ok;
-                sent.failed += queued - ok;
-                batches[which].push(&wire, &server, server_len);
-            }
+            batch.set_last_id((next as u16).to_be_bytes());
             next += 1;
         }
         for (batch, socket) in batches.iter_mut().zip(clients) {
-            let queued = batch.count as u64;
-            let ok = batch.send(socket) as u64;
-            sent.ok += ok;
-            sent.failed += queued - ok;
+            sent.flush(batch, socket);
         }
         for socket in clients {
             while answers.receive(socket) > 0 {

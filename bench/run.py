@@ -11,8 +11,8 @@ see BENCHMARKS.md for what each measures and how.
 
 Run as root from the repository root after `make build` and
 `cargo build --release -p dnsq-bench`; `make bench` does all of it.
-Options: --only NAME[,NAME] runs some figures (loss, contention, cpu, rate, iperf,
-history);
+Options: --only NAME[,NAME] runs some figures (ALL_FIGURES below); their results
+go to $BENCH_DIR/results-NAME[-NAME].json and BENCHMARKS.md is left alone;
 --no-report skips writing BENCHMARKS.md.
 """
 
@@ -1427,18 +1427,30 @@ def machine():
     }
 
 
-LIVE_FIGURES = {"loss", "contention", "cpu", "quiet", "rate", "rate_spare", "iperf",
-                "libc"}
+# The figures of a whole run (`make bench`), in the order they run; `--only`
+# picks some of them.
+ALL_FIGURES = ("loss", "contention", "cpu", "quiet", "rate", "rate_spare", "iperf", "libc",
+               "history")
+# Those measured on live traffic; "history" covers the figures on the generated
+# history (queries, compact, export, disk).
+LIVE_FIGURES = set(ALL_FIGURES) - {"history"}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only",
-                        default="loss,contention,cpu,quiet,rate,rate_spare,iperf,libc,"
-                                "history")
+    parser.add_argument("--only", default=",".join(ALL_FIGURES))
     parser.add_argument("--no-report", action="store_true")
     options = parser.parse_args()
     only = set(options.only.split(","))
+    if only - set(ALL_FIGURES):
+        sys.exit(f"--only: unknown figure(s) {', '.join(sorted(only - set(ALL_FIGURES)))}; "
+                 f"known: {', '.join(ALL_FIGURES)}")
+    # A run of some figures is kept apart from `make bench`'s whole run: its results
+    # go to a file of their own and BENCHMARKS.md is left alone, which would
+    # otherwise be rewritten with those figures only.
+    partial = only != set(ALL_FIGURES)
+    results_file = WORK / ("results-" + "-".join(sorted(only)) + ".json" if partial
+                           else "results.json")
     if os.geteuid() != 0:
         sys.exit("run.py needs root (BPF programs, network namespaces)")
     BIN.mkdir(parents=True, exist_ok=True)
@@ -1504,15 +1516,19 @@ def main():
     if os.environ.get("BENCH_STARTED"):  # set by `make bench`: includes set-up and build
         results["make_bench_s"] = time.time() - int(os.environ["BENCH_STARTED"])
     results["commands"] = COMMANDS
-    (WORK / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    log(f"wrote {WORK / 'results.json'}")
+    results_file.write_text(json.dumps(results, indent=2, default=str))
+    log(f"wrote {results_file}")
     if not options.no_report:
         import report  # bench/report.py: the table and BENCHMARKS.md
 
         table = report.table(results)
         print(table)
-        REPORT.write_text(report.markdown(results, table))
-        log(f"wrote {REPORT}")
+        if partial:
+            log(f"{REPORT.name} left alone (some figures only; `python3 bench/report.py "
+                f"{results_file} --output FILE` renders them)")
+        else:
+            REPORT.write_text(report.markdown(results, table))
+            log(f"wrote {REPORT}")
 
 
 if __name__ == "__main__":

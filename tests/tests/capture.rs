@@ -234,6 +234,11 @@ print('answered', len(reply), flush=True)
     Ok(())
 }
 
+/// Held by the tests that count the probes' executable walks: every recorder's
+/// probes see every exec on the host, so one test's deliberate failures would
+/// show in another's `exes_failed`.
+static EXE_COUNTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Clients gone before the recorder reads their packets (a recorder behind; paused
 /// here until they have exited, so /proc has nothing left of them) keep their
 /// executable: the probes recorded it when `ip netns exec` exec'd dig under the
@@ -242,6 +247,9 @@ print('answered', len(reply), flush=True)
 #[test]
 fn exited_clients_keep_their_executable() -> anyhow::Result<()> {
     require_bpf!();
+    let _alone = EXE_COUNTERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let netns = Netns::new("gone")?;
     let dnsmasq = Dnsmasq::start(&netns, &["127.0.0.1"], 53, &[])?;
     let dir = TempDir::new("exe")?;
@@ -328,6 +336,77 @@ print(child, status, os.readlink('/proc/self/exe'))
     ensure!(
         recording.stats["exes_recorded"].as_u64() >= Some(4)
             && recording.stats["exes_failed"].as_u64() == Some(0),
+        "{}",
+        recording.stats
+    );
+    Ok(())
+}
+
+/// An executable whose path the probes cannot walk whole (deeper than their 40
+/// steps, or longer than the 256 bytes they keep) is counted as failed and gives
+/// the exited client no executable, never a path cut short.
+#[test]
+fn paths_too_deep_or_too_long_are_not_recorded_cut_short() -> anyhow::Result<()> {
+    require_bpf!();
+    let _alone = EXE_COUNTERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let netns = Netns::new("cut")?;
+    let _dnsmasq = Dnsmasq::start(&netns, &["127.0.0.1"], 53, &[])?;
+    let dir = TempDir::new("exe-cut")?;
+    let mounted = Tmpfs::mount(&dir.path.join("mnt"))?;
+    let deep = (0..45).fold(mounted.path.clone(), |path, _| path.join("d"));
+    let long = mounted.path.join("l".repeat(200)).join("o".repeat(200));
+    let mut copies = Vec::new();
+    for dir in [deep, long] {
+        std::fs::create_dir_all(&dir)?;
+        let copy = dir.join("dig");
+        std::fs::copy("/usr/bin/dig", &copy)?;
+        copies.push(copy);
+    }
+    let recorder = Recorder::start(&[])?;
+    let names = [name("cutdeep"), name("cutlong")];
+    recorder.pause(true);
+    let runs: Vec<_> = copies
+        .iter()
+        .zip(&names)
+        .map(|(copy, qname)| {
+            client(netns.command(&copy.to_string_lossy()).args([
+                "@127.0.0.1",
+                qname,
+                "A",
+                "+short",
+                "+tries=1",
+            ]))
+        })
+        .collect();
+    recorder.pause(false);
+    let mut pids = Vec::new();
+    for run in runs {
+        let (pid, out) = run?;
+        ensure!(out.trim() == ANSWER_V4, "dig answered {out:?}");
+        pids.push(pid);
+    }
+    let recording = recorder.stop()?;
+    for (qname, pid) in names.iter().zip(pids) {
+        let (query, response) = assert_exchange(
+            &recording.messages,
+            qname,
+            "A",
+            Transport::Udp,
+            (pid, "dig"),
+            None,
+        )?;
+        for record in [query, response] {
+            ensure!(
+                record.process.exe.is_none(),
+                "{qname}: exe {:?} for an executable whose path the probes cut short",
+                record.process.exe
+            );
+        }
+    }
+    ensure!(
+        recording.stats["exes_failed"].as_u64() >= Some(2),
         "{}",
         recording.stats
     );

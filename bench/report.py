@@ -2,6 +2,7 @@
 $BENCH_DIR/results.json; `python3 bench/report.py RESULTS.json` rewrites the report
 from them without measuring again, `--output FILE` writes it elsewhere)."""
 
+import functools
 import json
 import math
 import random
@@ -469,16 +470,23 @@ def paired(without, with_):
     return median(pair_ratios(without, with_)), median(with_) / median(without)
 
 
-def median_interval(values, resamples=10_000):
+def median_interval(values):
     """A 95 % interval for the median of `values` (percentile bootstrap: the
     median of `resamples` draws of len(values) with replacement, seeded so that
     a report renders the same twice). The pairs' ratios on this machine spread
     far wider than the goals' margins: the interval says whether a median on
     one side of a goal could as well have fallen on the other. None with fewer
     than MIN_PAIRS_FOR_INTERVAL values."""
-    values = [v for v in values if v is not None]
+    values = tuple(v for v in values if v is not None)
     if len(values) < MIN_PAIRS_FOR_INTERVAL:
         return None
+    return bootstrap_median_interval(values)
+
+
+# The row's text, its verdict and its analysis each ask for the same pairs' interval.
+@functools.cache
+def bootstrap_median_interval(values, resamples=10_000):
+    """`median_interval`'s bootstrap, once for each tuple of values."""
     draw = random.Random(0x646e7371)
     medians = sorted(statistics.median(draw.choices(values, k=len(values)))
                      for _ in range(resamples))
@@ -510,16 +518,16 @@ def count(n):
 def rate_measured(runs):
     """The rate figure's text (the median ratio with/without, and probes-only's),
     and the pairs' ratios with/without."""
-    with_, without = runs["with"], runs["without"]
-    probes = runs.get("probes", [])
-    w, wo = median([x["qps"] for x in with_]), median([x["qps"] for x in without])
-    ratio, of_medians = paired([x["qps"] for x in without], [x["qps"] for x in with_])
-    ratios = pair_ratios([x["qps"] for x in without], [x["qps"] for x in with_])
-    measured = (f"{ratio:.2f}, median of {len(with_)} interleaved pairs"
+    with_ = [x["qps"] for x in runs["with"]]
+    without = [x["qps"] for x in runs["without"]]
+    probes = [x["qps"] for x in runs.get("probes", [])]
+    w, wo = median(with_), median(without)
+    ratios = pair_ratios(without, with_)
+    measured = (f"{median(ratios):.2f}, median of {len(with_)} interleaved pairs"
                 f"{interval_text(ratios, 2)} (ratio of the medians "
-                f"{of_medians:.2f}: {w / 1e3:.1f}k / {wo / 1e3:.1f}k q/s)")
+                f"{w / wo:.2f}: {w / 1e3:.1f}k / {wo / 1e3:.1f}k q/s)")
     if probes:
-        alone, _ = paired([x["qps"] for x in without], [x["qps"] for x in probes])
+        alone, _ = paired(without, probes)
         measured += f"; with only its kernel programs attached: {alone:.2f}"
     return measured, ratios
 
@@ -602,10 +610,11 @@ def iperf(r):
     with_, without = r["iperf"]["with"], r["iperf"]["without"]
     stats = r["iperf"].get("stats", [])
     ratio, of_medians = paired(without, with_)
+    ratios = pair_ratios(without, with_)
     share = iperf_probe_share(r)
     row = ("Loopback TCP throughput (iperf3) with the probes attached / without", "≥ 0.98",
            f"{ratio:.3f}, median of {len(with_)} interleaved pairs"
-           f"{interval_text(pair_ratios(without, with_), 3)} (ratio of the medians "
+           f"{interval_text(ratios, 3)} (ratio of the medians "
            f"{of_medians:.3f}: {median(with_) / 1e9:.1f} / {median(without) / 1e9:.1f} "
            "Gbit/s)"
            + (f"; with `kernel.bpf_stats_enabled` on as well: {paired(without, stats)[0]:.3f}"
@@ -613,7 +622,7 @@ def iperf(r):
               if stats else "")
            + (f"; the probes ran {100 * share:.2f} % of iperf3's CPU time"
               if share is not None else ""),
-           paired_verdict(pair_ratios(without, with_), 0.98))
+           paired_verdict(ratios, 0.98))
     seconds = r.get("config", {}).get("iperf_seconds", 10)
     if stats:
         how = (f"`iperf3 -c 127.0.0.1 -t {seconds}` against `iperf3 -s -1` in the namespace, "

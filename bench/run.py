@@ -1450,8 +1450,9 @@ def main():
     parser.add_argument("--no-report", action="store_true")
     options = parser.parse_args()
     only = set(options.only.split(","))
-    if only - set(ALL_FIGURES):
-        sys.exit(f"--only: unknown figure(s) {', '.join(sorted(only - set(ALL_FIGURES)))}; "
+    unknown = only - set(ALL_FIGURES)
+    if unknown:
+        sys.exit(f"--only: unknown figure(s) {', '.join(sorted(unknown))}; "
                  f"known: {', '.join(ALL_FIGURES)}")
     # A run of some figures is kept apart from `make bench`'s whole run: its results
     # go to a file of their own and BENCHMARKS.md is left alone, which would
